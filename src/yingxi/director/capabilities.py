@@ -1,0 +1,35 @@
+"""What a backend can shoot, declared as data so the director plans within it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can shoot, so the director plans within it and APIs reject early."""
+
+    conditionings: frozenset[str] = frozenset({"t2v", "i2v", "flf2v", "references"})
+    size_multiple: int = 2  # width and height must be multiples of this
+    max_pixels: int | None = None  # width * height limit, if any
+    frame_step: int = 1  # legal frame counts are frame_step * k + frame_offset
+    frame_offset: int = 0
+    min_frames: int = 1
+    max_frames: int | None = None
+    native_fps: float | None = None  # None: shoots at whatever fps is asked
+
+    def legal_frames(self, wanted: int) -> int:
+        """The legal frame count nearest to `wanted` (ties go up), within min/max."""
+        k = max(0, round((wanted - self.frame_offset) / self.frame_step + 1e-9))
+        n = self.frame_step * k + self.frame_offset
+        while n < self.min_frames:
+            n += self.frame_step
+        if self.max_frames is not None:
+            while n > self.max_frames:
+                n -= self.frame_step
+        return n
+
+    def legal_size(self, width: int, height: int) -> tuple[int, int]:
+        """Round each side to the nearest multiple of size_multiple."""
+        m = self.size_multiple
+        return max(m, round(width / m) * m), max(m, round(height / m) * m)
