@@ -13,7 +13,9 @@ class YingxiError(Exception):
 class InputError(YingxiError):
     """Bad user input; `where` names the shot, field or file (e.g. "shot 2, camera")."""
 
-    def __init__(self, message: str, *, shot: int | None = None, field: str | None = None, file: str | None = None):
+    def __init__(
+        self, message: str, *, shot: int | None = None, field: str | None = None, file: str | None = None
+    ):
         self.message = message
         self.shot = shot
         self.field = field

@@ -10,9 +10,7 @@ from yingxi.director.camera import CameraPath, camera_path, camera_phrase
 from yingxi.director.capabilities import Capabilities
 from yingxi.film.model import Film, Shot, Transition
 
-DEFAULT_NEGATIVE_PROMPT = (
-    "blurry, low quality, distorted faces, extra limbs, watermark, text artifacts, static noise, jpeg artifacts"
-)
+DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, distorted faces, extra limbs, watermark, text artifacts, static noise, jpeg artifacts"
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,9 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
         wanted = max(1, round(shot.duration * fps))
         frames = caps.legal_frames(wanted)
         if frames != wanted:
-            notes.append(f"duration {shot.duration:g}s -> {frames / fps:.2f}s ({frames} frames, the nearest this backend shoots)")
+            notes.append(
+                f"duration {shot.duration:g}s -> {frames / fps:.2f}s ({frames} frames, the nearest this backend shoots)"
+            )
         seed = shot.seed if shot.seed is not None else shot_seed(film.seed, i)
         move = shot.camera.move
         phrase = camera_phrase(shot.camera.framing, move.kind, move.direction, move.speed)

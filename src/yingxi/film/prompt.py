@@ -1,11 +1,161 @@
-"""The multi-shot prompt grammar (see README): style lines, then `Shot N (attrs): text` blocks."""
+"""The multi-shot prompt grammar.
+
+    Ink-wash style, subdued blue-grey palette.          <- style: lines before the first shot
+    Shot 1 (4s, wide, slow pan left): Two men stand...   <- header attributes in any order
+    Shot 2 (3s, close-up, static, crossfade): ...
+    OLD JIA: "Happy new year."                           <- dialogue inside a shot
+
+Text with no `Shot N` header is a single shot.
+"""
 
 from __future__ import annotations
 
-from yingxi.film.model import Film
+import re
+from dataclasses import dataclass, field, replace
+
+from yingxi.errors import InputError
+from yingxi.film.model import MOVE_DIRECTIONS, CameraMove, DialogueLine, Film, Shot, Transition
+from yingxi.film.vocabulary import (
+    FRAMING_ALIASES,
+    SPEED_WORDS,
+    camera_from,
+    classify_attribute,
+    parse_camera_move,
+    parse_duration,
+    parse_seed,
+    parse_transition,
+    suggest_attribute,
+)
+
+DEFAULT_SHOT_SECONDS = 5.0
+HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*(\d+)\s*(?:[(（]([^)）]*)[)）])?\s*[:：]\s*(.*)$", re.IGNORECASE)
+LOOSE_HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*\d+\b", re.IGNORECASE)
+DIALOGUE_RE = re.compile(r'^\s*([^:："“「]{1,40}?)\s*[:：]\s*["“「](.+?)["”」]\s*$')
 
 
-def parse_prompt(text: str, **film_fields) -> Film:
-    """A plain prompt (one shot) or a multi-shot script in the prompt grammar; film_fields
-    (fps, resolution, ratio, seed, characters, ...) override the defaults."""
-    raise NotImplementedError
+@dataclass
+class _ShotDraft:
+    number: int
+    attributes: str | None
+    lines: list[str] = field(default_factory=list)
+    dialogue: list[DialogueLine] = field(default_factory=list)
+
+
+def parse_prompt(text: str, *, default_duration: float | None = None, **film_fields) -> Film:
+    """A plain prompt (one shot) or a multi-shot script; film_fields (fps, resolution, ratio, seed,
+    title, characters, style_image, music, ...) are set on the Film as given."""
+    if not text or not text.strip():
+        raise InputError("the prompt is empty; describe at least one shot", field="prompt")
+    default = DEFAULT_SHOT_SECONDS if default_duration is None else parse_duration(default_duration)
+    style_lines: list[str] = []
+    drafts: list[_ShotDraft] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        header = HEADER_RE.match(line)
+        if header:
+            drafts.append(_ShotDraft(int(header.group(1)), header.group(2)))
+            if header.group(3).strip():
+                drafts[-1].lines.append(header.group(3).strip())
+            continue
+        if LOOSE_HEADER_RE.match(line):
+            raise InputError(
+                f'cannot read the shot header "{line[:60]}"; write it as Shot N (4s, wide, pan left): text',
+                shot=len(drafts) + 1,
+                field="header",
+            )
+        speech = DIALOGUE_RE.match(line)
+        if speech and drafts:
+            drafts[-1].dialogue.append(DialogueLine(speech.group(1).strip(), speech.group(2).strip()))
+        elif drafts:
+            drafts[-1].lines.append(line)
+        else:
+            style_lines.append(line)
+    if not drafts:
+        return _single_shot(style_lines, default, film_fields)
+    for position, draft in enumerate(drafts, start=1):
+        if draft.number != position:
+            raise InputError(
+                f"shots must be numbered 1, 2, 3, ... in order; found Shot {draft.number} where Shot {position} belongs",
+                shot=draft.number,
+                field="header",
+            )
+    shots = tuple(_shot_from(d, default) for d in drafts)
+    return Film(shots=shots, style=" ".join(style_lines), **film_fields)
+
+
+def _single_shot(lines: list[str], duration: float, film_fields: dict) -> Film:
+    prompt_lines, dialogue = [], []
+    for line in lines:
+        speech = DIALOGUE_RE.match(line)
+        if speech and prompt_lines:
+            dialogue.append(DialogueLine(speech.group(1).strip(), speech.group(2).strip()))
+        else:
+            prompt_lines.append(line)
+    shot = Shot(prompt=" ".join(prompt_lines), duration=duration, dialogue=tuple(dialogue))
+    return Film(shots=(shot,), **film_fields)
+
+
+def _shot_from(draft: _ShotDraft, default_duration: float) -> Shot:
+    n = draft.number
+    prompt = " ".join(draft.lines).strip()
+    if not prompt:
+        raise InputError(
+            "the shot has no description; write what we see after the colon", shot=n, field="prompt"
+        )
+    shot = Shot(prompt=prompt, duration=default_duration, dialogue=tuple(draft.dialogue))
+    return _apply_attributes(shot, draft.attributes or "", n)
+
+
+def _apply_attributes(shot: Shot, attributes: str, n: int) -> Shot:
+    """Header attributes in any order; each kind at most once."""
+    seen: dict[str, str] = {}
+    framing: str | None = None
+    move: CameraMove | None = None
+    transition = Transition()
+    for token in (t.strip() for t in re.split(r"[,，;；]", attributes)):
+        if not token:
+            continue
+        kind = classify_attribute(token)
+        if kind is None:
+            _raise_specific(token, n)
+            hint = suggest_attribute(token)
+            did = f' (did you mean "{hint}"?)' if hint else ""
+            raise InputError(
+                f'unknown shot attribute "{token}"{did}; a header takes a duration (4s), a framing '
+                "(extreme wide, wide, medium, close-up, extreme close-up), a camera move (static, pan left, "
+                "slow dolly in, handheld, ...), a transition (cut, crossfade, fade, wipe left) and continue",
+                shot=n,
+                field="header",
+            )
+        if kind in seen:
+            raise InputError(
+                f'two {kind} attributes: "{seen[kind]}" and "{token}"; keep one', shot=n, field=kind
+            )
+        seen[kind] = token
+        if kind == "duration":
+            shot = replace(shot, duration=parse_duration(token, shot=n))
+        elif kind == "framing":
+            word = " ".join(token.lower().split())
+            framing = FRAMING_ALIASES.get(word, word)
+        elif kind == "camera":
+            move = parse_camera_move(token, shot=n)
+        elif kind == "transition":
+            transition = parse_transition(token, shot=n)
+        elif kind == "continue":
+            if n == 1:
+                raise InputError("the first shot has no previous shot to continue", shot=n, field="continue")
+            shot = replace(shot, continue_previous=True)
+        elif kind == "seed":
+            shot = replace(shot, seed=parse_seed(re.sub(r"[^0-9]", "", token), shot=n))
+    return replace(shot, camera=camera_from(framing, move), transition=transition)
+
+
+def _raise_specific(token: str, n: int) -> None:
+    """A token that starts like a camera move or transition gets that parser's precise message."""
+    words = [w for w in token.lower().split() if w not in SPEED_WORDS]
+    if words and words[0] in MOVE_DIRECTIONS:
+        parse_camera_move(token, shot=n)
+    if words and words[0] in ("wipe", "fade", "crossfade", "dissolve", "cut"):
+        parse_transition(token, shot=n)

@@ -1,16 +1,215 @@
-"""YAML/JSON film scripts: the same model as the prompt grammar, with paths relative to the file."""
+"""YAML/JSON film scripts: the same model as the prompt grammar, with paths relative to the file.
+
+title: New Year on the Ice
+fps: 24
+resolution: 720p
+ratio: "16:9"
+style: Ink-wash style, subdued blue-grey palette.
+characters:
+  OLD JIA: {description: a weathered man in a padded coat, image: jia.png, voice: en-us+m3}
+music: score.ogg
+shots:
+  - {prompt: Two men stand on the ice., duration: 4, framing: wide, camera: slow pan left}
+  - prompt: The older man lifts a thermos flask.
+    duration: 3
+    transition: crossfade
+    dialogue: [{character: OLD JIA, line: Happy new year.}]
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from yingxi.film.model import Film
+import yaml
+
+from yingxi.errors import InputError, unknown_word
+from yingxi.film.model import Character, DialogueLine, Film, Shot
+from yingxi.film.vocabulary import (
+    camera_from,
+    parse_camera_move,
+    parse_duration,
+    parse_fps,
+    parse_framing,
+    parse_ratio,
+    parse_resolution,
+    parse_seed,
+    parse_transition,
+)
+
+FILM_KEYS = (
+    "title",
+    "fps",
+    "resolution",
+    "ratio",
+    "seed",
+    "style",
+    "style_image",
+    "characters",
+    "music",
+    "shots",
+)
+SHOT_KEYS = ("prompt", "duration", "framing", "camera", "transition", "dialogue", "characters",
+             "first_frame", "last_frame", "continue", "seed")  # fmt: skip
+CHARACTER_KEYS = ("description", "image", "voice")
+MAX_SHOTS = 100
 
 
-def parse_script(data: dict[str, Any], base_dir: Path | None = None, *, source: str | None = None) -> Film:
-    raise NotImplementedError
+def load_script(path: str | Path) -> Film:
+    """Read a .yaml/.yml/.json script; relative paths inside resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("script file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read script: {e}", file=str(path)) from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise InputError(
+            f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {_first_line(e)}",
+            file=str(path),
+        ) from None
+    try:
+        return parse_script(data, path.parent)
+    except InputError as e:
+        e.file = e.file or str(path)
+        raise InputError(e.message, shot=e.shot, field=e.field, file=e.file) from None
 
 
-def load_script(path: Path) -> Film:
-    raise NotImplementedError
+def parse_script(data: Any, base_dir: Path | None = None) -> Film:
+    """A script already decoded from YAML/JSON (a dict); files are checked to exist."""
+    if not isinstance(data, dict):
+        raise InputError(f"a script is a mapping with a 'shots' list, got {type(data).__name__}")
+    _check_keys(data, FILM_KEYS, "script")
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    shots_data = data.get("shots")
+    if not isinstance(shots_data, list) or not shots_data:
+        raise InputError("a script needs a non-empty list of shots", field="shots")
+    if len(shots_data) > MAX_SHOTS:
+        raise InputError(f"{len(shots_data)} shots is too many; at most {MAX_SHOTS}", field="shots")
+    characters = _characters(data.get("characters") or {}, base)
+    shots = tuple(_shot(i, s, base) for i, s in enumerate(shots_data, start=1))
+    return Film(
+        shots=shots,
+        title=_text(data.get("title", ""), "title"),
+        style=_text(data.get("style", ""), "style"),
+        style_image=_path(data.get("style_image"), base, field="style_image"),
+        characters=characters,
+        fps=parse_fps(data.get("fps", 24)),
+        resolution=parse_resolution(data.get("resolution", "720p")),
+        ratio=parse_ratio(data.get("ratio", "16:9")),
+        seed=parse_seed(data.get("seed", 0)),
+        music=_path(data.get("music"), base, field="music"),
+    )
+
+
+def _shot(n: int, data: Any, base: Path) -> Shot:
+    if isinstance(data, str):
+        data = {"prompt": data}
+    if not isinstance(data, dict):
+        raise InputError(f"a shot is a mapping with a prompt, got {type(data).__name__}", shot=n)
+    _check_keys(data, SHOT_KEYS, "shot", shot=n)
+    prompt = _text(data.get("prompt", ""), "prompt", shot=n).strip()
+    if not prompt:
+        raise InputError("the shot has no prompt; describe what we see", shot=n, field="prompt")
+    framing = parse_framing(_text(data["framing"], "framing", shot=n), shot=n) if "framing" in data else None
+    move = parse_camera_move(_text(data["camera"], "camera", shot=n), shot=n) if "camera" in data else None
+    transition = parse_transition(_text(data.get("transition", "cut"), "transition", shot=n), shot=n)
+    keep_going = data.get("continue", False)
+    if not isinstance(keep_going, bool):
+        raise InputError(f"continue is true or false, got {keep_going!r}", shot=n, field="continue")
+    if keep_going and n == 1:
+        raise InputError("the first shot has no previous shot to continue", shot=n, field="continue")
+    names = data.get("characters", [])
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise InputError("characters is a list of names", shot=n, field="characters")
+    return Shot(
+        prompt=prompt,
+        duration=parse_duration(data.get("duration", 5), shot=n),
+        camera=camera_from(framing, move),
+        transition=transition,
+        dialogue=_dialogue(data.get("dialogue", []), n),
+        characters=tuple(names),
+        first_frame=_path(data.get("first_frame"), base, shot=n, field="first_frame"),
+        last_frame=_path(data.get("last_frame"), base, shot=n, field="last_frame"),
+        continue_previous=keep_going,
+        seed=parse_seed(data["seed"], shot=n) if data.get("seed") is not None else None,
+    )
+
+
+def _dialogue(items: Any, n: int) -> tuple[DialogueLine, ...]:
+    if not isinstance(items, list):
+        raise InputError("dialogue is a list of {character, line}", shot=n, field="dialogue")
+    lines = []
+    for j, item in enumerate(items, start=1):
+        where = f"dialogue[{j}]"
+        if not isinstance(item, dict):
+            raise InputError("each dialogue entry is {character: NAME, line: TEXT}", shot=n, field=where)
+        _check_keys(item, ("character", "line"), "dialogue", shot=n, field=where)
+        who = _text(item.get("character", ""), f"{where}.character", shot=n).strip()
+        line = _text(item.get("line", ""), f"{where}.line", shot=n).strip()
+        if not who or not line:
+            raise InputError("each dialogue entry needs a character and a line", shot=n, field=where)
+        lines.append(DialogueLine(who, line))
+    return tuple(lines)
+
+
+def _characters(data: Any, base: Path) -> tuple[Character, ...]:
+    if not isinstance(data, dict):
+        raise InputError("characters is a mapping NAME: {description, image, voice}", field="characters")
+    out = []
+    for name, spec in data.items():
+        where = f"characters.{name}"
+        if isinstance(spec, str):
+            spec = {"description": spec}
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            raise InputError("a character is {description, image, voice}", field=where)
+        _check_keys(spec, CHARACTER_KEYS, "character", field=where)
+        out.append(
+            Character(
+                name=str(name),
+                description=_text(spec.get("description", ""), f"{where}.description"),
+                image=_path(spec.get("image"), base, field=f"{where}.image"),
+                voice=_text(spec["voice"], f"{where}.voice") if spec.get("voice") else None,
+            )
+        )
+    return tuple(out)
+
+
+def _path(value: Any, base: Path, *, shot: int | None = None, field: str) -> Path | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"expected a file path, got {value!r}", shot=shot, field=field)
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise InputError(f"file not found: {path}", shot=shot, field=field)
+    return path
+
+
+def _text(value: Any, field: str, *, shot: int | None = None) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise InputError(f"expected text, got {value!r}", shot=shot, field=field)
+    return value
+
+
+def _check_keys(
+    data: dict, allowed: tuple[str, ...], what: str, *, shot: int | None = None, field: str | None = None
+) -> None:
+    for key in data:
+        if key not in allowed:
+            raise InputError(
+                unknown_word(f"{what} field", str(key), allowed), shot=shot, field=field or str(key)
+            )
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:200]

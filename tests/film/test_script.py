@@ -1,0 +1,122 @@
+import json
+
+import pytest
+from PIL import Image
+
+from yingxi.errors import InputError
+from yingxi.film import load_script, parse_script
+from yingxi.film.model import CameraMove
+
+SCRIPT = """
+title: New Year on the Ice
+fps: 12
+resolution: 480p
+ratio: "1:1"
+seed: 9
+style: Ink-wash style.
+characters:
+  OLD JIA: {description: a weathered man, image: jia.png, voice: en-us+m3}
+  XIAO LI: a young man
+music: music.wav
+shots:
+  - {prompt: Two men on the ice., duration: 4, framing: wide, camera: slow pan left}
+  - prompt: The older man lifts a flask.
+    duration: 2.5s
+    framing: close-up
+    camera: static
+    transition: crossfade
+    characters: [OLD JIA]
+    dialogue:
+      - {character: OLD JIA, line: Happy new year.}
+  - prompt: He pours.
+    continue: true
+    transition: wipe right
+    first_frame: frames/pour.png
+    seed: 5
+"""
+
+
+@pytest.fixture
+def script_dir(tmp_path):
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "jia.png")
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (8, 8), "blue").save(tmp_path / "frames" / "pour.png")
+    (tmp_path / "music.wav").write_bytes(b"RIFF")
+    (tmp_path / "film.yaml").write_text(SCRIPT)
+    return tmp_path
+
+
+def test_yaml_script(script_dir):
+    film = load_script(script_dir / "film.yaml")
+    assert (film.title, film.fps, film.resolution, film.ratio, film.seed) == (
+        "New Year on the Ice",
+        12,
+        "480p",
+        "1:1",
+        9,
+    )
+    assert film.size == (640, 640)
+    assert film.style == "Ink-wash style."
+    jia = film.character("old jia")
+    assert jia.image == script_dir / "jia.png" and jia.voice == "en-us+m3"
+    assert film.character("XIAO LI").description == "a young man"
+    assert film.music == script_dir / "music.wav"
+    s1, s2, s3 = film.shots
+    assert s1.camera.move == CameraMove("pan", "left", "slow") and s1.camera.framing == "wide"
+    assert (
+        s2.duration == 2.5 and s2.transition.kind == "crossfade" and s2.dialogue[0].line == "Happy new year."
+    )
+    assert s3.continue_previous and s3.transition.direction == "right" and s3.seed == 5
+    assert s3.first_frame == script_dir / "frames" / "pour.png"
+    assert film.duration == 4 + 2.5 + 5
+
+
+def test_json_script_same_model(script_dir):
+    import yaml
+
+    data = yaml.safe_load(SCRIPT)
+    (script_dir / "film.json").write_text(json.dumps(data))
+    assert load_script(script_dir / "film.json") == load_script(script_dir / "film.yaml")
+
+
+def test_defaults():
+    film = parse_script({"shots": [{"prompt": "x"}]})
+    assert (film.fps, film.resolution, film.ratio, film.size) == (24, "720p", "16:9", (1280, 720))
+
+
+def err(data, base=None) -> InputError:
+    with pytest.raises(InputError) as info:
+        parse_script(data, base)
+    return info.value
+
+
+def test_errors_name_shot_field_and_accepted_words(tmp_path):
+    e = err({"shots": [{"prompt": "a"}, {"prompt": "b", "camera": "zoom inn"}]})
+    assert e.shot == 2 and e.field == "camera" and 'did you mean "zoom in"' in str(e)
+    e = err({"shots": [{"prompt": "a", "framing": "wideshot"}]})
+    assert e.field == "framing" and "extreme wide" in str(e)
+    e = err({"shots": [{"prompt": "a", "tranistion": "cut"}]})
+    assert 'did you mean "transition"' in str(e) and e.shot == 1
+    e = err({"shots": [{"prompt": "a", "first_frame": "missing.png"}]}, tmp_path)
+    assert e.field == "first_frame" and "file not found" in str(e)
+    e = err({"resolution": "4k", "shots": [{"prompt": "a"}]})
+    assert e.field == "resolution" and "720p" in str(e)
+    e = err({"ratio": "16:10", "shots": [{"prompt": "a"}]})
+    assert e.field == "ratio" and "16:9" in str(e)
+    e = err({"fps": 0, "shots": [{"prompt": "a"}]})
+    assert e.field == "fps"
+    e = err({"shots": []})
+    assert e.field == "shots"
+    e = err({"shots": [{"prompt": "a", "dialogue": [{"character": "A"}]}]})
+    assert e.field == "dialogue[1]"
+    e = err({"shots": [{"prompt": "a", "duration": "long"}]})
+    assert e.field == "duration" and "4s" in str(e)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    (tmp_path / "bad.yaml").write_text("shots: [\n")
+    with pytest.raises(InputError, match="not valid YAML") as info:
+        load_script(tmp_path / "bad.yaml")
+    assert "bad.yaml" in str(info.value)
+    with pytest.raises(InputError, match="not found"):
+        load_script(tmp_path / "nope.yaml")
