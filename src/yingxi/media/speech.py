@@ -1,0 +1,132 @@
+"""Speech synthesis with espeak-ng: small, offline, many languages; good enough for dialogue in an animatic."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+import shutil
+import struct
+import subprocess
+
+import av
+import numpy as np
+
+from yingxi.errors import InputError, YingxiError
+
+ESPEAK = "espeak-ng"
+_INSTALL_HINT = "espeak-ng is not installed; run `make` (it installs it) or `apt-get install espeak-ng`"
+
+
+def _espeak() -> str:
+    exe = shutil.which(ESPEAK)
+    if exe is None:
+        raise YingxiError(_INSTALL_HINT)
+    return exe
+
+
+def _run(args: list[str], text: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    data = text.encode("utf-8") if text is not None else None
+    # Text goes in on stdin, so a line starting with "-" is never taken for an option.
+    return subprocess.run([_espeak(), *args], input=data, capture_output=True, timeout=120, check=False)
+
+
+def _table(args: list[str]) -> list[list[str]]:
+    """Rows of `espeak-ng --voices` output, split on whitespace (header dropped)."""
+    out = _run(args).stdout.decode("utf-8", "replace").splitlines()
+    return [line.split() for line in out[1:] if line.strip()]
+
+
+@functools.lru_cache(maxsize=1)
+def list_voices() -> tuple[str, ...]:
+    """Language voices espeak-ng can speak on its own (MBROLA voices need extra data, so they are left out)."""
+    names: set[str] = set()
+    for row in _table(["--voices"]):
+        if len(row) >= 5 and not row[4].startswith("mb/"):
+            # The language, then "(en 2)"-style other languages the voice also answers to.
+            names.add(row[1].lower())
+            names.update(m.lower() for m in re.findall(r"\(([^\s()]+) \d+\)", " ".join(row[5:])))
+    return tuple(sorted(names))
+
+
+@functools.lru_cache(maxsize=1)
+def list_variants() -> tuple[str, ...]:
+    """Voice variants that can follow a language after "+" (m1..m8, f1..f5, and named ones)."""
+    files = [row[4] for row in _table(["--voices=variant"]) if len(row) >= 5 and row[4].startswith("!v/")]
+    return tuple(sorted({f[3:] for f in files}))
+
+
+def resolve_voice(voice: str) -> str:
+    """The voice as espeak-ng spells it ("EN-US+M3" -> "en-us+m3"); InputError with close matches if unknown."""
+    lang, _, variant = voice.strip().partition("+")
+    voices = list_voices()
+    if lang.lower() not in voices:
+        hints = difflib.get_close_matches(lang.lower(), voices, n=5, cutoff=0.5)
+        did = f"; close matches: {', '.join(hints)}" if hints else ""
+        raise InputError(f'unknown voice "{voice}"{did} (see `espeak-ng --voices`)', field="voice")
+    if not variant:
+        return lang.lower()
+    variants = {v.lower(): v for v in list_variants()}
+    if variant.lower() not in variants:
+        hints = difflib.get_close_matches(variant.lower(), list(variants), n=5, cutoff=0.5)
+        did = (
+            f"; close matches: {', '.join(lang.lower() + '+' + variants[h] for h in hints)}" if hints else ""
+        )
+        raise InputError(f'unknown voice variant "{variant}" in "{voice}"{did}', field="voice")
+    return f"{lang.lower()}+{variants[variant.lower()]}"
+
+
+def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """int16 mono samples and rate from espeak's WAV. Its sizes are bogus when writing to a pipe, so the data
+    chunk is taken to the end of the stream."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise YingxiError("espeak-ng did not return a WAV stream")
+    pos, rate, channels, bits = 12, None, 1, 16
+    while pos + 8 <= len(data):
+        tag, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        body = pos + 8
+        if tag == b"fmt ":
+            fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", data[body : body + 16])
+            if fmt != 1 or bits != 16:
+                raise YingxiError(f"espeak-ng returned WAV format {fmt}/{bits} bit; expected 16-bit PCM")
+        elif tag == b"data":
+            if rate is None:
+                raise YingxiError("espeak-ng WAV has no format chunk")
+            raw = data[body : min(len(data), body + size)]
+            raw = raw[: len(raw) - len(raw) % (2 * channels)]
+            samples = np.frombuffer(raw, dtype="<i2").reshape(-1, channels).mean(axis=1)
+            return samples.astype(np.int16), rate
+        pos = body + size + (size & 1)
+    raise YingxiError("espeak-ng WAV has no data chunk")
+
+
+def resample_mono(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """float32 mono at `target` Hz (libswresample through PyAV, band-limited)."""
+    x = np.ascontiguousarray(samples, dtype=np.float32)
+    if rate == target or x.size == 0:
+        return x
+    frame = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
+    out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    y = np.concatenate(out) if out else np.zeros(0, np.float32)
+    return y[: round(x.size * target / rate)].astype(np.float32, copy=False)
+
+
+def synthesize_speech(
+    text: str, voice: str = "en-us", *, sample_rate: int = 48000, words_per_minute: int | None = None
+) -> np.ndarray:
+    """float32 mono in [-1, 1] at sample_rate: `text` spoken by espeak-ng in `voice`."""
+    name = resolve_voice(voice)
+    if not text.strip():
+        return np.zeros(0, np.float32)
+    args = ["--stdout", "-v", name]
+    if words_per_minute is not None:
+        args += ["-s", str(int(words_per_minute))]
+    result = _run(args, text)
+    if result.returncode != 0 or not result.stdout:
+        why = result.stderr.decode("utf-8", "replace").strip() or f"exit status {result.returncode}"
+        raise InputError(f'espeak-ng could not speak with voice "{voice}": {why}', field="voice")
+    samples, rate = _parse_wav(result.stdout)
+    return resample_mono(samples.astype(np.float32) / 32768.0, rate, sample_rate)

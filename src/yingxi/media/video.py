@@ -1,0 +1,222 @@
+"""Video and audio files through PyAV: write an MP4 atomically from streamed frames, read any file back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from yingxi.errors import InputError
+
+AUDIO_RATE = 48000  # Hz, the project's one audio rate
+_AUDIO_CHUNK = 1024 * 8  # samples handed to the encoder at a time
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration: float  # seconds of video: num_frames / fps
+    has_audio: bool
+    audio_sample_rate: int | None
+    audio_duration: float | None  # seconds of decoded audio
+    video_codec: str = ""
+    pix_fmt: str = ""
+    audio_codec: str | None = None
+    audio_channels: int | None = None
+
+
+def _as_stereo(audio: np.ndarray) -> np.ndarray:
+    """float32 (N, 2) from (N,) mono or (N, 1|2)."""
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[1] not in (1, 2):
+        raise ValueError(f"audio must be (N,) or (N, 2), got {a.shape}")
+    if a.shape[1] == 1:
+        a = np.repeat(a, 2, axis=1)
+    return np.clip(a, -1.0, 1.0)
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    """23.976 -> 24000/1001; 24.0 -> 24."""
+    return Fraction(fps).limit_denominator(1001)
+
+
+class _AudioWriter:
+    """Feeds the AAC encoder in chunks so audio packets interleave with video packets as they come."""
+
+    def __init__(self, container: av.container.OutputContainer, audio: np.ndarray, sample_rate: int):
+        self.container = container
+        self.audio = audio  # float32 (N, 2)
+        self.rate = sample_rate
+        self.stream = container.add_stream("aac", rate=sample_rate, layout="stereo")
+        self.stream.bit_rate = 192_000
+        self.done = 0  # samples encoded so far
+
+    def write_until(self, seconds: float | None) -> None:
+        end = len(self.audio) if seconds is None else min(len(self.audio), int(round(seconds * self.rate)))
+        while self.done < end:
+            stop = min(end, self.done + _AUDIO_CHUNK)
+            chunk = self.audio[self.done : stop]  # (n, 2)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T), format="fltp", layout="stereo")
+            frame.sample_rate = self.rate
+            frame.pts = self.done
+            frame.time_base = Fraction(1, self.rate)
+            self.container.mux(self.stream.encode(frame))
+            self.done = stop
+
+    def flush(self) -> None:
+        self.write_until(None)
+        self.container.mux(self.stream.encode(None))
+
+
+def write_mp4(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    *,
+    fps: float,
+    width: int,
+    height: int,
+    audio: np.ndarray | None = None,
+    sample_rate: int = AUDIO_RATE,
+    crf: int = 20,
+) -> Path:
+    """H.264 yuv420p (+AAC stereo) MP4 with the index at the front. Frames are streamed; the file appears at
+    `path` only when complete (temp file + os.replace), and nothing is left behind on failure."""
+    path = Path(path)
+    if width % 2 or height % 2 or width <= 0 or height <= 0:
+        raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    container = None
+    try:
+        container = av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"})
+        rate = _fps_fraction(fps)
+        video = container.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.time_base = 1 / rate
+        video.options = {"crf": str(crf), "preset": "medium"}
+        sound = _AudioWriter(container, _as_stereo(audio), sample_rate) if audio is not None else None
+        count = 0
+        for frame in frames:
+            if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+                raise ValueError(
+                    f"frame {count} is {frame.dtype} {frame.shape}; expected uint8 {(height, width, 3)}"
+                )
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf.pts = count
+            container.mux(video.encode(vf))
+            count += 1
+            if sound is not None:
+                sound.write_until(count / float(rate))
+        if count == 0:
+            raise ValueError("no frames to write")
+        container.mux(video.encode(None))
+        if sound is not None:
+            sound.flush()
+        container.close()
+        container = None
+        os.replace(tmp, path)
+    except BaseException:
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # the original error is the one worth reporting
+                pass
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("cannot read media: no such file", file=str(path))
+    try:
+        return av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise InputError(f"cannot read media: {e}", file=str(path)) from None
+
+
+def read_video(path: str | Path) -> VideoInfo:
+    """What is in a video file, counted by decoding (not trusted from headers)."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise InputError("cannot read video: the file has no video stream", file=str(path))
+        vs = container.streams.video[0]
+        fps = float(vs.average_rate or vs.guessed_rate or 0)
+        try:
+            num_frames = sum(1 for _ in container.decode(vs))
+        except av.FFmpegError as e:
+            raise InputError(f"cannot read video: {e}", file=str(path)) from None
+        info = dict(
+            width=vs.codec_context.width,
+            height=vs.codec_context.height,
+            fps=fps,
+            num_frames=num_frames,
+            duration=num_frames / fps if fps else 0.0,
+            video_codec=vs.codec_context.name,
+            pix_fmt=vs.codec_context.pix_fmt or "",
+        )
+        has_audio = bool(container.streams.audio)
+        if has_audio:
+            aus = container.streams.audio[0]
+            info.update(audio_codec=aus.codec_context.name, audio_channels=aus.codec_context.channels)
+    if not has_audio:
+        return VideoInfo(has_audio=False, audio_sample_rate=None, audio_duration=None, **info)
+    samples, rate = _decode_audio(path, None)
+    return VideoInfo(has_audio=True, audio_sample_rate=rate, audio_duration=len(samples) / rate, **info)
+
+
+def read_frames(path: str | Path) -> np.ndarray:
+    """All frames as uint8 (F, H, W, 3) RGB; for tests and small files."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise InputError("cannot read video: the file has no video stream", file=str(path))
+        try:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
+        except av.FFmpegError as e:
+            raise InputError(f"cannot read video: {e}", file=str(path)) from None
+    if not frames:
+        raise InputError("cannot read video: no frames", file=str(path))
+    return np.stack(frames)
+
+
+def _decode_audio(path: str | Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
+    """float32 (N, 2) of the first audio stream, resampled to sample_rate (None: keep the stream's rate)."""
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise InputError("cannot read audio: the file has no audio stream", file=str(path))
+        stream = container.streams.audio[0]
+        rate = sample_rate or stream.codec_context.sample_rate
+        # The container's duration excludes the encoder's padding of the last frame (AAC pads to 1024).
+        declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
+        chunks = []
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # let the resampler count samples itself (mp4 edit lists shift pts)
+                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray() for f in resampler.resample(None))
+        except (av.FFmpegError, ValueError) as e:
+            raise InputError(f"cannot read audio: {e}", file=str(path)) from None
+    # Packed 'flt' frames come as (1, n * 2), interleaved L R L R.
+    data = np.concatenate([c.reshape(-1) for c in chunks]) if chunks else np.zeros(0, np.float32)
+    data = data.reshape(-1, 2).astype(np.float32, copy=False)
+    if declared is not None:
+        keep = round(declared * rate)
+        if 0 < len(data) - keep <= rate // 10:  # only trim padding, never real audio
+            data = data[:keep]
+    return data, rate
+
+
+def read_audio(path: str | Path, sample_rate: int = AUDIO_RATE) -> np.ndarray:
+    """float32 (N, 2) in [-1, 1] at sample_rate, from any audio or video file's first audio stream."""
+    return _decode_audio(path, sample_rate)[0]

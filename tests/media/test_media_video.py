@@ -1,0 +1,114 @@
+"""write_mp4 / read_* round trips, checked on what PyAV decodes back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from yingxi.errors import InputError
+from yingxi.media.video import read_audio, read_frames, read_video, write_mp4
+
+W, H, FPS, RATE = 64, 48, 12, 48000
+
+
+def flat_frames(n: int, fail_at: int | None = None):
+    for i in range(n):
+        if i == fail_at:
+            raise RuntimeError("backend died")
+        yield np.full((H, W, 3), (20 * i) % 250, np.uint8)
+
+
+def tone(seconds: float, freq: float = 440.0, rate: int = RATE) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_round_trip_streams_size_fps_frames_and_audio(tmp_path: Path):
+    out = tmp_path / "film.mp4"
+    stereo = np.stack([tone(2.0), tone(2.0, 880.0)], axis=1)  # (N, 2)
+    assert write_mp4(out, flat_frames(24), fps=FPS, width=W, height=H, audio=stereo) == out
+
+    with av.open(str(out)) as c:
+        kinds = sorted(s.type for s in c.streams)
+        v, a = c.streams.video[0], c.streams.audio[0]
+        assert kinds == ["audio", "video"]
+        assert v.codec_context.name == "h264" and v.codec_context.pix_fmt == "yuv420p"
+        assert a.codec_context.name == "aac" and a.codec_context.channels == 2
+        assert a.codec_context.sample_rate == RATE
+    info = read_video(out)
+    assert (info.width, info.height, info.fps, info.num_frames) == (W, H, 12.0, 24)
+    assert info.duration == pytest.approx(2.0)
+    # AAC is decoded to the container's declared length (priming and padding removed): within 1 ms.
+    assert info.has_audio and info.audio_duration == pytest.approx(2.0, abs=1e-3)
+
+    frames = read_frames(out)
+    assert frames.shape == (24, H, W, 3)
+    # Flat grey levels survive H.264 at crf 20 within 3 levels (yuv420p rounding).
+    expected = (20 * np.arange(24)) % 250
+    assert np.abs(frames.reshape(24, -1).astype(int).mean(axis=1) - expected).max() < 3
+
+    audio = read_audio(out)
+    assert audio.shape == (96000, 2) and audio.dtype == np.float32
+    # The channels keep their own tones: dominant frequency of each, by FFT over the middle second.
+    for ch, freq in ((0, 440), (1, 880)):
+        spectrum = np.abs(np.fft.rfft(audio[24000:72000, ch]))
+        assert abs(np.argmax(spectrum) * RATE / 48000 - freq) <= 2
+
+
+def test_moov_atom_is_at_the_front(tmp_path: Path):
+    out = write_mp4(tmp_path / "f.mp4", flat_frames(6), fps=FPS, width=W, height=H)
+    data = out.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+
+
+def test_mono_audio_and_no_audio(tmp_path: Path):
+    out = write_mp4(tmp_path / "m.mp4", flat_frames(12), fps=FPS, width=W, height=H, audio=tone(1.0))
+    audio = read_audio(out)
+    assert audio.shape == (48000, 2)
+    # AAC codes the pair jointly, so the copies match to lossy-codec precision, not exactly.
+    assert np.abs(audio[:, 0] - audio[:, 1]).max() < 0.01
+    silent = write_mp4(tmp_path / "s.mp4", flat_frames(12), fps=FPS, width=W, height=H)
+    info = read_video(silent)
+    assert not info.has_audio and info.audio_duration is None
+    with pytest.raises(InputError, match="no audio stream"):
+        read_audio(silent)
+
+
+def test_failure_mid_stream_leaves_nothing(tmp_path: Path):
+    out = tmp_path / "film.mp4"
+    with pytest.raises(RuntimeError, match="backend died"):
+        write_mp4(out, flat_frames(24, fail_at=10), fps=FPS, width=W, height=H, audio=tone(2.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_keeps_an_existing_file_untouched(tmp_path: Path):
+    out = tmp_path / "film.mp4"
+    out.write_bytes(b"the previous render")
+    with pytest.raises(RuntimeError):
+        write_mp4(out, flat_frames(24, fail_at=3), fps=FPS, width=W, height=H)
+    assert out.read_bytes() == b"the previous render"
+    assert [p.name for p in tmp_path.iterdir()] == ["film.mp4"]
+    with pytest.raises(ValueError, match="frame 0"):
+        write_mp4(out, iter([np.zeros((10, 10, 3), np.uint8)]), fps=FPS, width=W, height=H)
+    assert out.read_bytes() == b"the previous render"
+
+
+def test_read_audio_resamples_any_rate(tmp_path: Path):
+    out = write_mp4(tmp_path / "t.mp4", flat_frames(12), fps=FPS, width=W, height=H, audio=tone(1.0, 1000.0))
+    low = read_audio(out, sample_rate=16000)
+    assert low.shape == (16000, 2)
+    spectrum = np.abs(np.fft.rfft(low[4000:12000, 0]))
+    assert abs(np.argmax(spectrum) * 16000 / 8000 - 1000) <= 2
+
+
+def test_unreadable_files_raise_input_error_naming_the_file(tmp_path: Path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video at all" * 10)
+    for reader in (read_audio, read_video, read_frames):
+        with pytest.raises(InputError, match="junk.mp4"):
+            reader(junk)
+        with pytest.raises(InputError, match="no such file"):
+            reader(tmp_path / "missing.wav")
