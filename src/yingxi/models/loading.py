@@ -1,0 +1,210 @@
+"""Family-agnostic checkpoint loading: read tensors, rename keys by a regex table, build on meta, assign.
+
+The pattern follows black-forest-labs/flux: the module is constructed on the meta device (no memory, no
+random init), then `load_state_dict(..., assign=True)` adopts the checkpoint tensors as parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from yingxi.errors import InputError, ModelNotFoundError
+
+M = TypeVar("M", bound=nn.Module)
+
+# Names a person may type for a dtype; the values are what torch wants.
+DTYPES: dict[str, torch.dtype] = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+}
+
+_TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
+class CheckpointError(InputError):
+    """A checkpoint on disk does not fit the model it is loaded into (missing, unexpected or misshapen keys)."""
+
+
+def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """`torch.bfloat16` or one of "bf16", "fp16", "fp32" (and long spellings) -> a floating torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise InputError(f"dtype must be floating point, got {dtype}", field="dtype")
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in DTYPES:
+        raise InputError(f'unknown dtype "{dtype}"; accepted: {", ".join(DTYPES)}', field="dtype")
+    return DTYPES[key]
+
+
+def _load_safetensors(path: Path, device: str | torch.device) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as exc:  # safetensors raises its own untyped errors for truncated/corrupt files
+        raise CheckpointError(f"cannot read safetensors file: {exc}", file=str(path)) from exc
+
+
+def _load_torch(path: Path, device: str | torch.device) -> dict[str, Tensor]:
+    try:
+        obj = torch.load(str(path), map_location=device, weights_only=True, mmap=True)
+    except Exception as exc:  # pickle/zip errors; weights_only refuses arbitrary code
+        raise CheckpointError(f"cannot read torch checkpoint: {exc}", file=str(path)) from exc
+    # Some trainers wrap the weights: {"state_dict": {...}} or {"model": {...}}.
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
+            obj = obj[wrapper]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError("expected a flat {name: tensor} state dict", file=str(path))
+    return dict(obj)
+
+
+def _shards_in_folder(folder: Path) -> list[Path]:
+    indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if len(indexes) > 1:
+        names = ", ".join(p.name for p in indexes)
+        raise CheckpointError(f"several shard indexes ({names}); point at one file", file=str(folder))
+    if indexes:
+        try:
+            weight_map = json.loads(indexes[0].read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"bad shard index: {exc}", file=str(indexes[0])) from exc
+        shards = [folder / name for name in dict.fromkeys(weight_map.values())]
+        missing = [p.name for p in shards if not p.is_file()]
+        if missing:
+            raise ModelNotFoundError(f"{indexes[0]}: shards listed but not on disk: {', '.join(missing)}")
+        return shards
+    shards = sorted(folder.glob("*.safetensors"))
+    if not shards:
+        shards = sorted(p for p in folder.iterdir() if p.suffix in _TORCH_SUFFIXES)
+    if not shards:
+        raise ModelNotFoundError(f"{folder}: no .safetensors, .pth or .pt weights in this folder")
+    return shards
+
+
+def read_state_dict(path: str | Path, *, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """All tensors of a checkpoint: a folder (sharded safetensors + index, or single files), a .safetensors
+    file, or an original `.pth`/`.pt` file (read with `weights_only=True`)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelNotFoundError(f"{path}: checkpoint not found")
+    files = _shards_in_folder(path) if path.is_dir() else [path]
+    state: dict[str, Tensor] = {}
+    for file in files:
+        if file.suffix == ".safetensors":
+            part = _load_safetensors(file, device)
+        elif file.suffix in _TORCH_SUFFIXES:
+            part = _load_torch(file, device)
+        else:
+            raise CheckpointError(
+                f'unknown checkpoint format "{file.suffix}"; expected .safetensors, .pth or .pt',
+                file=str(file),
+            )
+        dup = state.keys() & part.keys()
+        if dup:
+            raise CheckpointError(f"key {sorted(dup)[0]!r} appears in more than one shard", file=str(file))
+        state.update(part)
+    return state
+
+
+def rename_keys(state_dict: Mapping[str, Tensor], table: Sequence[tuple[str, str]]) -> dict[str, Tensor]:
+    """Apply a declarative `(regex, replacement)` table, in order, to every key (`re.sub` semantics)."""
+    compiled = [(re.compile(pattern), repl) for pattern, repl in table]
+    out: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}
+    for key, value in state_dict.items():
+        new = key
+        for pattern, repl in compiled:
+            new = pattern.sub(repl, new)
+        if new in out:
+            raise CheckpointError(f"keys {origin[new]!r} and {key!r} both rename to {new!r}")
+        out[new] = value
+        origin[new] = key
+    return out
+
+
+def _matches_fp32(name: str, keep_fp32: Iterable[str]) -> bool:
+    # The same rule as diffusers' `_keep_in_fp32_modules`: a whole dotted component of the name matches.
+    parts = name.split(".")
+    return any(m in parts for m in keep_fp32)
+
+
+def _describe(keys: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_module(
+    build: Callable[[Any], M],
+    config: Any,
+    state_dict: Mapping[str, Tensor],
+    *,
+    dtype: torch.dtype | str,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+    keep_fp32: Sequence[str] = (),
+    ignore_unexpected: Sequence[str] = (),
+    source: str | None = None,
+) -> M:
+    """Build `build(config)` on the meta device and adopt the (cast, moved) tensors with `assign=True`.
+
+    Floating tensors are cast to `dtype` except those whose name has a component in `keep_fp32`, which stay
+    float32 as the reference keeps them. `ignore_unexpected` holds regexes for checkpoint keys to drop.
+    Errors name the offending keys and the `source` file.
+    """
+    dtype = parse_dtype(dtype)
+    device = torch.device(device)
+    with torch.device("meta"):
+        module = build(config)
+    expected = module.state_dict()
+    ignore = [re.compile(p) for p in ignore_unexpected]
+    state = {k: v for k, v in state_dict.items() if not any(p.search(k) for p in ignore)}
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing and strict:
+        raise CheckpointError(f"missing keys for {type(module).__name__}: {_describe(missing)}", file=source)
+    if unexpected and strict:
+        raise CheckpointError(
+            f"unexpected keys for {type(module).__name__}: {_describe(unexpected)}", file=source
+        )
+    for key, want in expected.items():
+        if key in state and tuple(state[key].shape) != tuple(want.shape):
+            got = tuple(state[key].shape)
+            raise CheckpointError(
+                f"{key}: checkpoint shape {got} does not match model shape {tuple(want.shape)}", file=source
+            )
+
+    cast: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key not in expected:
+            continue
+        if value.is_floating_point():
+            target = torch.float32 if _matches_fp32(key, keep_fp32) else dtype
+            value = value.to(device=device, dtype=target)
+        else:
+            value = value.to(device=device)
+        cast[key] = value
+    module.load_state_dict(cast, strict=strict, assign=True)
+
+    left_on_meta = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left_on_meta:
+        raise CheckpointError(
+            f"{type(module).__name__} has tensors the checkpoint did not fill: {_describe(left_on_meta)}",
+            file=source,
+        )
+    return module.eval()

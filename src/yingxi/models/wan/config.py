@@ -1,0 +1,245 @@
+"""Wan 2.1 / 2.2 transformer configuration and the named-variant registry.
+
+Architecture numbers follow the diffusers `transformer/config.json` of each Wan-AI `*-Diffusers` repo;
+sampling defaults follow Wan-Video/Wan2.1 `generate.py` (`_validate_args`) and Wan-Video/Wan2.2
+`wan/configs/*.py` (`sample_shift`, `sample_steps`, `boundary`, `sample_guide_scale`, `sample_fps`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from yingxi.errors import InputError, unknown_word
+
+Task = Literal["t2v", "i2v", "flf2v", "ti2v"]
+VaeKind = Literal["2.1", "2.2"]
+
+TEXT_LEN = 512  # UMT5 context length every Wan model was trained with (`text_len` in the original config)
+CLIP_TOKENS = 257  # CLIP ViT-H/14 at 224 px: 16*16 patches + class token, per conditioning image
+
+
+@dataclass(frozen=True)
+class WanDiTConfig:
+    """Shape of a `WanTransformer3DModel`; field names and defaults are those of diffusers (14B T2V)."""
+
+    patch_size: tuple[int, int, int] = (1, 2, 2)  # (t, h, w) latent patch
+    num_attention_heads: int = 40
+    attention_head_dim: int = 128
+    in_channels: int = 16  # 16 latent (t2v); 36 = 16 noise + 4 mask + 16 image latents (i2v); 48 (ti2v-5b)
+    out_channels: int = 16
+    text_dim: int = 4096  # UMT5-XXL hidden size
+    freq_dim: int = 256  # sinusoidal timestep features before the time MLP
+    ffn_dim: int = 13824
+    num_layers: int = 40
+    cross_attn_norm: bool = True  # affine LayerNorm before cross-attention ("norm2"; "norm3" in Wan's code)
+    qk_norm: str | None = (
+        "rms_norm_across_heads"  # diffusers always builds the RMS q/k norms; kept for record
+    )
+    eps: float = 1e-6
+    image_dim: int | None = None  # CLIP hidden size (1280) for Wan 2.1 I2V/FLF2V; None elsewhere
+    added_kv_proj_dim: int | None = None  # inner dim (5120) when cross-attention has image k/v projections
+    rope_max_seq_len: int = 1024  # longest latent axis the RoPE tables are built for
+    pos_embed_seq_len: int | None = None  # 2 * 257 for FLF2V: learned positions of first+last CLIP tokens
+
+    def __post_init__(self) -> None:
+        if len(self.patch_size) != 3:
+            raise InputError(
+                f"patch_size must have 3 entries (t, h, w), got {self.patch_size}", field="patch_size"
+            )
+        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        if self.attention_head_dim % 2:
+            raise InputError(
+                "attention_head_dim must be even for rotary embeddings", field="attention_head_dim"
+            )
+        if self.added_kv_proj_dim is not None and self.image_dim is None:
+            raise InputError(
+                "added_kv_proj_dim needs image_dim (the image embedder feeds it)", field="image_dim"
+            )
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def rope_dims(self) -> tuple[int, int, int]:
+        """Head-dim bands for (t, h, w) rotary embeddings, split as the reference: h = w = 2*(d//6)."""
+        hw = 2 * (self.attention_head_dim // 6)
+        return self.attention_head_dim - 2 * hw, hw, hw
+
+    @classmethod
+    def from_diffusers(cls, config: Mapping[str, Any]) -> WanDiTConfig:
+        """From a diffusers `transformer/config.json` dict; private (`_class_name`) and retired keys ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in config.items() if k in names}
+        if "patch_size" in kwargs:
+            kwargs["patch_size"] = tuple(kwargs["patch_size"])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_original(
+        cls, config: Mapping[str, Any], *, image_dim: int | None = None, pos_embed_seq_len: int | None = None
+    ) -> WanDiTConfig:
+        """From an original Wan `config.json` (dim, num_heads, in_dim, ...); the image parts are read from the
+        checkpoint by the caller because Wan 2.2's "i2v" has no CLIP branch while Wan 2.1's does."""
+        try:
+            dim, heads = int(config["dim"]), int(config["num_heads"])
+            return cls(
+                patch_size=tuple(config.get("patch_size", (1, 2, 2))),
+                num_attention_heads=heads,
+                attention_head_dim=dim // heads,
+                in_channels=int(config["in_dim"]),
+                out_channels=int(config["out_dim"]),
+                text_dim=int(config.get("text_dim", 4096)),
+                freq_dim=int(config.get("freq_dim", 256)),
+                ffn_dim=int(config["ffn_dim"]),
+                num_layers=int(config["num_layers"]),
+                cross_attn_norm=bool(config.get("cross_attn_norm", True)),
+                eps=float(config.get("eps", 1e-6)),
+                image_dim=image_dim,
+                added_kv_proj_dim=dim if image_dim is not None else None,
+                pos_embed_seq_len=pos_embed_seq_len,
+            )
+        except KeyError as exc:
+            raise InputError(f"original Wan config lacks {exc.args[0]!r}", field=str(exc.args[0])) from exc
+
+    def to_diffusers(self) -> dict[str, Any]:
+        """The diffusers config dict (for writing `transformer/config.json`)."""
+        out = dataclasses.asdict(self)
+        out["patch_size"] = list(self.patch_size)
+        return out
+
+    def num_params(self) -> int:
+        """Exact parameter count of the transformer this config builds (no weights needed)."""
+        d, f, t = self.inner_dim, self.ffn_dim, self.freq_dim
+        lin = lambda i, o: i * o + o  # noqa: E731  (weight + bias)
+        attn = 4 * lin(d, d) + 2 * d  # q, k, v, o + RMS norm_q, norm_k
+        if self.added_kv_proj_dim is not None:
+            attn_x = attn + 2 * lin(self.added_kv_proj_dim, d) + d  # add_k, add_v, norm_added_k
+        else:
+            attn_x = attn
+        block = attn + attn_x + lin(d, f) + lin(f, d) + 6 * d + (2 * d if self.cross_attn_norm else 0)
+        n = self.in_channels * math.prod(self.patch_size) * d + d  # patch embedding conv
+        n += lin(t, d) + lin(d, d) + lin(d, 6 * d)  # time MLP + projection to 6 modulation vectors
+        n += lin(self.text_dim, d) + lin(d, d)  # text MLP
+        if self.image_dim is not None:
+            e = self.image_dim
+            n += 2 * e + lin(e, e) + lin(e, d) + 2 * d  # norm1, ff (e->e->d), norm2
+            n += (self.pos_embed_seq_len or 0) * e
+        n += self.num_layers * block
+        n += lin(d, self.out_channels * math.prod(self.patch_size)) + 2 * d  # head + its modulation
+        return n
+
+
+@dataclass(frozen=True)
+class WanVariant:
+    """A published Wan checkpoint and the defaults its authors sample it with."""
+
+    name: str
+    repo_id: str  # Hugging Face repo in diffusers layout
+    tasks: tuple[Task, ...]  # pipelines it runs; "ti2v" is one pipeline for both text and text+image
+    dit: WanDiTConfig
+    vae: VaeKind  # "2.1": 16 ch, 4x8x8; "2.2": 48 ch, 4x16x16 (patchified), used by TI2V-5B
+    steps: int
+    shift: float  # flow_shift of the sigma schedule
+    guidance_scale: float  # CFG scale (for two-expert models: the high-noise expert's)
+    sizes: tuple[tuple[int, int], ...]  # legal (width, height); the first is the default
+    fps: int
+    num_frames: int = 81  # default length; Wan needs 4k+1 frames
+    max_frames: int = 81
+    size_multiple: int = 16  # VAE stride * patch size
+    guidance_scale_2: float | None = None  # low-noise expert's CFG scale (A14B)
+    boundary_ratio: float | None = None  # switch to the low-noise expert when t < ratio * 1000 (A14B)
+    needs_image_encoder: bool = False  # Wan 2.1 I2V/FLF2V condition on CLIP tokens
+    expand_timesteps: bool = False  # TI2V-5B: per-token timesteps, first-frame tokens held at t=0
+    notes: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def two_experts(self) -> bool:
+        return self.boundary_ratio is not None
+
+    @property
+    def conditionings(self) -> tuple[str, ...]:
+        """What a user may ask of it: "t2v", "i2v", "flf2v" (TI2V-5B does both t2v and i2v)."""
+        out: list[str] = []
+        for task in self.tasks:
+            out.extend(("t2v", "i2v") if task == "ti2v" else (task,))
+        return tuple(dict.fromkeys(out))
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        return self.sizes[0]
+
+    @property
+    def dit_params(self) -> int:
+        """Parameters of one transformer (A14B has two of these)."""
+        return self.dit.num_params()
+
+    @property
+    def dit_gib_bf16(self) -> float:
+        """Memory of all transformer weights in bf16, in GiB."""
+        return self.dit_params * (2 if self.two_experts else 1) * 2 / 2**30
+
+
+_P480 = ((832, 480), (480, 832))
+_P720 = ((1280, 720), (720, 1280))
+
+_T2V_1_3B = WanDiTConfig(num_attention_heads=12, ffn_dim=8960, num_layers=30)
+_T2V_14B = WanDiTConfig()
+_I2V_14B = WanDiTConfig(in_channels=36, image_dim=1280, added_kv_proj_dim=5120)
+_FLF2V_14B = dataclasses.replace(_I2V_14B, pos_embed_seq_len=2 * CLIP_TOKENS)
+_TI2V_5B = WanDiTConfig(num_attention_heads=24, ffn_dim=14336, num_layers=30, in_channels=48, out_channels=48)
+_I2V_A14B = WanDiTConfig(in_channels=36)
+
+_ALL = (
+    WanVariant(
+        "wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", ("t2v",), _T2V_1_3B, "2.1",
+        steps=50, shift=5.0, guidance_scale=5.0, sizes=_P480, fps=16,
+        notes="Wan's README suggests shift 8-12 and guidance 6 for sharper 1.3B results",
+    ),
+    WanVariant(
+        "wan2.1-t2v-14b", "Wan-AI/Wan2.1-T2V-14B-Diffusers", ("t2v",), _T2V_14B, "2.1",
+        steps=50, shift=5.0, guidance_scale=5.0, sizes=_P720 + _P480, fps=16,
+    ),
+    WanVariant(
+        "wan2.1-i2v-14b-480p", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", ("i2v",), _I2V_14B, "2.1",
+        steps=40, shift=3.0, guidance_scale=5.0, sizes=_P480, fps=16, needs_image_encoder=True,
+    ),
+    WanVariant(
+        "wan2.1-i2v-14b-720p", "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", ("i2v",), _I2V_14B, "2.1",
+        steps=40, shift=5.0, guidance_scale=5.0, sizes=_P720, fps=16, needs_image_encoder=True,
+    ),
+    WanVariant(
+        "wan2.1-flf2v-14b-720p", "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers", ("flf2v",), _FLF2V_14B, "2.1",
+        steps=50, shift=16.0, guidance_scale=5.0, sizes=_P720, fps=16, needs_image_encoder=True,
+    ),
+    WanVariant(
+        "wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", ("ti2v",), _TI2V_5B, "2.2",
+        steps=50, shift=5.0, guidance_scale=5.0, sizes=((1280, 704), (704, 1280)), fps=24,
+        num_frames=121, max_frames=121, size_multiple=32, expand_timesteps=True,
+    ),
+    WanVariant(
+        "wan2.2-t2v-a14b", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", ("t2v",), _T2V_14B, "2.1",
+        steps=40, shift=12.0, guidance_scale=4.0, guidance_scale_2=3.0, boundary_ratio=0.875,
+        sizes=_P720 + _P480, fps=16,
+    ),
+    WanVariant(
+        "wan2.2-i2v-a14b", "Wan-AI/Wan2.2-I2V-A14B-Diffusers", ("i2v",), _I2V_A14B, "2.1",
+        steps=40, shift=5.0, guidance_scale=3.5, guidance_scale_2=3.5, boundary_ratio=0.9,
+        sizes=_P720 + _P480, fps=16,
+    ),
+)  # fmt: skip
+
+VARIANTS: dict[str, WanVariant] = {v.name: v for v in _ALL}
+
+
+def get_variant(name: str) -> WanVariant:
+    """The registered variant called `name` (case-insensitive); InputError with the closest name otherwise."""
+    key = name.strip().lower()
+    if key not in VARIANTS:
+        raise InputError(unknown_word("Wan variant", name, VARIANTS), field="model")
+    return VARIANTS[key]
