@@ -1,0 +1,91 @@
+"""Flow-matching noise schedules with a timestep shift, as Wan's schedulers build them.
+
+Rectified flow (Esser et al. 2024, "Scaling Rectified Flow Transformers", eq. 23) samples along
+x_sigma = (1 - sigma) * x0 + sigma * noise; Wan shifts sigmas towards the noisy end with
+sigma' = shift * sigma / (1 + (shift - 1) * sigma). The two constructions below reproduce the
+diffusers schedulers Wan pipelines are configured with, value for value, so a run here matches theirs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["FlowSchedule", "SolverKind", "flow_schedule", "flow_sigmas", "shift_sigmas"]
+
+SolverKind = Literal["unipc", "euler"]
+
+
+def shift_sigmas(sigmas: np.ndarray, shift: float) -> np.ndarray:
+    """sigma' = shift * sigma / (1 + (shift - 1) * sigma): more of the steps where the noise is high."""
+    return shift * sigmas / (1 + (shift - 1) * sigmas)
+
+
+@dataclass(frozen=True)
+class FlowSchedule:
+    """Noise levels and the timesteps the model is conditioned on at each of them."""
+
+    sigmas: Tensor  # (N + 1,) float32, descending, the last one 0
+    timesteps: Tensor  # (N,) what the network sees at sigmas[i]: int64 for UniPC, float32 for Euler
+    num_train_timesteps: int = 1000
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.timesteps.shape[0])
+
+    def timestep(self, sigma: Tensor | float) -> Tensor:
+        """The model timestep for a sigma of this schedule (nearest level, as k-diffusion's sigma_to_t)."""
+        index = int(torch.argmin((self.sigmas[:-1] - float(sigma)).abs()))
+        return self.timesteps[index]
+
+
+def _unipc_schedule(num_steps: int, shift: float, num_train_timesteps: int) -> FlowSchedule:
+    # diffusers UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=shift).set_timesteps(N), which is
+    # Wan2.1's FlowUniPCMultistepScheduler: linspace in float64, shift, nudge 1.0 down by 1e-6, and
+    # truncate sigma * T to integers for the timesteps.
+    sigmas = np.linspace(1, 1 / num_train_timesteps, num_steps + 1)[:-1]
+    sigmas = shift_sigmas(sigmas, shift)
+    if np.fabs(sigmas[0] - 1) < 1e-6:
+        sigmas[0] -= 1e-6
+    timesteps = torch.from_numpy(sigmas * num_train_timesteps).to(torch.int64)  # truncation, as diffusers
+    sigmas = torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))
+    return FlowSchedule(sigmas, timesteps, num_train_timesteps)
+
+
+def _euler_schedule(num_steps: int, shift: float, num_train_timesteps: int) -> FlowSchedule:
+    # diffusers FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps(N): the end points come from the
+    # already-shifted float32 training table, and the linspace between them is shifted again (their quirk,
+    # kept so the numbers agree).
+    table = torch.tensor([float(num_train_timesteps), 1.0], dtype=torch.float32) / num_train_timesteps
+    table = shift * table / (1 + (shift - 1) * table)
+    sigma_max, sigma_min = table[0].item(), table[1].item()
+    t = np.linspace(sigma_max * num_train_timesteps, sigma_min * num_train_timesteps, num_steps)
+    sigmas = torch.from_numpy(shift_sigmas(t / num_train_timesteps, shift)).to(torch.float32)
+    timesteps = sigmas * num_train_timesteps
+    return FlowSchedule(torch.cat([sigmas, torch.zeros(1)]), timesteps, num_train_timesteps)
+
+
+def flow_schedule(
+    num_steps: int, shift: float, *, solver: SolverKind = "unipc", num_train_timesteps: int = 1000
+) -> FlowSchedule:
+    """The schedule diffusers' Wan scheduler for `solver` builds for `num_steps` steps with `shift`."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be at least 1, got {num_steps}")
+    if shift <= 0:
+        raise ValueError(f"shift must be positive, got {shift}")
+    if solver == "unipc":
+        return _unipc_schedule(num_steps, shift, num_train_timesteps)
+    if solver == "euler":
+        return _euler_schedule(num_steps, shift, num_train_timesteps)
+    raise ValueError(f'unknown solver "{solver}"; accepted: unipc, euler')
+
+
+def flow_sigmas(
+    num_steps: int, shift: float, *, solver: SolverKind = "unipc", num_train_timesteps: int = 1000
+) -> Tensor:
+    """(N + 1,) float32 sigmas ending in 0, as `flow_schedule(...).sigmas`."""
+    return flow_schedule(num_steps, shift, solver=solver, num_train_timesteps=num_train_timesteps).sigmas
