@@ -38,15 +38,28 @@ def _table(args: list[str]) -> list[list[str]]:
 
 
 @functools.lru_cache(maxsize=1)
-def list_voices() -> tuple[str, ...]:
-    """Language voices espeak-ng can speak on its own (MBROLA voices need extra data, so they are left out)."""
-    names: set[str] = set()
+def _voice_files() -> dict[str, str]:
+    """Language name -> the voice file espeak-ng loads for it (MBROLA voices need extra data: left out).
+    A "+variant" only applies when it follows a file name ("en+f3"); after a language alias that is not a
+    file name ("en-gb+f3") espeak-ng silently drops it."""
+    primary: dict[str, str] = {}
+    secondary: dict[str, tuple[int, str]] = {}  # alias -> (espeak's priority, lower first; file)
     for row in _table(["--voices"]):
-        if len(row) >= 5 and not row[4].startswith("mb/"):
-            # The language, then "(en 2)"-style other languages the voice also answers to.
-            names.add(row[1].lower())
-            names.update(m.lower() for m in re.findall(r"\(([^\s()]+) \d+\)", " ".join(row[5:])))
-    return tuple(sorted(names))
+        if len(row) < 5 or row[4].startswith("mb/"):
+            continue
+        file = row[4].rsplit("/", 1)[-1].lower()
+        primary.setdefault(row[1].lower(), file)
+        # "(en 2)"-style other languages the voice also answers to, with their priority.
+        for alias, priority in re.findall(r"\(([^\s()]+) (\d+)\)", " ".join(row[5:])):
+            best = secondary.get(alias.lower())
+            if best is None or int(priority) < best[0]:
+                secondary[alias.lower()] = (int(priority), file)
+    return {**{alias: file for alias, (_, file) in secondary.items()}, **primary}
+
+
+def list_voices() -> tuple[str, ...]:
+    """Language voices espeak-ng can speak on its own; each takes an optional "+variant"."""
+    return tuple(sorted(_voice_files()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,6 +79,7 @@ def resolve_voice(voice: str) -> str:
         raise InputError(f'unknown voice "{voice}"{did} (see `espeak-ng --voices`)', field="voice")
     if not variant:
         return lang.lower()
+    lang = _voice_files()[lang.lower()]
     variants = {v.lower(): v for v in list_variants()}
     if variant.lower() not in variants:
         hints = difflib.get_close_matches(variant.lower(), list(variants), n=5, cutoff=0.5)
@@ -73,7 +87,7 @@ def resolve_voice(voice: str) -> str:
             f"; close matches: {', '.join(lang.lower() + '+' + variants[h] for h in hints)}" if hints else ""
         )
         raise InputError(f'unknown voice variant "{variant}" in "{voice}"{did}', field="voice")
-    return f"{lang.lower()}+{variants[variant.lower()]}"
+    return f"{lang}+{variants[variant.lower()]}"
 
 
 def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
