@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from yingxi.backends.base import Generator
-from yingxi.director.plan import ShotPlan
+import numpy as np
+
+from yingxi.backends.base import Clip, ClipRequest, Generator
+from yingxi.director.plan import ShotPlan, plan
+from yingxi.editor import assemble, fit_dialogue, record_dialogue, write_srt
+from yingxi.errors import InputError, RenderError
 from yingxi.film.model import Film
+from yingxi.media.image import fit_image, load_image, save_png
+from yingxi.media.video import write_mp4
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    shot: int  # 1-based shot being shot, 0 while preparing, len(plans)+1 while editing
+    shot: int  # 1-based shot being shot; 0 while preparing; total_shots + 1 while editing
     total_shots: int
     fraction: float  # of the whole film, in [0, 1]
     message: str
 
 
 Progress = Callable[[ProgressEvent], None]
+
+# Share of the progress bar for each phase: shooting dominates; editing and encoding take the rest.
+PREPARE_SHARE, SHOOT_SHARE = 0.03, 0.82
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,21 @@ class RenderResult:
     last_frame_path: Path | None = None  # PNG of the film's last frame, when asked for
 
 
+def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True):
+    """Everything that can fail on bad input, done before any frame is shot:
+    dialogue recorded and fitted, the plan made, every image decoded, the backend's checks run."""
+    takes = record_dialogue(film)
+    film, notes = fit_dialogue(film, takes, grow=grow_for_dialogue)
+    plans = plan(film, backend.capabilities)
+    notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
+    requests = [_request(film, p) for p in plans]
+    check = getattr(backend, "check", None)
+    if check is not None:
+        for r in requests:
+            check(r)
+    return film, takes, plans, requests, notes
+
+
 def render(
     film: Film,
     backend: Generator,
@@ -43,6 +68,114 @@ def render(
     *,
     burn_subtitles: bool = False,
     last_frame_png: Path | None = None,
+    grow_for_dialogue: bool = True,
 ) -> RenderResult:
-    """Plan, shoot each shot, edit, and write `out` atomically. Raises InputError/RenderError."""
-    raise NotImplementedError  # filled in by the film pipeline work (issue 2)
+    """Plan, shoot each shot, edit, and write `out` atomically. Raises InputError / RenderError."""
+    started = time.perf_counter()
+    out = Path(out)
+    report = progress or (lambda event: None)
+    total = len(film.shots)
+    report(ProgressEvent(0, total, 0.0, "recording dialogue and planning shots"))
+    film, takes, plans, requests, notes = prepare(film, backend, grow_for_dialogue=grow_for_dialogue)
+
+    clips: list[Clip] = []
+    for p, request in zip(plans, requests, strict=True):
+        if p.keyframe.source == "continue":
+            request = _replace_first_frame(request, clips[-1].frames[-1])
+
+        def shot_progress(fraction: float, p: ShotPlan = p) -> None:
+            done = (p.index - 1 + min(max(fraction, 0.0), 1.0)) / total
+            report(
+                ProgressEvent(p.index, total, PREPARE_SHARE + SHOOT_SHARE * done, f"shooting shot {p.index}")
+            )
+
+        shot_progress(0.0)
+        clip = backend.generate(request, shot_progress)
+        if clip.frames.shape[1:3] != (p.height, p.width) or clip.num_frames != p.num_frames:
+            raise RenderError(
+                f"shot {p.index}: backend {backend.name} returned {clip.num_frames} frames of "
+                f"{clip.frames.shape[2]}x{clip.frames.shape[1]}, planned {p.num_frames} of {p.width}x{p.height}"
+            )
+        clips.append(clip)
+        shot_progress(1.0)
+
+    report(ProgressEvent(total + 1, total, PREPARE_SHARE + SHOOT_SHARE, "editing and encoding"))
+    cut = assemble(film, plans, clips, takes, burn_subtitles=burn_subtitles)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    last_frame: list[np.ndarray] = []
+
+    def frames_with_progress():
+        for i, frame in enumerate(cut.iter_frames()):
+            if i % 24 == 0:
+                fraction = (
+                    PREPARE_SHARE + SHOOT_SHARE + (1 - PREPARE_SHARE - SHOOT_SHARE) * i / cut.num_frames
+                )
+                report(ProgressEvent(total + 1, total, fraction, "editing and encoding"))
+            last_frame[:] = [frame]
+            yield frame
+
+    write_mp4(out, frames_with_progress(), fps=cut.fps, width=cut.width, height=cut.height,
+              audio=cut.audio, sample_rate=cut.sample_rate)  # fmt: skip
+    srt_path = None
+    if cut.subtitles:
+        srt_path = out.with_suffix(".srt")
+        write_srt(cut.subtitles, srt_path)
+    if last_frame_png is not None and last_frame:
+        save_png(last_frame[0], last_frame_png)
+    report(ProgressEvent(total + 1, total, 1.0, "done"))
+    return RenderResult(
+        path=out,
+        srt_path=srt_path,
+        plans=tuple(plans),
+        num_frames=cut.num_frames,
+        fps=cut.fps,
+        duration=cut.num_frames / cut.fps,
+        notes=tuple(notes),
+        seconds=time.perf_counter() - started,
+        last_frame_path=last_frame_png if last_frame else None,
+    )
+
+
+def _image(path: Path, p: ShotPlan, field: str) -> np.ndarray:
+    try:
+        return fit_image(load_image(path), p.width, p.height)
+    except InputError as e:
+        raise InputError(e.message, shot=p.index, field=field, file=e.file or str(path)) from None
+
+
+def _request(film: Film, p: ShotPlan) -> ClipRequest:
+    """The backend's view of a shot: pixels, not paths; no film, no transitions."""
+    key = p.keyframe
+    first = None
+    if key.source in ("first_frame", "character", "style") and key.path is not None:
+        first = _image(
+            key.path, p, {"first_frame": "first_frame", "style": "style_image"}.get(key.source, "characters")
+        )
+    elif key.source == "continue":
+        first = np.zeros((p.height, p.width, 3), np.uint8)  # placeholder until the previous shot exists
+    last = _image(p.last_frame, p, "last_frame") if p.last_frame is not None else None
+    refs = []
+    for name in p.shot.featured:
+        character = film.character(name)
+        if character is not None and character.image is not None:
+            refs.append(_image(character.image, p, f"characters.{character.name}.image"))
+    return ClipRequest(
+        prompt=p.prompt,
+        negative_prompt=p.negative_prompt,
+        width=p.width,
+        height=p.height,
+        num_frames=p.num_frames,
+        fps=p.fps,
+        seed=p.seed,
+        first_frame=first,
+        last_frame=last,
+        reference_images=tuple(refs),
+        camera=p.camera,
+        title=p.shot.prompt,
+    )
+
+
+def _replace_first_frame(request: ClipRequest, frame: np.ndarray) -> ClipRequest:
+    if frame.shape[:2] != (request.height, request.width):
+        frame = fit_image(frame, request.width, request.height)
+    return replace(request, first_frame=np.ascontiguousarray(frame))

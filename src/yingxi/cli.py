@@ -1,0 +1,286 @@
+"""`yingxi`: generate, plan, models, serve, keys. Builds the same Film objects as the server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from yingxi.errors import InputError, YingxiError
+from yingxi.film.model import RATIOS, RESOLUTIONS, Character, Film
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that fails with one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(message)
+
+
+def _film_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", nargs="?", help="a prompt, or a multi-shot script in the prompt grammar")
+    p.add_argument("--script", type=Path, help="a YAML or JSON film script")
+    p.add_argument("--image", type=Path, help="first frame of the first shot")
+    p.add_argument("--ref", action="append", default=[], metavar="NAME=IMAGE",
+                   help="a character's reference image (repeatable)")  # fmt: skip
+    p.add_argument("--resolution", choices=RESOLUTIONS)
+    p.add_argument("--ratio", choices=RATIOS)
+    p.add_argument("--fps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--duration", type=float, help="seconds, for a plain one-shot prompt (default 5)")
+    p.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
+    p.add_argument("--model", help="Wan variant name (see `yingxi models list`) or a model folder")
+    p.add_argument("--device", default=None, help="torch device for --backend wan (default: cuda if present)")
+    p.add_argument("--dtype", default=None, choices=("bf16", "fp16", "fp32"))
+    p.add_argument("--steps", type=int, help="sampling steps for neural backends")
+    p.add_argument("--guidance", type=float, help="guidance scale for neural backends")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="yingxi", description="影戏 yingxi: multi-shot films from prompts and scripts")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    gen = sub.add_parser("generate", help="render a film to MP4")
+    _film_args(gen)
+    gen.add_argument("-o", "--output", type=Path, default=Path("film.mp4"))
+    gen.add_argument("--burn-subtitles", action="store_true", help="draw dialogue subtitles onto the picture")
+    gen.add_argument("--strict-dialogue", action="store_true",
+                     help="fail instead of lengthening a shot whose dialogue does not fit")  # fmt: skip
+
+    pl = sub.add_parser("plan", help="print the shot plan without rendering")
+    _film_args(pl)
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    models = sub.add_parser("models", help="list or download Wan model variants")
+    msub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
+    msub.add_parser("list", help="variants, sizes, and which are present locally")
+    pull = msub.add_parser("pull", help="download a variant from the Hugging Face Hub")
+    pull.add_argument("name")
+    pull.add_argument("--dest", type=Path)
+
+    serve = sub.add_parser("serve", help="run the Seedance-compatible API server and web studio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
+    serve.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
+    serve.add_argument("--model")
+    serve.add_argument("--workers", type=int, default=1)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    create = ksub.add_parser("create", help="create an API key (printed once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
+    return parser
+
+
+def film_from_args(args: argparse.Namespace) -> Film:
+    """The Film the arguments describe; CLI flags override the script's settings."""
+    from yingxi.film import load_script, parse_prompt
+
+    if args.script and args.prompt:
+        raise InputError("give a prompt or --script, not both")
+    if not args.script and not args.prompt:
+        raise InputError('give a prompt ("Shot 1 (4s, wide): ...") or --script FILE')
+    overrides = {
+        k: getattr(args, k) for k in ("resolution", "ratio", "fps", "seed") if getattr(args, k) is not None
+    }
+    if args.fps is not None and not 1 <= args.fps <= 60:
+        raise InputError(f"fps must be from 1 to 60, got {args.fps}", field="--fps")
+    if args.script:
+        film = replace(load_script(args.script), **overrides)
+    else:
+        film = parse_prompt(args.prompt, default_duration=args.duration, **overrides)
+    if args.image:
+        _must_exist(args.image, "--image")
+        film = film.with_shot(0, replace(film.shots[0], first_frame=args.image))
+    for ref in args.ref:
+        name, sep, image = ref.partition("=")
+        if not sep or not name.strip() or not image:
+            raise InputError(f'write --ref as NAME=IMAGE, got "{ref}"', field="--ref")
+        path = _must_exist(Path(image), f"--ref {name}")
+        film = _with_character_image(film, name.strip(), path)
+    return film
+
+
+def _must_exist(path: Path, field: str) -> Path:
+    if not path.is_file():
+        raise InputError(f"file not found: {path}", field=field)
+    return path
+
+
+def _with_character_image(film: Film, name: str, image: Path) -> Film:
+    known = film.character(name)
+    if known is None:
+        return replace(film, characters=film.characters + (Character(name=name, image=image),))
+    chars = tuple(replace(c, image=image) if c is known else c for c in film.characters)
+    return replace(film, characters=chars)
+
+
+def make_backend(args: argparse.Namespace):
+    if args.backend == "animatic":
+        from yingxi.backends.animatic import AnimaticGenerator
+
+        return AnimaticGenerator()
+    from yingxi.backends.wan import WanGenerator
+
+    if not args.model:
+        raise InputError(
+            "--backend wan needs --model (a variant name from `yingxi models list`, or a folder)"
+        )
+    return WanGenerator.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+                                        steps=args.steps, guidance=args.guidance)  # fmt: skip
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from yingxi.render import render
+
+    if args.output.suffix.lower() != ".mp4":
+        raise InputError(f"the output must be an .mp4 file, got {args.output}", field="--output")
+    film = film_from_args(args)
+    backend = make_backend(args)
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:  # fmt: skip
+        tasks: dict[int, int] = {}
+
+        def on_progress(event) -> None:
+            n = event.shot
+            if n not in tasks:
+                label = (
+                    "preparing"
+                    if n == 0
+                    else ("editing" if n > event.total_shots else f"shot {n}/{event.total_shots}")
+                )
+                tasks[n] = bar.add_task(label, total=1.0)
+            if 1 <= n <= event.total_shots:
+                share = (event.fraction - 0.03) / 0.82 * event.total_shots - (n - 1)
+                bar.update(tasks[n], completed=min(max(share, 0.0), 1.0))
+            else:
+                bar.update(tasks[n], completed=1.0 if n == 0 else (event.fraction - 0.85) / 0.15)
+
+        result = render(film, backend, args.output, on_progress, burn_subtitles=args.burn_subtitles,
+                        grow_for_dialogue=not args.strict_dialogue)  # fmt: skip
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    print(f"shots: {len(result.plans)}")
+    print(f"length: {result.duration:.2f}s ({result.num_frames} frames at {result.fps:g} fps)")
+    print(f"output: {result.path}")
+    if result.srt_path:
+        print(f"subtitles: {result.srt_path}")
+    print(f"time: {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from yingxi.render import prepare
+
+    film = film_from_args(args)
+    backend = make_backend(args)
+    film, _takes, plans, _requests, notes = prepare(film, backend)
+    rows = [
+        {
+            "shot": p.index,
+            "seconds": round(p.duration, 3),
+            "frames": p.num_frames,
+            "fps": p.fps,
+            "size": f"{p.width}x{p.height}",
+            "framing": p.shot.camera.framing,
+            "camera": p.shot.camera.move.words,
+            "transition": p.transition.words,
+            "keyframe": p.keyframe.source + (f" ({p.keyframe.path})" if p.keyframe.path else ""),
+            "seed": p.seed,
+            "dialogue": [f"{d.character}: {d.line}" for d in p.shot.dialogue],
+            "prompt": p.prompt,
+        }
+        for p in plans
+    ]
+    if args.json:
+        print(
+            json.dumps({"duration": sum(p.duration for p in plans), "shots": rows, "notes": notes}, indent=2)
+        )
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{film.title or 'film'}: {len(plans)} shots, {sum(p.duration for p in plans):.2f}s")
+    for col in ("shot", "seconds", "frames", "framing", "camera", "transition", "keyframe", "seed", "prompt"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in ("shot", "seconds", "frames", "framing", "camera", "transition",
+                                              "keyframe", "seed", "prompt")))  # fmt: skip
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(f"note: {note}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from yingxi.models import hub
+
+    if args.models_command == "list":
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="Wan variants")
+        for col in ("name", "tasks", "size", "repo", "local"):
+            table.add_column(col, overflow="fold")
+        for variant, present, path in hub.list_models():
+            table.add_row(variant.name, ", ".join(sorted(variant.tasks)), variant.size_label, variant.repo_id,
+                          str(path) if present else "-")  # fmt: skip
+        Console().print(table)
+        return 0
+    path = hub.pull(args.name, args.dest)
+    print(path)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from yingxi.server import run
+    from yingxi.server.settings import ServerSettings
+
+    run(ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, backend=args.backend,
+                       model=args.model, workers=args.workers))  # fmt: skip
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from yingxi.server.keys import create_key
+
+    print(create_key(args.data_dir, args.name))
+    return 0
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "plan": cmd_plan,
+    "models": cmd_models,
+    "serve": cmd_serve,
+    "keys": cmd_keys,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except YingxiError as e:
+        print(f"yingxi: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT if isinstance(e, InputError) else 1
+    except KeyboardInterrupt:
+        print("yingxi: interrupted; no output was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
