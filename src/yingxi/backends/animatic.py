@@ -1,0 +1,241 @@
+"""The embedded default camera: moves a keyframe (or a title card) along the director's path, on CPU.
+
+No weights and no GPU: each frame is one bilinear warp of the keyframe, so a whole film previews in
+seconds and every camera move the director plans can be seen before a neural model is asked for it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from yingxi.backends.animatic_card import title_card
+from yingxi.backends.base import CameraPath, Capabilities, Clip, ClipRequest, ShotProgress
+from yingxi.director.camera import ease
+from yingxi.errors import CapabilityError
+
+__all__ = ["AnimaticGenerator", "view_homographies"]
+
+MAX_YAW_DEG = 12.0  # an orbit's full turn (yaw = +-1) is shown as the picture turning this far
+FOCAL = 1.0  # focal length in frame widths for the orbit's perspective (about a 53-degree view)
+SHEEN_GAIN = 0.06  # peak of the light that sweeps across a title card, fraction of full white
+SHEEN_TINT = (1.0, 0.96, 0.88)  # warm, like a lamp passing
+SHEEN_SIGMA = 0.12  # width of that light, fraction of the frame width
+SHEEN_SLANT = 0.35  # its lean: x shift per row, so the band runs diagonally
+OPTIONS = {"sheen": "bool: sweep a soft light across title cards (default true)"}
+
+
+def _translate(x: float, y: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, x], [0.0, 1.0, y], [0.0, 0.0, 1.0]])
+
+
+def _scale(s: float) -> np.ndarray:
+    return np.diag([s, s, 1.0])
+
+
+def _rotate(degrees: float) -> np.ndarray:
+    """Output -> source rotation that shows the picture turned clockwise on screen for positive roll."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _turn(yaw: float, focal: float) -> np.ndarray:
+    """Output -> source homography of the picture seen from a camera turned about the vertical axis.
+
+    Pinhole camera with focal length `focal` (pixels) rotated by theta, looking at the picture plane z = focal;
+    the centre's shift (focal * tan theta) is removed because an orbit keeps its subject centred. Positive yaw
+    (orbit right) brings the picture's right edge nearer, so it appears larger.
+    """
+    th = -math.radians(MAX_YAW_DEG) * yaw
+    c, s = math.cos(th), math.sin(th)
+    a = np.array([[focal * c, 0.0, focal * focal * s], [0.0, focal, 0.0], [-s, 0.0, focal * c]])
+    return _translate(-focal * math.tan(th), 0.0) @ a
+
+
+def _check_path(path: CameraPath, num_frames: int) -> None:
+    arrays = {
+        n: np.asarray(getattr(path, n), dtype=np.float64)
+        for n in ("offset_x", "offset_y", "zoom", "roll", "yaw")
+    }
+    for name, arr in arrays.items():
+        if arr.shape != (num_frames,):
+            raise ValueError(
+                f"camera path {name} has shape {arr.shape}, expected ({num_frames},) for {num_frames} frames"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"camera path {name} has non-finite values")
+    if np.any(arrays["zoom"] <= 0.0):
+        raise ValueError("camera path zoom must be > 0")
+    if np.any(np.abs(arrays["yaw"]) > 1.0):
+        raise ValueError("camera path yaw must be in [-1, 1]")
+
+
+def view_homographies(path: CameraPath | None, width: int, height: int, num_frames: int) -> np.ndarray:
+    """Per-frame output-pixel -> keyframe-pixel maps, (F, 3, 3), in continuous coordinates (pixel centres at +0.5).
+
+    The view is: perspective turn, roll, 1/zoom, then the offset (fractions of the frame, in screen units at
+    zoom 1), about the frame centre. If any frame would see past the keyframe's edge, the whole path is centred
+    on the keyframe and magnified once by the least factor that keeps every frame's corners inside it; a path
+    that already fits (static, zoom in) is left alone, so its first frame is the keyframe itself.
+    """
+    w, h = float(width), float(height)
+    centre = _translate(-w / 2, -h / 2)
+    if path is None:
+        views = np.repeat(centre[None], num_frames, axis=0)  # (F, 3, 3)
+    else:
+        _check_path(path, num_frames)
+        views = np.empty((num_frames, 3, 3))
+        for i in range(num_frames):
+            move = _translate(
+                float(path.offset_x[i]) * w, -float(path.offset_y[i]) * h
+            )  # positive y: view up
+            view = move @ _scale(1.0 / float(path.zoom[i])) @ _rotate(float(path.roll[i]))
+            if path.yaw[i] != 0.0:
+                view = view @ _turn(float(path.yaw[i]), FOCAL * w)
+            views[i] = view @ centre
+    corners = np.array([[0.0, 0.0, 1.0], [w, 0.0, 1.0], [0.0, h, 1.0], [w, h, 1.0]])  # (4, 3)
+    seen = np.einsum("fij,cj->fci", views, corners)  # (F, 4, 3)
+    seen = seen[..., :2] / seen[..., 2:]  # (F, 4, 2) view coordinates relative to the keyframe centre
+    lo, hi = seen.reshape(-1, 2).min(axis=0), seen.reshape(-1, 2).max(axis=0)  # (2,), (2,)
+    half = np.array([w / 2, h / 2])
+    if np.all(lo >= -half - 1e-9) and np.all(hi <= half + 1e-9):
+        shift, margin = np.zeros(2), 1.0
+    else:
+        shift = -(lo + hi) / 2
+        margin = max(1.0, float(np.max((hi - lo) / 2 / half)))
+    fit = _translate(w / 2, h / 2) @ _scale(1.0 / margin) @ _translate(float(shift[0]), float(shift[1]))
+    maps = fit[None] @ views  # (F, 3, 3)
+    return maps / maps[:, 2:3, 2:3]
+
+
+def _warp(key: Image.Image, m: np.ndarray, width: int, height: int) -> np.ndarray:
+    """One bilinear warp of the keyframe: uint8 (H, W, 3). Axis-aligned maps use Pillow's resize, ~3x faster."""
+    if abs(m[0, 1]) < 1e-12 and abs(m[1, 0]) < 1e-12 and abs(m[2, 0]) < 1e-15 and abs(m[2, 1]) < 1e-15:
+        x0, y0 = m[0, 2], m[1, 2]
+        x1, y1 = x0 + m[0, 0] * width, y0 + m[1, 1] * height
+        # Rounding can put the box a hair outside the keyframe, which resize refuses; the fit keeps it inside.
+        dx, dy = max(0.0, -x0) + min(0.0, key.width - x1), max(0.0, -y0) + min(0.0, key.height - y1)
+        box = (
+            max(0.0, x0 + dx),
+            max(0.0, y0 + dy),
+            min(float(key.width), x1 + dx),
+            min(float(key.height), y1 + dy),
+        )
+        out = key.resize((width, height), Image.Resampling.BILINEAR, box=box)
+    elif abs(m[2, 0]) < 1e-15 and abs(m[2, 1]) < 1e-15:
+        data = (m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2])
+        out = key.transform((width, height), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+    else:
+        data = tuple(float(v) for v in m.reshape(-1)[:8])
+        out = key.transform((width, height), Image.Transform.PERSPECTIVE, data, Image.Resampling.BILINEAR)
+    return np.frombuffer(out.tobytes(), dtype=np.uint8).reshape(height, width, 3)
+
+
+class _Sheen:
+    """A soft diagonal light that crosses a title card once per shot; it starts and ends off-screen.
+
+    The light is added (saturating) from one precomputed band image sliced at a per-frame offset, so it costs
+    two uint8 passes over the band's columns.
+    """
+
+    def __init__(self, width: int, height: int, num_frames: int):
+        sigma = SHEEN_SIGMA * width
+        self.reach = int(math.ceil(2.0 * sigma))  # beyond 2 sigma the light is under a level
+        self.lean = int(math.ceil(SHEEN_SLANT * (height - 1)))
+        self.u0 = self.reach + self.lean  # band centre in the band image at row 0
+        u = np.arange(2 * self.reach + self.lean + 1, dtype=np.float64)  # (Wb,)
+        y = np.arange(height, dtype=np.float64)  # (H,)
+        light = np.exp(-(((u[None, :] + SHEEN_SLANT * y[:, None] - self.u0) / sigma) ** 2))  # (H, Wb)
+        self.band = np.rint(light[..., None] * (255.0 * SHEEN_GAIN * np.array(SHEEN_TINT))).astype(np.uint8)
+        self.headroom = 255 - self.band  # (H, Wb, 3): clamp first, so the add cannot wrap
+        span = width + self.lean
+        t = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
+        self.centres = np.rint(-self.reach + t * (span + 2 * self.reach)).astype(
+            int
+        )  # (F,) light's column at row 0
+
+    def apply(self, frame: np.ndarray, i: int) -> None:
+        """Lighten `frame` (uint8 (H, W, 3)) in place."""
+        c = int(self.centres[i])
+        xa, xb = max(0, c - self.reach - self.lean), min(frame.shape[1], c + self.reach + 1)
+        if xb <= xa:
+            return
+        o = self.u0 - c  # frame column x reads band column x + o
+        sub = frame[:, xa:xb]
+        np.minimum(sub, self.headroom[:, xa + o : xb + o], out=sub)
+        sub += self.band[:, xa + o : xb + o]
+
+
+def _check_image(name: str, image: np.ndarray | None, width: int, height: int) -> None:
+    if image is None:
+        return
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != (height, width, 3):
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"{name} must be uint8 ({height}, {width}, 3) to match the request, got {got}")
+
+
+def _check_request(request: ClipRequest) -> None:
+    for name in ("width", "height"):
+        value = getattr(request, name)
+        if not isinstance(value, (int, np.integer)) or value <= 0 or value % 2:
+            raise CapabilityError(f"the animatic needs a positive even {name}, got {value!r}", field=name)
+    if not isinstance(request.num_frames, (int, np.integer)) or request.num_frames < 1:
+        raise CapabilityError(f"need at least 1 frame, got {request.num_frames!r}", field="num_frames")
+    if not (isinstance(request.fps, (int, float)) and math.isfinite(request.fps) and request.fps > 0):
+        raise CapabilityError(f"fps must be a positive number, got {request.fps!r}", field="fps")
+    unknown = sorted(set(request.options) - set(OPTIONS))
+    if unknown:
+        accepted = ", ".join(f"{k} ({v})" for k, v in OPTIONS.items())
+        raise CapabilityError(
+            f"unknown animatic option(s) {', '.join(unknown)}; accepted: {accepted}", field="options"
+        )
+    _check_image("first_frame", request.first_frame, request.width, request.height)
+    _check_image("last_frame", request.last_frame, request.width, request.height)
+
+
+class AnimaticGenerator:
+    """Shoots a shot by moving its keyframe along the camera path; a title card stands in for a missing keyframe."""
+
+    name = "animatic"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    def generate(self, request: ClipRequest, progress: ShotProgress | None = None) -> Clip:
+        _check_request(request)
+        w, h, n = int(request.width), int(request.height), int(request.num_frames)
+        maps = view_homographies(request.camera, w, h, n)  # (F, 3, 3)
+        is_card = request.first_frame is None
+        key = (
+            title_card(w, h, request.title or request.prompt, request.seed)
+            if is_card
+            else request.first_frame
+        )
+        key_img = Image.fromarray(np.ascontiguousarray(key), "RGB")
+        sheen = _Sheen(w, h, n) if is_card and bool(request.options.get("sheen", True)) and n > 1 else None
+        last = request.last_frame
+        # The dissolve always lands on last_frame: weight 256/256 on the final frame (also for a 1-frame shot).
+        weights = np.rint(256 * (ease(np.linspace(0.0, 1.0, n)) if n > 1 else np.ones(1))).astype(np.uint16)
+        last16 = last.astype(np.uint16) if last is not None else None
+
+        frames = np.empty((n, h, w, 3), dtype=np.uint8)
+        identity = np.eye(3)
+        for i in range(n):
+            if np.allclose(maps[i], identity, rtol=0.0, atol=1e-9):
+                frames[i] = key
+            elif i > 0 and np.array_equal(maps[i], maps[i - 1]):
+                frames[i] = frames[i - 1] if sheen is None and last is None else _warp(key_img, maps[i], w, h)
+            else:
+                frames[i] = _warp(key_img, maps[i], w, h)
+            if sheen is not None:
+                sheen.apply(frames[i], i)
+            if last16 is not None and weights[i] > 0:
+                wt = weights[i]
+                mixed = frames[i].astype(np.uint16) * (256 - wt) + last16 * wt + 128
+                frames[i] = (mixed >> 8).astype(np.uint8)
+            if progress is not None:
+                progress((i + 1) / n)
+        return Clip(frames=frames, fps=float(request.fps))

@@ -1,0 +1,203 @@
+"""Title cards for the animatic: a seeded gradient with the shot's text set legibly on top."""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+__all__ = ["title_card", "wrap_text"]
+
+TEXT_FILL = (248, 244, 236)  # warm white: reads as "paper", not as a UI element
+OUTLINE_FILL = (16, 16, 20)
+ELLIPSIS = "\u2026"
+TEXT_WIDTH = 0.84  # fraction of the frame width the text block may use
+TEXT_HEIGHT = 0.72  # fraction of the frame height the text block may use
+MAX_LINES = 6
+LINE_GAP = 1.22  # line pitch as a multiple of the font size
+
+# Pillow's built-in scalable font (Aileron) covers Latin only; these cover other scripts when installed.
+_CJK_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/System/Library/Fonts/PingFang.ttc",
+    "C:/Windows/Fonts/msyh.ttc",
+)
+_WIDE_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/Library/Fonts/Arial Unicode.ttf")
+
+
+def _script(text: str) -> str:
+    """Which font family the text needs: 'cjk', 'wide' (Cyrillic, Greek, ...) or 'latin'."""
+    script = "latin"
+    for ch in text:
+        o = ord(ch)
+        if 0x2E80 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF:
+            return "cjk"
+        if o > 0x24F and not 0x2000 <= o <= 0x206F:  # beyond Latin, and not general punctuation
+            script = "wide"
+    return script
+
+
+@lru_cache(maxsize=64)
+def _font(size: int, script: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    candidates = {"cjk": _CJK_FONTS + _WIDE_FONTS, "wide": _WIDE_FONTS}.get(script, ())
+    for path in candidates:
+        if Path(path).is_file():
+            try:
+                return ImageFont.truetype(path, size)
+            except OSError:
+                continue
+    return ImageFont.load_default(size=size)
+
+
+def _break_word(word: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
+    """Split a word wider than the line (or unspaced CJK text) at characters."""
+    pieces, cur = [], ""
+    for ch in word:
+        if cur and font.getlength(cur + ch) > max_width:
+            pieces.append(cur)
+            cur = ch
+        else:
+            cur += ch
+    if cur:
+        pieces.append(cur)
+    return pieces
+
+
+def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
+    """Greedy word wrap measured in pixels; explicit newlines start new lines."""
+    lines: list[str] = []
+    for paragraph in text.splitlines():
+        cur = ""
+        for word in paragraph.split():
+            for piece in _break_word(word, font, max_width) if font.getlength(word) > max_width else [word]:
+                trial = f"{cur} {piece}" if cur else piece
+                if cur and font.getlength(trial) > max_width:
+                    lines.append(cur)
+                    cur = piece
+                else:
+                    cur = trial
+        if cur:
+            lines.append(cur)
+    return lines
+
+
+def _with_ellipsis(line: str, font: ImageFont.FreeTypeFont, max_width: float) -> str:
+    """Trim the line until it and an ellipsis fit."""
+    line = line.rstrip(" .,;:")
+    while line and font.getlength(line + ELLIPSIS) > max_width:
+        line = line[:-1].rstrip(" .,;:")
+    return line + ELLIPSIS
+
+
+def _balanced(text: str, font: ImageFont.FreeTypeFont, max_width: float, n_lines: int) -> list[str]:
+    """The narrowest wrap with the same line count, so a last line is not left with one orphan word."""
+    lo, hi = 0.4 * max_width, max_width
+    for _ in range(8):  # bisection on the line width; wrapping is monotone in it
+        mid = 0.5 * (lo + hi)
+        if len(wrap_text(text, font, mid)) <= n_lines:
+            hi = mid
+        else:
+            lo = mid
+    return wrap_text(text, font, hi)
+
+
+def _layout(text: str, width: int, height: int) -> tuple[ImageFont.FreeTypeFont, list[str], int]:
+    """Largest font (down to 60% of the nominal size) at which the text fits; else truncate."""
+    # Size by the frame's area so landscape and portrait frames of one resolution get the same type size.
+    nominal = max(9, round(0.055 * math.sqrt(width * height)))
+    max_w = TEXT_WIDTH * width
+    script = _script(text)
+    for scale in (1.0, 0.9, 0.8, 0.7, 0.6):
+        size = max(8, round(nominal * scale))
+        font = _font(size, script)
+        max_lines = max(1, min(MAX_LINES, int(TEXT_HEIGHT * height / (LINE_GAP * size))))
+        lines = wrap_text(text, font, max_w)
+        if len(lines) <= max_lines:
+            return font, _balanced(text, font, max_w, len(lines)), size
+    lines = lines[:max_lines]
+    lines[-1] = _with_ellipsis(lines[-1], font, max_w)
+    return font, lines, size
+
+
+def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Diagonal two-colour gradient, a soft light behind the text, vignette and fine grain: float (H, W, 3)."""
+    hue = rng.uniform()
+    hue2 = (hue + rng.uniform(0.06, 0.18) * rng.choice((-1.0, 1.0))) % 1.0  # an analogous neighbour
+    dark = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 0.75), rng.uniform(0.16, 0.26)))
+    light = np.array(colorsys.hsv_to_rgb(hue2, rng.uniform(0.40, 0.65), rng.uniform(0.40, 0.55)))
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    ys = (np.arange(height, dtype=np.float32) + 0.5) / height - 0.5  # (H,)
+    xs = (np.arange(width, dtype=np.float32) + 0.5) / width - 0.5  # (W,)
+    aspect = width / height
+    proj = xs[None, :] * aspect * math.cos(angle) + ys[:, None] * math.sin(angle)  # (H, W)
+    t = (proj - proj.min()) / max(float(proj.max() - proj.min()), 1e-6)
+    img = (
+        dark[None, None, :] * (1.0 - t[..., None]) + light[None, None, :] * t[..., None]
+    )  # (H, W, 3) in [0, 1]
+    r2 = (xs[None, :] * aspect) ** 2 + ys[:, None] ** 2  # squared distance from centre in height units
+    r2 = r2 / float(r2.max())
+    light_pool = 1.0 + 0.22 * np.exp(-r2 / 0.18)  # brighter where the text sits
+    vignette = 1.0 - 0.38 * r2**1.4
+    img = img * (light_pool * vignette)[..., None] * 255.0
+    grain = rng.normal(0.0, 2.2, size=(height, width)).astype(np.float32)  # static film grain
+    return np.clip(img + grain[..., None], 0.0, 255.0)
+
+
+def title_card(width: int, height: int, text: str, seed: int) -> np.ndarray:
+    """A title card: uint8 (H, W, 3). Colours come from the seed, so a film's cards vary but reproduce."""
+    rng = np.random.default_rng(seed % (1 << 63))
+    card = Image.fromarray(_background(width, height, rng).astype(np.uint8), "RGB")
+    text = " ".join(text.split()) if "\n" not in text else text.strip()
+    if not text:
+        return np.asarray(card).copy()
+    font, lines, size = _layout(text, width, height)
+    pitch = LINE_GAP * size
+    top = height / 2.0 - pitch * (len(lines) - 1) / 2.0  # centre of the first line
+    stroke = max(1, round(size / 16))
+
+    # Soft drop shadow: the text mask, blurred and offset, darkens the background under the letters.
+    mask = Image.new("L", (width, height), 0)
+    mdraw = ImageDraw.Draw(mask)
+    for i, line in enumerate(lines):
+        mdraw.text((width / 2, top + i * pitch), line, font=font, fill=255, anchor="mm", stroke_width=stroke)
+    shift = max(1, round(size * 0.06))
+    radius = max(1.0, size * 0.12)
+    x0, y0, x1, y1 = mask.getbbox() or (0, 0, width, height)
+    pad = int(3 * radius) + shift
+    box = (max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad))
+    shadow = Image.new("L", (width, height), 0)
+    shadow.paste(
+        mask.crop(box).filter(ImageFilter.GaussianBlur(radius=radius)), box[:2]
+    )  # blur only the text
+    shadow = shadow.transform(shadow.size, Image.Transform.AFFINE, (1, 0, -shift, 0, 1, -shift))
+    shadow = shadow.point(lambda v: int(v * 0.7))
+    card = Image.composite(Image.new("RGB", card.size, (0, 0, 0)), card, shadow)
+
+    draw = ImageDraw.Draw(card)
+    for i, line in enumerate(lines):
+        draw.text(
+            (width / 2, top + i * pitch),
+            line,
+            font=font,
+            fill=TEXT_FILL,
+            anchor="mm",
+            stroke_width=stroke,
+            stroke_fill=OUTLINE_FILL,
+        )
+    # A short rule under the text, the way a slate or chapter card is set.
+    ascent, descent = font.getmetrics()
+    rule_y = top + (len(lines) - 1) * pitch + 0.5 * (ascent + descent) + 0.3 * size  # below the descenders
+    half = min(0.08 * width, 1.2 * size)
+    if rule_y + stroke < height:
+        draw.line(
+            [(width / 2 - half, rule_y), (width / 2 + half, rule_y)], fill=(230, 224, 214), width=stroke
+        )
+    return np.asarray(card).copy()
