@@ -233,11 +233,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         from rich.table import Table
 
         table = Table(title="Wan variants")
-        for col in ("name", "tasks", "size", "repo", "local"):
+        for col in ("name", "does", "transformer (bf16)", "default size", "fps", "repo", "local"):
             table.add_column(col, overflow="fold")
         for variant, present, path in hub.list_models():
-            table.add_row(variant.name, ", ".join(sorted(variant.tasks)), variant.size_label, variant.repo_id,
-                          str(path) if present else "-")  # fmt: skip
+            experts = ", 2 experts" if variant.two_experts else ""
+            size = "{}x{}".format(*variant.default_size)
+            table.add_row(variant.name, ", ".join(variant.conditionings), f"{variant.dit_gib_bf16:.1f} GiB{experts}",
+                          size, str(variant.fps), variant.repo_id, str(path) if present else "-")  # fmt: skip
         Console().print(table)
         return 0
     path = hub.pull(args.name, args.dest)

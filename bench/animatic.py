@@ -1,0 +1,73 @@
+"""Animatic render speed: a 20 s 720p film, end to end (plan, shoot, edit, encode).
+
+    .venv/bin/python bench/animatic.py [--seconds 20] [--resolution 720p] [--fps 24]
+
+Prints a table: wall time per phase, frames per second and x real time. The reference in the same run is
+the encoder alone (the same number of frames through write_mp4), the floor any animatic can reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from yingxi.backends.animatic import AnimaticGenerator
+from yingxi.film import parse_prompt
+from yingxi.media.video import write_mp4
+from yingxi.render import render
+
+MOVES = ["slow pan left", "dolly in", "handheld", "crane up", "orbit right", "zoom out", "tilt down", "truck right"]
+TRANSITIONS = ["cut", "crossfade", "fade", "wipe left"]
+
+
+def film_text(seconds: float, shots: int) -> str:
+    lines = ["Ink-wash style."]
+    for i in range(shots):
+        move, tr = MOVES[i % len(MOVES)], TRANSITIONS[i % len(TRANSITIONS)]
+        lines.append(f"Shot {i + 1} ({seconds / shots:g}s, wide, {move}, {tr}): Scene {i + 1} on the frozen river.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--shots", type=int, default=5)
+    ap.add_argument("--resolution", default="720p")
+    ap.add_argument("--fps", type=int, default=24)
+    args = ap.parse_args()
+    keyframe = Path(__file__).resolve().parents[1] / "examples/new-year/river-dusk.png"
+    film = parse_prompt(film_text(args.seconds, args.shots), fps=args.fps, resolution=args.resolution, style_image=keyframe)
+    with tempfile.TemporaryDirectory() as tmp:
+        phases: dict[str, float] = {}
+        last = [time.perf_counter()]
+
+        def on_progress(e) -> None:
+            now = time.perf_counter()
+            phase = "prepare" if e.shot == 0 else ("edit+encode" if e.shot > e.total_shots else "shoot")
+            phases[phase] = phases.get(phase, 0.0) + now - last[0]
+            last[0] = now
+
+        result = render(film, AnimaticGenerator(), Path(tmp) / "bench.mp4", on_progress)
+        w, h = film.size
+        frames = np.zeros((h, w, 3), np.uint8)
+        t0 = time.perf_counter()
+        write_mp4(Path(tmp) / "encode.mp4", (frames for _ in range(result.num_frames)), fps=film.fps, width=w, height=h)
+        encode_only = time.perf_counter() - t0
+    n, real = result.num_frames, result.duration
+    print(f"machine: {platform.machine()} {platform.processor() or ''} | python {platform.python_version()}")
+    print(f"film: {args.seconds:g}s, {args.shots} shots, {w}x{h} @ {args.fps} fps = {n} frames\n")
+    print(f"| {'what':<28} | {'seconds':>8} | {'frames/s':>9} | {'x real time':>11} |")
+    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 11}|{'-' * 13}|")
+    for name, secs in [("render (whole film)", result.seconds)] + [(f"  {k}", v) for k, v in phases.items()] + [
+        ("encoder alone (reference)", encode_only)
+    ]:
+        print(f"| {name:<28} | {secs:8.2f} | {n / secs:9.1f} | {real / secs:11.2f} |")
+
+
+if __name__ == "__main__":
+    main()

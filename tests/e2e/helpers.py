@@ -1,0 +1,56 @@
+"""Shared helpers for end-to-end tests: decode outputs and measure motion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+
+def decode(path: Path) -> tuple[np.ndarray, float, np.ndarray, int]:
+    """(frames (F,H,W,3) uint8, fps, audio (N,) float mono, sample_rate)."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        fps = float(v.average_rate)
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        rate = a.rate
+        chunks = [f.to_ndarray().astype(np.float32) for f in c.decode(audio=0)]
+    audio = np.concatenate([ch.reshape(ch.shape[0], -1) if ch.ndim > 1 else ch[None] for ch in chunks], axis=1)
+    return frames, fps, audio.mean(axis=0), rate
+
+
+def stream_kinds(path: Path) -> dict[str, str]:
+    with av.open(str(path)) as c:
+        return {s.type: s.codec_context.name for s in c.streams}
+
+
+def flat_png(path: Path, rgb: tuple[int, int, int], size=(64, 64)) -> Path:
+    Image.new("RGB", size, rgb).save(path)
+    return path
+
+
+def texture_png(path: Path, size=(320, 180), seed=0) -> Path:
+    """Blurred noise: features at every scale, so motion can be measured."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    Image.fromarray(small).resize(size, Image.BICUBIC).save(path)
+    return path
+
+
+def shift_between(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(dx, dy) such that b ≈ a moved right by dx and down by dy (phase correlation)."""
+    ga, gb = a.mean(axis=2), b.mean(axis=2)
+    fa, fb = np.fft.fft2(ga - ga.mean()), np.fft.fft2(gb - gb.mean())
+    r = fb * np.conj(fa)
+    corr = np.fft.ifft2(r / (np.abs(r) + 1e-9)).real
+    dy, dx = np.unravel_index(np.argmax(corr), corr.shape)
+    h, w = corr.shape
+    return float(dx if dx <= w // 2 else dx - w), float(dy if dy <= h // 2 else dy - h)
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0

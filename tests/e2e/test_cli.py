@@ -1,0 +1,83 @@
+"""The CLI as a person uses it: a real subprocess, exit codes, messages, files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.helpers import decode, flat_png
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def yingxi(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "yingxi.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_generate_prompt_prints_summary_and_writes_mp4(tmp_path):
+    r = yingxi("generate", 'Shot 1 (1s, wide, pan left): Kites.\nShot 2 (1s, wipe right): Hills.\nMEI: "Look!"',
+               "-o", "film.mp4", "--resolution", "480p", "--fps", "12", "--seed", "4", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "shots: 2" in r.stdout and "output: film.mp4" in r.stdout and "time:" in r.stdout
+    assert "length: 2.00s (24 frames at 12 fps)" in r.stdout
+    frames, fps, _, _ = decode(tmp_path / "film.mp4")
+    assert frames.shape == (24, 480, 864, 3) and fps == 12
+    assert (tmp_path / "film.srt").read_text().count("Look!") == 1
+
+
+def test_image_and_ref_flags(tmp_path):
+    flat_png(tmp_path / "first.png", (0, 200, 0))
+    flat_png(tmp_path / "mei.png", (200, 0, 200))
+    r = yingxi("generate", "Shot 1 (0.5s, static): Green.\nShot 2 (0.5s, static): MEI waves.\nMEI: \"Hi.\"",
+               "--image", "first.png", "--ref", "MEI=mei.png", "-o", "o.mp4", "--resolution", "480p", "--fps", "8",
+               "--strict-dialogue", cwd=tmp_path)  # fmt: skip
+    if r.returncode == 2:  # "Hi." may not fit half a second: strict mode says so, and writes nothing
+        assert "shot 2" in r.stderr and "dialogue" in r.stderr and not (tmp_path / "o.mp4").exists()
+        r = yingxi("generate", "Shot 1 (0.5s, static): Green.\nShot 2 (2s, static): MEI waves.\nMEI: \"Hi.\"",
+                   "--image", "first.png", "--ref", "MEI=mei.png", "-o", "o.mp4", "--resolution", "480p",
+                   "--fps", "8", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    frames, *_ = decode(tmp_path / "o.mp4")
+    assert abs(frames[1].astype(int).mean(axis=(0, 1)) - (0, 200, 0)).max() < 12
+    assert abs(frames[-1].astype(int).mean(axis=(0, 1)) - (200, 0, 200)).max() < 12  # MEI's reference image
+
+
+def test_dialogue_that_does_not_fit_grows_the_shot_and_says_so(tmp_path):
+    line = "This is a rather long line of dialogue that cannot possibly fit in half a second."
+    r = yingxi("generate", f'Shot 1 (0.5s): A man talks.\nBO: "{line}"', "-o", "g.mp4", "--resolution", "480p",
+               "--fps", "8", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "shot 1 grew from 0.5s" in r.stderr
+    frames, *_ = decode(tmp_path / "g.mp4")
+    assert frames.shape[0] > 4 * 8
+
+
+def test_bad_input_exit_2_one_line_no_traceback_no_file(tmp_path):
+    cases = [
+        ("generate", "Shot 1 (2s, pan leftt): x", "-o", "a.mp4"),
+        ("generate", "x", "--image", "nope.png", "-o", "a.mp4"),
+        ("generate", "x", "-o", "a.avi"),
+        ("generate", "--script", "missing.yaml", "-o", "a.mp4"),
+        ("generate", "x", "--resolution", "4k", "-o", "a.mp4"),
+        ("generate", "-o", "a.mp4"),
+    ]
+    for args in cases:
+        r = yingxi(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.startswith("yingxi: error: ") and r.stderr.count("\n") == 1, r.stderr
+        assert "Traceback" not in r.stderr
+        assert not (tmp_path / "a.mp4").exists()
+    r = yingxi("generate", "Shot 1 (2s, pan leftt): x", "-o", "a.mp4", cwd=tmp_path)
+    assert 'shot 1' in r.stderr and 'did you mean "pan left"' in r.stderr
+
+
+def test_plan_table_and_json(tmp_path):
+    r = yingxi("plan", "--script", str(REPO / "examples/new-year/film.yaml"), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert [s["frames"] for s in data["shots"]] == [96, 96, 72, 120]
+    assert [s["camera"] for s in data["shots"]] == ["slow pan left", "dolly in", "handheld", "crane up"]
+    assert [s["keyframe"].split(" ")[0] for s in data["shots"]] == ["first_frame", "character", "continue", "first_frame"]
+    r = yingxi("plan", "Shot 1 (3s, close-up, orbit right): a", cwd=tmp_path)
+    assert r.returncode == 0 and "orbit right" in r.stdout and "close-up" in r.stdout
+    assert list(tmp_path.iterdir()) == []  # plan renders nothing

@@ -1,0 +1,103 @@
+"""The film pipeline end to end: Film -> render() -> MP4, checked on decoded frames and audio."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tests.e2e.helpers import decode, flat_png, rms, shift_between, stream_kinds, texture_png
+from yingxi.backends.animatic import AnimaticGenerator
+from yingxi.errors import InputError, RenderError
+from yingxi.film import parse_prompt
+from yingxi.render import render
+
+FPS = 12
+
+
+def small(film):
+    return replace(film, fps=FPS, resolution="480p")
+
+
+def test_two_flat_shots_crossfade_and_dialogue(tmp_path):
+    red, blue = flat_png(tmp_path / "red.png", (220, 30, 30)), flat_png(tmp_path / "blue.png", (20, 40, 230))
+    film = small(parse_prompt('Shot 1 (2s, static): Red.\nShot 2 (2s, static, crossfade): Blue.\nMEI: "Hello there."'))
+    film = film.with_shot(0, replace(film.shots[0], first_frame=red))
+    film = film.with_shot(1, replace(film.shots[1], first_frame=blue))
+    out = tmp_path / "film.mp4"
+    result = render(film, AnimaticGenerator(), out)
+
+    assert stream_kinds(out) == {"video": "h264", "audio": "aac"}
+    frames, fps, audio, rate = decode(out)
+    assert fps == FPS and frames.shape[1:3] == (480, 864)
+    assert frames.shape[0] == result.num_frames == 2 * 2 * FPS  # total = sum of shots' frames
+    cut = 2 * FPS
+    # Far from the cut the shots are their flat colours; at the cut, the crossfade is their mean.
+    assert np.abs(frames[2].astype(int) - (220, 30, 30)).mean() < 8
+    assert np.abs(frames[-3].astype(int) - (20, 40, 230)).mean() < 8
+    middle = frames[cut].astype(float).mean(axis=(0, 1))
+    assert np.allclose(middle, [(220 + 20) / 2, (30 + 40) / 2, (30 + 230) / 2], atol=10)  # H.264 + 8-bit rounding
+    # Dialogue in shot 2 is audible there; shot 1 has none and no music, so it is silent.
+    shot1, shot2 = audio[: int(1.8 * rate)], audio[int(2.2 * rate) : int(3.8 * rate)]
+    assert rms(shot1) < 1e-3 and rms(shot2) > 0.02
+    assert result.srt_path and "Hello there." in result.srt_path.read_text()
+
+
+def test_pan_left_moves_picture_right_and_same_seed_same_frames(tmp_path):
+    tex = texture_png(tmp_path / "tex.png")
+    film = small(parse_prompt("Shot 1 (1.5s, pan left): texture", seed=3))
+    film = film.with_shot(0, replace(film.shots[0], first_frame=tex))
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    render(film, AnimaticGenerator(), a)
+    render(film, AnimaticGenerator(), b)
+    fa, _, _, _ = decode(a)
+    fb, _, _, _ = decode(b)
+    assert np.array_equal(fa, fb)  # same seed -> identical frames
+    dx, dy = shift_between(fa[0], fa[-1])
+    assert dx > 10 and abs(dy) < 3  # the view pans left, so the picture moves right
+
+
+def test_continue_starts_from_previous_last_frame(tmp_path):
+    tex = texture_png(tmp_path / "tex.png", seed=1)
+    film = small(parse_prompt("Shot 1 (1s, pan right): a\nShot 2 (1s, static, continue): b"))
+    film = film.with_shot(0, replace(film.shots[0], first_frame=tex))
+    frames, *_ = decode(render(film, AnimaticGenerator(), tmp_path / "c.mp4").path)
+    assert np.abs(frames[FPS - 1].astype(int) - frames[FPS].astype(int)).mean() < 6  # no jump at the cut
+
+
+def test_title_cards_without_images_and_last_frame_png(tmp_path):
+    film = small(parse_prompt("Shot 1 (1s): The title card speaks.\nShot 2 (1s, fade): Another card."))
+    result = render(film, AnimaticGenerator(), tmp_path / "t.mp4", last_frame_png=tmp_path / "last.png")
+    frames, *_ = decode(result.path)
+    assert frames[0].std() > 10  # not a blank frame: a card with text
+    assert frames[FPS].mean() < frames[0].mean()  # the fade passes through black at the cut
+    assert result.last_frame_path and result.last_frame_path.is_file()
+
+
+def test_missing_image_fails_before_any_output(tmp_path):
+    film = small(parse_prompt("Shot 1 (1s): a"))
+    film = film.with_shot(0, replace(film.shots[0], first_frame=tmp_path / "missing.png"))
+    out = tmp_path / "x.mp4"
+    with pytest.raises(InputError) as info:
+        render(film, AnimaticGenerator(), out)
+    assert "shot 1" in str(info.value) and "missing.png" in str(info.value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_backend_failure_leaves_no_file(tmp_path):
+    class Broken(AnimaticGenerator):
+        def generate(self, request, progress=None):
+            raise RenderError("the camera broke")
+
+    out = tmp_path / "x.mp4"
+    with pytest.raises(RenderError):
+        render(small(parse_prompt("a")), Broken(), out)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_progress_reports_each_shot(tmp_path):
+    events = []
+    render(small(parse_prompt("Shot 1 (0.5s): a\nShot 2 (0.5s): b")), AnimaticGenerator(), tmp_path / "p.mp4", events.append)
+    shots = {e.shot for e in events}
+    assert {0, 1, 2, 3} <= shots
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
