@@ -1,0 +1,18 @@
+"""The editor: cuts shot clips together with transitions, dialogue, music and subtitles."""
+
+from yingxi.editor.cut import Cut, assemble
+from yingxi.editor.dialogue import DialogueTake, assign_voices, fit_dialogue, record_dialogue
+from yingxi.editor.subtitles import Subtitle, burn_subtitles, srt_text, write_srt
+
+__all__ = [
+    "Cut",
+    "DialogueTake",
+    "Subtitle",
+    "assemble",
+    "assign_voices",
+    "burn_subtitles",
+    "fit_dialogue",
+    "record_dialogue",
+    "srt_text",
+    "write_srt",
+]

@@ -1,0 +1,161 @@
+"""assemble(): the editor's cut. Shots are laid end to end at the film's fps, transitions are mixed lazily
+as frames are asked for (a 1080p film is never held in memory), and the sound track is built whole."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from yingxi.backends.base import Clip
+from yingxi.director.plan import ShotPlan
+from yingxi.editor.dialogue import SAMPLE_RATE, DialogueTake, place_lines
+from yingxi.editor.mix import mix
+from yingxi.editor.subtitles import Subtitle, SubtitleOverlay, active_subtitle, subtitle_text
+from yingxi.editor.transitions import Window, plan_windows
+from yingxi.editor.transitions import mix as mix_frames
+from yingxi.errors import InputError
+from yingxi.film.model import Film
+from yingxi.media.image import fit_image
+from yingxi.media.video import read_audio
+
+
+@dataclass(frozen=True)
+class Cut:
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    audio: np.ndarray  # float32 (N, 2) at sample_rate, exactly num_frames / fps long
+    sample_rate: int
+    subtitles: list[Subtitle]
+    shot_starts: list[float]  # seconds
+    shot_frames: list[int]  # frames each shot contributes
+    windows: list[Window | None] = field(repr=False)  # the transition into each shot
+    clips: list[Clip] = field(repr=False)
+    burn_subtitles: bool = False
+    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
+    _overlay: list = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def _first_frames(self) -> list[int]:
+        return [sum(self.shot_frames[:i]) for i in range(len(self.shot_frames))]
+
+    def shot_frame(self, shot: int, local: int) -> np.ndarray:
+        """Frame `local` of shot `shot` (0-based) at the cut's fps and size: the clip frame nearest in time."""
+        clip = self.clips[shot]
+        src = min(clip.num_frames - 1, max(0, math.floor(local * clip.fps / self.fps + 0.5 + 1e-9)))
+        key = (shot, src)
+        if key not in self._cache:
+            frame = clip.frames[src]
+            if frame.shape[:2] != (self.height, self.width):
+                frame = fit_image(frame, self.width, self.height)
+            self._cache[key] = frame
+            if len(self._cache) > 8:  # the frames a transition needs, plus a held one
+                self._cache.popitem(last=False)
+        return self._cache[key]
+
+    def frame(self, index: int, starts: list[int] | None = None) -> np.ndarray:
+        """Output frame `index`: uint8 (height, width, 3)."""
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"frame {index} outside 0..{self.num_frames - 1}")
+        starts = starts if starts is not None else self._first_frames()
+        i = bisect.bisect_right(starts, index) - 1
+        local = index - starts[i]
+        into, after = self.windows[i], self.windows[i + 1] if i + 1 < len(self.windows) else None
+        if into is not None and index in into:
+            a = None if into.kind == "fade-in" else self.shot_frame(i - 1, self.shot_frames[i - 1] - 1)
+            out = mix_frames(into, index, a, self.shot_frame(i, local))
+        elif after is not None and index in after:
+            out = mix_frames(after, index, self.shot_frame(i, local), self.shot_frame(i + 1, 0))
+        else:
+            out = self.shot_frame(i, local)
+        if self.burn_subtitles:
+            sub = active_subtitle(self.subtitles, index / self.fps)
+            if sub is not None:
+                if not self._overlay:
+                    self._overlay.append(SubtitleOverlay(self.width, self.height))
+                out = self._overlay[0].draw(out, sub.text)
+        return out
+
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        """Every output frame in order, composed as it is asked for."""
+        starts = self._first_frames()
+        for index in range(self.num_frames):
+            yield self.frame(index, starts)
+
+
+def assemble(
+    film: Film,
+    plans: list[ShotPlan],
+    clips: list[Clip],
+    takes: list[list[DialogueTake]],
+    *,
+    burn_subtitles: bool = False,
+) -> Cut:
+    """Cut the shot clips together with their transitions, dialogue, music and subtitles."""
+    if not (len(plans) == len(clips) == len(takes) == len(film.shots)):
+        raise ValueError(
+            f"assemble needs one plan, clip and take list per shot: {len(film.shots)} shots, "
+            f"{len(plans)} plans, {len(clips)} clips, {len(takes)} take lists"
+        )
+    fps = float(film.fps)
+    width, height = film.size
+    shot_frames = [max(1, round(p.num_frames * fps / p.fps)) for p in plans]
+    transitions = [
+        (p.shot.transition.kind, p.shot.transition.duration, p.shot.transition.direction) for p in plans
+    ]
+    windows = plan_windows(shot_frames, transitions, fps)
+    total = sum(shot_frames)
+    first = np.cumsum([0, *shot_frames[:-1]])
+    shot_starts = [int(f) / fps for f in first]
+
+    n_samples = round(total / fps * SAMPLE_RATE)
+    lines: list[tuple[int, np.ndarray]] = []
+    subtitles: list[Subtitle] = []
+    for i, shot_takes in enumerate(takes):
+        seconds = shot_frames[i] / fps
+        try:
+            offsets = place_lines(shot_takes, seconds)
+        except ValueError:
+            need = sum(t.seconds for t in shot_takes)
+            raise InputError(
+                f"the lines need {need:.2f}s of speech but the shot came out {seconds:.2f}s long; "
+                "run fit_dialogue before planning so the shot grows to hold them",
+                shot=i + 1,
+                field="dialogue",
+            ) from None
+        for offset, take in zip(offsets, shot_takes, strict=True):
+            start = shot_starts[i] + offset
+            sample = min(round(start * SAMPLE_RATE), n_samples - len(take.audio))
+            lines.append((sample, take.audio))
+            subtitles.append(Subtitle(start, start + take.seconds, subtitle_text(take.character, take.text)))
+
+    music = None
+    if film.music is not None:
+        try:
+            music = read_audio(film.music, SAMPLE_RATE)
+        except InputError as e:
+            raise InputError(e.message, file=e.file, field="music") from None
+    audio = mix(n_samples, lines, music, SAMPLE_RATE)
+    return Cut(
+        width=width,
+        height=height,
+        fps=fps,
+        num_frames=total,
+        audio=audio,
+        sample_rate=SAMPLE_RATE,
+        subtitles=subtitles,
+        shot_starts=shot_starts,
+        shot_frames=shot_frames,
+        windows=windows,
+        clips=list(clips),
+        burn_subtitles=burn_subtitles,
+    )

@@ -1,0 +1,132 @@
+"""Subtitles: one per spoken line, written as SRT beside the film or burnt into the frames."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+@dataclass(frozen=True)
+class Subtitle:
+    start: float  # seconds from the film's start
+    end: float
+    text: str
+
+
+def subtitle_text(character: str, line: str) -> str:
+    """ "OLD JIA: Happy new year." (the speaker's name in capitals, as screenplays write it)."""
+    return f"{character.upper()}: {line.strip()}" if character else line.strip()
+
+
+def srt_timestamp(seconds: float) -> str:
+    """00:00:01,250 (hours:minutes:seconds,milliseconds), rounded to the millisecond."""
+    ms = max(0, int(round(seconds * 1000)))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
+
+
+def srt_text(subtitles: Iterable[Subtitle]) -> str:
+    blocks = [
+        f"{i}\n{srt_timestamp(sub.start)} --> {srt_timestamp(sub.end)}\n{sub.text}\n"
+        for i, sub in enumerate(subtitles, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def write_srt(subtitles: Iterable[Subtitle], path: str | Path) -> Path:
+    """Write an SRT file atomically (temp file, then os.replace)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        tmp.write_text(srt_text(subtitles), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_width: float) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= max_width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+class SubtitleOverlay:
+    """Draws subtitles onto frames of one size; each text is rendered once and blended with numpy after."""
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = width, height
+        self.size = max(10, round(height * 0.05))  # font px: legible at 480p, not shouting at 1080p
+        self.font = ImageFont.load_default(size=self.size)
+        self._cache: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
+
+    def _render(self, text: str) -> tuple[int, np.ndarray, np.ndarray]:
+        """(top row, rgb float32 (h, W, 3), alpha float32 (h, W, 1)) of the band holding the text."""
+        lines = _wrap(text, self.font, 0.9 * self.width)
+        stroke = max(1, self.size // 12)
+        line_h = round(self.size * 1.25)
+        pad = max(2, round(self.size * 0.3))
+        band_h = min(self.height, line_h * len(lines) + 2 * pad)
+        top = max(0, self.height - round(0.06 * self.height) - band_h)
+        band = Image.new("RGBA", (self.width, band_h), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(band)
+        widths = [self.font.getlength(line) for line in lines]
+        box_w = min(self.width, max(widths) + 2 * pad)
+        left = (self.width - box_w) / 2
+        draw.rectangle((left, 0, left + box_w, band_h), fill=(0, 0, 0, 150))  # dark box: legible on white
+        for k, (line, w) in enumerate(zip(lines, widths, strict=True)):
+            xy = ((self.width - w) / 2, pad + k * line_h)
+            draw.text(
+                xy,
+                line,
+                font=self.font,
+                fill=(255, 255, 255, 255),
+                stroke_width=stroke,
+                stroke_fill=(0, 0, 0, 255),
+            )
+        rgba = np.asarray(band, dtype=np.float32)  # (h, W, 4)
+        return top, rgba[..., :3], rgba[..., 3:] / 255.0
+
+    def draw(self, frame: np.ndarray, text: str) -> np.ndarray:
+        """A copy of `frame` (uint8 (H, W, 3)) with `text` bottom-centred on it."""
+        if text not in self._cache:
+            self._cache[text] = self._render(text)
+        top, rgb, alpha = self._cache[text]
+        out = frame.copy()
+        region = out[top : top + rgb.shape[0]].astype(np.float32)
+        out[top : top + rgb.shape[0]] = np.rint(region * (1.0 - alpha) + rgb * alpha).astype(np.uint8)
+        return out
+
+
+def active_subtitle(subtitles: list[Subtitle], seconds: float) -> Subtitle | None:
+    for sub in subtitles:
+        if sub.start <= seconds < sub.end:
+            return sub
+    return None
+
+
+def burn_subtitles(
+    frames: Iterable[np.ndarray], subtitles: list[Subtitle], fps: float
+) -> Iterator[np.ndarray]:
+    """Frames with the subtitle active at each frame's time (k / fps) drawn on; others pass unchanged."""
+    overlay: SubtitleOverlay | None = None
+    for k, frame in enumerate(frames):
+        sub = active_subtitle(subtitles, k / fps)
+        if sub is None:
+            yield frame
+            continue
+        if overlay is None or (overlay.width, overlay.height) != (frame.shape[1], frame.shape[0]):
+            overlay = SubtitleOverlay(frame.shape[1], frame.shape[0])
+        yield overlay.draw(frame, sub.text)

@@ -1,0 +1,100 @@
+"""Transitions between shots: where each one sits in the frame timeline and how it mixes two frames.
+
+A transition into shot i takes n frames centred on the cut, half from each shot, so it never changes the
+film's length. Inside it, alpha ramps 0 -> 1 (alpha = j / (n - 1)), so an odd window's middle frame, the
+first frame of the new shot, is the 50/50 mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames [start, start + length) of the output, mixing shot `into - 1` (A) into shot `into` (B)."""
+
+    into: int  # 0-based index of the shot the transition leads into
+    kind: str  # "crossfade" | "fade" | "wipe" | "fade-in" (the first shot fading up from black)
+    start: int  # first output frame of the window
+    length: int  # n >= 2 frames
+    direction: str = "left"  # for wipes: the way the edge moves
+
+    def alpha(self, frame: int) -> float:
+        """0 at the window's first frame, 1 at its last."""
+        return (frame - self.start) / (self.length - 1)
+
+    def __contains__(self, frame: int) -> bool:
+        return self.start <= frame < self.start + self.length
+
+
+def clamp_length(n: int, frames_before: int, frames_after: int) -> int:
+    """Largest length <= n whose half before the cut fits in half the previous shot and whose half after
+    fits in half the next, so two transitions never overlap inside one shot."""
+    while n >= 2 and (n // 2 > frames_before / 2 or n - n // 2 > frames_after / 2):
+        n -= 1
+    return n if n >= 2 else 0
+
+
+def plan_windows(
+    shot_frames: list[int], transitions: list[tuple[str, float, str | None]], fps: float
+) -> list[Window | None]:
+    """One entry per shot: the window of the transition into it, or None for a cut (or no room).
+
+    `transitions[i]` is (kind, seconds, direction) of the transition into shot i.
+    """
+    windows: list[Window | None] = []
+    start = 0
+    for i, (frames, (kind, seconds, direction)) in enumerate(zip(shot_frames, transitions, strict=True)):
+        n = round(seconds * fps)
+        window = None
+        if i == 0:
+            if kind == "fade":  # the film fades up from black over the fade's second half
+                m = min(n - n // 2, frames // 2 - 1)  # m + 1 frames, within the shot's first half
+                if m >= 1:
+                    window = Window(into=0, kind="fade-in", start=0, length=m + 1)
+        elif kind != "cut":
+            n = clamp_length(n, shot_frames[i - 1], frames)
+            if n:
+                window = Window(
+                    into=i, kind=kind, start=start - n // 2, length=n, direction=direction or "left"
+                )
+        windows.append(window)
+        start += frames
+    return windows
+
+
+def _wipe_mask(width: int, alpha: float, direction: str) -> np.ndarray:
+    """bool (W,): columns showing B. "left": the edge moves from the right side to the left."""
+    cols = int(round(alpha * width))
+    mask = np.zeros(width, bool)
+    if direction == "right":
+        mask[:cols] = True
+    else:
+        mask[width - cols :] = True
+    return mask
+
+
+def mix(window: Window, frame: int, a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
+    """The output frame at `frame` inside `window`, from A's and B's frames at that time (uint8 (H, W, 3))."""
+    alpha = window.alpha(frame)
+    if window.kind == "fade-in":
+        return _scale(b, alpha)
+    assert a is not None
+    if window.kind == "crossfade":
+        out = (1.0 - alpha) * a.astype(np.float32) + alpha * b.astype(np.float32)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if window.kind == "fade":  # through black: A down over the first half, B up over the second
+        return _scale(a, 1.0 - 2.0 * alpha) if alpha < 0.5 else _scale(b, 2.0 * alpha - 1.0)
+    if window.kind == "wipe":
+        mask = _wipe_mask(b.shape[1], alpha, window.direction)
+        return np.where(mask[None, :, None], b, a)
+    raise ValueError(f"unknown transition kind {window.kind!r}")
+
+
+def _scale(img: np.ndarray, gain: float) -> np.ndarray:
+    if gain >= 1.0:
+        return img
+    return np.clip(np.rint(img.astype(np.float32) * max(gain, 0.0)), 0, 255).astype(np.uint8)
