@@ -1,0 +1,131 @@
+"""The FastAPI app: Ark- and OpenAI-compatible task APIs, the native film API, output files, the studio.
+
+Output files are served at `/api/v3/files/{task}/{name}` to either a Bearer key of the task's tenant or a
+signed, expiring URL (`?expires=...&signature=...`, HMAC-SHA256 with the server's secret), which is what
+`content.video_url` hands out: a `<video>` tag or a plain HTTP client can fetch it without headers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+
+from yingxi import __version__
+from yingxi.server import ark, films, videos
+from yingxi.server.common import Context, ctx, tenant_of
+from yingxi.server.http_errors import ApiError, error_response
+from yingxi.server.keys import check_signature, secret_for
+from yingxi.server.settings import ServerSettings
+from yingxi.server.store import JobStatus, JobStore
+from yingxi.server.views import OUTPUT_FILES
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes` with 413, by Content-Length up front or by counting as they stream."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        too_big = ApiError(413, f"the request body is larger than {self.max_bytes // (1 << 20)} MB")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            if not length.isdigit():
+                too_big = ApiError(400, "the Content-Length header is not a number")
+            return await too_big.response()(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise too_big  # turned into the 413 body by the ApiError handler
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The app over settings.data_dir (the job store is created there if missing). Workers run apart
+    (see `yingxi.server.run`); this process only queues, reports and serves files."""
+    settings.tasks_dir.mkdir(parents=True, exist_ok=True)
+    app = FastAPI(title="yingxi", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json",
+                  redoc_url=None)  # fmt: skip
+    app.state.ctx = Context(
+        settings=settings, store=JobStore(settings.db_path), secret=secret_for(settings.data_dir)
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+        return error_response(422, f"{param}: {err.get('msg')}", param=param or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such route: {request.method} {request.url.path[:100]}"
+        return error_response(exc.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):  # a bug: answer in the API's shape, keep serving
+        return error_response(500, f"internal error: {type(exc).__name__}")
+
+    app.include_router(ark.router)
+    app.include_router(videos.router)
+    app.include_router(films.router)
+
+    @app.get("/api/v1/health")
+    def health(request: Request) -> dict:
+        store = ctx(request).store
+        (queued,) = store._db().execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()
+        (running,) = store._db().execute("SELECT COUNT(*) FROM jobs WHERE status='running'").fetchone()
+        return {"status": "ok", "version": __version__, "backend": settings.backend, "model": settings.model,
+                "queued": queued, "running": running}  # fmt: skip
+
+    @app.get("/api/v3/files/{task_id}/{name}")
+    def output_file(task_id: str, name: str, request: Request, expires: int | None = None,
+                    signature: str | None = None) -> FileResponse:  # fmt: skip
+        c = ctx(request)
+        if name not in OUTPUT_FILES:  # only our own names: nothing a client sends becomes a path
+            raise ApiError(404, f'no file "{name[:60]}"; files are {", ".join(OUTPUT_FILES)}', param="name")
+        if signature is not None and expires is not None:
+            if not check_signature(c.secret, f"{task_id}/{name}", expires, signature, time.time()):
+                raise ApiError(403, "the file URL's signature is wrong or has expired; GET the task again")
+            job = c.store.get(task_id)
+        else:
+            job = c.store.get(task_id, tenant_of(request))
+        if job is None or job.status != JobStatus.SUCCEEDED:
+            raise ApiError(404, "no such file (the task is unknown, unfinished, expired or deleted)")
+        path = c.task_dir(task_id) / "out" / name
+        if not path.is_file():
+            raise ApiError(404, "no such file (it expired or was not asked for)")
+        media = "video/mp4" if name.endswith(".mp4") else "image/png"
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+    STATIC_DIR.mkdir(exist_ok=True)
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="studio")
+    # Same-origin needs nothing; other origins (a studio served elsewhere) are listed in settings.
+    app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
+                       allow_headers=["Authorization", "Content-Type"])  # fmt: skip
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    return app

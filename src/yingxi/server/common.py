@@ -1,0 +1,189 @@
+"""What every route shares: the app context, auth, reading bodies (JSON, YAML, multipart), submitting a job."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from yingxi.film.model import Film
+from yingxi.server.http_errors import ApiError
+from yingxi.server.inputs import Inputs, Upload, validated_film
+from yingxi.server.keys import hash_key
+from yingxi.server.settings import ServerSettings
+from yingxi.server.store import Job, JobStore, QuotaExceeded, new_job_id
+from yingxi.server.views import UrlFor, signed_url_maker
+
+MAX_PARTS = 32  # multipart parts per request (files + fields)
+ARK_QUEUE_SECONDS = 48 * 3600  # Ark's default execution_expires_after
+
+
+@dataclass
+class Context:
+    settings: ServerSettings
+    store: JobStore
+    secret: bytes
+
+    def task_dir(self, job_id: str) -> Path:
+        # Job ids are ours (prefix-time-hex), so this never leaves tasks_dir.
+        return self.settings.tasks_dir / job_id
+
+    def remove_files(self, job_id: str) -> None:
+        shutil.rmtree(self.task_dir(job_id), ignore_errors=True)
+
+
+def ctx(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+def tenant_of(request: Request) -> str:
+    """The tenant behind `Authorization: Bearer KEY`; 401 otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "missing API key; send the header Authorization: Bearer YOUR_KEY")
+    tenant = ctx(request).store.tenant_for(hash_key(key.strip()))
+    if tenant is None:
+        raise ApiError(401, "the API key is not valid", code="AuthenticationError")
+    return tenant
+
+
+def base_url(request: Request) -> str:
+    return (ctx(request).settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def url_maker(request: Request) -> UrlFor:
+    return signed_url_maker(base_url(request), ctx(request).secret)
+
+
+async def read_body(
+    request: Request, *, yaml_ok: bool = False
+) -> tuple[Any, dict[str, Upload], dict[str, str]]:
+    """(decoded body, uploaded files by field name and filename, other form fields). JSON bodies give
+    their value; multipart bodies give their text fields in the third item and their files in the second."""
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    limits = ctx(request).settings.limits
+    if kind == "multipart/form-data":
+        try:
+            form = await request.form(
+                max_files=MAX_PARTS, max_fields=MAX_PARTS, max_part_size=limits.max_body_bytes
+            )
+        except ApiError:
+            raise
+        except Exception as e:  # starlette raises its own MultiPartException / HTTPException on bad forms
+            raise ApiError(400, f"cannot read the multipart form: {getattr(e, 'detail', e)}") from None
+        uploads: dict[str, Upload] = {}
+        fields: dict[str, str] = {}
+        for name, value in form.multi_items():
+            if isinstance(value, str):
+                fields[name] = value
+                continue
+            data = await value.read()
+            if len(data) > limits.max_upload_bytes:
+                raise ApiError(
+                    413, f"the file is larger than {limits.max_upload_bytes // (1 << 20)} MB", param=name
+                )
+            up = Upload(
+                field=name, filename=value.filename or "", data=data, content_type=value.content_type or ""
+            )
+            uploads[name] = up
+            if up.filename:
+                uploads.setdefault(up.filename, up)
+        return None, uploads, fields
+    raw = await request.body()
+    if kind in ("application/json", "text/json", "") or kind.endswith("+json"):
+        try:
+            return json.loads(raw or b"null"), {}, {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the body is not valid JSON: {e}") from None
+    if yaml_ok and kind in (
+        "application/yaml",
+        "application/x-yaml",
+        "text/yaml",
+        "text/x-yaml",
+        "text/plain",
+    ):
+        return parse_yaml(raw), {}, {}
+    accepted = "application/json, multipart/form-data" + (", application/yaml" if yaml_ok else "")
+    raise ApiError(415, f'unsupported content type "{kind[:60]}"; send {accepted}')
+
+
+def parse_yaml(raw: bytes | str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ApiError(400, f"the body is not valid YAML: {' '.join(str(e).split())[:200]}") from None
+
+
+def validate(model: type[BaseModel], data: Any) -> Any:
+    """Pydantic validation with the first problem as a 422 naming the field."""
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the body must be a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        param = ".".join(str(p) for p in err["loc"])
+        raise ApiError(422, f"{param}: {err['msg']}", param=param) from None
+
+
+def film_facts(film: Film) -> dict[str, Any]:
+    width, height = film.size
+    return {"title": film.title, "shots": len(film.shots), "duration": film.duration, "resolution": film.resolution,
+            "ratio": film.ratio, "fps": film.fps, "width": width, "height": height, "seed": film.seed}  # fmt: skip
+
+
+async def submit(
+    request: Request,
+    tenant: str,
+    *,
+    kind: str,
+    model: str,
+    build: Callable[[Inputs], dict[str, Any]],
+    api: dict[str, Any],
+    queue_seconds: float | None = None,
+) -> Job:
+    """Save the references, validate the film, and queue the job; nothing is left behind on error."""
+    c = ctx(request)
+    limit = c.settings.limits.max_queued_per_tenant
+    job_id = new_job_id(kind)
+    task_dir = c.task_dir(job_id)
+    base = base_url(request)
+
+    def work() -> Job:
+        try:
+            request_data = build(Inputs(task_dir / "inputs"))
+            film = validated_film(request_data, task_dir, c.settings)
+            request_data.update(api=api, base_url=base, facts=film_facts(film))
+            return c.store.create(tenant=tenant, kind=kind, model=model, request=request_data,
+                                  max_attempts=c.settings.max_attempts, max_unfinished=limit,
+                                  queue_seconds=queue_seconds, job_id=job_id)  # fmt: skip
+        except QuotaExceeded as e:
+            c.remove_files(job_id)
+            raise ApiError(429, f"too many unfinished tasks: {e}; wait for some to finish") from None
+        except BaseException:
+            c.remove_files(job_id)
+            raise
+
+    # Refuse early (before decoding references) when the tenant is already at its limit.
+    _, open_jobs = c.store.list(tenant, statuses=("queued", "running"), limit=1)
+    if open_jobs >= limit:
+        raise ApiError(429, f"too many unfinished tasks: {open_jobs} are queued or running (at most {limit})")
+    return await run_in_threadpool(work)
+
+
+def owned_job(request: Request, tenant: str, job_id: str) -> Job:
+    """The tenant's job or 404 (another tenant's id is indistinguishable from a missing one)."""
+    job = ctx(request).store.get(job_id, tenant)
+    if job is None:
+        raise ApiError(404, f'no task with id "{job_id[:80]}"', param="id")
+    return job

@@ -1,0 +1,43 @@
+"""One error shape for every API: {"error": {"code", "message", "param", "type"}} (Ark and OpenAI agree)."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+# HTTP status -> (Ark code, OpenAI-style type) used when the raiser names no code.
+DEFAULTS = {
+    400: ("InvalidParameter", "invalid_request_error"),
+    401: ("AuthenticationError", "authentication_error"),
+    403: ("AccessDenied", "permission_error"),
+    404: ("ResourceNotFound", "not_found_error"),
+    405: ("MethodNotAllowed", "invalid_request_error"),
+    409: ("InvalidAction", "invalid_request_error"),
+    413: ("RequestTooLarge", "invalid_request_error"),
+    415: ("UnsupportedMediaType", "invalid_request_error"),
+    422: ("InvalidParameter", "invalid_request_error"),
+    429: ("QuotaExceeded", "rate_limit_error"),
+    500: ("InternalServiceError", "server_error"),
+}
+
+
+class ApiError(Exception):
+    """Raised anywhere in a request; the app turns it into the error body with this status."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code or DEFAULTS.get(status, DEFAULTS[400])[0]
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.message, param=self.param, code=self.code)
+
+
+def error_response(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> JSONResponse:
+    default_code, kind = DEFAULTS.get(status, ("Error", "invalid_request_error"))
+    body = {"error": {"code": code or default_code, "message": message, "param": param, "type": kind}}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)

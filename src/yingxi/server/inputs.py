@@ -1,0 +1,392 @@
+"""From an API request to a stored, renderable job request: references decoded and saved under names we
+choose (never the client's filename), the Film built once to validate, limits checked.
+
+The job's `request` JSON is what the worker renders from; `build_film(request, task_dir)` rebuilds the
+same Film there, so what was validated at the door is exactly what is rendered.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from yingxi.errors import InputError
+from yingxi.film import parse_prompt, parse_script
+from yingxi.film.model import RATIOS, SIZES, CameraMove, Film
+from yingxi.film.vocabulary import parse_fps, parse_ratio, parse_resolution, parse_seed
+from yingxi.media.image import decode_image_bytes, save_png
+from yingxi.server.http_errors import ApiError
+from yingxi.server.settings import ServerSettings
+
+SHOT_HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*\d+", re.IGNORECASE | re.MULTILINE)
+DATA_URL_RE = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[^;,]*)*)(;base64)?,", re.IGNORECASE)
+UPLOAD_SCHEME = "upload://"  # a multipart part named by its field name or filename
+AUDIO_FORMATS = {"mp3": "mp3", "wav": "wav", "ogg": "ogg", "flac": "flac", "aac": "aac", "matroska,webm": "webm",
+                 "mov,mp4,m4a,3gp,3g2,mj2": "m4a"}  # fmt: skip
+VIDEO_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "matroska,webm": "webm", "avi": "avi"}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One multipart file part: its bytes and the names a request may refer to it by (never a path)."""
+
+    field: str
+    filename: str
+    data: bytes
+    content_type: str = ""
+
+
+@dataclass
+class Inputs:
+    """Reference files saved for one task, by role; names are relative to the task's inputs folder."""
+
+    folder: Path
+    first_frame: str | None = None
+    last_frame: str | None = None
+    reference_images: list[str] = field(default_factory=list)
+    reference_audio: list[str] = field(default_factory=list)
+    reference_videos: list[str] = field(default_factory=list)
+    image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (width, height)
+    count: dict[str, int] = field(default_factory=lambda: {"image": 0, "audio": 0, "video": 0})
+
+    def as_request(self) -> dict[str, Any]:
+        return {
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "reference_images": self.reference_images,
+            "reference_audio": self.reference_audio,
+            "reference_videos": self.reference_videos,
+        }
+
+
+# -- fetching and decoding references ------------------------------------------------------------
+def reference_bytes(url: Any, uploads: dict[str, Upload], settings: ServerSettings, param: str) -> bytes:
+    """The bytes behind a reference: a data URL, an uploaded part, or (only when allowed) http(s)."""
+    limit = settings.limits.max_upload_bytes
+    if not isinstance(url, str) or not url:
+        raise ApiError(400, "expected a URL string (a data: URL, upload://NAME, or http(s))", param=param)
+    m = DATA_URL_RE.match(url[:300])
+    if m:
+        payload = url[m.end() :]
+        if not m.group(3):
+            raise ApiError(400, "only base64 data URLs are accepted (data:<type>;base64,...)", param=param)
+        if len(payload) * 3 // 4 > limit + 3:
+            raise ApiError(413, f"the file is larger than {limit // (1 << 20)} MB", param=param)
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "the data URL is not valid base64", param=param) from None
+    elif url.startswith(UPLOAD_SCHEME):
+        name = url[len(UPLOAD_SCHEME) :]
+        if name not in uploads:
+            raise ApiError(400, f'no uploaded file part named "{name[:80]}" in this request', param=param)
+        data = uploads[name].data
+    elif url.lower().startswith(("http://", "https://")):
+        if not settings.allow_url_fetch:
+            raise ApiError(
+                400,
+                "this server does not fetch http(s) references (allow_url_fetch is off); "
+                "send the file as a base64 data URL or a multipart upload",
+                param=param,
+            )
+        data = _fetch(url, limit, param)
+    else:
+        raise ApiError(
+            400, "unsupported reference URL; use a data: URL, upload://NAME, or http(s)", param=param
+        )
+    if len(data) > limit:
+        raise ApiError(413, f"the file is larger than {limit // (1 << 20)} MB", param=param)
+    if not data:
+        raise ApiError(400, "the file is empty", param=param)
+    return data
+
+
+def _fetch(url: str, limit: int, param: str) -> bytes:
+    try:
+        with httpx.stream("GET", url, timeout=20.0, follow_redirects=True) as r:
+            if r.status_code != 200:
+                raise ApiError(400, f"fetching the reference answered HTTP {r.status_code}", param=param)
+            chunks, size = [], 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"the file is larger than {limit // (1 << 20)} MB", param=param)
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.HTTPError as e:
+        raise ApiError(400, f"cannot fetch the reference: {e}", param=param) from None
+
+
+def _check_count(inputs: Inputs, kind: str, settings: ServerSettings, param: str) -> None:
+    limit = {"image": settings.limits.max_images, "audio": settings.limits.max_audios,
+             "video": settings.limits.max_videos}[kind]  # fmt: skip
+    inputs.count[kind] += 1
+    if inputs.count[kind] > limit:
+        raise ApiError(400, f"too many {kind} references; at most {limit} per task", param=param)
+
+
+def save_image(inputs: Inputs, data: bytes, stem: str, param: str) -> str:
+    """Decode (the content decides, never the name), save as PNG; 415 when it is not an image."""
+    try:
+        img = decode_image_bytes(data, name=param)
+    except InputError as e:
+        raise ApiError(415, e.message, param=param) from None
+    name = f"{stem}.png"
+    inputs.folder.mkdir(parents=True, exist_ok=True)
+    save_png(img, inputs.folder / name)
+    inputs.image_sizes[name] = (img.shape[1], img.shape[0])
+    return name
+
+
+def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str) -> str:
+    """Probe audio/video by decoding its first frame with PyAV; 415 when it holds no such stream."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            streams = container.streams.audio if kind == "audio" else container.streams.video
+            if not streams:
+                raise ApiError(415, f"the file holds no {kind} stream", param=param)
+            next(container.decode(streams[0]))
+            fmt = container.format.name
+    except ApiError:
+        raise
+    except (av.error.FFmpegError, StopIteration, ValueError, OSError):
+        raise ApiError(415, f"cannot decode the file as {kind}", param=param) from None
+    ext = (AUDIO_FORMATS if kind == "audio" else VIDEO_FORMATS).get(fmt, "bin")
+    name = f"{stem}.{ext}"
+    inputs.folder.mkdir(parents=True, exist_ok=True)
+    (inputs.folder / name).write_bytes(data)
+    return name
+
+
+def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[str, Upload],
+                  settings: ServerSettings, param: str) -> None:  # fmt: skip
+    """One content item (image/audio/video with a role) into `inputs`."""
+    roles = {"image": ("first_frame", "last_frame", "reference_image"), "audio": ("reference_audio",),
+             "video": ("reference_video",)}[kind]  # fmt: skip
+    if role not in roles:
+        raise ApiError(400, f'unknown role "{role}" for a {kind}; accepted: {", ".join(roles)}', param=param)
+    _check_count(inputs, kind, settings, param)
+    data = reference_bytes(url, uploads, settings, param)
+    if kind == "image":
+        if role in ("first_frame", "last_frame"):
+            if getattr(inputs, role) is not None:
+                raise ApiError(400, f"only one image may have the role {role}", param=param)
+            setattr(inputs, role, save_image(inputs, data, role, param))
+        else:
+            inputs.reference_images.append(
+                save_image(inputs, data, f"reference_image_{len(inputs.reference_images) + 1}", param)
+            )
+    elif kind == "audio":
+        stem = f"reference_audio_{len(inputs.reference_audio) + 1}"
+        inputs.reference_audio.append(save_media(inputs, data, stem, "audio", param))
+    else:
+        stem = f"reference_video_{len(inputs.reference_videos) + 1}"
+        inputs.reference_videos.append(save_media(inputs, data, stem, "video", param))
+
+
+def adaptive_ratio(width: int, height: int) -> str:
+    """The listed aspect ratio closest to an image's (Ark's ratio "adaptive")."""
+    return min(RATIOS, key=lambda r: abs(math.log((width / height) / _ratio_value(r))))
+
+
+def _ratio_value(ratio: str) -> float:
+    a, b = ratio.split(":")
+    return int(a) / int(b)
+
+
+def size_to_format(size: str, param: str = "size") -> tuple[str, str]:
+    """'1280x720' -> ('720p', '16:9'): the closest ratio, and the resolution whose short side is nearest."""
+    m = re.fullmatch(r"\s*(\d{2,5})\s*[xX*]\s*(\d{2,5})\s*", str(size))
+    if not m:
+        raise ApiError(400, f'size must look like "1280x720", got "{str(size)[:40]}"', param=param)
+    w, h = int(m.group(1)), int(m.group(2))
+    for res, table in SIZES.items():
+        for ratio, wh in table.items():
+            if wh == (w, h):
+                return res, ratio
+    short = min(w, h)
+    res = min(SIZES, key=lambda r: abs(int(r[:-1]) - short))
+    return res, adaptive_ratio(w, h)
+
+
+def random_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+# -- the Film ------------------------------------------------------------------------------------
+def prompt_request(
+    text: str,
+    inputs: Inputs,
+    settings: ServerSettings,
+    *,
+    resolution: Any = None,
+    ratio: Any = None,
+    duration: Any = None,
+    fps: Any = None,
+    seed: Any = None,
+    camera_fixed: bool = False,
+) -> dict[str, Any]:
+    """The stored request of a prompt task (plain or multi-shot grammar), fields validated."""
+    limits = settings.limits
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(400, "the prompt is empty; describe what to film", param="prompt")
+    if len(text) > limits.max_prompt_chars:
+        raise ApiError(
+            400, f"the prompt is {len(text)} characters; at most {limits.max_prompt_chars}", param="prompt"
+        )
+    try:
+        res = parse_resolution(resolution or "720p")
+        if ratio in (None, "", "adaptive", "keep_ratio"):
+            frame = inputs.first_frame or (inputs.reference_images[0] if inputs.reference_images else None)
+            ratio_word = adaptive_ratio(*inputs.image_sizes[frame]) if frame else "16:9"
+        else:
+            ratio_word = parse_ratio(ratio)
+        frames_per_second = parse_fps(fps if fps is not None else settings.default_fps)
+        seed_value = random_seed() if seed in (None, -1, "-1") else parse_seed(seed)
+    except InputError as e:
+        raise ApiError(400, e.message, param=e.field) from None
+    single = not SHOT_HEADER_RE.search(text)
+    default_duration = None
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise ApiError(400, f"duration must be a number of seconds, got {duration!r}", param="duration")
+        if single and not limits.min_seconds <= duration <= limits.max_seconds:
+            raise ApiError(
+                400,
+                f"duration {duration:g}s is out of range; {limits.min_seconds:g}-{limits.max_seconds:g}s",
+                param="duration",
+            )
+        default_duration = float(duration)
+    return {
+        "source": "prompt",
+        "text": text,
+        "default_duration": default_duration,
+        "single": single,
+        "fields": {"resolution": res, "ratio": ratio_word, "fps": frames_per_second, "seed": seed_value},
+        "camera_fixed": bool(camera_fixed),
+        **inputs.as_request(),
+    }
+
+
+def build_film(request: dict[str, Any], task_dir: Path) -> Film:
+    """The Film a stored request describes; InputError when it does not parse."""
+    folder = task_dir / "inputs"
+
+    def path(name: str | None) -> Path | None:
+        return folder / name if name else None
+
+    if request["source"] == "script":
+        return parse_script(request["script"], folder)
+    fields = dict(request["fields"])
+    refs = [folder / n for n in request.get("reference_images", [])]
+    if refs and not request.get("first_frame"):
+        fields["style_image"] = refs[0]  # the keyframe of last resort: the first reference image
+    if request.get("reference_audio"):
+        fields["reference_audio"] = tuple(folder / n for n in request["reference_audio"])
+    film = parse_prompt(request["text"], default_duration=request.get("default_duration"), **fields)
+    shots = list(film.shots)
+    if request.get("first_frame"):
+        shots[0] = replace(shots[0], first_frame=path(request["first_frame"]))
+    if request.get("last_frame"):
+        shots[-1] = replace(shots[-1], last_frame=path(request["last_frame"]))
+    if request.get("camera_fixed"):
+        shots = [replace(s, camera=replace(s.camera, move=CameraMove())) for s in shots]
+    return replace(film, shots=tuple(shots))
+
+
+def validated_film(request: dict[str, Any], task_dir: Path, settings: ServerSettings) -> Film:
+    """build_film, then the server's limits; every problem is a 400 naming the shot and field."""
+    try:
+        film = build_film(request, task_dir)
+    except InputError as e:
+        raise ApiError(400, str(e), param=e.field or "prompt") from None
+    limits = settings.limits
+    if film.resolution not in limits.resolutions:
+        raise ApiError(400, f"resolution {film.resolution} is not served here; accepted: "
+                       f"{', '.join(limits.resolutions)}", param="resolution")  # fmt: skip
+    if film.fps > limits.max_fps:
+        raise ApiError(400, f"fps {film.fps} is above this server's limit of {limits.max_fps}", param="fps")
+    if not request.get("single"):
+        for i, shot in enumerate(film.shots, start=1):
+            if not limits.min_shot_seconds <= shot.duration <= limits.max_shot_seconds:
+                raise ApiError(400, f"shot {i}, duration: {shot.duration:g}s is out of range; a shot lasts "
+                               f"{limits.min_shot_seconds:g}-{limits.max_shot_seconds:g}s", param="duration")  # fmt: skip
+    elif not limits.min_seconds <= film.duration <= limits.max_seconds:
+        raise ApiError(400, f"duration {film.duration:g}s is out of range; "
+                       f"{limits.min_seconds:g}-{limits.max_seconds:g}s", param="duration")  # fmt: skip
+    if film.duration > limits.max_film_seconds:
+        raise ApiError(400, f"the film lasts {film.duration:g}s; at most {limits.max_film_seconds:g}s in all",
+                       param="duration")  # fmt: skip
+    return film
+
+
+# -- scripts (native films API) ----------------------------------------------------------------------
+IMAGE_KEYS = ("style_image", "first_frame", "last_frame", "image")
+
+
+def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], settings: ServerSettings) -> dict:
+    """A script's file fields point at uploads or data URLs only (never at the server's disk): each is
+    decoded, saved under our own name, and the script rewritten to that name."""
+    if not isinstance(script, dict):
+        raise ApiError(400, "a film script is a mapping with a 'shots' list", param="script")
+    script = dict(script)
+    counter = {"n": 0}
+
+    def resolve(value: Any, kind: str, param: str) -> Any:
+        if value in (None, ""):
+            return value
+        if not isinstance(value, str):
+            raise ApiError(400, f"expected a file reference, got {value!r}"[:200], param=param)
+        url = (
+            value
+            if value.startswith(("data:", "http://", "https://", UPLOAD_SCHEME))
+            else UPLOAD_SCHEME + value
+        )
+        _check_count(inputs, kind, settings, param)
+        data = reference_bytes(url, uploads, settings, param)
+        counter["n"] += 1
+        stem = f"file_{counter['n']}"
+        if kind == "image":
+            return save_image(inputs, data, stem, param)
+        return save_media(inputs, data, stem, kind, param)
+
+    for key in ("style_image",):
+        script[key] = resolve(script.get(key), "image", key) if key in script else None
+    if "music" in script:
+        script["music"] = resolve(script["music"], "audio", "music")
+    script = {k: v for k, v in script.items() if v is not None or k not in ("style_image", "music")}
+    if isinstance(script.get("characters"), dict):
+        chars = {}
+        for name, spec in script["characters"].items():
+            if isinstance(spec, dict) and "image" in spec:
+                spec = {**spec, "image": resolve(spec["image"], "image", f"characters.{name}.image")}
+            chars[name] = spec
+        script["characters"] = chars
+    if isinstance(script.get("shots"), list):
+        shots = []
+        for i, shot in enumerate(script["shots"], start=1):
+            if isinstance(shot, dict):
+                shot = dict(shot)
+                for key in ("first_frame", "last_frame"):
+                    if key in shot:
+                        shot[key] = resolve(shot[key], "image", f"shots[{i}].{key}")
+            shots.append(shot)
+        script["shots"] = shots
+    text = " ".join(
+        str(s.get("prompt", "")) if isinstance(s, dict) else str(s) for s in script.get("shots") or []
+    )
+    if len(text) > settings.limits.max_prompt_chars:
+        raise ApiError(400, f"the shots' prompts hold {len(text)} characters; at most "
+                       f"{settings.limits.max_prompt_chars}", param="shots")  # fmt: skip
+    return {"source": "script", "script": script, "single": False, **inputs.as_request()}

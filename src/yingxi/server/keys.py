@@ -1,0 +1,61 @@
+"""API keys: random, shown once, stored only as a SHA-256 hash next to the tenant they belong to."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from pathlib import Path
+
+from yingxi.errors import InputError
+from yingxi.server.store import JobStore
+
+KEY_PREFIX = "yx-"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_key(data_dir: str | Path, name: str) -> str:
+    """A new key for tenant `name` (keys with the same name share that tenant's tasks). Prints nothing."""
+    if not NAME_RE.match(name or ""):
+        raise InputError(
+            "a key name is 1-64 letters, digits, '_', '-', '.', '@', starting with a letter or digit",
+            field="name",
+        )
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    store = JobStore(Path(data_dir) / "jobs.db")
+    try:
+        store.add_key(hash_key(key), tenant=name, name=name)
+    finally:
+        store.close()
+    return key
+
+
+def secret_for(data_dir: Path) -> bytes:
+    """The server's signing secret (for expiring file URLs), made once and kept in data_dir/secret."""
+    path = Path(data_dir) / "secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".secret-{secrets.token_hex(4)}")
+        tmp.write_bytes(secrets.token_bytes(32))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # fails when another process made it first: then theirs is the secret
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
+def sign(secret: bytes, resource: str, expires: int) -> str:
+    return hmac.new(secret, f"{resource}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def check_signature(secret: bytes, resource: str, expires: int, signature: str, now: float) -> bool:
+    return expires >= now and hmac.compare_digest(sign(secret, resource, expires), signature)

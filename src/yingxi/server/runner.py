@@ -1,0 +1,116 @@
+"""`yingxi serve`: uvicorn for the API plus N worker processes, watched by a supervisor thread that
+requeues the job of a worker that died, restarts the worker, and expires old outputs."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import threading
+
+from yingxi.server.settings import ServerSettings
+from yingxi.server.store import JobStore
+
+log = logging.getLogger("yingxi.server")
+
+
+class Supervisor:
+    """Owns the worker processes; `step()` is one round of watching (called every `interval` seconds)."""
+
+    def __init__(self, settings: ServerSettings, interval: float = 0.5, expire_every: float = 5.0):
+        self.settings = settings
+        self.interval = interval
+        self.expire_every = expire_every
+        self.store = JobStore(settings.db_path)
+        self.mp = multiprocessing.get_context("spawn")
+        self.workers: list = [None] * settings.workers
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._since_expire = 0.0
+
+    def _spawn(self, index: int):
+        from yingxi.server.worker import worker_main
+
+        p = self.mp.Process(target=worker_main, args=(self.settings.to_dict(), index, os.getpid()),
+                            name=f"yingxi-worker-{index}", daemon=True)  # fmt: skip
+        p.start()
+        log.info("started worker %d (pid %d)", index, p.pid)
+        return p
+
+    def start(self) -> None:
+        # Nothing of ours runs yet: jobs left running by a previous server (crash) go back to the queue.
+        requeued = self.store.recover(lease_seconds=0, ttl_seconds=self._ttl, all_running=True)
+        if requeued:
+            log.info("requeued %d jobs left running by the previous server", len(requeued))
+        self.workers = [self._spawn(i) for i in range(self.settings.workers)]
+        self._thread = threading.Thread(target=self._loop, name="yingxi-supervisor", daemon=True)
+        self._thread.start()
+
+    @property
+    def _ttl(self) -> float:
+        return self.settings.output_ttl_hours * 3600
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.step()
+            except Exception:  # keep watching; a locked DB or a full disk is not a reason to stop
+                log.exception("supervisor step failed")
+
+    def step(self) -> None:
+        dead = []
+        for i, p in enumerate(self.workers):
+            if p is not None and not p.is_alive() and not self._stop.is_set():
+                log.warning("worker %d (pid %d) exited with %s; restarting it", i, p.pid, p.exitcode)
+                dead.append(p.pid)
+                self.workers[i] = self._spawn(i)
+        touched = self.store.recover(lease_seconds=self.settings.lease_seconds, ttl_seconds=self._ttl,
+                                     dead_pids=dead)  # fmt: skip
+        if touched:
+            log.warning("requeued or failed jobs of stopped workers: %s", ", ".join(touched))
+        self._since_expire += self.interval
+        if self._since_expire >= self.expire_every:
+            self._since_expire = 0.0
+            self.expire()
+
+    def expire(self) -> None:
+        for job in self.store.expire():
+            shutil.rmtree(self.settings.tasks_dir / job.id, ignore_errors=True)
+
+    def stop(self) -> None:
+        """Stop the workers; their unfinished jobs go back to the queue without losing an attempt."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        pids = [p.pid for p in self.workers if p is not None]
+        for p in self.workers:
+            if p is not None and p.is_alive():
+                p.terminate()
+        for p in self.workers:
+            if p is not None:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.kill()
+                    p.join(timeout=5)
+        released = self.store.release(pids)
+        if released:
+            log.info("requeued %d running jobs for the next start", len(released))
+
+
+def run(settings: ServerSettings) -> None:
+    """Serve the API on settings.host:port with settings.workers render processes, until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from yingxi.server.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app(settings)
+    supervisor = Supervisor(settings)
+    supervisor.start()
+    try:
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5
+        )
+    finally:
+        supervisor.stop()

@@ -1,0 +1,81 @@
+"""Server settings: one frozen object the CLI builds and the app, supervisor and workers all read."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("animatic", "wan")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; anything beyond is a 4xx before any work starts."""
+
+    max_prompt_chars: int = 5000
+    max_images: int = 9  # reference + first/last frame images per task (Seedance 2.0)
+    max_videos: int = 3  # reference videos per task
+    max_audios: int = 3  # reference audio clips per task
+    max_upload_bytes: int = 30 * 1024 * 1024  # one decoded reference file
+    max_body_bytes: int = 64 * 1024 * 1024  # one HTTP request body (base64 data URLs inflate by 4/3)
+    min_seconds: float = 2.0  # a single-prompt task
+    max_seconds: float = 15.0
+    min_shot_seconds: float = 1.0  # each shot of a multi-shot film
+    max_shot_seconds: float = 15.0
+    max_film_seconds: float = 60.0  # all shots together
+    resolutions: tuple[str, ...] = ("480p", "720p", "1080p")
+    max_fps: int = 30
+    max_queued_per_tenant: int = 20  # queued + running tasks of one tenant; one more answers 429
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("yingxi-data")  # jobs.db, secret, tasks/<id>/ (inputs and outputs)
+    backend: str = "animatic"  # "animatic" (CPU, no weights) | "wan"
+    model: str | None = None  # Wan variant name or folder; None: the backend's default
+    device: str | None = None  # torch device for neural backends; None: cuda:<worker index> if any, else cpu
+    workers: int = 1  # render processes; one per GPU, or one on CPU
+    allow_url_fetch: bool = False  # fetch http(s) references server-side (SSRF risk: off by default)
+    allow_callbacks: bool = False  # POST the task to callback_url when it finishes
+    output_ttl_hours: float = 24.0 * 7  # finished outputs are deleted (status "expired") after this
+    public_url: str | None = None  # base of the URLs we hand out; None: taken from each request
+    cors_origins: tuple[str, ...] = ()  # extra origins allowed to call the API from a browser
+    max_attempts: int = 3  # a job whose worker dies this many times fails
+    lease_seconds: float = 30.0  # a running job without a heartbeat for this long is requeued
+    heartbeat_seconds: float = 2.0
+    poll_seconds: float = 0.2  # how often an idle worker looks for work
+    default_fps: int = 24
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f'unknown backend "{self.backend}"; accepted: {", ".join(BACKENDS)}')
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "jobs.db"
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.data_dir / "tasks"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data, to hand the settings to a worker process."""
+        d = dataclasses.asdict(self)
+        d["data_dir"] = str(self.data_dir)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ServerSettings:
+        d = dict(d)
+        limits = dict(d.pop("limits", {}))
+        limits["resolutions"] = tuple(limits.get("resolutions", Limits.resolutions))
+        d["cors_origins"] = tuple(d.get("cors_origins", ()))
+        return cls(**d, limits=Limits(**limits))
