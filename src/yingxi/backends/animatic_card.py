@@ -109,7 +109,7 @@ def _balanced(text: str, font: ImageFont.FreeTypeFont, max_width: float, n_lines
     return wrap_text(text, font, hi)
 
 
-def _layout(text: str, width: int, height: int) -> tuple[ImageFont.FreeTypeFont, list[str], int]:
+def _layout(text: str, width: int, height: int) -> tuple[ImageFont.FreeTypeFont, list[str], int, bool]:
     """Largest font (down to 60% of the nominal size) at which the text fits; else truncate."""
     # Size by the frame's area so landscape and portrait frames of one resolution get the same type size.
     nominal = max(9, round(0.055 * math.sqrt(width * height)))
@@ -121,10 +121,10 @@ def _layout(text: str, width: int, height: int) -> tuple[ImageFont.FreeTypeFont,
         max_lines = max(1, min(MAX_LINES, int(TEXT_HEIGHT * height / (LINE_GAP * size))))
         lines = wrap_text(text, font, max_w)
         if len(lines) <= max_lines:
-            return font, _balanced(text, font, max_w, len(lines)), size
+            return font, _balanced(text, font, max_w, len(lines)), size, False
     lines = lines[:max_lines]
     lines[-1] = _with_ellipsis(lines[-1], font, max_w)
-    return font, lines, size
+    return font, lines, size, True
 
 
 def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -158,10 +158,10 @@ def title_card(width: int, height: int, text: str, seed: int) -> np.ndarray:
     text = " ".join(text.split()) if "\n" not in text else text.strip()
     if not text:
         return np.asarray(card).copy()
-    font, lines, size = _layout(text, width, height)
+    font, lines, size, truncated = _layout(text, width, height)
     pitch = LINE_GAP * size
     top = height / 2.0 - pitch * (len(lines) - 1) / 2.0  # centre of the first line
-    stroke = max(1, round(size / 16))
+    stroke = round(size / 16)  # no outline on tiny type, where it would swallow the letters
 
     # Soft drop shadow: the text mask, blurred and offset, darkens the background under the letters.
     mask = Image.new("L", (width, height), 0)
@@ -192,12 +192,14 @@ def title_card(width: int, height: int, text: str, seed: int) -> np.ndarray:
             stroke_width=stroke,
             stroke_fill=OUTLINE_FILL,
         )
-    # A short rule under the text, the way a slate or chapter card is set.
+    # A short rule under a short title, the way a slate or chapter card is set.
     ascent, descent = font.getmetrics()
-    rule_y = top + (len(lines) - 1) * pitch + 0.5 * (ascent + descent) + 0.3 * size  # below the descenders
+    rule_y = top + (len(lines) - 1) * pitch + 0.5 * (ascent + descent) + 0.45 * size  # below the descenders
     half = min(0.08 * width, 1.2 * size)
-    if rule_y + stroke < height:
+    if len(lines) <= 3 and not truncated and rule_y + stroke < 0.95 * height:
         draw.line(
-            [(width / 2 - half, rule_y), (width / 2 + half, rule_y)], fill=(230, 224, 214), width=stroke
+            [(width / 2 - half, rule_y), (width / 2 + half, rule_y)],
+            fill=(230, 224, 214),
+            width=max(1, stroke),
         )
     return np.asarray(card).copy()
