@@ -1,0 +1,188 @@
+"""Load Wan transformers from diffusers folders or original Wan checkpoints.
+
+Diffusers keys are our module names, so they load as they are. Original Wan keys (Wan-Video/Wan2.1
+`wan/modules/model.py`; also ComfyUI's `model.diffusion_model.` prefix) go through one declarative regex
+table, `ORIGINAL_TO_DIFFUSERS`, the same mapping diffusers' `convert_wan_transformer_to_diffusers` applies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from yingxi.errors import InputError, ModelNotFoundError
+from yingxi.models.loading import CheckpointError, load_module, read_state_dict, rename_keys
+from yingxi.models.wan.config import WanDiTConfig
+from yingxi.models.wan.dit import KEEP_FP32, WanDiT
+
+Layout = Literal["diffusers", "original"]
+
+_B = r"^blocks\.(\d+)\."
+ORIGINAL_TO_DIFFUSERS: tuple[tuple[str, str], ...] = (
+    (r"^model\.diffusion_model\.", ""),  # ComfyUI single-file prefix
+    (r"^patch_embedding\.", "patch_embedding."),
+    (r"^time_embedding\.0\.", "condition_embedder.time_embedder.linear_1."),
+    (r"^time_embedding\.2\.", "condition_embedder.time_embedder.linear_2."),
+    (r"^time_projection\.1\.", "condition_embedder.time_proj."),
+    (r"^text_embedding\.0\.", "condition_embedder.text_embedder.linear_1."),
+    (r"^text_embedding\.2\.", "condition_embedder.text_embedder.linear_2."),
+    (r"^img_emb\.proj\.0\.", "condition_embedder.image_embedder.norm1."),
+    (r"^img_emb\.proj\.1\.", "condition_embedder.image_embedder.ff.net.0.proj."),
+    (r"^img_emb\.proj\.3\.", "condition_embedder.image_embedder.ff.net.2."),
+    (r"^img_emb\.proj\.4\.", "condition_embedder.image_embedder.norm2."),
+    (r"^img_emb\.emb_pos$", "condition_embedder.image_embedder.pos_embed"),  # FLF2V
+    (_B + r"self_attn\.", r"blocks.\1.attn1."),
+    (_B + r"cross_attn\.", r"blocks.\1.attn2."),
+    (_B + r"(attn[12])\.q\.", r"blocks.\1.\2.to_q."),
+    (_B + r"(attn[12])\.k\.", r"blocks.\1.\2.to_k."),
+    (_B + r"(attn[12])\.v\.", r"blocks.\1.\2.to_v."),
+    (_B + r"(attn[12])\.o\.", r"blocks.\1.\2.to_out.0."),
+    (_B + r"attn2\.k_img\.", r"blocks.\1.attn2.add_k_proj."),
+    (_B + r"attn2\.v_img\.", r"blocks.\1.attn2.add_v_proj."),
+    (_B + r"attn2\.norm_k_img\.", r"blocks.\1.attn2.norm_added_k."),
+    # Wan's norm3 is the affine pre-cross-attention norm (diffusers "norm2"); its norm1/norm2 hold no weights.
+    (_B + r"norm3\.", r"blocks.\1.norm2."),
+    (_B + r"ffn\.0\.", r"blocks.\1.ffn.net.0.proj."),
+    (_B + r"ffn\.2\.", r"blocks.\1.ffn.net.2."),
+    (_B + r"modulation$", r"blocks.\1.scale_shift_table"),
+    (r"^head\.head\.", "proj_out."),
+    (r"^head\.modulation$", "scale_shift_table"),
+)
+
+# Keys some published checkpoints carry that no Wan model uses (diffusers ignores the same).
+IGNORED_KEYS = (r"\.norm_added_q\.",)
+
+HEAD_DIM = 128  # every published Wan model; used only when a checkpoint comes without a config
+
+
+def detect_layout(state_dict: Mapping[str, Tensor]) -> Layout:
+    """Original checkpoints name the patch conv `patch_embedding` too, so look at the block/head keys."""
+    keys = set(state_dict)
+    if any(k.endswith("head.head.weight") for k in keys) or any(".self_attn." in k for k in keys):
+        return "original"
+    return "diffusers"
+
+
+def to_diffusers_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Original Wan names -> diffusers/our names (a no-op for diffusers checkpoints)."""
+    if detect_layout(state_dict) == "diffusers":
+        return dict(state_dict)
+    return rename_keys(state_dict, ORIGINAL_TO_DIFFUSERS)
+
+
+def infer_config(state_dict: Mapping[str, Tensor], *, head_dim: int = HEAD_DIM) -> WanDiTConfig:
+    """A config from tensor shapes alone (diffusers names), for bare single-file checkpoints."""
+    try:
+        patch = state_dict["patch_embedding.weight"]  # (D, C_in, pt, ph, pw)
+        d, c_in, *ps = patch.shape
+        layers = 1 + max(int(m.group(1)) for k in state_dict if (m := re.match(r"blocks\.(\d+)\.", k)))
+        img = state_dict.get("condition_embedder.image_embedder.norm1.weight")
+        add_k = state_dict.get("blocks.0.attn2.add_k_proj.weight")
+        pos = state_dict.get("condition_embedder.image_embedder.pos_embed")
+        return WanDiTConfig(
+            patch_size=tuple(ps),
+            num_attention_heads=d // head_dim,
+            attention_head_dim=head_dim,
+            in_channels=c_in,
+            out_channels=state_dict["proj_out.weight"].shape[0] // math.prod(ps),
+            text_dim=state_dict["condition_embedder.text_embedder.linear_1.weight"].shape[1],
+            freq_dim=state_dict["condition_embedder.time_embedder.linear_1.weight"].shape[1],
+            ffn_dim=state_dict["blocks.0.ffn.net.0.proj.weight"].shape[0],
+            num_layers=layers,
+            cross_attn_norm="blocks.0.norm2.weight" in state_dict,
+            image_dim=img.shape[0] if img is not None else None,
+            added_kv_proj_dim=add_k.shape[1] if add_k is not None else None,
+            pos_embed_seq_len=pos.shape[1] if pos is not None else None,
+        )
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"not a Wan transformer checkpoint (cannot find {exc})") from exc
+
+
+def _config_from_json(raw: Mapping, state_dict: Mapping[str, Tensor], source: Path) -> WanDiTConfig:
+    """A diffusers config, or an original one (dim/num_heads/in_dim) completed from the image-branch shapes."""
+    try:
+        if "dim" in raw and "num_heads" in raw:
+            img = state_dict.get("condition_embedder.image_embedder.norm1.weight")
+            pos = state_dict.get("condition_embedder.image_embedder.pos_embed")
+            return WanDiTConfig.from_original(
+                raw,
+                image_dim=img.shape[0] if img is not None else None,
+                pos_embed_seq_len=pos.shape[1] if pos is not None else None,
+            )
+        return WanDiTConfig.from_diffusers(raw)
+    except InputError as exc:
+        raise CheckpointError(exc.message, file=str(source), field=exc.field) from exc
+
+
+def _resolve(path: Path) -> tuple[Path, Path | None]:
+    """(weights path, config.json or None); a pipeline root resolves to its `transformer/` folder."""
+    if not path.exists():
+        raise ModelNotFoundError(f"{path}: transformer checkpoint not found")
+    if path.is_dir():
+        if (path / "model_index.json").is_file() and (path / "transformer").is_dir():
+            path = path / "transformer"
+        config = path / "config.json"
+        return path, config if config.is_file() else None
+    config = path.parent / "config.json"
+    return path, config if config.is_file() else None
+
+
+def load_transformer(
+    path: str | Path,
+    *,
+    dtype: torch.dtype | str = "bf16",
+    device: str | torch.device = "cpu",
+    config: WanDiTConfig | None = None,
+) -> WanDiT:
+    """A WanDiT from a diffusers `transformer/` folder (or pipeline root), an original Wan folder
+    (config.json with dim/num_heads/... + safetensors shards), or a single .safetensors/.pth file.
+
+    Weights are cast to `dtype` except the float32 parts the reference keeps (`KEEP_FP32`).
+    """
+    weights, config_file = _resolve(Path(path))
+    state = to_diffusers_keys(read_state_dict(weights))
+    if config is None:
+        if config_file is not None:
+            try:
+                raw = json.loads(config_file.read_text())
+            except json.JSONDecodeError as exc:
+                raise CheckpointError(f"config.json is not valid JSON: {exc}", file=str(config_file)) from exc
+            config = _config_from_json(raw, state, config_file)
+        else:
+            config = infer_config(state)
+    return load_module(
+        WanDiT,
+        config,
+        state,
+        dtype=dtype,
+        device=device,
+        keep_fp32=KEEP_FP32,
+        ignore_unexpected=IGNORED_KEYS,
+        source=str(weights),
+    )
+
+
+def load_transformer_pair(
+    root: str | Path, *, dtype: torch.dtype | str = "bf16", device: str | torch.device = "cpu"
+) -> tuple[WanDiT, WanDiT | None]:
+    """(high-noise, low-noise) experts of a Wan 2.2 A14B model, or (model, None) for single-expert ones.
+
+    Diffusers roots hold `transformer/` (high noise) and `transformer_2/` (low noise); original Wan 2.2
+    roots hold `high_noise_model/` and `low_noise_model/`.
+    """
+    root = Path(root)
+    for high, low in (("transformer", "transformer_2"), ("high_noise_model", "low_noise_model")):
+        if (root / high).is_dir():
+            first = load_transformer(root / high, dtype=dtype, device=device)
+            second = (
+                load_transformer(root / low, dtype=dtype, device=device) if (root / low).is_dir() else None
+            )
+            return first, second
+    return load_transformer(root, dtype=dtype, device=device), None
