@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import threading
 
 from yingxi.server.settings import ServerSettings
@@ -108,6 +109,11 @@ def run(settings: ServerSettings) -> None:
     app = create_app(settings)
     supervisor = Supervisor(settings)
     supervisor.start()
+
+    def _exit(signum, frame):  # uvicorn re-raises the signal it caught after shutting down: end cleanly
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _exit)
     try:
         uvicorn.run(
             app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5

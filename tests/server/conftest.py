@@ -1,0 +1,94 @@
+"""A real server (uvicorn + worker processes) on a loopback port, shared by a test module."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from yingxi.server.keys import create_key
+from yingxi.server.process import ServerProcess
+from yingxi.server.settings import Limits, ServerSettings
+
+# Small limits so the size checks are quick to reach; everything else as shipped.
+TEST_LIMITS = Limits(max_upload_bytes=1 << 20, max_body_bytes=3 << 20, max_queued_per_tenant=8)
+
+
+def make_settings(data_dir: Path, **overrides) -> ServerSettings:
+    base = dict(port=0, data_dir=data_dir, heartbeat_seconds=0.5, lease_seconds=10.0, poll_seconds=0.1,
+                limits=TEST_LIMITS)  # fmt: skip
+    base.update(overrides)
+    return ServerSettings(**base)
+
+
+@dataclass
+class Live:
+    proc: ServerProcess
+    alice: str  # API keys of two tenants
+    bob: str
+
+    @property
+    def url(self) -> str:
+        return self.proc.url
+
+    @property
+    def data_dir(self) -> Path:
+        return self.proc.settings.data_dir
+
+    def http(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+
+def start_live(data_dir: Path, **overrides) -> Live:
+    alice, bob = create_key(data_dir, "alice"), create_key(data_dir, "bob")
+    return Live(ServerProcess(make_settings(data_dir, **overrides)).start(), alice, bob)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    server = start_live(tmp_path_factory.mktemp("server"))
+    yield server
+    assert server.proc.stop() == 0, "graceful stop"
+
+
+def png_bytes(width: int = 160, height: int = 90, color: tuple[int, int, int] = (200, 40, 30)) -> bytes:
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:] = color
+    img[: height // 2, : width // 2] = 255 - np.array(color, np.uint8)  # a corner, so orientation is visible
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def wait_for(get: Callable[[], dict], done: Callable[[dict], bool], timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = get()
+        if done(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting; last state {state}")
+        time.sleep(0.2)
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert {"code", "message", "param", "type"} <= set(body["error"])
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
