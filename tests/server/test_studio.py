@@ -1,0 +1,284 @@
+"""The web studio at `/` of `yingxi serve`, driven in real headless Chromium (Debian's, via Playwright):
+a key is entered, a two-shot film is written, submitted, rendered by the animatic worker and screened."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from yingxi.server.keys import create_key
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TASKS = "/api/v3/contents/generations/tasks"
+TWO_SHOTS = "Shot 1 (1s, wide, pan left): A red kite.\nShot 2 (1s, close-up, crossfade): Green hills."
+H264 = 'video/mp4; codecs="avc1.42E01E"'
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url: str, key: str, data_dir: Path, log: Path):
+        self.url, self.key, self.data_dir, self.log = url, key, data_dir, log
+
+    def api(self, method: str, path: str, key: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key or self.key}"}
+        return httpx.request(method, self.url + path, headers=headers, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`yingxi serve` (API + one animatic worker) in its own process group on a free loopback port."""
+    data_dir = tmp_path_factory.mktemp("studio-data")
+    key = create_key(data_dir, "studio")
+    port = _free_port()
+    log = data_dir / "server.log"
+    cmd = [sys.executable, "-c", "import sys; from yingxi.cli import main; sys.exit(main(sys.argv[1:]))",
+           "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
+           "--backend", "animatic", "--workers", "1"]  # fmt: skip
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"yingxi serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"yingxi serve did not answer within 40 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield Server(url, key, data_dir, log)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # uvicorn shuts down, then the runner stops its workers
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group we started (server + its workers) only
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _open(page: Page, server: Server) -> list[str]:
+    """Load the studio; the returned list collects the page's uncaught JavaScript errors."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url + "/")
+    return errors
+
+
+def _studio(browser: Browser, server: Server) -> tuple[Page, list[str]]:
+    page = browser.new_context(viewport={"width": 1440, "height": 960}).new_page()
+    return page, _open(page, server)
+
+
+def _connect(page: Page, key: str) -> None:
+    page.fill("#api-key", key)
+    page.click("#key-save")
+
+
+def test_studio_writes_shoots_and_screens_a_two_shot_film(browser: Browser, server: Server) -> None:
+    page, js_errors = _studio(browser, server)
+    _connect(page, server.key)
+    expect(page.locator("#key-state")).to_have_text("connected")
+    expect(page.locator("#tasks .empty")).to_contain_text("No films yet")
+
+    # The editor reads the shot headers as they are typed: two shots, and duration is set per shot.
+    page.fill("#prompt", TWO_SHOTS)
+    expect(page.locator("#outline li")).to_have_count(2)
+    expect(page.locator("#outline li span").nth(0)).to_have_text("1s · wide · pan left")
+    expect(page.locator("#outline li span").nth(1)).to_have_text("1s · close-up · crossfade")
+    expect(page.locator("#outline-summary")).to_have_text("2 shots · ~2s")
+    expect(page.locator("#duration")).to_be_disabled()
+    page.click('#resolution label:has-text("480p")')
+    expect(page.locator('input[name="ratio"][value="16:9"]')).to_be_checked()
+
+    page.click("#submit")
+    expect(page.locator("#task-status")).to_have_attribute("data-status", "succeeded", timeout=60_000)
+    task_id = page.text_content("#task-id")
+    assert task_id and task_id.startswith("cgt-")
+
+    # What the page shows agrees with the task the API reports.
+    task = server.api("GET", f"{TASKS}/{task_id}").json()
+    assert task["status"] == "succeeded" and task["resolution"] == "480p" and task["ratio"] == "16:9"
+    assert task["duration"] == 2 and task["total_shots"] == 2 and task["progress"] == 100
+    expect(page.locator("#progress-percent")).to_have_text("100%")
+    expect(page.locator("#progress-shot")).to_have_text("2 shots")
+    expect(page.locator("#task-facts")).to_contain_text("480p · 16:9 · 2s")
+    expect(page.locator("#task-error")).to_be_hidden()
+    video = page.locator("#video")
+    expect(video).to_be_visible()
+    src = video.get_attribute("src")
+    assert src == task["content"]["video_url"]
+    expect(page.locator("#download")).to_have_attribute("href", src)
+    expect(page.locator("#download")).to_have_attribute("download", f"{task_id}.mp4")
+
+    # The MP4 the <video> element loads: fetched the way the page fetches it (signed URL, no header).
+    response = page.request.get(src)
+    assert response.status == 200 and response.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(response.body())) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        fps = float(stream.average_rate)
+    assert frames[0].shape == (480, 864, 3)
+    assert fps == 24 and abs(len(frames) / fps - 2.0) <= 1 / fps  # two 1 s shots; the crossfade fits inside
+    # Shot 1 (a red kite) and shot 2 (green hills) are different pictures, not a frozen frame.
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 5
+
+    # Debian's Chromium here decodes H.264; then the element must really play the film.
+    can_play = page.evaluate(f"() => document.createElement('video').canPlayType('{H264}')")
+    assert can_play in ("probably", "maybe"), (
+        "this Chromium cannot play H.264; the studio's player cannot work"
+    )
+    page.evaluate("() => document.getElementById('video').play()")
+    page.wait_for_function(
+        "() => { const v = document.getElementById('video'); return v.readyState >= 2 && v.currentTime > 0.4 }",
+        timeout=20_000,
+    )
+    played = page.evaluate(
+        "() => { const v = document.getElementById('video'); v.pause();"
+        " return {w: v.videoWidth, h: v.videoHeight, d: v.duration, err: v.error && v.error.code} }"
+    )
+    assert played["w"] == 864 and played["h"] == 480 and played["err"] is None
+    assert abs(played["d"] - 2.0) <= 0.1
+
+    # The reels list the film, newest first, with its status.
+    entry = page.locator("#tasks .task").first
+    expect(entry).to_have_attribute("data-id", task_id)
+    expect(entry.locator(".badge")).to_have_attribute("data-status", "succeeded")
+    expect(entry.locator(".task-prompt")).to_have_text("2 shots — A red kite.")
+    expect(entry).to_have_class("task active")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "studio.png"))
+    shot = Image.open(ARTIFACTS / "studio.png")
+    assert shot.size == (1440, 960)
+
+    # A reload keeps the key (localStorage); opening the film from the reels screens it again.
+    again = page.context.new_page()
+    again_errors = _open(again, server)
+    expect(again.locator("#key-state")).to_have_text("connected")
+    expect(again.locator("#prompt")).to_have_value(TWO_SHOTS)  # the draft survives too
+    again.click(f'#tasks .task[data-id="{task_id}"] .task-prompt')
+    expect(again.locator("#task-status")).to_have_attribute("data-status", "succeeded")
+    again_src = again.locator("#video").get_attribute("src")
+    assert again_src and again_src.split("?")[0] == src.split("?")[0]
+
+    # Delete asks once more, then the film is gone from the reels and from the API.
+    delete = again.locator(f'#tasks .task[data-id="{task_id}"] .delete')
+    delete.click()
+    expect(delete).to_have_text("Delete?")
+    delete.click()
+    expect(again.locator(f'#tasks .task[data-id="{task_id}"]')).to_have_count(0)
+    assert server.api("GET", f"{TASKS}/{task_id}").status_code == 404
+    assert js_errors == [] and again_errors == []
+
+
+def test_studio_says_clearly_when_the_key_is_wrong_or_missing(browser: Browser, server: Server) -> None:
+    before = server.api("GET", TASKS).json()["total"]
+    page, js_errors = _studio(browser, server)
+
+    page.fill("#prompt", "A lighthouse in the fog.")
+    page.click("#submit")
+    expect(page.locator("#banner")).to_be_visible()
+    expect(page.locator("#banner-text")).to_have_text("Enter your API key first (top right), then try again.")
+
+    _connect(page, "yx-not-a-real-key")
+    expect(page.locator("#key-state")).to_have_text("rejected")
+    expect(page.locator("#banner-text")).to_have_text("API key rejected: the API key is not valid")
+    page.click("#banner-close")
+    expect(page.locator("#banner")).to_be_hidden()
+    page.click("#submit")
+    expect(page.locator("#banner-text")).to_have_text("API key rejected: the API key is not valid")
+    expect(page.locator("#task-status")).to_have_attribute("data-status", "idle")
+    assert server.api("GET", TASKS).json()["total"] == before
+    assert js_errors == []
+
+
+def test_studio_shows_the_servers_message_for_a_misspelt_script(browser: Browser, server: Server) -> None:
+    page, js_errors = _studio(browser, server)
+    _connect(page, server.key)
+    expect(page.locator("#key-state")).to_have_text("connected")
+    page.fill("#prompt", "Shot 1 (1s, wide, pan lft): A red kite.\nShot 2 (1s): Green hills.")
+    page.click("#submit")
+    expect(page.locator("#banner-text")).to_have_text(
+        'shot 1, camera: unknown camera move "pan lft" (did you mean "pan left"?); accepted: pan left, pan right'
+    )
+    expect(page.locator("#task-status")).to_have_attribute("data-status", "idle")
+
+
+def test_studio_attaches_previews_and_sends_reference_images(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    """Files become data URLs with previews and remove buttons; the server receives them by role."""
+    red = np.zeros((96, 160, 3), np.uint8)
+    red[..., 0] = 220
+    blue = np.zeros((96, 160, 3), np.uint8)
+    blue[..., 2] = 220
+    Image.fromarray(red).save(tmp_path / "red.png")
+    Image.fromarray(blue).save(tmp_path / "blue.png")
+
+    page, js_errors = _studio(browser, server)
+    _connect(page, server.key)
+    expect(page.locator("#key-state")).to_have_text("connected")
+    page.set_input_files("#first-frame", str(tmp_path / "red.png"))
+    page.set_input_files("#reference-images", [str(tmp_path / "blue.png"), str(tmp_path / "red.png")])
+    firsts = page.locator("#thumbs-first_frame .thumb")
+    refs = page.locator("#thumbs-reference_image .thumb")
+    expect(firsts).to_have_count(1)
+    expect(refs).to_have_count(2)
+    assert firsts.locator("img").get_attribute("src").startswith("data:image/png;base64,")
+    expect(refs.nth(0).locator(".thumb-name")).to_have_text("blue.png")
+    refs.nth(1).locator("button.remove").click()  # drop the second reference (red.png)
+    expect(refs).to_have_count(1)
+    expect(refs.nth(0).locator(".thumb-name")).to_have_text("blue.png")
+
+    page.fill("#prompt", "The lantern glows.")  # one shot: the duration field applies
+    expect(page.locator("#duration")).to_be_enabled()
+    page.fill("#duration", "2")
+    page.fill("#seed", "7")
+    page.click('#resolution label:has-text("480p")')
+    page.click('#ratio label:has-text("1:1")')
+    page.click("#submit")
+    expect(page.locator("#task-status")).to_have_attribute("data-status", "succeeded", timeout=60_000)
+    task_id = page.text_content("#task-id")
+    task = server.api("GET", f"{TASKS}/{task_id}").json()
+    assert (task["ratio"], task["resolution"], task["duration"], task["seed"]) == ("1:1", "480p", 2, 7)
+    inputs = server.data_dir / "tasks" / task_id / "inputs"
+    assert sorted(p.name for p in inputs.iterdir()) == ["first_frame.png", "reference_image_1.png"]
+    assert np.array_equal(np.asarray(Image.open(inputs / "first_frame.png").convert("RGB")), red)
+    assert np.array_equal(np.asarray(Image.open(inputs / "reference_image_1.png").convert("RGB")), blue)
+    assert js_errors == []
