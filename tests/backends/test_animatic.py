@@ -250,17 +250,18 @@ def test_one_frame_shot_ends_on_the_last_frame():
 # --- title cards --------------------------------------------------------------------------------------------
 
 
+def sharp(img: np.ndarray, span: float = 100.0) -> np.ndarray:
+    """(H, W) bool: pixels whose 3x3 neighbourhood spans more than `span` levels of luminance (edges of text)."""
+    lum = np.pad(img.astype(np.float64).mean(axis=2), 1, mode="edge")
+    h, w = img.shape[:2]
+    shifted = [lum[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    return np.max(shifted, axis=0) - np.min(shifted, axis=0) > span
+
+
 def edges(img: np.ndarray) -> int:
-    """High-contrast pixels in the frame's central band: 3x3 neighbourhoods spanning over 120 levels."""
-    lum = img.astype(np.float64).mean(axis=2)
-    h, w = lum.shape
-    band = lum[int(0.3 * h) : int(0.7 * h), int(0.1 * w) : int(0.9 * w)]
-    shifted = [
-        band[1 + dy : band.shape[0] - 1 + dy, 1 + dx : band.shape[1] - 1 + dx]
-        for dy in (-1, 0, 1)
-        for dx in (-1, 0, 1)
-    ]
-    return int((np.max(shifted, axis=0) - np.min(shifted, axis=0) > 120).sum())
+    """High-contrast pixels in the frame's central band."""
+    h, w = img.shape[:2]
+    return int(sharp(img, 120.0)[int(0.3 * h) : int(0.7 * h), int(0.1 * w) : int(0.9 * w)].sum())
 
 
 def test_title_card_draws_legible_text():
@@ -328,3 +329,16 @@ def test_bad_requests_say_what_is_wrong():
         shoot(path("pan", "left", n=10))
     with pytest.raises(ValueError, match="zoom"):
         shoot(custom(F, zoom=[0.0] * F))
+
+
+@pytest.mark.parametrize(
+    ("kind", "direction"), [("pan", "left"), ("tilt", "down"), ("zoom", "in"), ("orbit", "right")]
+)
+def test_title_text_stays_in_frame_while_the_camera_moves(kind, direction):
+    frames = shoot(
+        path(kind, direction, "fast"), width=320, height=180, title="The ferry leaves the harbour at night"
+    )
+    for f in frames:
+        text = sharp(f)  # (H, W) letter edges; the card's ground has none
+        assert text.sum() > 150  # the title is in every frame
+        assert not (text[:, :4].any() or text[:, -4:].any() or text[:4].any() or text[-4:].any())  # whole

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from yingxi.backends.animatic_card import title_card
+from yingxi.backends.animatic_card import TEXT_HEIGHT, TEXT_WIDTH, title_card, type_size
 from yingxi.backends.base import CameraPath, Capabilities, Clip, ClipRequest, ShotProgress
 from yingxi.director.camera import ease
 from yingxi.errors import CapabilityError
@@ -24,6 +24,7 @@ SHEEN_GAIN = 0.06  # peak of the light that sweeps across a title card, fraction
 SHEEN_TINT = (1.0, 0.96, 0.88)  # warm, like a lamp passing
 SHEEN_SIGMA = 0.12  # width of that light, fraction of the frame width
 SHEEN_SLANT = 0.35  # its lean: x shift per row, so the band runs diagonally
+CARD_MAX_SCALE = 2.0  # a title card is drawn up to this much larger than the frame, so zooms stay crisp
 OPTIONS = {"sheen": "bool: sweep a soft light across title cards (default true)"}
 
 
@@ -168,6 +169,36 @@ class _Sheen:
         sub += self.band[:, xa + o : xb + o]
 
 
+def _card_keyframe(request: ClipRequest, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A title card laid out for the camera path: (uint8 (Hc, Wc, 3) card, (F, 3, 3) maps onto it).
+
+    The card is drawn at the path's largest magnification (so a zoom does not blow up soft pixels) and its
+    text is set inside the part of the card that every frame sees, so a pan never cuts a word off.
+    """
+    w, h = request.width, request.height
+    # Screen pixels per keyframe pixel, per frame (at the centre; exact for affine maps).
+    gain = 1.0 / np.sqrt(np.abs(np.linalg.det(maps[:, :2, :2])))  # (F,)
+    scale = float(np.clip(gain.max(), 1.0, CARD_MAX_SCALE))
+    wc, hc = max(w, round(w * scale)), max(h, round(h * scale))
+    to_card = np.diag([wc / w, hc / h, 1.0])
+    corners = np.array([[0.0, 0.0, 1.0], [w, 0.0, 1.0], [0.0, h, 1.0], [w, h, 1.0]])  # TL, TR, BL, BR
+    quad = np.einsum("fij,cj->fci", maps, corners)
+    quad = quad[..., :2] / quad[..., 2:]  # (F, 4, 2) each frame's view on the keyframe
+    left = float(np.max(quad[:, [0, 2], 0])) * wc / w
+    right = float(np.min(quad[:, [1, 3], 0])) * wc / w
+    top = float(np.max(quad[:, [0, 1], 1])) * hc / h
+    bottom = float(np.min(quad[:, [2, 3], 1])) * hc / h
+    # Type is its nominal size in the least magnified frame, and grows as the camera closes in.
+    zoom_out = wc / w / float(gain.min())  # card pixels per screen pixel at that frame
+    box_w = min(0.94 * (right - left), TEXT_WIDTH * w * zoom_out)
+    box_h = min(0.94 * (bottom - top), TEXT_HEIGHT * h * zoom_out)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    box = (cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2)
+    text = request.title or request.prompt
+    card = title_card(wc, hc, text, request.seed, text_box=box, size=type_size(w, h) * zoom_out)
+    return card, to_card[None] @ maps
+
+
 def _check_image(name: str, image: np.ndarray | None, width: int, height: int) -> None:
     if image is None:
         return
@@ -209,11 +240,9 @@ class AnimaticGenerator:
         w, h, n = int(request.width), int(request.height), int(request.num_frames)
         maps = view_homographies(request.camera, w, h, n)  # (F, 3, 3)
         is_card = request.first_frame is None
-        key = (
-            title_card(w, h, request.title or request.prompt, request.seed)
-            if is_card
-            else request.first_frame
-        )
+        key = request.first_frame
+        if is_card:
+            key, maps = _card_keyframe(request, maps)
         key_img = Image.fromarray(np.ascontiguousarray(key), "RGB")
         sheen = _Sheen(w, h, n) if is_card and bool(request.options.get("sheen", True)) and n > 1 else None
         last = request.last_frame
@@ -224,7 +253,7 @@ class AnimaticGenerator:
         frames = np.empty((n, h, w, 3), dtype=np.uint8)
         identity = np.eye(3)
         for i in range(n):
-            if np.allclose(maps[i], identity, rtol=0.0, atol=1e-9):
+            if key.shape == frames.shape[1:] and np.allclose(maps[i], identity, rtol=0.0, atol=1e-9):
                 frames[i] = key
             elif i > 0 and np.array_equal(maps[i], maps[i - 1]):
                 frames[i] = frames[i - 1] if sheen is None and last is None else _warp(key_img, maps[i], w, h)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-__all__ = ["title_card", "wrap_text"]
+__all__ = ["title_card", "type_size", "wrap_text"]
 
 TEXT_FILL = (248, 244, 236)  # warm white: reads as "paper", not as a UI element
 OUTLINE_FILL = (16, 16, 20)
@@ -109,16 +109,20 @@ def _balanced(text: str, font: ImageFont.FreeTypeFont, max_width: float, n_lines
     return wrap_text(text, font, hi)
 
 
-def _layout(text: str, width: int, height: int) -> tuple[ImageFont.FreeTypeFont, list[str], int, bool]:
-    """Largest font (down to 60% of the nominal size) at which the text fits; else truncate."""
-    # Size by the frame's area so landscape and portrait frames of one resolution get the same type size.
-    nominal = max(9, round(0.055 * math.sqrt(width * height)))
-    max_w = TEXT_WIDTH * width
+def type_size(width: int, height: int) -> int:
+    """Nominal title size in pixels for a frame: by area, so landscape and portrait get the same size."""
+    return max(9, round(0.055 * math.sqrt(width * height)))
+
+
+def _layout(
+    text: str, max_w: float, max_h: float, nominal: float
+) -> tuple[ImageFont.FreeTypeFont, list[str], int, bool]:
+    """Largest font (down to 60% of the nominal size) at which the text fits the box; else truncate."""
     script = _script(text)
     for scale in (1.0, 0.9, 0.8, 0.7, 0.6):
         size = max(8, round(nominal * scale))
         font = _font(size, script)
-        max_lines = max(1, min(MAX_LINES, int(TEXT_HEIGHT * height / (LINE_GAP * size))))
+        max_lines = max(1, min(MAX_LINES, int(max_h / (LINE_GAP * size))))
         lines = wrap_text(text, font, max_w)
         if len(lines) <= max_lines:
             return font, _balanced(text, font, max_w, len(lines)), size, False
@@ -151,25 +155,42 @@ def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray
     return np.clip(img + grain[..., None], 0.0, 255.0)
 
 
-def title_card(width: int, height: int, text: str, seed: int) -> np.ndarray:
-    """A title card: uint8 (H, W, 3). Colours come from the seed, so a film's cards vary but reproduce."""
+def title_card(
+    width: int,
+    height: int,
+    text: str,
+    seed: int,
+    *,
+    text_box: tuple[float, float, float, float] | None = None,
+    size: float | None = None,
+) -> np.ndarray:
+    """A title card: uint8 (H, W, 3). Colours come from the seed, so a film's cards vary but reproduce.
+
+    text_box (x0, y0, x1, y1) is where the text block must fit, centred in it (default: the middle
+    84% x 72% of the card); size is the nominal type size in pixels (default: `type_size(width, height)`).
+    """
     rng = np.random.default_rng(seed % (1 << 63))
     card = Image.fromarray(_background(width, height, rng).astype(np.uint8), "RGB")
     text = " ".join(text.split()) if "\n" not in text else text.strip()
     if not text:
         return np.asarray(card).copy()
-    font, lines, size, truncated = _layout(text, width, height)
-    pitch = LINE_GAP * size
-    top = height / 2.0 - pitch * (len(lines) - 1) / 2.0  # centre of the first line
-    stroke = round(size / 16)  # no outline on tiny type, where it would swallow the letters
+    if text_box is None:
+        mx, my = (1 - TEXT_WIDTH) / 2 * width, (1 - TEXT_HEIGHT) / 2 * height
+        text_box = (mx, my, width - mx, height - my)
+    bx0, by0, bx1, by1 = text_box
+    font, lines, px, truncated = _layout(text, bx1 - bx0, by1 - by0, size or type_size(width, height))
+    cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
+    pitch = LINE_GAP * px
+    top = cy - pitch * (len(lines) - 1) / 2.0  # centre of the first line
+    stroke = round(px / 16)  # no outline on tiny type, where it would swallow the letters
 
     # Soft drop shadow: the text mask, blurred and offset, darkens the background under the letters.
     mask = Image.new("L", (width, height), 0)
     mdraw = ImageDraw.Draw(mask)
     for i, line in enumerate(lines):
-        mdraw.text((width / 2, top + i * pitch), line, font=font, fill=255, anchor="mm", stroke_width=stroke)
-    shift = max(1, round(size * 0.06))
-    radius = max(1.0, size * 0.12)
+        mdraw.text((cx, top + i * pitch), line, font=font, fill=255, anchor="mm", stroke_width=stroke)
+    shift = max(1, round(px * 0.06))
+    radius = max(1.0, px * 0.12)
     x0, y0, x1, y1 = mask.getbbox() or (0, 0, width, height)
     pad = int(3 * radius) + shift
     box = (max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad))
@@ -184,7 +205,7 @@ def title_card(width: int, height: int, text: str, seed: int) -> np.ndarray:
     draw = ImageDraw.Draw(card)
     for i, line in enumerate(lines):
         draw.text(
-            (width / 2, top + i * pitch),
+            (cx, top + i * pitch),
             line,
             font=font,
             fill=TEXT_FILL,
@@ -194,12 +215,8 @@ def title_card(width: int, height: int, text: str, seed: int) -> np.ndarray:
         )
     # A short rule under a short title, the way a slate or chapter card is set.
     ascent, descent = font.getmetrics()
-    rule_y = top + (len(lines) - 1) * pitch + 0.5 * (ascent + descent) + 0.45 * size  # below the descenders
-    half = min(0.08 * width, 1.2 * size)
-    if len(lines) <= 3 and not truncated and rule_y + stroke < 0.95 * height:
-        draw.line(
-            [(width / 2 - half, rule_y), (width / 2 + half, rule_y)],
-            fill=(230, 224, 214),
-            width=max(1, stroke),
-        )
+    rule_y = top + (len(lines) - 1) * pitch + 0.5 * (ascent + descent) + 0.45 * px  # below the descenders
+    half = min(0.08 * (bx1 - bx0) / TEXT_WIDTH, 1.2 * px)
+    if len(lines) <= 3 and not truncated and rule_y + stroke < by1:
+        draw.line([(cx - half, rule_y), (cx + half, rule_y)], fill=(230, 224, 214), width=max(1, stroke))
     return np.asarray(card).copy()
