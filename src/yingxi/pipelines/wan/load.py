@@ -1,0 +1,141 @@
+"""Build a `WanPipeline` from disk: a registered variant name (found by `yingxi.models.hub`) or a folder.
+
+Loading is here, apart from the pipeline, so the pipeline only ever sees built components. The folder is
+the diffusers layout the Wan-AI `*-Diffusers` repos use (model_index.json, transformer/[, transformer_2/],
+vae/, text_encoder/, tokenizer/[, image_encoder/, image_processor/], scheduler/).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from yingxi.errors import InputError, ModelNotFoundError
+from yingxi.models import hub
+from yingxi.models.loading import parse_dtype
+from yingxi.models.wan.config import VARIANTS, WanDiTConfig, WanVariant, get_variant
+from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
+
+__all__ = ["load_pipeline", "resolve", "variant_for_folder"]
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc}", file=str(path)) from exc
+
+
+def variant_for_folder(folder: str | Path) -> WanVariant:
+    """The registered variant a diffusers-layout folder is built like, with the folder's own transformer
+    config, boundary ratio and (for unregistered folders) scheduler shift."""
+    folder = Path(folder)
+    index = _read_json(folder / "model_index.json")
+    dit_json = _read_json(folder / "transformer" / "config.json") or _read_json(
+        folder / "transformer_2" / "config.json"
+    )
+    if not index or not dit_json:
+        raise ModelNotFoundError(
+            f"{folder} is not a diffusers-layout Wan folder (needs model_index.json and transformer/config.json)"
+        )
+    dit = WanDiTConfig.from_diffusers(dit_json)
+    z_dim = _read_json(folder / "vae" / "config.json").get("z_dim", 16)
+    two = index.get("boundary_ratio") is not None or (folder / "transformer_2").is_dir()
+    if index.get("expand_timesteps") or z_dim == 48:
+        base = "wan2.2-ti2v-5b"
+    elif two:
+        base = "wan2.2-i2v-a14b" if dit.in_channels > 16 else "wan2.2-t2v-a14b"
+    elif dit.pos_embed_seq_len:
+        base = "wan2.1-flf2v-14b-720p"
+    elif dit.in_channels > 16:
+        base = "wan2.1-i2v-14b-720p" if "720" in str(folder) else "wan2.1-i2v-14b-480p"
+    else:
+        base = (
+            "wan2.1-t2v-1.3b"
+            if dit.num_attention_heads * dit.attention_head_dim <= 1536
+            else "wan2.1-t2v-14b"
+        )
+    variant = VARIANTS[base]
+    if dit == variant.dit:
+        return variant  # a published checkpoint: keep the authors' sampling defaults
+    changes: dict = {"name": folder.name, "dit": dit}
+    shift = _read_json(folder / "scheduler" / "scheduler_config.json").get("flow_shift")
+    if shift:
+        changes["shift"] = float(shift)
+    if two and index.get("boundary_ratio") is not None:
+        changes["boundary_ratio"] = float(index["boundary_ratio"])
+    if variant.needs_image_encoder and not (folder / "image_encoder").is_dir():
+        changes["needs_image_encoder"] = False
+    return dataclasses.replace(variant, **changes)
+
+
+def resolve(name_or_path: str | Path) -> tuple[WanVariant, Path]:
+    """(variant, folder) for a variant name, a Hugging Face repo id of one, or a folder on disk."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return variant_for_folder(path), path
+    text = str(name_or_path)
+    by_repo = {v.repo_id.lower(): v for v in VARIANTS.values()}
+    if text.lower() in by_repo:
+        variant = by_repo[text.lower()]
+    elif text.lower().strip() in VARIANTS or not (("/" in text) or text.startswith(".") or path.suffix):
+        variant = get_variant(text)  # InputError naming the closest variant
+    else:
+        raise ModelNotFoundError(
+            f"{text}: no such folder (and not a Wan variant name: {', '.join(VARIANTS)})"
+        )
+    folder = hub.local_path(variant)
+    if folder is None:
+        raise ModelNotFoundError(
+            f"the weights of {variant.name} are not on this machine; {hub.where_to_put(variant)}"
+        )
+    return variant, folder
+
+
+def load_pipeline(
+    name_or_path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    *,
+    offload: bool = False,
+    sampler: Literal["unipc", "euler"] = "unipc",
+    vae_dtype: torch.dtype | str = torch.float32,
+) -> WanPipeline:
+    """A ready WanPipeline. dtype: the transformers' and text encoder's (default bf16 on GPU, fp32 on
+    CPU); the VAE and CLIP stay float32 as Wan runs them. `offload`: model CPU offload (24 GB cards)."""
+    from yingxi.models.wan.image import WanImageEncoder
+    from yingxi.models.wan.loading import load_transformer_pair
+    from yingxi.models.wan.text import WanTextEncoder
+    from yingxi.models.wan.vae_loading import load_vae
+
+    device = torch.device(device)
+    dtype = (
+        parse_dtype(dtype)
+        if dtype is not None
+        else (torch.float32 if device.type == "cpu" else torch.bfloat16)
+    )
+    variant, folder = resolve(name_or_path)
+    home = "cpu" if offload else device
+    transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home)
+    vae = load_vae(folder, dtype=vae_dtype, device=home)
+    text_encoder = None
+    if (folder / "text_encoder").is_dir():
+        text_encoder = WanTextEncoder.from_pretrained(folder, dtype=dtype, device=home)
+    image_encoder = None
+    if variant.needs_image_encoder:
+        image_encoder = WanImageEncoder.from_pretrained(folder, dtype=torch.float32, device=home)
+    components = WanComponents(
+        variant=variant,
+        transformer=transformer,
+        vae=vae,
+        text_encoder=text_encoder,
+        image_encoder=image_encoder,
+        transformer_2=transformer_2,
+    )
+    return WanPipeline(components, device=device, offload=offload, sampler=sampler)

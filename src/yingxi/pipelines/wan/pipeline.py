@@ -1,0 +1,283 @@
+"""`WanPipeline`: built Wan components composed into one callable for t2v, i2v, flf2v and ti2v.
+
+The pipeline never loads weights (see `yingxi.pipelines.wan.load`); it encodes the text and images, builds
+the task's conditioning (`t2v.py`, `i2v.py`, `ti2v.py`), wraps the transformer(s) into a denoiser
+(classifier-free guidance per expert, A14B expert switching) and runs a sampler from `yingxi.samplers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from yingxi.errors import CapabilityError, InputError
+from yingxi.models.wan.config import WanVariant
+from yingxi.pipelines.wan.common import (
+    TaskInputs,
+    as_uint8_image,
+    check_frames,
+    check_size,
+    image_to_tensor,
+    initial_latents,
+    latent_shape,
+    video_to_uint8,
+)
+from yingxi.pipelines.wan.i2v import i2v_inputs
+from yingxi.pipelines.wan.offload import Placement
+from yingxi.pipelines.wan.t2v import t2v_inputs
+from yingxi.pipelines.wan.ti2v import ti2v_inputs
+from yingxi.samplers import cfg_denoiser, expert_denoiser, flow_schedule, sample_euler, sample_unipc
+
+__all__ = ["StepProgress", "WanComponents", "WanPipeline"]
+
+StepProgress = Callable[[int, int], None]  # (steps done, total steps)
+
+
+@dataclass
+class WanComponents:
+    """The built parts of one Wan model; `variant` says what they are and how to sample them."""
+
+    variant: WanVariant
+    transformer: nn.Module  # the DiT; for A14B the high-noise expert
+    vae: nn.Module  # yingxi.models.wan.vae.WanVAE
+    text_encoder: Any = None  # encode(list[str]) -> (B, 512, text_dim); optional with prompt_embeds
+    image_encoder: Any = None  # CLIP: encode(list[uint8 (H, W, 3)]) -> (N, 257, image_dim); Wan 2.1 i2v/flf2v
+    transformer_2: nn.Module | None = None  # A14B low-noise expert
+
+    def modules(self) -> dict[str, Any]:
+        return {
+            "text_encoder": self.text_encoder,
+            "image_encoder": self.image_encoder,
+            "transformer": self.transformer,
+            "transformer_2": self.transformer_2,
+            "vae": self.vae,
+        }
+
+
+def _task(variant: WanVariant) -> str:
+    return variant.tasks[0]
+
+
+class WanPipeline:
+    """pipe(prompt=..., image=..., width=..., height=..., num_frames=...) -> uint8 frames (F, H, W, 3)."""
+
+    def __init__(
+        self,
+        components: WanComponents,
+        *,
+        device: str | torch.device = "cpu",
+        offload: bool = False,
+        sampler: Literal["unipc", "euler"] = "unipc",
+    ) -> None:
+        self.components = components
+        self.variant = components.variant
+        self.device = torch.device(device)
+        self.sampler = sampler
+        if components.transformer_2 is not None and components.variant.boundary_ratio is None:
+            raise InputError("transformer_2 needs the variant's boundary_ratio", field="transformer_2")
+        self.placement = Placement(components.modules(), self.device, offload=offload)
+        vae_cfg = components.vae.config
+        self.temporal = int(vae_cfg.scale_factor_temporal)
+        self.spatial = int(vae_cfg.scale_factor_spatial)
+        self.patch = tuple(components.transformer.config.patch_size)
+        self.size_multiple = self.spatial * max(self.patch[1], self.patch[2])
+        self.latent_channels = int(vae_cfg.z_dim)
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    # ---- checks ------------------------------------------------------------------------------------------
+    def check(
+        self,
+        *,
+        width: int,
+        height: int,
+        num_frames: int,
+        image: object = None,
+        last_image: object = None,
+    ) -> None:
+        """Raise InputError/CapabilityError for a request this model cannot make, before any work."""
+        v = self.variant
+        check_size(width, height, self.size_multiple, model=v.name)
+        check_frames(num_frames, temporal=self.temporal, max_frames=v.max_frames, model=v.name)
+        task = _task(v)
+        if last_image is not None and task != "flf2v":
+            raise CapabilityError(
+                f"{v.name} cannot end on a given last frame (only first+last-frame models can, "
+                f"e.g. wan2.1-flf2v-14b-720p)",
+                field="last_image",
+            )
+        if image is not None and task == "t2v":
+            raise CapabilityError(
+                f"{v.name} is text-to-video only and cannot start from an image; use an image-to-video "
+                f"variant (wan2.2-ti2v-5b, wan2.1-i2v-14b-480p, wan2.2-i2v-a14b)",
+                field="image",
+            )
+        if image is None and task in ("i2v", "flf2v"):
+            raise InputError(f"{v.name} needs a first-frame image", field="image")
+        if last_image is None and task == "flf2v":
+            raise InputError(f"{v.name} needs a last-frame image", field="last_image")
+        if task == "flf2v" and num_frames < 2:
+            raise InputError("first+last frame needs at least 5 frames", field="num_frames")
+
+    # ---- encoders ----------------------------------------------------------------------------------------
+    def encode_prompt(self, prompts: list[str]) -> Tensor:
+        """(B, 512, text_dim) UMT5 embeddings, zero past each prompt's tokens (on the pipeline device)."""
+        if self.components.text_encoder is None:
+            raise InputError("this pipeline has no text encoder; pass prompt_embeds", field="prompt")
+        with self.placement.use("text_encoder") as encoder:
+            return encoder.encode(prompts).to(self.device)
+
+    def encode_images(self, images: list[np.ndarray]) -> Tensor:
+        """(N, 257, image_dim) CLIP penultimate-layer tokens of each image (Wan 2.1 i2v/flf2v)."""
+        with self.placement.use("image_encoder") as encoder:
+            return encoder.encode(images).to(self.device)
+
+    # ---- the call ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        prompt_embeds: Tensor | None = None,
+        negative_prompt_embeds: Tensor | None = None,
+        image: object = None,
+        last_image: object = None,
+        width: int | None = None,
+        height: int | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        guidance_scale_2: float | None = None,
+        shift: float | None = None,
+        seed: int | None = None,
+        latents: Tensor | None = None,
+        progress: StepProgress | None = None,
+    ) -> np.ndarray:
+        """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length)."""
+        v = self.variant
+        default_w, default_h = v.default_size
+        width, height = int(width or default_w), int(height or default_h)
+        num_frames = int(num_frames or v.num_frames)
+        steps = int(num_inference_steps or v.steps)
+        scale = float(v.guidance_scale if guidance_scale is None else guidance_scale)
+        scale_2 = guidance_scale_2 if guidance_scale_2 is not None else (v.guidance_scale_2 or scale)
+        shift = float(v.shift if shift is None else shift)
+        if steps < 1:
+            raise InputError(
+                f"num_inference_steps must be at least 1, got {steps}", field="num_inference_steps"
+            )
+        if scale < 1 or scale_2 < 1:
+            raise InputError(
+                "guidance scales must be at least 1 (1 turns guidance off)", field="guidance_scale"
+            )
+        if (prompt is None) == (prompt_embeds is None):
+            raise InputError("pass exactly one of prompt and prompt_embeds", field="prompt")
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise InputError(
+                "pass at most one of negative_prompt and negative_prompt_embeds", field="negative_prompt"
+            )
+        if image is not None:
+            image = as_uint8_image(image, field="image")
+        if last_image is not None:
+            last_image = as_uint8_image(last_image, field="last_image")
+        self.check(width=width, height=height, num_frames=num_frames, image=image, last_image=last_image)
+
+        try:
+            frames = self._generate(
+                prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
+                width, height, num_frames, steps, scale, float(scale_2), shift, seed, latents, progress,
+            )  # fmt: skip
+        finally:
+            self.placement.release()
+        return frames
+
+    def _generate(
+        self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
+        width, height, num_frames, steps, scale, scale_2, shift, seed, latents, progress,
+    ) -> np.ndarray:  # fmt: skip
+        v, device = self.variant, self.device
+        two_experts = self.components.transformer_2 is not None
+        needs_uncond = scale != 1 or (two_experts and scale_2 != 1)
+
+        # 1. text
+        if prompt_embeds is None:
+            prompt_embeds = self.encode_prompt([prompt])
+        if needs_uncond and negative_prompt_embeds is None:
+            negative_prompt_embeds = self.encode_prompt([negative_prompt or ""])
+        context = prompt_embeds.to(device)
+        uncontext = negative_prompt_embeds.to(device) if negative_prompt_embeds is not None else None
+
+        # 2. latents to start from
+        shape = latent_shape(
+            self.latent_channels, num_frames, height, width, temporal=self.temporal, spatial=self.spatial
+        )
+        if latents is None:
+            latents = initial_latents(shape, seed, device)
+        elif tuple(latents.shape) != shape:
+            raise InputError(f"latents must have shape {shape} for this size and length, got {tuple(latents.shape)}",
+                             field="latents")  # fmt: skip
+        latents = latents.to(device=device, dtype=torch.float32)
+
+        # 3. the task's conditioning
+        task = _task(v)
+        inputs = self._task_inputs(task, image, last_image, width, height, num_frames, shape)
+
+        # 4. sample
+        schedule = flow_schedule(steps, shift, solver=self.sampler)
+        experts = [("transformer", scale)] + ([("transformer_2", scale_2)] if two_experts else [])
+        denoisers = [
+            cfg_denoiser(self._model_fn(name, inputs, schedule), context, uncontext, s) for name, s in experts
+        ]
+        denoise = denoisers[0]
+        if two_experts:
+            boundary = v.boundary_ratio * schedule.num_train_timesteps
+            denoise = expert_denoiser(
+                denoisers[0], denoisers[1], boundary=boundary, timestep=schedule.timestep
+            )
+        callback = (lambda d: progress(d["i"] + 1, steps)) if progress is not None else None
+        sample = sample_unipc if self.sampler == "unipc" else sample_euler
+        latents = sample(denoise, latents, schedule.sigmas.to(device), callback=callback)
+        latents = inputs.hold(latents)
+
+        # 5. pixels
+        with self.placement.use("vae") as vae:
+            video = vae.decode(latents.to(vae.dtype))  # (1, 3, F, H, W) in [-1, 1]
+        return video_to_uint8(video)
+
+    def _task_inputs(self, task, image, last_image, width, height, num_frames, shape) -> TaskInputs:
+        device = self.device
+        if task == "t2v":
+            return t2v_inputs(shape, per_token_timesteps=self.variant.expand_timesteps, device=device)
+        if task == "ti2v":
+            pixels = image_to_tensor(image, width, height, device) if image is not None else None
+            with self.placement.use("vae") as vae:
+                return ti2v_inputs(vae, pixels, shape, device=device)
+        # i2v / flf2v
+        embeds = None
+        if self.components.image_encoder is not None:
+            embeds = self.encode_images([image] if last_image is None else [image, last_image])
+        first = image_to_tensor(image, width, height, device)
+        last = image_to_tensor(last_image, width, height, device) if last_image is not None else None
+        with self.placement.use("vae") as vae:
+            inputs = i2v_inputs(vae, first, num_frames, last_image=last, image_embeds=embeds)
+        return TaskInputs(concat=inputs.concat.to(device), image_embeds=inputs.image_embeds)
+
+    def _model_fn(self, name: str, inputs: TaskInputs, schedule):
+        """model_fn(x, sigma, context) -> velocity for one transformer, as `cfg_denoiser` wants it."""
+
+        def model_fn(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
+            with self.placement.use(name) as model:
+                dtype = model.dtype
+                t = schedule.timestep(sigma).to(x.device)
+                timestep = inputs.timestep(t, x.shape[0], self.patch)
+                image = inputs.image_embeds.to(dtype) if inputs.image_embeds is not None else None
+                return model(inputs.model_input(x).to(dtype), timestep, context.to(dtype), image)
+
+        return model_fn
