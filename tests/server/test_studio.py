@@ -183,9 +183,10 @@ def test_studio_writes_shoots_and_screens_a_two_shot_film(browser: Browser, serv
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.evaluate("() => window.scrollTo(0, 0)")
-    page.screenshot(path=str(ARTIFACTS / "studio.png"))
-    shot = Image.open(ARTIFACTS / "studio.png")
-    assert shot.size == (1440, 960)
+    page.screenshot(path=str(ARTIFACTS / "studio.png"), full_page=True)
+    width, height = Image.open(ARTIFACTS / "studio.png").size
+    assert width == 1440 and height >= 960
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1440  # nothing spills sideways
 
     # A reload keeps the key (localStorage); opening the film from the reels screens it again.
     again = page.context.new_page()
@@ -238,6 +239,7 @@ def test_studio_shows_the_servers_message_for_a_misspelt_script(browser: Browser
         'shot 1, camera: unknown camera move "pan lft" (did you mean "pan left"?); accepted: pan left, pan right'
     )
     expect(page.locator("#task-status")).to_have_attribute("data-status", "idle")
+    assert js_errors == []
 
 
 def test_studio_attaches_previews_and_sends_reference_images(

@@ -10,6 +10,7 @@ const POLL_MS = 1000;
 const MAX_IMAGES = 9; // the server's limit on images per task (first + last + references)
 const SHOT_HEADER = /^\s*(?:shot|镜头)\s*(\d+)\s*(?:[(（]([^)）]*)[)）])?\s*[:：]\s*(.*)$/i;
 const DEFAULT_SHOT_SECONDS = 5;
+const REDUNDANT_MESSAGE = /^(shooting shot \d+|editing and encoding|done)$/; // already said by phase()
 const FINISHED = new Set(["succeeded", "failed", "cancelled", "expired"]);
 
 const EXAMPLE = `Ink-wash style, subdued blue-grey palette, soft winter light.
@@ -132,7 +133,8 @@ function renderOutline() {
   list.replaceChildren();
   const multi = shots.length > 0;
   $("duration").disabled = multi;
-  $("duration-hint").textContent = multi ? "set per shot in the headers" : "";
+  $("duration-hint").textContent = multi ? "· per shot" : "";
+  $("duration").title = multi ? "Each shot's duration is set in its header, e.g. Shot 1 (4s, wide)" : "";
   if (!multi) {
     $("outline-summary").textContent = text.trim() ? `one shot · ${$("duration").value || DEFAULT_SHOT_SECONDS}s` : "";
     return;
@@ -317,6 +319,16 @@ async function poll() {
   else loadTasks();
 }
 
+/** Where a running render is: the server counts shots from 1; 0 is planning, total + 1 is the edit. */
+function phase(task) {
+  const n = task.total_shots || 0;
+  const i = task.current_shot || 0;
+  if (!n || task.status !== "running") return "";
+  if (i < 1) return "planning the shots";
+  if (i > n) return "editing and encoding";
+  return `shot ${i} of ${n}`;
+}
+
 function setBadge(el, status) {
   el.dataset.status = status;
   el.textContent = status;
@@ -347,11 +359,12 @@ function renderMonitor(task) {
   $("progress-fill").style.width = `${pct}%`;
   $("progressbar").setAttribute("aria-valuenow", String(pct));
   $("progress-percent").textContent = `${pct}%`;
-  const shot = task.total_shots ? `shot ${Math.max(1, task.current_shot || 0)} of ${task.total_shots}` : "";
+  const shot = phase(task);
   $("progress-shot").textContent = running ? shot : task.total_shots ? `${task.total_shots} shots` : "";
-  $("progress-message").textContent = running ? task.message || "" : "";
+  const message = REDUNDANT_MESSAGE.test(task.message || "") ? "" : task.message;
+  $("progress-message").textContent = running ? message : "";
   if (task.status === "queued") $("screen-text").textContent = "Waiting in the queue…";
-  if (task.status === "running") $("screen-text").textContent = shot ? `Shooting ${shot}…` : "Shooting…";
+  if (task.status === "running") $("screen-text").textContent = `${shot ? shot[0].toUpperCase() + shot.slice(1) : "Shooting"}…`;
 
   if (task.status === "succeeded" && task.content && task.content.video_url) {
     $("task-error").hidden = true;
