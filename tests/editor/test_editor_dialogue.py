@@ -10,7 +10,15 @@ import pytest
 from yingxi.backends.base import Clip
 from yingxi.director.plan import plan
 from yingxi.editor import assemble, assign_voices, fit_dialogue, record_dialogue
-from yingxi.editor.dialogue import DEFAULT_VOICES, GAP, LEAD_IN, LEAD_OUT, DialogueTake
+from yingxi.editor.dialogue import (
+    DEFAULT_VOICES,
+    GAP,
+    LEAD_IN,
+    LEAD_OUT,
+    MANDARIN_VOICES,
+    DialogueTake,
+    place_lines,
+)
 from yingxi.errors import InputError
 from yingxi.film.model import Character, DialogueLine, Film, Shot
 
@@ -108,3 +116,31 @@ def test_a_shot_that_came_out_too_short_for_its_lines_is_an_error_not_a_cut_line
     clips = [Clip(np.zeros((12, 480, 864, 3), np.uint8), FPS)]
     with pytest.raises(InputError, match="shot 1, dialogue: the lines need 1.50s"):
         assemble(film, plans, clips, [[fake_take("Mei", 1.5)]])
+
+
+def test_speakers_of_chinese_lines_get_mandarin_voices():
+    film = film_with(
+        Shot(
+            "a",
+            dialogue=(
+                DialogueLine("老贾", "新年快乐！"),
+                DialogueLine("Mei", "Hi."),
+                DialogueLine("小美", "谢谢爷爷。"),
+            ),
+        )
+    )
+    voices = assign_voices(film)
+    assert voices == {"老贾": MANDARIN_VOICES[0], "mei": DEFAULT_VOICES[0], "小美": MANDARIN_VOICES[1]}
+    jia = record_dialogue(film)[0][0]
+    # Mandarin reads the four characters in about a second; an English voice would spell out each one's name.
+    assert 0.6 < jia.seconds < 2.5
+
+
+def test_place_lines_shrinks_padding_when_a_shot_comes_out_a_little_short():
+    takes = [fake_take("Mei", 1.0), fake_take("Bo", 1.0)]
+    assert place_lines(takes, 10.0) == pytest.approx([LEAD_IN, LEAD_IN + 1.0 + GAP])
+    # 2.85 s of shot for 2 s of speech and 0.85 s of padding: exactly fits; 2.425 s halves the padding.
+    assert place_lines(takes, 2.85) == pytest.approx([0.3, 1.55])
+    assert place_lines(takes, 2.425) == pytest.approx([0.15, 1.275])
+    with pytest.raises(ValueError):
+        place_lines(takes, 1.9)

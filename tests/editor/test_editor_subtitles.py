@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import ImageFont
 
 from yingxi.backends.base import Clip
 from yingxi.director.plan import plan
 from yingxi.editor import Subtitle, assemble, burn_subtitles, srt_text, write_srt
 from yingxi.editor.dialogue import DialogueTake
-from yingxi.editor.subtitles import srt_timestamp, subtitle_text
+from yingxi.editor.subtitles import _wrap, srt_timestamp, subtitle_text
 from yingxi.film.model import DialogueLine, Film, Shot
 
 FPS = 12
@@ -102,3 +103,13 @@ def test_long_subtitles_wrap_inside_the_frame(text: str):
     changed_rows = np.flatnonzero(np.any(out != 128, axis=(1, 2)))
     assert changed_cols.min() > 0 and changed_cols.max() < 863  # wrapped, not clipped at the edges
     assert changed_rows.max() - changed_rows.min() > 2 * 24  # two lines of 24 px text
+
+
+def test_chinese_text_wraps_between_characters_and_uses_a_full_width_colon():
+    assert subtitle_text("老贾", "新年快乐！") == "老贾：新年快乐！"
+    font = ImageFont.load_default(size=24)
+    text = "新年快乐！饺子好了，快来吃吧。今天是除夕，我们一家人终于团聚在一起了，真好啊。" * 2
+    lines = _wrap("老贾：" + text, font, 300)
+    assert len(lines) > 1 and "".join(lines) == "老贾：" + text  # nothing lost, no spaces added
+    assert all(font.getlength(line) <= 300 for line in lines)
+    assert _wrap("short words stay together", font, 1000) == ["short words stay together"]

@@ -27,6 +27,9 @@ DEFAULT_VOICES = (
     "en-us+f2",
     "en-us-nyc+m1",
 )
+# Speakers whose lines are written in Chinese characters get Mandarin voices (an English voice would spell
+# each character out by name).
+MANDARIN_VOICES = ("cmn+m3", "cmn+f3", "cmn+f4", "cmn+m5", "cmn+f2", "cmn+m4")
 _SILENCE = 1e-3  # |sample| below this counts as silence when trimming a take
 
 
@@ -39,13 +42,20 @@ class DialogueTake:
     seconds: float
 
 
+def is_chinese(text: str) -> bool:
+    """True when most letters are CJK ideographs."""
+    han = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf")
+    letters = sum(1 for ch in text if ch.isalpha())
+    return han > 0 and han * 2 >= letters
+
+
 def assign_voices(film: Film) -> dict[str, str]:
-    """Speaker name (lower case) -> espeak-ng voice: the character's own, else the next unused default."""
-    speakers: list[str] = []
+    """Speaker name (lower case) -> espeak-ng voice: the character's own, else the next unused default
+    (English, or Mandarin for a speaker whose first line is in Chinese)."""
+    speakers: dict[str, bool] = {}  # name -> speaks Chinese, in order of first appearance
     for shot in film.shots:
         for line in shot.dialogue:
-            if line.character.lower() not in speakers:
-                speakers.append(line.character.lower())
+            speakers.setdefault(line.character.lower(), is_chinese(line.line))
     voices: dict[str, str] = {}
     for name in speakers:
         character = film.character(name)
@@ -55,10 +65,14 @@ def assign_voices(film: Film) -> dict[str, str]:
             except InputError as e:
                 raise InputError(f'character "{character.name}": {e.message}', field="voice") from None
     taken = set(voices.values())
-    pool = [v for v in DEFAULT_VOICES if v not in taken] or list(DEFAULT_VOICES)
-    unvoiced = [name for name in speakers if name not in voices]
-    for k, name in enumerate(unvoiced):
-        voices[name] = pool[k % len(pool)]  # more speakers than voices: they repeat, in order
+    used = {False: 0, True: 0}
+    for name, chinese in speakers.items():
+        if name in voices:
+            continue
+        defaults = MANDARIN_VOICES if chinese else DEFAULT_VOICES
+        pool = [v for v in defaults if v not in taken] or list(defaults)
+        voices[name] = pool[used[chinese] % len(pool)]  # more speakers than voices: they repeat, in order
+        used[chinese] += 1
     return voices
 
 

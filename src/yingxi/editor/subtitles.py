@@ -10,6 +10,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+# Fonts tried, in order, for text Pillow's built-in font (Latin only) cannot draw: CJK first, then wide
+# coverage. Debian/Ubuntu paths of fonts-noto-cjk, fonts-wqy-zenhei, fonts-droid-fallback, fonts-dejavu.
+FALLBACK_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+
 
 @dataclass(frozen=True)
 class Subtitle:
@@ -20,7 +29,10 @@ class Subtitle:
 
 def subtitle_text(character: str, line: str) -> str:
     """ "OLD JIA: Happy new year." (the speaker's name in capitals, as screenplays write it)."""
-    return f"{character.upper()}: {line.strip()}" if character else line.strip()
+    if not character:
+        return line.strip()
+    colon = "：" if any("\u4e00" <= ch <= "\u9fff" for ch in character) else ": "  # full-width after Chinese
+    return f"{character.upper()}{colon}{line.strip()}"
 
 
 def srt_timestamp(seconds: float) -> str:
@@ -54,13 +66,36 @@ def write_srt(subtitles: Iterable[Subtitle], path: str | Path) -> Path:
 
 
 def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_width: float) -> list[str]:
+    """Greedy word wrap; a word wider than a line (Chinese has no spaces) breaks between characters."""
     lines: list[str] = []
     for word in text.split():
         if lines and font.getlength(f"{lines[-1]} {word}") <= max_width:
             lines[-1] = f"{lines[-1]} {word}"
-        else:
+        elif font.getlength(word) <= max_width:
             lines.append(word)
+        else:  # fill the current line, then carry on character by character
+            current = f"{lines.pop()} " if lines else ""
+            for ch in word:
+                if current.strip() and font.getlength(current + ch) > max_width:
+                    lines.append(current.rstrip())
+                    current = ""
+                current += ch
+            lines.append(current)
     return lines or [""]
+
+
+def needs_fallback(text: str) -> bool:
+    """Characters beyond Latin Extended-A, which the built-in font lacks."""
+    return any(ord(ch) > 0x24F for ch in text)
+
+
+def load_font(text: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's built-in font, or the first installed fallback font for text it cannot draw."""
+    if needs_fallback(text):
+        for path in FALLBACK_FONTS:
+            if Path(path).is_file():
+                return ImageFont.truetype(path, size=size)
+    return ImageFont.load_default(size=size)
 
 
 class SubtitleOverlay:
@@ -69,12 +104,12 @@ class SubtitleOverlay:
     def __init__(self, width: int, height: int):
         self.width, self.height = width, height
         self.size = max(10, round(height * 0.05))  # font px: legible at 480p, not shouting at 1080p
-        self.font = ImageFont.load_default(size=self.size)
         self._cache: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
 
     def _render(self, text: str) -> tuple[int, np.ndarray, np.ndarray]:
         """(top row, rgb float32 (h, W, 3), alpha float32 (h, W, 1)) of the band holding the text."""
-        lines = _wrap(text, self.font, 0.9 * self.width)
+        font = load_font(text, self.size)
+        lines = _wrap(text, font, 0.9 * self.width)
         stroke = max(1, self.size // 12)
         line_h = round(self.size * 1.25)
         pad = max(2, round(self.size * 0.3))
@@ -82,7 +117,7 @@ class SubtitleOverlay:
         top = max(0, self.height - round(0.06 * self.height) - band_h)
         band = Image.new("RGBA", (self.width, band_h), (0, 0, 0, 0))
         draw = ImageDraw.Draw(band)
-        widths = [self.font.getlength(line) for line in lines]
+        widths = [font.getlength(line) for line in lines]
         box_w = min(self.width, max(widths) + 2 * pad)
         left = (self.width - box_w) / 2
         draw.rectangle((left, 0, left + box_w, band_h), fill=(0, 0, 0, 150))  # dark box: legible on white
@@ -91,7 +126,7 @@ class SubtitleOverlay:
             draw.text(
                 xy,
                 line,
-                font=self.font,
+                font=font,
                 fill=(255, 255, 255, 255),
                 stroke_width=stroke,
                 stroke_fill=(0, 0, 0, 255),
