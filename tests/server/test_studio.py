@@ -32,6 +32,20 @@ TWO_SHOTS = "Shot 1 (1s, wide, pan left): A red kite.\nShot 2 (1s, close-up, cro
 H264 = 'video/mp4; codecs="avc1.42E01E"'
 
 
+# Records (status, phase, percent) of the monitor on every change, into window.seenMonitor.
+RECORD_MONITOR = """() => {
+  window.seenMonitor = [];
+  const text = (id) => document.getElementById(id).textContent;
+  const record = () => {
+    const row = [document.getElementById("task-status").dataset.status, text("progress-shot"), text("progress-percent")];
+    const last = window.seenMonitor[window.seenMonitor.length - 1];
+    if (!last || last.join("|") !== row.join("|")) window.seenMonitor.push(row);
+  };
+  new MutationObserver(record).observe(document.getElementById("monitor"),
+    {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,10 +139,22 @@ def test_studio_writes_shoots_and_screens_a_two_shot_film(browser: Browser, serv
     page.click('#resolution label:has-text("480p")')
     expect(page.locator('input[name="ratio"][value="16:9"]')).to_be_checked()
 
+    page.evaluate(RECORD_MONITOR)
     page.click("#submit")
     expect(page.locator("#task-status")).to_have_attribute("data-status", "succeeded", timeout=60_000)
     task_id = page.text_content("#task-id")
     assert task_id and task_id.startswith("cgt-")
+
+    # Whatever the polls caught on the way: statuses only move forward, the bar only grows, and the
+    # phase reads as planning, one of the two shots, or the edit (how many polls land is up to timing).
+    seen = page.evaluate("() => window.seenMonitor")
+    order = ["idle", "queued", "running", "succeeded"]
+    statuses = [s for s, _, _ in seen]
+    assert set(statuses) <= set(order) and statuses == sorted(statuses, key=order.index)
+    percents = [int(p.rstrip("%")) for s, _, p in seen if s == "running"]
+    assert percents == sorted(percents) and all(0 <= p <= 100 for p in percents)
+    phases = {shot for s, shot, _ in seen if s == "running"}
+    assert phases <= {"", "planning the shots", "shot 1 of 2", "shot 2 of 2", "editing and encoding"}
 
     # What the page shows agrees with the task the API reports.
     task = server.api("GET", f"{TASKS}/{task_id}").json()
@@ -219,6 +245,9 @@ def test_studio_says_clearly_when_the_key_is_wrong_or_missing(browser: Browser, 
 
     _connect(page, "yx-not-a-real-key")
     expect(page.locator("#key-state")).to_have_text("rejected")
+    expect(page.locator("#tasks .empty")).to_have_text(
+        "This API key was not accepted; check it and connect again."
+    )
     expect(page.locator("#banner-text")).to_have_text("API key rejected: the API key is not valid")
     page.click("#banner-close")
     expect(page.locator("#banner")).to_be_hidden()

@@ -7,6 +7,7 @@ const KEY_STORE = "yingxi.apiKey";
 const DRAFT_STORE = "yingxi.draft";
 const PAGE_SIZE = 10;
 const POLL_MS = 1000;
+const LIST_POLL_MS = 3000; // the reels refresh while any film on the page is unfinished
 const MAX_IMAGES = 9; // the server's limit on images per task (first + last + references)
 const SHOT_HEADER = /^\s*(?:shot|镜头)\s*(\d+)\s*(?:[(（]([^)）]*)[)）])?\s*[:：]\s*(.*)$/i;
 const DEFAULT_SHOT_SECONDS = 5;
@@ -27,6 +28,7 @@ const state = {
   refs: { first_frame: [], last_frame: [], reference_image: [] }, // [{name, url}]
   current: null, // id of the task on the monitor
   pollTimer: null,
+  listTimer: null,
   page: 1,
   total: 0,
   shownVideo: null, // the task id whose video is loaded, so polling does not reload it
@@ -315,6 +317,7 @@ async function poll() {
   }
   if (id !== state.current) return;
   renderMonitor(task);
+  updateEntry(task);
   if (!FINISHED.has(task.status)) state.pollTimer = setTimeout(poll, POLL_MS);
   else loadTasks();
 }
@@ -394,13 +397,20 @@ function highlightActive() {
 }
 
 // -- reels --------------------------------------------------------------------------------------
-async function loadTasks() {
+async function loadTasks(auto = false) {
   if (!state.key) return false;
+  if (auto === true && document.querySelector('#tasks [data-armed="1"]')) {
+    state.listTimer = setTimeout(() => loadTasks(true), LIST_POLL_MS); // do not undo a half-made delete
+    return true;
+  }
   let data;
   try {
     data = await api("GET", `${API}?page_num=${state.page}&page_size=${PAGE_SIZE}`);
   } catch (err) {
-    if (err.status === 401) setKeyState("bad", "rejected");
+    if (err.status === 401) {
+      setKeyState("bad", "rejected");
+      renderTasks([], 0, "This API key was not accepted; check it and connect again.");
+    }
     showBanner(describe(err));
     return false;
   }
@@ -409,6 +419,10 @@ async function loadTasks() {
     return loadTasks();
   }
   renderTasks(data.items, data.total);
+  clearTimeout(state.listTimer);
+  if (data.items.some((t) => !FINISHED.has(t.status))) {
+    state.listTimer = setTimeout(() => loadTasks(true), LIST_POLL_MS);
+  }
   return true;
 }
 
@@ -426,14 +440,29 @@ function firstLine(text) {
   return (text || "").trim().split(/\r?\n/)[0] || "(script)";
 }
 
-function renderTasks(items, total) {
+function metaLine(task) {
+  const bits = [timeAgo(task.created_at), task.resolution, task.ratio, task.duration ? `${task.duration}s` : null];
+  if (task.status === "running") bits.push(`${task.progress || 0}%`);
+  return bits.filter(Boolean).join(" · ");
+}
+
+/** Keep the reels' entry of the film on the monitor in step with what polling just learnt. */
+function updateEntry(task) {
+  const li = document.querySelector(`#tasks .task[data-id="${CSS.escape(task.id)}"]`);
+  if (!li) return;
+  setBadge(li.querySelector(".badge"), task.status);
+  li.querySelector(".task-meta").textContent = metaLine(task);
+}
+
+function renderTasks(items, total, emptyText) {
   state.total = total;
   const list = $("tasks");
   list.replaceChildren();
   if (!items.length) {
     const li = document.createElement("li");
     li.className = "empty";
-    li.textContent = state.key ? "No films yet. Write one and shoot it." : "Enter your API key to see your films.";
+    li.textContent =
+      emptyText || (state.key ? "No films yet. Write one and shoot it." : "Enter your API key to see your films.");
     list.append(li);
   }
   for (const task of items) {
@@ -452,9 +481,7 @@ function renderTasks(items, total) {
     p.title = task.revised_prompt || "";
     const meta = document.createElement("div");
     meta.className = "task-meta";
-    const bits = [timeAgo(task.created_at), task.resolution, task.ratio, task.duration ? `${task.duration}s` : null];
-    if (task.status === "running") bits.push(`${task.progress || 0}%`);
-    meta.textContent = bits.filter(Boolean).join(" · ");
+    meta.textContent = metaLine(task);
     main.append(p, meta);
     const actions = document.createElement("div");
     actions.className = "task-actions";
@@ -565,7 +592,7 @@ function init() {
     addFiles("reference_image", ev.target.files).then(() => (ev.target.value = "")),
   );
   $("film-form").addEventListener("submit", submitFilm);
-  $("refresh").addEventListener("click", loadTasks);
+  $("refresh").addEventListener("click", () => loadTasks());
   $("prev-page").addEventListener("click", () => {
     state.page = Math.max(1, state.page - 1);
     loadTasks();
