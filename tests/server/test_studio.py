@@ -1,15 +1,9 @@
-"""The web studio at `/` of `yingxi serve`, driven in real headless Chromium (Debian's, via Playwright):
-a key is entered, a two-shot film is written, submitted, rendered by the animatic worker and screened."""
+"""The web studio at `/` of the server (`yingxi serve`), driven in real headless Chromium (Debian's, via
+Playwright): a key is entered, a two-shot film written, submitted, rendered by the animatic worker and screened."""
 
 from __future__ import annotations
 
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-
-from yingxi.server.keys import create_key
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,15 +38,9 @@ RECORD_MONITOR = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
-    def __init__(self, url: str, key: str, data_dir: Path, log: Path):
-        self.url, self.key, self.data_dir, self.log = url, key, data_dir, log
+    def __init__(self, url: str, key: str, data_dir: Path):
+        self.url, self.key, self.data_dir = url, key, data_dir
 
     def api(self, method: str, path: str, key: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key or self.key}"}
@@ -62,39 +48,9 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`yingxi serve` (API + one animatic worker) in its own process group on a free loopback port."""
-    data_dir = tmp_path_factory.mktemp("studio-data")
-    key = create_key(data_dir, "studio")
-    port = _free_port()
-    log = data_dir / "server.log"
-    cmd = [sys.executable, "-c", "import sys; from yingxi.cli import main; sys.exit(main(sys.argv[1:]))",
-           "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-           "--backend", "animatic", "--workers", "1"]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 40
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"yingxi serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"yingxi serve did not answer within 40 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield Server(url, key, data_dir, log)
-    finally:
-        proc.send_signal(signal.SIGTERM)  # uvicorn shuts down, then the runner stops its workers
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group we started (server + its workers) only
-            proc.wait(timeout=5)
+def server(live) -> Server:
+    """The real server of tests/server/conftest.py (uvicorn + an animatic worker process), as tenant alice."""
+    return Server(live.url, live.alice, live.data_dir)
 
 
 @pytest.fixture(scope="module")
