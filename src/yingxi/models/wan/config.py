@@ -42,7 +42,7 @@ class WanDiTConfig:
     eps: float = 1e-6
     image_dim: int | None = None  # CLIP hidden size (1280) for Wan 2.1 I2V/FLF2V; None elsewhere
     added_kv_proj_dim: int | None = None  # inner dim (5120) when cross-attention has image k/v projections
-    rope_max_seq_len: int = 1024  # longest latent axis the RoPE tables are built for
+    rope_max_seq_len: int = 1024  # diffusers' RoPE table length; ours builds tables per input, any size
     pos_embed_seq_len: int | None = None  # 2 * 257 for FLF2V: learned positions of first+last CLIP tokens
 
     def __post_init__(self) -> None:
