@@ -124,6 +124,7 @@ def test_wan22_encode_decode_match_diffusers(pair22):
     ref, vae, _ = pair22
     latents, _ = _check_parity(ref, vae, _video(2, 9, 32, 64, seed=1))  # batch of 2 in one pass
     assert latents.shape == (2, 8, 3, 2, 4)  # 4x16x16 compression
+    assert (2, *vae.config.latent_shape(9, 32, 64)) == latents.shape
 
 
 def test_encode_with_generator_samples_like_diffusers(pair21):
@@ -295,6 +296,10 @@ def test_bad_inputs_raise_located_errors(pair21, tmp_path):
         vae.encode(_video(1, 5, 30, 32))
     with pytest.raises(InputError, match="latents"):
         vae.decode(torch.zeros(1, 3, 2, 4, 4))
+    with pytest.raises(InputError, match="vae tiling width"):
+        VAETiling(32, 32, 16, 40)
+    with pytest.raises(InputError, match="at least 8 pixels"):
+        vae.decode(torch.zeros(1, 4, 1, 4, 4), tiling=VAETiling(8, 8, 4, 4))
     with pytest.raises(ModelNotFoundError):
         load_vae(tmp_path / "missing")
     with pytest.raises(ModelNotFoundError, match="Wan2.1_VAE.pth"):

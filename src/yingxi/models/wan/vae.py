@@ -95,6 +95,11 @@ class WanVAEConfig:
         """The diffusers `AutoencoderKLWan` constructor arguments (lists, as its config.json holds)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(z, F, h, w) of the latents for a (4k+1)-frame video of height x width pixels."""
+        s, t = self.scale_factor_spatial, self.scale_factor_temporal
+        return (self.z_dim, (num_frames - 1) // t + 1, height // s, width // s)
+
     @property
     def pixel_channels(self) -> int:
         """Channels of the video itself (3), before Wan 2.2's patchify."""
@@ -128,6 +133,17 @@ class VAETiling:
     tile_sample_min_width: int = 256
     tile_sample_stride_height: int = 192
     tile_sample_stride_width: int = 192
+
+    def __post_init__(self) -> None:
+        for side in ("height", "width"):
+            tile, stride = (
+                getattr(self, f"tile_sample_min_{side}"),
+                getattr(self, f"tile_sample_stride_{side}"),
+            )
+            if not 0 < stride <= tile:
+                raise InputError(
+                    f"tile stride must be in 1..tile size ({tile}), got {stride}", field=f"vae tiling {side}"
+                )
 
 
 def patchify(x: Tensor, p: int) -> Tensor:
@@ -281,8 +297,14 @@ class WanVAE(nn.Module):
         return torch.cat(out, dim=2)
 
     # ---- spatial tiling (diffusers AutoencoderKLWan.tiled_encode / tiled_decode) ------------------------
+    def _check_tiling(self, t: VAETiling) -> None:
+        s = self.config.scale_factor_spatial
+        if min(t.tile_sample_stride_height, t.tile_sample_stride_width) < s:
+            raise InputError(f"tile strides must be at least {s} pixels (one latent)", field="vae tiling")
+
     def _encode_tiled(self, x: Tensor, t: VAETiling) -> Tensor:
         """Patchified video -> moments, tile by tile; tile sizes count the (patchified) encoder input."""
+        self._check_tiling(t)
         c = self.config
         ratio = c.scale_factor_spatial // (c.patch_size or 1)
         _, _, _, height, width = x.shape
@@ -301,6 +323,7 @@ class WanVAE(nn.Module):
 
     def _decode_tiled(self, z: Tensor, t: VAETiling) -> Tensor:
         """Raw latents -> decoder output (patchified for 2.2), tile by tile, blended in output pixels."""
+        self._check_tiling(t)
         c = self.config
         ratio, p = c.scale_factor_spatial, c.patch_size or 1
         _, _, _, height, width = z.shape

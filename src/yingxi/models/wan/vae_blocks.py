@@ -44,7 +44,7 @@ def _history(x: Tensor, prev: Tensor | None) -> Tensor:
     new = x[:, :, -CACHE_T:].clone()
     if new.shape[2] < CACHE_T and prev is not None:
         filler = prev[:, :, -1:] if prev.shape[2] > 0 else torch.zeros_like(new)
-        new = torch.cat([filler.to(new.device), new], dim=2)
+        new = torch.cat([filler, new], dim=2)
     return new
 
 
@@ -60,7 +60,7 @@ class CausalConv3d(nn.Conv3d):
     def forward(self, x: Tensor, history: Tensor | None = None) -> Tensor:
         pad = list(self._pad)
         if history is not None and pad[4] > 0:
-            x = torch.cat([history.to(x.device), x], dim=2)  # real past frames replace zero padding
+            x = torch.cat([history, x], dim=2)  # real past frames replace zero padding
             pad[4] -= history.shape[2]
         return super().forward(F.pad(x, pad))
 
