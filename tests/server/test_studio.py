@@ -4,6 +4,7 @@ Playwright): a key is entered, a two-shot film written, submitted, rendered by t
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,6 +212,40 @@ def test_studio_says_clearly_when_the_key_is_wrong_or_missing(browser: Browser, 
     expect(page.locator("#banner-text")).to_have_text("API key rejected: the API key is not valid")
     expect(page.locator("#task-status")).to_have_attribute("data-status", "idle")
     assert server.api("GET", TASKS).json()["total"] == before
+    assert js_errors == []
+
+
+def test_studio_cancels_a_queued_film_from_the_reels(browser: Browser, server: Server) -> None:
+    page, js_errors = _studio(browser, server)
+    _connect(page, server.key)
+    expect(page.locator("#key-state")).to_have_text("connected")
+    page.click('#resolution label:has-text("480p")')
+    page.fill("#prompt", "A paper boat drifts on a pond.")
+    page.fill("#duration", "2")
+    page.click("#submit")
+    expect(page.locator("#task-id")).to_have_text(re.compile("^cgt-"))
+    first = page.text_content("#task-id")
+    page.fill("#prompt", "A second boat follows it.")
+    page.click("#submit")  # one worker: this one waits in the queue behind the first
+    expect(page.locator("#task-id")).not_to_have_text(first)
+    second = page.text_content("#task-id")
+
+    cancel = page.locator(f'#tasks .task[data-id="{second}"] .delete')
+    expect(cancel).to_have_text("Cancel")
+    cancel.click()
+    expect(cancel).to_have_text("Cancel?")
+    cancel.click()
+    expect(page.locator("#task-status")).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("#screen-text")).to_have_text("Cancelled.")
+    expect(page.locator("#video")).to_be_hidden()
+    entry = page.locator(f'#tasks .task[data-id="{second}"]')
+    expect(entry.locator(".badge")).to_have_attribute("data-status", "cancelled")
+    expect(entry.locator(".delete")).to_have_text("Delete")
+    assert server.api("GET", f"{TASKS}/{second}").json()["status"] == "cancelled"
+    # The first film is untouched and finishes; its entry follows on its own (the reels refresh).
+    expect(page.locator(f'#tasks .task[data-id="{first}"] .badge')).to_have_attribute(
+        "data-status", "succeeded", timeout=60_000
+    )
     assert js_errors == []
 
 

@@ -1,0 +1,169 @@
+"""The job store alone: exclusive claims, lease-guarded completion, recovery, attempts, expiry, quotas."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from yingxi.server.keys import check_signature, create_key, hash_key, sign
+from yingxi.server.runner import Supervisor
+from yingxi.server.settings import ServerSettings
+from yingxi.server.store import JobStatus, JobStore, QuotaExceeded
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(store: JobStore, tenant: str = "t", **kw):
+    return store.create(tenant=tenant, kind="ark", model="m", request={"text": "x"}, max_attempts=3, **kw)
+
+
+def test_concurrent_claims_take_each_job_exactly_once(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    ids = {make(store).id for _ in range(40)}
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def claimer(pid: int) -> None:
+        own = JobStore(tmp_path / "jobs.db")  # its own connection, as a worker process has
+        while (got := own.claim(pid)) is not None:
+            with lock:
+                claimed.append(got[0].id)
+
+    threads = [threading.Thread(target=claimer, args=(100 + i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(ids)  # every job once, none twice
+    assert {j.status for j in store.list("t", limit=100)[0]} == {JobStatus.RUNNING}
+
+
+def test_a_zombie_cannot_complete_a_job_twice(tmp_path):
+    clock = Clock()
+    store = JobStore(tmp_path / "jobs.db", clock=clock)
+    job = make(store)
+    _, old = store.claim(pid=1)
+    clock.t += 60  # no heartbeat for longer than the lease
+    assert store.recover(lease_seconds=30, ttl_seconds=100) == [job.id]
+    _, new = store.claim(pid=2)
+    published = []
+    assert not store.finish(job.id, old, {"v": 1}, 100, lambda: published.append("zombie"))
+    assert not store.heartbeat(job.id, old) and not store.report_progress(job.id, old, 0.5, 1, 1, "")
+    assert store.finish(job.id, new, {"v": 2}, 100, lambda: published.append("worker"))
+    assert published == ["worker"]
+    done = store.get(job.id)
+    assert (done.status, done.attempts, done.result, done.expires_at) == (JobStatus.SUCCEEDED, 2, {"v": 2},
+                                                                         clock.t + 100)  # fmt: skip
+    assert not store.fail(job.id, new, "X", "late", retry=True, ttl_seconds=1)  # finished: nothing changes
+
+
+def test_publish_failure_rolls_back_and_the_job_stays_running(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    job = make(store)
+    _, lease = store.claim(pid=1)
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        store.finish(job.id, lease, {}, 10, broken)
+    assert store.get(job.id).status == JobStatus.RUNNING and store.heartbeat(job.id, lease)
+
+
+def test_dead_workers_use_up_attempts_then_the_job_fails(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    job = make(store)
+    for attempt in (1, 2, 3):
+        got, _ = store.claim(pid=4242)
+        assert got.attempts == attempt
+        store.recover(lease_seconds=1e9, ttl_seconds=10, dead_pids=[4242])
+    failed = store.get(job.id)
+    assert failed.status == JobStatus.FAILED and failed.error_code == "InternalServiceError"
+    assert "3 attempts" in failed.error_message and store.claim(pid=1) is None
+
+
+def test_retryable_failures_requeue_until_attempts_run_out(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    job = make(store)
+    for _ in range(2):
+        _, lease = store.claim(pid=1)
+        store.fail(job.id, lease, "InternalServiceError", "CUDA out of memory", retry=True, ttl_seconds=10)
+        assert store.get(job.id).status == JobStatus.QUEUED
+    _, lease = store.claim(pid=1)
+    store.fail(job.id, lease, "InternalServiceError", "CUDA out of memory", retry=True, ttl_seconds=10)
+    assert (store.get(job.id).status, store.get(job.id).error_message) == (
+        JobStatus.FAILED,
+        "CUDA out of memory",
+    )
+
+
+def test_graceful_release_does_not_cost_an_attempt(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    job = make(store)
+    store.claim(pid=7)
+    assert store.release([7]) == [job.id]
+    assert (store.get(job.id).status, store.get(job.id).attempts) == (JobStatus.QUEUED, 0)
+
+
+def test_quota_and_cancel(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    a, b = make(store, max_unfinished=2), make(store, max_unfinished=2)
+    with pytest.raises(QuotaExceeded):
+        make(store, max_unfinished=2)
+    make(store, tenant="other", max_unfinished=2)  # quotas are per tenant
+    assert (
+        store.cancel(a.id, "other", 10) is None and store.get(a.id).status == JobStatus.QUEUED
+    )  # not theirs
+    assert store.cancel(a.id, "t", 10).status == JobStatus.CANCELLED
+    make(store, max_unfinished=2)  # room again
+    assert store.claim(pid=1)[0].id == b.id  # the cancelled job is never claimed
+
+
+def test_expiry_deletes_outputs_and_marks_expired(tmp_path):
+    settings = ServerSettings(data_dir=tmp_path)
+    clock = Clock()
+    store = JobStore(settings.db_path, clock=clock)
+    done = make(store)
+    clock.t += 1
+    stale = make(store, queue_seconds=5)
+    assert store.claim(pid=1)[0].id == done.id  # oldest first
+    lease = store.get(done.id).lease
+    out = settings.tasks_dir / done.id / "out"
+    out.mkdir(parents=True)
+    (out / "video.mp4").write_bytes(b"x")
+    store.finish(done.id, lease, {}, ttl_seconds=10, publish=lambda: None)
+    clock.t += 11  # past the outputs' ttl and the queued job's deadline
+    expired = {j.id for j in store.expire()}
+    assert expired == {done.id, stale.id}
+    assert store.get(done.id).status == JobStatus.EXPIRED and store.get(stale.id).status == JobStatus.EXPIRED
+    # The supervisor's expiry pass removes files (real clock: a job that expired long ago).
+    old = JobStore(settings.db_path, clock=Clock(1.0))
+    job = make(old)
+    _, lease = old.claim(pid=1)
+    (settings.tasks_dir / job.id / "out").mkdir(parents=True)
+    old.finish(job.id, lease, {}, ttl_seconds=1, publish=lambda: None)
+    Supervisor(settings).expire()
+    assert not (settings.tasks_dir / job.id).exists() and old.get(job.id).status == JobStatus.EXPIRED
+
+
+def test_keys_are_stored_hashed_and_signatures_expire(tmp_path: Path):
+    key = create_key(tmp_path, "studio-1")
+    store = JobStore(tmp_path / "jobs.db")
+    assert store.tenant_for(hash_key(key)) == "studio-1" and store.tenant_for(hash_key(key + "x")) is None
+    assert key.encode() not in (tmp_path / "jobs.db").read_bytes()
+    assert create_key(tmp_path, "studio-1") != key
+    with pytest.raises(Exception, match="key name"):
+        create_key(tmp_path, "../etc")
+    secret = b"s" * 32
+    sig = sign(secret, "cgt-1/video.mp4", 2000)
+    assert check_signature(secret, "cgt-1/video.mp4", 2000, sig, now=1999)
+    assert not check_signature(secret, "cgt-1/video.mp4", 2000, sig, now=2001)  # expired
+    assert not check_signature(secret, "cgt-2/video.mp4", 2000, sig, now=1999)  # another file
