@@ -101,6 +101,25 @@ def test_same_request_gives_identical_frames_and_seeds_change_the_card():
     assert np.abs(a[0].astype(int) - c[0]).mean() > 5.0  # a different palette, not just noise
 
 
+def test_threads_shoot_the_same_frames():
+    req = ClipRequest(
+        prompt="x",
+        width=W,
+        height=H,
+        num_frames=12,
+        fps=24,
+        seed=2,
+        camera=path("handheld", None, n=12, seed=2),
+        last_frame=texture(seed=9),
+    )
+    seen: list[float] = []
+    threaded = AnimaticGenerator(workers=3).generate(req, progress=seen.append).frames
+    assert np.array_equal(threaded, AnimaticGenerator().generate(req).frames)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 12
+    with pytest.raises(ValueError, match="workers"):
+        AnimaticGenerator(workers=0)
+
+
 def test_progress_runs_to_one():
     seen: list[float] = []
     req = ClipRequest(
@@ -319,6 +338,8 @@ def test_bad_requests_say_what_is_wrong():
         shoot(None, n=0)
     with pytest.raises(CapabilityError, match="unknown animatic option"):
         shoot(None, options={"steps": 3})
+    with pytest.raises(CapabilityError, match="sheen must be true or false"):
+        shoot(None, options={"sheen": "no"})
     with pytest.raises(ValueError, match=r"first_frame must be uint8 \(96, 160, 3\)"):
         shoot(None, first_frame=np.zeros((H, W + 2, 3), np.uint8))
     with pytest.raises(ValueError, match="first_frame"):

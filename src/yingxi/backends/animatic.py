@@ -7,6 +7,7 @@ seconds and every camera move the director plans can be seen before a neural mod
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -222,14 +223,27 @@ def _check_request(request: ClipRequest) -> None:
         raise CapabilityError(
             f"unknown animatic option(s) {', '.join(unknown)}; accepted: {accepted}", field="options"
         )
+    if not isinstance(request.options.get("sheen", True), bool):
+        raise CapabilityError(
+            f"option sheen must be true or false, got {request.options['sheen']!r}", field="options"
+        )
     _check_image("first_frame", request.first_frame, request.width, request.height)
     _check_image("last_frame", request.last_frame, request.width, request.height)
 
 
 class AnimaticGenerator:
-    """Shoots a shot by moving its keyframe along the camera path; a title card stands in for a missing keyframe."""
+    """Shoots a shot by moving its keyframe along the camera path; a title card stands in for a missing keyframe.
+
+    `workers` > 1 warps frames on that many threads (Pillow releases the GIL while it resamples); the frames
+    are the same either way.
+    """
 
     name = "animatic"
+
+    def __init__(self, workers: int = 1):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
 
     @property
     def capabilities(self) -> Capabilities:
@@ -244,27 +258,32 @@ class AnimaticGenerator:
         if is_card:
             key, maps = _card_keyframe(request, maps)
         key_img = Image.fromarray(np.ascontiguousarray(key), "RGB")
-        sheen = _Sheen(w, h, n) if is_card and bool(request.options.get("sheen", True)) and n > 1 else None
-        last = request.last_frame
+        sheen = _Sheen(w, h, n) if is_card and request.options.get("sheen", True) and n > 1 else None
         # The dissolve always lands on last_frame: weight 256/256 on the final frame (also for a 1-frame shot).
         weights = np.rint(256 * (ease(np.linspace(0.0, 1.0, n)) if n > 1 else np.ones(1))).astype(np.uint16)
-        last16 = last.astype(np.uint16) if last is not None else None
-
+        last16 = request.last_frame.astype(np.uint16) if request.last_frame is not None else None
+        still = key.shape == (h, w, 3)
         frames = np.empty((n, h, w, 3), dtype=np.uint8)
-        identity = np.eye(3)
-        for i in range(n):
-            if key.shape == frames.shape[1:] and np.allclose(maps[i], identity, rtol=0.0, atol=1e-9):
+
+        def shoot(i: int) -> None:
+            if still and np.allclose(maps[i], np.eye(3), rtol=0.0, atol=1e-9):
                 frames[i] = key
-            elif i > 0 and np.array_equal(maps[i], maps[i - 1]):
-                frames[i] = frames[i - 1] if sheen is None and last is None else _warp(key_img, maps[i], w, h)
             else:
                 frames[i] = _warp(key_img, maps[i], w, h)
             if sheen is not None:
                 sheen.apply(frames[i], i)
             if last16 is not None and weights[i] > 0:
-                wt = weights[i]
-                mixed = frames[i].astype(np.uint16) * (256 - wt) + last16 * wt + 128
+                mixed = frames[i].astype(np.uint16) * (256 - weights[i]) + last16 * weights[i] + 128
                 frames[i] = (mixed >> 8).astype(np.uint8)
-            if progress is not None:
-                progress((i + 1) / n)
+
+        if self.workers > 1 and n > 1:
+            with ThreadPoolExecutor(self.workers) as pool:
+                for done, _ in enumerate(pool.map(shoot, range(n)), start=1):
+                    if progress is not None:
+                        progress(done / n)
+        else:
+            for i in range(n):
+                shoot(i)
+                if progress is not None:
+                    progress((i + 1) / n)
         return Clip(frames=frames, fps=float(request.fps))
