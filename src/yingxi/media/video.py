@@ -45,6 +45,48 @@ def _as_stereo(audio: np.ndarray) -> np.ndarray:
     return np.clip(a, -1.0, 1.0)
 
 
+# BT.709 (HD) luma weights; limited ("tv") range, as players expect of H.264 without other tags.
+_KR, _KB = 0.2126, 0.0722
+_KG = 1.0 - _KR - _KB
+# Rows of the RGB -> Y, U, V matrix in 16.16 fixed point, range scaling folded in (Y: 219/255 of full
+# range, U and V: 224/255); U and V rows also divide by 4, as they are applied to sums of 2x2 pixels.
+_FIX = 1 << 16
+_Y_ROW = np.round(np.array([_KR, _KG, _KB]) * 219 / 255 * _FIX).astype(np.int32)
+_U_ROW = np.round(np.array([-_KR, -_KG, 1 - _KB]) / (2 * (1 - _KB)) * 224 / 255 / 4 * _FIX).astype(np.int32)
+_V_ROW = np.round(np.array([1 - _KR, -_KG, -_KB]) / (2 * (1 - _KR)) * 224 / 255 / 4 * _FIX).astype(np.int32)
+
+
+def _weigh(rgb: np.ndarray, row: np.ndarray, offset: int) -> np.ndarray:
+    """offset + row . rgb, rounded, for int32 (..., 3) input (results stay inside 16..240: no clipping)."""
+    acc = rgb[..., 0] * row[0]
+    acc += rgb[..., 1] * row[1]
+    acc += rgb[..., 2] * row[2]
+    acc += offset * _FIX + _FIX // 2
+    acc >>= 16
+    return acc.reshape(-1)
+
+
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) RGB -> uint8 (H * 3 // 2, W) planar Y, U, V (BT.709, limited range).
+
+    Done here rather than by swscale so the result is exact and repeatable: swscale's SIMD paths read
+    past the row ends of widths that are not multiples of its vector size, so the same frames could
+    encode to different edge pixels from run to run. Fixed-point integer arithmetic: ~5x faster than float.
+    """
+    h, w, _ = frame.shape
+    n = h * w
+    rgb = frame.astype(np.int32)  # (H, W, 3)
+    # Chroma from each 2x2 block's summed RGB (centred siting, which "left" siting approximates).
+    quad = rgb[0::2, 0::2] + rgb[0::2, 1::2] + rgb[1::2, 0::2] + rgb[1::2, 1::2]  # (H/2, W/2, 3)
+    # PyAV reads the planes back to back from the flat buffer (Y: h*w, U and V: h*w/4 each); the 2-D shape
+    # is only a view, so heights that are not multiples of 4 (630, 834, 946) work too.
+    out = np.empty(n * 3 // 2, np.uint8)
+    out[:n] = _weigh(rgb, _Y_ROW, 16)
+    out[n : n + n // 4] = _weigh(quad, _U_ROW, 128)
+    out[n + n // 4 :] = _weigh(quad, _V_ROW, 128)
+    return out.reshape(h * 3 // 2, w)
+
+
 def _fps_fraction(fps: float) -> Fraction:
     """23.976 -> 24000/1001; 24.0 -> 24."""
     return Fraction(fps).limit_denominator(1001)
@@ -88,9 +130,11 @@ def write_mp4(
     audio: np.ndarray | None = None,
     sample_rate: int = AUDIO_RATE,
     crf: int = 20,
+    preset: str = "medium",
 ) -> Path:
     """H.264 yuv420p (+AAC stereo) MP4 with the index at the front. Frames are streamed; the file appears at
-    `path` only when complete (temp file + os.replace), and nothing is left behind on failure."""
+    `path` only when complete (temp file + os.replace), and nothing is left behind on failure.
+    `preset` is x264's speed/size trade-off ("veryfast" for quick previews)."""
     path = Path(path)
     if width % 2 or height % 2 or width <= 0 or height <= 0:
         raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
@@ -102,7 +146,12 @@ def write_mp4(
         video = container.add_stream("libx264", rate=rate)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.codec_context.time_base = 1 / rate
-        video.options = {"crf": str(crf), "preset": "medium"}
+        # Sliced threads: this libx264's frame threads encode the same frames differently from run to run;
+        # slices keep the output byte-identical for identical input and still use every core.
+        video.options = {"crf": str(crf), "preset": preset, "x264-params": "sliced-threads=1"}
+        cc = video.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1  # BT.709, as rgb_to_yuv420p computes
+        cc.color_range = 1  # limited ("tv") range
         sound = _AudioWriter(container, _as_stereo(audio), sample_rate) if audio is not None else None
         count = 0
         for frame in frames:
@@ -110,7 +159,7 @@ def write_mp4(
                 raise ValueError(
                     f"frame {count} is {frame.dtype} {frame.shape}; expected uint8 {(height, width, 3)}"
                 )
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
             vf.pts = count
             container.mux(video.encode(vf))
             count += 1
