@@ -10,7 +10,7 @@ import pytest
 
 from yingxi.backends.base import Clip
 from yingxi.director.plan import plan
-from yingxi.editor import assemble, record_dialogue
+from yingxi.editor import assemble, load_music, record_dialogue
 from yingxi.editor.mix import CEILING, limit
 from yingxi.errors import InputError
 from yingxi.film.model import DialogueLine, Film, Shot
@@ -106,6 +106,25 @@ def test_missing_music_file_names_the_file_and_field(tmp_path: Path):
     film = Film(shots=(Shot("a", duration=1.0),), fps=FPS, resolution="480p", music=tmp_path / "nope.mp3")
     with pytest.raises(InputError, match="nope.mp3, music: cannot read media: no such file"):
         cut_for(film, with_takes=False)
+
+
+def test_load_music_fails_fast_on_a_file_that_is_not_audio(tmp_path: Path):
+    fake = tmp_path / "song.mp3"
+    fake.write_text("not music")
+    film = Film(shots=(Shot("a", duration=1.0),), fps=FPS, resolution="480p", music=fake)
+    with pytest.raises(InputError) as info:
+        load_music(film)
+    assert (info.value.field, info.value.file) == ("music", str(fake))
+    assert load_music(Film(shots=(Shot("a"),))) is None
+    good = write_tone_wav(tmp_path / "bed.wav", 0.5)
+    music = load_music(Film(shots=(Shot("a"),), music=good))
+    assert music.shape == (24000, 2)  # resampled from 44.1 kHz to 48 kHz
+    # A preloaded bed gives exactly the track assemble makes when it loads the file itself.
+    film = Film(shots=(Shot("a", duration=3.0),), fps=FPS, resolution="480p", music=good)
+    plans = plan(film)
+    clips = [Clip(np.zeros((p.num_frames, 480, 864, 3), np.uint8), FPS) for p in plans]
+    a = assemble(film, plans, clips, [[]], music=music).audio
+    assert np.array_equal(a, assemble(film, plans, clips, [[]]).audio)
 
 
 def test_limiter_holds_the_ceiling_and_leaves_quiet_audio_alone():

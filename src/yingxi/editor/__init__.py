@@ -1,6 +1,6 @@
 """The editor: cuts shot clips together with transitions, dialogue, music and subtitles."""
 
-from yingxi.editor.cut import Cut, assemble
+from yingxi.editor.cut import Cut, assemble, load_music
 from yingxi.editor.dialogue import DialogueTake, assign_voices, fit_dialogue, record_dialogue
 from yingxi.editor.subtitles import Subtitle, burn_subtitles, srt_text, write_srt
 
@@ -12,6 +12,7 @@ __all__ = [
     "assign_voices",
     "burn_subtitles",
     "fit_dialogue",
+    "load_music",
     "record_dialogue",
     "srt_text",
     "write_srt",

@@ -92,6 +92,20 @@ class Cut:
             yield self.frame(index, starts)
 
 
+def load_music(film: Film) -> np.ndarray | None:
+    """float32 (N, 2) at 48 kHz of film.music, or None; an unreadable file is an InputError on field "music"
+    (call it before shooting, so a bad file fails fast)."""
+    if film.music is None:
+        return None
+    try:
+        music = read_audio(film.music, SAMPLE_RATE)
+    except InputError as e:
+        raise InputError(e.message, file=e.file, field="music") from None
+    if len(music) == 0:
+        raise InputError("the music file holds no sound", file=str(film.music), field="music")
+    return music
+
+
 def assemble(
     film: Film,
     plans: list[ShotPlan],
@@ -99,8 +113,10 @@ def assemble(
     takes: list[list[DialogueTake]],
     *,
     burn_subtitles: bool = False,
+    music: np.ndarray | None = None,
 ) -> Cut:
-    """Cut the shot clips together with their transitions, dialogue, music and subtitles."""
+    """Cut the shot clips together with their transitions, dialogue, music and subtitles.
+    `music`: the film's music as load_music gives it (None: loaded here from film.music, if any)."""
     if not (len(plans) == len(clips) == len(takes) == len(film.shots)):
         raise ValueError(
             f"assemble needs one plan, clip and take list per shot: {len(film.shots)} shots, "
@@ -138,12 +154,8 @@ def assemble(
             lines.append((sample, take.audio))
             subtitles.append(Subtitle(start, start + take.seconds, subtitle_text(take.character, take.text)))
 
-    music = None
-    if film.music is not None:
-        try:
-            music = read_audio(film.music, SAMPLE_RATE)
-        except InputError as e:
-            raise InputError(e.message, file=e.file, field="music") from None
+    if music is None:
+        music = load_music(film)
     audio = mix(n_samples, lines, music, SAMPLE_RATE)
     return Cut(
         width=width,
