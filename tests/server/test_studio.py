@@ -221,11 +221,12 @@ def test_studio_cancels_a_queued_film_from_the_reels(browser: Browser, server: S
     expect(page.locator("#key-state")).to_have_text("connected")
     page.click('#resolution label:has-text("480p")')
     page.fill("#prompt", "A paper boat drifts on a pond.")
-    page.fill("#duration", "2")
+    page.fill("#duration", "4")  # long enough that the next film is still waiting when it is cancelled
     page.click("#submit")
     expect(page.locator("#task-id")).to_have_text(re.compile("^cgt-"))
     first = page.text_content("#task-id")
     page.fill("#prompt", "A second boat follows it.")
+    page.fill("#duration", "2")
     page.click("#submit")  # one worker: this one waits in the queue behind the first
     expect(page.locator("#task-id")).not_to_have_text(first)
     second = page.text_content("#task-id")
