@@ -21,7 +21,8 @@ def _module(component: object) -> nn.Module:
     return component if isinstance(component, nn.Module) else component.model  # type: ignore[attr-defined]
 
 
-# The order the parts run in; `Placement` moves each to the device when its turn comes.
+# The order the parts first run in (the VAE also encodes conditioning frames before sampling);
+# `Placement` moves each to the device when its turn comes and the previous one back to the CPU.
 OFFLOAD_ORDER = ("text_encoder", "image_encoder", "transformer", "transformer_2", "vae")
 
 

@@ -163,13 +163,14 @@ class WanPipeline:
         """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length)."""
         v = self.variant
         default_w, default_h = v.default_size
-        width, height = int(width or default_w), int(height or default_h)
-        num_frames = int(num_frames or v.num_frames)
-        steps = int(num_inference_steps or v.steps)
+        width = default_w if width is None else width
+        height = default_h if height is None else height
+        num_frames = v.num_frames if num_frames is None else num_frames
+        steps = v.steps if num_inference_steps is None else num_inference_steps
         scale = float(v.guidance_scale if guidance_scale is None else guidance_scale)
         scale_2 = guidance_scale_2 if guidance_scale_2 is not None else (v.guidance_scale_2 or scale)
         shift = float(v.shift if shift is None else shift)
-        if steps < 1:
+        if not isinstance(steps, int) or steps < 1:
             raise InputError(
                 f"num_inference_steps must be at least 1, got {steps}", field="num_inference_steps"
             )
