@@ -141,7 +141,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from yingxi.render import render
+    from yingxi.render import PREPARE_SHARE, SHOOT_SHARE, render
 
     if args.output.suffix.lower() != ".mp4":
         raise InputError(f"the output must be an .mp4 file, got {args.output}", field="--output")
@@ -163,10 +163,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 )
                 tasks[n] = bar.add_task(label, total=1.0)
             if 1 <= n <= event.total_shots:
-                share = (event.fraction - 0.03) / 0.82 * event.total_shots - (n - 1)
-                bar.update(tasks[n], completed=min(max(share, 0.0), 1.0))
+                share = (event.fraction - PREPARE_SHARE) / SHOOT_SHARE * event.total_shots - (n - 1)
+            elif n == 0:
+                share = 1.0
             else:
-                bar.update(tasks[n], completed=1.0 if n == 0 else (event.fraction - 0.85) / 0.15)
+                share = (event.fraction - PREPARE_SHARE - SHOOT_SHARE) / (1 - PREPARE_SHARE - SHOOT_SHARE)
+            share = 1.0 if share > 0.999 else min(max(share, 0.0), 1.0)
+            bar.update(tasks[n], completed=share)
+            for earlier in (t for m, t in tasks.items() if m < n):  # a phase that moved on is done
+                bar.update(earlier, completed=1.0)
 
         result = render(film, backend, args.output, on_progress, burn_subtitles=args.burn_subtitles,
                         grow_for_dialogue=not args.strict_dialogue)  # fmt: skip
@@ -212,13 +217,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{film.title or 'film'}: {len(plans)} shots, {sum(p.duration for p in plans):.2f}s")
+    shots = f"{len(plans)} shot{'s' if len(plans) != 1 else ''}"
+    table = Table(title=f"{film.title or 'film'}: {shots}, {sum(p.duration for p in plans):.2f}s")
     for col in ("shot", "seconds", "frames", "framing", "camera", "transition", "keyframe", "seed", "prompt"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(*(str(r[c]) for c in ("shot", "seconds", "frames", "framing", "camera", "transition",
                                               "keyframe", "seed", "prompt")))  # fmt: skip
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole words
     console.print(table)
     for note in notes:
         console.print(f"note: {note}")
@@ -240,7 +246,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             size = "{}x{}".format(*variant.default_size)
             table.add_row(variant.name, ", ".join(variant.conditionings), f"{variant.dit_gib_bf16:.1f} GiB{experts}",
                           size, str(variant.fps), variant.repo_id, str(path) if present else "-")  # fmt: skip
-        Console().print(table)
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
         return 0
     path = hub.pull(args.name, args.dest)
     print(path)

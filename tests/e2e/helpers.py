@@ -19,7 +19,9 @@ def decode(path: Path) -> tuple[np.ndarray, float, np.ndarray, int]:
         a = c.streams.audio[0]
         rate = a.rate
         chunks = [f.to_ndarray().astype(np.float32) for f in c.decode(audio=0)]
-    audio = np.concatenate([ch.reshape(ch.shape[0], -1) if ch.ndim > 1 else ch[None] for ch in chunks], axis=1)
+    audio = np.concatenate(
+        [ch.reshape(ch.shape[0], -1) if ch.ndim > 1 else ch[None] for ch in chunks], axis=1
+    )
     return frames, fps, audio.mean(axis=0), rate
 
 

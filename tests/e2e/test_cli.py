@@ -11,7 +11,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def yingxi(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "yingxi.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "yingxi.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_generate_prompt_prints_summary_and_writes_mp4(tmp_path):
@@ -68,7 +70,7 @@ def test_bad_input_exit_2_one_line_no_traceback_no_file(tmp_path):
         assert "Traceback" not in r.stderr
         assert not (tmp_path / "a.mp4").exists()
     r = yingxi("generate", "Shot 1 (2s, pan leftt): x", "-o", "a.mp4", cwd=tmp_path)
-    assert 'shot 1' in r.stderr and 'did you mean "pan left"' in r.stderr
+    assert "shot 1" in r.stderr and 'did you mean "pan left"' in r.stderr
 
 
 def test_plan_table_and_json(tmp_path):
@@ -77,7 +79,12 @@ def test_plan_table_and_json(tmp_path):
     data = json.loads(r.stdout)
     assert [s["frames"] for s in data["shots"]] == [96, 96, 72, 120]
     assert [s["camera"] for s in data["shots"]] == ["slow pan left", "dolly in", "handheld", "crane up"]
-    assert [s["keyframe"].split(" ")[0] for s in data["shots"]] == ["first_frame", "character", "continue", "first_frame"]
+    assert [s["keyframe"].split(" ")[0] for s in data["shots"]] == [
+        "first_frame",
+        "character",
+        "continue",
+        "first_frame",
+    ]
     r = yingxi("plan", "Shot 1 (3s, close-up, orbit right): a", cwd=tmp_path)
     assert r.returncode == 0 and "orbit right" in r.stdout and "close-up" in r.stdout
     assert list(tmp_path.iterdir()) == []  # plan renders nothing

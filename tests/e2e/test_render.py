@@ -20,7 +20,11 @@ def small(film):
 
 def test_two_flat_shots_crossfade_and_dialogue(tmp_path):
     red, blue = flat_png(tmp_path / "red.png", (220, 30, 30)), flat_png(tmp_path / "blue.png", (20, 40, 230))
-    film = small(parse_prompt('Shot 1 (2s, static): Red.\nShot 2 (2s, static, crossfade): Blue.\nMEI: "Hello there."'))
+    # 14 fps: the 0.5 s crossfade is 7 frames, so its middle frame (the new shot's first) is the 50/50 mix.
+    film = small(
+        parse_prompt('Shot 1 (2s, static): Red.\nShot 2 (2s, static, crossfade): Blue.\nMEI: "Hello there."')
+    )
+    film = replace(film, fps=14)
     film = film.with_shot(0, replace(film.shots[0], first_frame=red))
     film = film.with_shot(1, replace(film.shots[1], first_frame=blue))
     out = tmp_path / "film.mp4"
@@ -28,14 +32,16 @@ def test_two_flat_shots_crossfade_and_dialogue(tmp_path):
 
     assert stream_kinds(out) == {"video": "h264", "audio": "aac"}
     frames, fps, audio, rate = decode(out)
-    assert fps == FPS and frames.shape[1:3] == (480, 864)
-    assert frames.shape[0] == result.num_frames == 2 * 2 * FPS  # total = sum of shots' frames
-    cut = 2 * FPS
+    assert fps == 14 and frames.shape[1:3] == (480, 864)
+    assert frames.shape[0] == result.num_frames == 2 * 2 * 14  # total = sum of shots' frames
+    cut = 2 * 14
     # Far from the cut the shots are their flat colours; at the cut, the crossfade is their mean.
     assert np.abs(frames[2].astype(int) - (220, 30, 30)).mean() < 8
     assert np.abs(frames[-3].astype(int) - (20, 40, 230)).mean() < 8
     middle = frames[cut].astype(float).mean(axis=(0, 1))
-    assert np.allclose(middle, [(220 + 20) / 2, (30 + 40) / 2, (30 + 230) / 2], atol=10)  # H.264 + 8-bit rounding
+    assert np.allclose(
+        middle, [(220 + 20) / 2, (30 + 40) / 2, (30 + 230) / 2], atol=10
+    )  # H.264 + 8-bit rounding
     # Dialogue in shot 2 is audible there; shot 1 has none and no music, so it is silent.
     shot1, shot2 = audio[: int(1.8 * rate)], audio[int(2.2 * rate) : int(3.8 * rate)]
     assert rms(shot1) < 1e-3 and rms(shot2) > 0.02
@@ -96,7 +102,12 @@ def test_backend_failure_leaves_no_file(tmp_path):
 
 def test_progress_reports_each_shot(tmp_path):
     events = []
-    render(small(parse_prompt("Shot 1 (0.5s): a\nShot 2 (0.5s): b")), AnimaticGenerator(), tmp_path / "p.mp4", events.append)
+    render(
+        small(parse_prompt("Shot 1 (0.5s): a\nShot 2 (0.5s): b")),
+        AnimaticGenerator(),
+        tmp_path / "p.mp4",
+        events.append,
+    )
     shots = {e.shot for e in events}
     assert {0, 1, 2, 3} <= shots
     fractions = [e.fraction for e in events]
