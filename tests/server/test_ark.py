@@ -3,7 +3,10 @@ the video behind content.video_url decodes to what was asked for."""
 
 from __future__ import annotations
 
+import base64
 import io
+import textwrap
+import wave
 
 import httpx
 import numpy as np
@@ -14,7 +17,7 @@ from volcenginesdkarkruntime._exceptions import ArkNotFoundError
 
 from tests.server.conftest import assert_error, data_url, png_bytes, wait_for
 from yingxi.media.image import fit_image
-from yingxi.media.video import read_frames, read_video
+from yingxi.media.video import read_frames, read_video, write_mp4
 
 
 def ark(live, key):
@@ -140,3 +143,43 @@ def test_tenants_see_only_their_own_tasks(live):
         assert alice.get(f"/api/v3/contents/generations/tasks/{task_id}").status_code == 200
         wait_for(lambda: alice.get(f"/api/v3/contents/generations/tasks/{task_id}").json(),
                  lambda t: t["status"] == "succeeded")  # fmt: skip
+
+
+def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return buf.getvalue()
+
+
+def test_audio_and_video_references_are_probed_and_audio_is_heard(live, tmp_path):
+    clip = tmp_path / "ref.mp4"
+    write_mp4(clip, (np.full((64, 96, 3), 90, np.uint8) for _ in range(6)), fps=12, width=96, height=64)
+    wrapped = "\n".join(textwrap.wrap(base64.b64encode(wav_bytes()).decode(), 76))  # MIME-style line breaks
+    body = {"model": "m", "content": [
+        {"type": "text", "text": "a bell rings --dur 2 --rs 480p --fps 12"},
+        {"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64," + wrapped}, "role": "reference_audio"},
+        {"type": "video_url", "video_url": {"url": data_url(clip.read_bytes(), "video/mp4")},
+         "role": "reference_video"}]}  # fmt: skip
+    with live.http(live.alice) as http:
+        r = http.post("/api/v3/contents/generations/tasks", json=body)
+        assert r.status_code == 200, r.text
+        task = wait_for(lambda: http.get(f"/api/v3/contents/generations/tasks/{r.json()['id']}").json(),
+                        lambda t: t["status"] in ("succeeded", "failed"))  # fmt: skip
+        assert task["status"] == "succeeded", task.get("error")
+        saved = sorted(p.name for p in (live.data_dir / "tasks" / task["id"] / "inputs").iterdir())
+        assert saved == ["reference_audio_1.wav", "reference_video_1.mp4"]
+        path = tmp_path / "out.mp4"
+        path.write_bytes(httpx.get(task["content"]["video_url"]).content)
+    info = read_video(path)
+    assert info.has_audio and info.num_frames == 24 and info.audio_duration == pytest.approx(2.0, abs=0.1)
+    wrong_role = {"type": "audio_url", "audio_url": {"url": data_url(wav_bytes())}, "role": "first_frame"}
+    with live.http(live.alice) as http:
+        body["content"][1:] = [wrong_role]
+        err = assert_error(http.post("/api/v3/contents/generations/tasks", json=body), 400)
+        assert "reference_audio" in err["message"]

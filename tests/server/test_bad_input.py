@@ -52,6 +52,16 @@ def test_malformed_json_and_wrong_types(http):
     assert_error(http.post(TASKS, content=b"model=m", headers={"content-type": "application/x-www-form-urlencoded"}),
                  415)  # fmt: skip
     assert_error(http.get(TASKS, params={"page_size": "lots"}), 422)
+    assert_error(http.post(TASKS, content=b"[" * 100_000 + b"]" * 100_000, headers={"content-type": "application/json"}),
+                 400)  # fmt: skip
+    garbage = b'--xyz\r\nContent-Disposition: form-data; name="request"\r\n\r\n{}'  # no closing boundary
+    r = http.post(TASKS, content=garbage, headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code in (400, 422) and "error" in r.json()
+    r = http.post(
+        TASKS, content=b"--a--", headers={"content-type": "multipart/form-data"}
+    )  # no boundary at all
+    assert_error(r, 400)
+    assert_error(http.post(TASKS, data={"request": "{not json"}, files={"f": ("a", b"x")}), 400)
     assert_error(http.get(TASKS, params={"filter.status": "sleeping"}), 400)
 
 

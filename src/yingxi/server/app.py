@@ -96,11 +96,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.get("/api/v1/health")
     def health(request: Request) -> dict:
-        store = ctx(request).store
-        (queued,) = store._db().execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()
-        (running,) = store._db().execute("SELECT COUNT(*) FROM jobs WHERE status='running'").fetchone()
+        counts = ctx(request).store.counts()
         return {"status": "ok", "version": __version__, "backend": settings.backend, "model": settings.model,
-                "queued": queued, "running": running}  # fmt: skip
+                "queued": counts.get("queued", 0), "running": counts.get("running", 0)}  # fmt: skip
 
     @app.get("/api/v3/files/{task_id}/{name}")
     def output_file(task_id: str, name: str, request: Request, expires: int | None = None,

@@ -103,6 +103,8 @@ async def read_body(
             return json.loads(raw or b"null"), {}, {}
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ApiError(400, f"the body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ApiError(400, "the body is not valid JSON: nested too deeply") from None
     if yaml_ok and kind in (
         "application/yaml",
         "application/x-yaml",

@@ -84,7 +84,10 @@ def reference_bytes(url: Any, uploads: dict[str, Upload], settings: ServerSettin
         try:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
-            raise ApiError(400, "the data URL is not valid base64", param=param) from None
+            try:  # some clients wrap base64 in lines
+                data = base64.b64decode("".join(payload.split()), validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(400, "the data URL is not valid base64", param=param) from None
     elif url.startswith(UPLOAD_SCHEME):
         name = url[len(UPLOAD_SCHEME) :]
         if name not in uploads:
@@ -294,6 +297,7 @@ def build_film(request: dict[str, Any], task_dir: Path) -> Film:
         fields["style_image"] = refs[0]  # the keyframe of last resort: the first reference image
     if request.get("reference_audio"):
         fields["reference_audio"] = tuple(folder / n for n in request["reference_audio"])
+        fields["music"] = fields["reference_audio"][0]  # heard: the editor lays it under the film as its bed
     film = parse_prompt(request["text"], default_duration=request.get("default_duration"), **fields)
     shots = list(film.shots)
     if request.get("first_frame"):

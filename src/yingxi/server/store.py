@@ -263,6 +263,8 @@ class JobStore:
     # -- worker side ---------------------------------------------------------------------------
     def claim(self, pid: int) -> tuple[Job, str] | None:
         """Take the oldest queued job atomically; returns it with the lease token that guards it."""
+        if self._db().execute("SELECT 1 FROM jobs WHERE status='queued' LIMIT 1").fetchone() is None:
+            return None  # the common idle case, without taking the write lock
         now = self.clock()
         lease = secrets.token_hex(8)
         with self._write() as db:
@@ -419,6 +421,11 @@ class JobStore:
                     (status, now, now, row["id"]),
                 )
         return [Job.from_row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status, for the health endpoint."""
+        rows = self._db().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+        return {r["status"]: r["n"] for r in rows}
 
     # -- API keys ------------------------------------------------------------------------------
     def add_key(self, key_hash: str, tenant: str, name: str) -> None:

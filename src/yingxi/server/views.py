@@ -40,10 +40,11 @@ def _facts(job: Job) -> dict[str, Any]:
 
 
 def _progress(job: Job) -> dict[str, Any]:
+    total = job.total_shots or job.request.get("facts", {}).get("shots", 0)
     return {
         "progress": 100 if job.status == JobStatus.SUCCEEDED else int(job.progress * 100),
-        "current_shot": job.current_shot,
-        "total_shots": job.total_shots or job.request.get("facts", {}).get("shots", 0),
+        "current_shot": min(job.current_shot, total),  # the renderer counts editing as shot total+1
+        "total_shots": total,
         "message": job.message,
         "attempts": job.attempts,
     }

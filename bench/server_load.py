@@ -1,0 +1,112 @@
+"""API server under load: N concurrent clients create Ark tasks and poll them for M seconds, on loopback,
+against a real server this script starts (temp data dir, animatic backend, tiny films) and stops.
+
+    .venv/bin/python bench/server_load.py [--clients 8] [--seconds 20] [--polls 4] [--workers 1]
+
+Each client loops: create a task (a 2 s 480p film at 8 fps), then GET it `--polls` times. Prints a table:
+requests per second, p50/p99 latency of create and get, errors (must be 0), and how many films the
+worker(s) rendered meanwhile. The queue limit per tenant is lifted (each client is its own tenant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from yingxi.server.keys import create_key
+from yingxi.server.process import ServerProcess
+from yingxi.server.settings import Limits, ServerSettings
+
+BODY = {
+    "model": "bench",
+    "content": [{"type": "text", "text": "a kite over a hill --dur 2 --rs 480p --fps 8"}],
+}
+TASKS = "/api/v3/contents/generations/tasks"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def client_loop(url: str, key: str, stop_at: float, polls: int, out: dict, lock: threading.Lock) -> None:
+    create, get, errors = [], [], []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30.0) as http:
+        while time.monotonic() < stop_at:
+            t = time.perf_counter()
+            r = http.post(TASKS, json=BODY)
+            create.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                errors.append(f"create {r.status_code}: {r.text[:100]}")
+                continue
+            task_id = r.json()["id"]
+            for _ in range(polls):
+                t = time.perf_counter()
+                g = http.get(f"{TASKS}/{task_id}")
+                get.append(time.perf_counter() - t)
+                if g.status_code != 200:
+                    errors.append(f"get {g.status_code}: {g.text[:100]}")
+    with lock:
+        out["create"] += create
+        out["get"] += get
+        out["errors"] += errors
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--polls", type=int, default=4, help="GETs per created task")
+    p.add_argument("--workers", type=int, default=1, help="render worker processes")
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="yingxi-load-") as tmp:
+        data = Path(tmp)
+        keys = [create_key(data, f"client-{i}") for i in range(args.clients)]
+        limits = Limits(max_queued_per_tenant=1_000_000)
+        settings = ServerSettings(port=0, data_dir=data, workers=args.workers, limits=limits)
+        with ServerProcess(settings) as server:
+            results: dict = {"create": [], "get": [], "errors": []}
+            lock = threading.Lock()
+            start = time.monotonic()
+            stop_at = start + args.seconds
+            threads = [threading.Thread(target=client_loop, args=(server.url, k, stop_at, args.polls, results, lock))
+                       for k in keys]  # fmt: skip
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.monotonic() - start
+            health = httpx.get(server.url + "/api/v1/health").json()
+            rendered = sum(1 for d in (data / "tasks").iterdir() if (d / "out" / "video.mp4").exists())
+
+    total = len(results["create"]) + len(results["get"])
+    ms = 1000.0
+    print(f"server load: {args.clients} clients, {args.seconds:g} s, {args.polls} GETs per task, "
+          f"{args.workers} worker(s), {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'':<8}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    for name in ("create", "get"):
+        v = results[name]
+        mean = statistics.fmean(v) * ms if v else float("nan")
+        print(f"{name:<8}{len(v):>10}{len(v) / wall:>10.1f}{percentile(v, 0.5) * ms:>10.1f}"
+              f"{percentile(v, 0.99) * ms:>10.1f}{mean:>10.1f}")  # fmt: skip
+    print(f"{'all':<8}{total:>10}{total / wall:>10.1f}")
+    print(f"errors: {len(results['errors'])}   films rendered meanwhile: {rendered}   "
+          f"still queued at the end: {health['queued']}")  # fmt: skip
+    for e in results["errors"][:5]:
+        print("  ", e)
+    if results["errors"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
