@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from numbers import Real
 
 import numpy as np
 from PIL import Image
@@ -90,9 +91,8 @@ def view_homographies(path: CameraPath | None, width: int, height: int, num_fram
         _check_path(path, num_frames)
         views = np.empty((num_frames, 3, 3))
         for i in range(num_frames):
-            move = _translate(
-                float(path.offset_x[i]) * w, -float(path.offset_y[i]) * h
-            )  # positive y: view up
+            # Positive offset_y moves the view up, i.e. toward smaller image y.
+            move = _translate(float(path.offset_x[i]) * w, -float(path.offset_y[i]) * h)
             view = move @ _scale(1.0 / float(path.zoom[i])) @ _rotate(float(path.roll[i]))
             if path.yaw[i] != 0.0:
                 view = view @ _turn(float(path.yaw[i]), FOCAL * w)
@@ -154,9 +154,8 @@ class _Sheen:
         self.headroom = 255 - self.band  # (H, Wb, 3): clamp first, so the add cannot wrap
         span = width + self.lean
         t = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
-        self.centres = np.rint(-self.reach + t * (span + 2 * self.reach)).astype(
-            int
-        )  # (F,) light's column at row 0
+        # (F,) the light's column at row 0: from just left of the frame to just past its right edge.
+        self.centres = np.rint(-self.reach + t * (span + 2 * self.reach)).astype(int)
 
     def apply(self, frame: np.ndarray, i: int) -> None:
         """Lighten `frame` (uint8 (H, W, 3)) in place."""
@@ -215,7 +214,7 @@ def _check_request(request: ClipRequest) -> None:
             raise CapabilityError(f"the animatic needs a positive even {name}, got {value!r}", field=name)
     if not isinstance(request.num_frames, (int, np.integer)) or request.num_frames < 1:
         raise CapabilityError(f"need at least 1 frame, got {request.num_frames!r}", field="num_frames")
-    if not (isinstance(request.fps, (int, float)) and math.isfinite(request.fps) and request.fps > 0):
+    if not (isinstance(request.fps, Real) and math.isfinite(request.fps) and request.fps > 0):
         raise CapabilityError(f"fps must be a positive number, got {request.fps!r}", field="fps")
     unknown = sorted(set(request.options) - set(OPTIONS))
     if unknown:
