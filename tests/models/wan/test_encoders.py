@@ -1,0 +1,94 @@
+"""UMT5 prompt embeddings and CLIP image tokens against diffusers' Wan pipelines on tiny folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import WanImageToVideoPipeline, WanPipeline
+from PIL import Image
+from tiny import IMAGE_DIM, IMAGE_TOKENS, TEXT_DIM, save_tiny_wan
+
+from yingxi.errors import ModelNotFoundError
+from yingxi.models.wan.image import WanImageEncoder
+from yingxi.models.wan.text import WanTextEncoder, clean_prompt
+
+PROMPTS = [
+    "a cat walks on the beach at sunset",
+    "  two boxers   fight\n on a bright stage &amp;amp; dance monkey ",
+]
+
+
+@pytest.fixture(scope="module")
+def i2v_folder(tmp_path_factory) -> Path:
+    return save_tiny_wan(tmp_path_factory.mktemp("tiny_wan_enc") / "i2v", "i2v")
+
+
+def image(seed: int, size=(40, 28)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_clean_prompt_like_wan():
+    assert clean_prompt("  a &amp;amp; b\n\t c  ") == "a & b c"
+
+
+def test_text_embeddings_equal_diffusers(i2v_folder):
+    ours = WanTextEncoder.from_pretrained(i2v_folder, dtype="fp32")
+    pipe = WanPipeline.from_pretrained(i2v_folder)  # WanPipeline ignores the image parts
+    with torch.no_grad():  # as inside the pipeline's __call__ (autograd mode changes CPU SDPA rounding)
+        want = pipe._get_t5_prompt_embeds(PROMPTS, max_sequence_length=512, device=torch.device("cpu"))
+        pos, neg = pipe.encode_prompt(
+            "a red bird", "blurry", max_sequence_length=512, device=torch.device("cpu")
+        )
+    got = ours.encode(PROMPTS)
+    assert got.shape == want.shape == (2, 512, TEXT_DIM)
+    assert torch.equal(got, want)  # same model, same tokens, same trimming: bit-identical
+    assert torch.equal(ours.encode(["a red bird"]), pos)
+    assert torch.equal(ours.encode("blurry"), neg)
+
+
+def test_text_embeddings_are_zero_past_each_prompt(i2v_folder):
+    ours = WanTextEncoder.from_pretrained(i2v_folder, dtype="fp32")
+    ids = ours.tokenizer(clean_prompt(PROMPTS[0])).input_ids  # includes </s>
+    emb = ours.encode(PROMPTS)
+    n = len(ids)
+    assert emb[0, :n].abs().sum(-1).min().item() > 0  # every real token has an embedding
+    assert torch.count_nonzero(emb[0, n:]) == 0
+    short = ours.encode(PROMPTS, max_length=4)  # truncation keeps the first tokens
+    assert short.shape == (2, 4, TEXT_DIM) and torch.count_nonzero(short) == short.numel()
+
+
+def test_text_encoder_bf16(i2v_folder):
+    ours = WanTextEncoder.from_pretrained(i2v_folder, dtype="bf16")
+    ref = WanTextEncoder.from_pretrained(i2v_folder, dtype="fp32").encode(PROMPTS)
+    got = ours.encode(PROMPTS)
+    assert got.dtype == torch.bfloat16
+    # bf16 weights and activations through 2 layers: within 5% of the fp32 embeddings' magnitude
+    assert (got.float() - ref).abs().max().item() <= 0.05 * ref.abs().max().item()
+
+
+def test_image_tokens_equal_diffusers(i2v_folder):
+    ours = WanImageEncoder.from_pretrained(i2v_folder)
+    pipe = WanImageToVideoPipeline.from_pretrained(i2v_folder)
+    first, last = image(1), image(2)
+    with torch.no_grad():
+        want = pipe.encode_image(first, device=torch.device("cpu"))
+        want_pair = pipe.encode_image([first, last], device=torch.device("cpu"))
+    got = ours.encode(first)
+    assert got.shape == want.shape == (1, IMAGE_TOKENS, IMAGE_DIM)
+    assert torch.equal(got, want)
+    pair = ours.encode([first, last])  # FLF2V: both frames, as diffusers' pipeline encodes them
+    assert torch.equal(pair, want_pair)
+    assert not torch.equal(pair[0], pair[1])
+    arr = np.asarray(first)  # HWC uint8 arrays are accepted too
+    assert torch.equal(ours.encode(arr), got)
+
+
+def test_missing_encoder_folders(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="image_encoder"):
+        WanImageEncoder.from_pretrained(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="text_encoder"):
+        WanTextEncoder.from_pretrained(tmp_path)
