@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
@@ -350,6 +352,20 @@ def test_bad_requests_say_what_is_wrong():
         shoot(path("pan", "left", n=10))
     with pytest.raises(ValueError, match="zoom"):
         shoot(custom(F, zoom=[0.0] * F))
+
+
+def test_check_rejects_up_front_what_generate_would():
+    gen = AnimaticGenerator()
+    good = ClipRequest(
+        prompt="x", width=W, height=H, num_frames=F, fps=24, seed=0, camera=path("pan", "left")
+    )
+    gen.check(good)  # no error, no frames
+    with pytest.raises(CapabilityError, match="width"):
+        gen.check(replace(good, width=7))
+    with pytest.raises(ValueError, match=r"expected \(12,\)"):
+        gen.check(replace(good, num_frames=12))
+    with pytest.raises(ValueError, match="last_frame"):
+        gen.check(replace(good, last_frame=np.zeros((H, W, 4), np.uint8)))
 
 
 @pytest.mark.parametrize(

@@ -248,6 +248,12 @@ class AnimaticGenerator:
     def capabilities(self) -> Capabilities:
         return Capabilities()
 
+    def check(self, request: ClipRequest) -> None:
+        """Every check `generate` makes, without shooting: render() calls it on all shots before the first."""
+        _check_request(request)
+        if request.camera is not None:
+            _check_path(request.camera, int(request.num_frames))
+
     def generate(self, request: ClipRequest, progress: ShotProgress | None = None) -> Clip:
         _check_request(request)
         w, h, n = int(request.width), int(request.height), int(request.num_frames)
