@@ -4,7 +4,6 @@ Playwright): a key is entered, a two-shot film written, submitted, rendered by t
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -215,23 +214,34 @@ def test_studio_says_clearly_when_the_key_is_wrong_or_missing(browser: Browser, 
     assert js_errors == []
 
 
-def test_studio_cancels_a_queued_film_from_the_reels(browser: Browser, server: Server) -> None:
+def _submit(page: Page, prompt: str, seconds: int) -> str:
+    """Submit a one-shot film from the page; the id of the task the monitor then shows."""
+    before = page.text_content("#task-id")
+    page.fill("#prompt", prompt)
+    page.fill("#duration", str(seconds))
+    page.click("#submit")
+    expect(page.locator("#task-id")).not_to_have_text(before or "")
+    task_id = page.text_content("#task-id")
+    assert task_id and task_id.startswith("cgt-")
+    return task_id
+
+
+def test_studio_reports_cancelled_and_failed_films(browser: Browser, server: Server, tmp_path: Path) -> None:
+    """One worker, three films: the first renders while the second (whose first frame then vanishes from the
+    server's disk) fails and the third is cancelled from the reels while it waits."""
+    Image.fromarray(np.full((90, 160, 3), 200, np.uint8)).save(tmp_path / "grey.png")
     page, js_errors = _studio(browser, server)
     _connect(page, server.key)
     expect(page.locator("#key-state")).to_have_text("connected")
     page.click('#resolution label:has-text("480p")')
-    page.fill("#prompt", "A paper boat drifts on a pond.")
-    page.fill("#duration", "4")  # long enough that the next film is still waiting when it is cancelled
-    page.click("#submit")
-    expect(page.locator("#task-id")).to_have_text(re.compile("^cgt-"))
-    first = page.text_content("#task-id")
-    page.fill("#prompt", "A second boat follows it.")
-    page.fill("#duration", "2")
-    page.click("#submit")  # one worker: this one waits in the queue behind the first
-    expect(page.locator("#task-id")).not_to_have_text(first)
-    second = page.text_content("#task-id")
+    first = _submit(page, "A paper boat drifts on a pond.", 4)  # long enough for the others to wait
+    page.set_input_files("#first-frame", str(tmp_path / "grey.png"))
+    second = _submit(page, "The boat reaches the shore.", 2)
+    (server.data_dir / "tasks" / second / "inputs" / "first_frame.png").unlink()
+    page.locator("#thumbs-first_frame .remove").click()
+    third = _submit(page, "A second boat follows it.", 2)
 
-    cancel = page.locator(f'#tasks .task[data-id="{second}"] .delete')
+    cancel = page.locator(f'#tasks .task[data-id="{third}"] .delete')
     expect(cancel).to_have_text("Cancel")
     cancel.click()
     expect(cancel).to_have_text("Cancel?")
@@ -239,14 +249,28 @@ def test_studio_cancels_a_queued_film_from_the_reels(browser: Browser, server: S
     expect(page.locator("#task-status")).to_have_attribute("data-status", "cancelled")
     expect(page.locator("#screen-text")).to_have_text("Cancelled.")
     expect(page.locator("#video")).to_be_hidden()
-    entry = page.locator(f'#tasks .task[data-id="{second}"]')
+    entry = page.locator(f'#tasks .task[data-id="{third}"]')
     expect(entry.locator(".badge")).to_have_attribute("data-status", "cancelled")
     expect(entry.locator(".delete")).to_have_text("Delete")
-    assert server.api("GET", f"{TASKS}/{second}").json()["status"] == "cancelled"
-    # The first film is untouched and finishes; its entry follows on its own (the reels refresh).
+    assert server.api("GET", f"{TASKS}/{third}").json()["status"] == "cancelled"
+
+    # The reels refresh on their own while films render: the first succeeds, the second fails.
     expect(page.locator(f'#tasks .task[data-id="{first}"] .badge')).to_have_attribute(
         "data-status", "succeeded", timeout=60_000
     )
+    expect(page.locator(f'#tasks .task[data-id="{second}"] .badge')).to_have_attribute(
+        "data-status", "failed"
+    )
+    page.click(f'#tasks .task[data-id="{second}"] .task-prompt')
+    expect(page.locator("#task-status")).to_have_attribute("data-status", "failed")
+    error = server.api("GET", f"{TASKS}/{second}").json()["error"]
+    assert error["code"] == "InvalidParameter" and "cannot read image" in error["message"]
+    expect(page.locator("#task-error")).to_have_text(error["code"] + error["message"])  # code, then message
+    expect(page.locator("#screen-text")).to_have_text("No film this time.")
+    expect(page.locator("#download")).to_be_hidden()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "studio-failed.png"))
     assert js_errors == []
 
 

@@ -505,9 +505,13 @@ function renderTasks(items, total, emptyText) {
     });
     actions.append(del);
     li.append(badge, main, actions);
-    li.addEventListener("click", () => openTask(task.id));
+    const show = () => {
+      openTask(task.id);
+      $("monitor").scrollIntoView({ block: "nearest", behavior: "smooth" });
+    };
+    li.addEventListener("click", show);
     li.addEventListener("keydown", (ev) => {
-      if (ev.key === "Enter") openTask(task.id);
+      if (ev.key === "Enter") show();
     });
     list.append(li);
   }
