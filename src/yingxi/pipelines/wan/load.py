@@ -20,7 +20,7 @@ from yingxi.models.loading import parse_dtype
 from yingxi.models.wan.config import VARIANTS, WanDiTConfig, WanVariant, get_variant
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
 
-__all__ = ["load_pipeline", "resolve", "variant_for_folder"]
+__all__ = ["find", "load_pipeline", "resolve", "variant_for_folder"]
 
 
 def _read_json(path: Path) -> dict:
@@ -75,22 +75,28 @@ def variant_for_folder(folder: str | Path) -> WanVariant:
     return dataclasses.replace(variant, **changes)
 
 
-def resolve(name_or_path: str | Path) -> tuple[WanVariant, Path]:
-    """(variant, folder) for a variant name, a Hugging Face repo id of one, or a folder on disk."""
+def find(name_or_path: str | Path) -> tuple[WanVariant, Path | None]:
+    """(variant, folder or None when its weights are not here) for a variant name, the Hugging Face repo id
+    of one, or a folder on disk. Reads no weights, so capabilities can be known before any download."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return variant_for_folder(path), path
-    text = str(name_or_path)
+    text = str(name_or_path).strip()
     by_repo = {v.repo_id.lower(): v for v in VARIANTS.values()}
     if text.lower() in by_repo:
         variant = by_repo[text.lower()]
-    elif text.lower().strip() in VARIANTS or not (("/" in text) or text.startswith(".") or path.suffix):
+    elif text.lower() in VARIANTS or not ("/" in text or "\\" in text or text.startswith(".")):
         variant = get_variant(text)  # InputError naming the closest variant
     else:
         raise ModelNotFoundError(
             f"{text}: no such folder (and not a Wan variant name: {', '.join(VARIANTS)})"
         )
-    folder = hub.local_path(variant)
+    return variant, hub.local_path(variant)
+
+
+def resolve(name_or_path: str | Path) -> tuple[WanVariant, Path]:
+    """As `find`, but the weights must be here: ModelNotFoundError says where to put them otherwise."""
+    variant, folder = find(name_or_path)
     if folder is None:
         raise ModelNotFoundError(
             f"the weights of {variant.name} are not on this machine; {hub.where_to_put(variant)}"

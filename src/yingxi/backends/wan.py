@@ -1,0 +1,227 @@
+"""The neural camera: Wan 2.1 / 2.2 through `yingxi.pipelines.wan`, with capabilities read off the variant.
+
+`WanGenerator` is honest about what its model can do (which conditionings, sizes, frame counts, fps), so
+the director snaps durations to 4k+1 frames and `check(request)` refuses, before any work starts, a shot
+the model cannot make (an image for a text-only model, a last frame for a model without FLF2V, ...).
+Weights load on the first `generate`, so planning and checking need none.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
+from yingxi.errors import CapabilityError, InputError, ModelNotFoundError
+from yingxi.models import hub
+from yingxi.models.wan.config import VARIANTS, WanVariant
+
+__all__ = ["OPTIONS", "WanGenerator"]
+
+OPTIONS = {
+    "shift": "number > 0: flow shift of the sigma schedule (default: the variant's)",
+    "guidance_2": "number >= 1: guidance of the low-noise expert, two-expert (A14B) models only",
+}
+MIN_FRAMES = 5  # one latent frame after the first: the shortest clip that moves
+DECODE_SHARE = 0.05  # of a shot's progress, left for the VAE decode after the last step
+
+
+def _able(conditioning: str) -> str:
+    """Registered variants that accept `conditioning`, for error messages."""
+    return ", ".join(v.name for v in VARIANTS.values() if conditioning in v.conditionings)
+
+
+class WanGenerator:
+    """A Generator over a Wan pipeline.
+
+    `pipe_or_name`: a built `WanPipeline`, or a variant name / HF repo id / diffusers-layout folder (then
+    `device`, `dtype`, `offload` and `sampler` are passed to `load_pipeline` on first use). `steps` and
+    `guidance` replace the variant's defaults when a request does not set them.
+    """
+
+    def __init__(
+        self,
+        pipe_or_name: Any,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        offload: bool = False,
+        sampler: str = "unipc",
+        steps: int | None = None,
+        guidance: float | None = None,
+    ) -> None:
+        from yingxi.pipelines.wan import WanPipeline
+        from yingxi.pipelines.wan.load import find
+
+        self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler)
+        if isinstance(pipe_or_name, WanPipeline):
+            self._pipe: WanPipeline | None = pipe_or_name
+            self.variant: WanVariant = pipe_or_name.variant
+            self._folder: Path | None = None
+            self.size_multiple = pipe_or_name.size_multiple
+        else:
+            self._pipe = None
+            self.variant, self._folder = find(pipe_or_name)
+            self._source = pipe_or_name
+            self.size_multiple = self.variant.size_multiple
+        self.steps = steps
+        self.guidance = guidance
+        self.name = f"wan:{self.variant.name}"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        v = self.variant
+        return Capabilities(
+            conditionings=frozenset(v.conditionings),
+            size_multiple=self.size_multiple,
+            max_pixels=max(w * h for w, h in v.sizes),
+            frame_step=4,
+            frame_offset=1,
+            min_frames=MIN_FRAMES,
+            max_frames=v.max_frames,
+            native_fps=float(v.fps),
+        )
+
+    @property
+    def pipeline(self):
+        """The WanPipeline, loaded on first use."""
+        if self._pipe is None:
+            from yingxi.pipelines.wan.load import load_pipeline
+
+            args = dict(self._load_args)
+            if args["device"] is None:
+                import torch
+
+                args["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+            self._pipe = load_pipeline(self._folder or self._source, **args)
+            self.size_multiple = self._pipe.size_multiple
+        return self._pipe
+
+    # ---- before any work ---------------------------------------------------------------------------------
+    def check(self, request: ClipRequest) -> None:
+        """CapabilityError for a shot this model cannot make; ModelNotFoundError when its weights are absent."""
+        v, caps = self.variant, self.capabilities
+        self._check_conditioning(request)
+        m = caps.size_multiple
+        for name in ("width", "height"):
+            value = getattr(request, name)
+            if not isinstance(value, (int, np.integer)) or value < m or value % m:
+                raise CapabilityError(
+                    f"{v.name} makes sides that are multiples of {m} px, got {value!r}", field=name
+                )
+        if caps.max_pixels is not None and request.width * request.height > caps.max_pixels:
+            raise CapabilityError(
+                f"{request.width}x{request.height} is larger than {v.name} makes "
+                f"(at most {caps.max_pixels} pixels, e.g. {v.default_size[0]}x{v.default_size[1]})",
+                field="width",
+            )
+        n = request.num_frames
+        if not isinstance(n, (int, np.integer)) or n < caps.min_frames or (n - 1) % 4 or n > v.max_frames:
+            raise CapabilityError(
+                f"{v.name} makes 4k+1 frames from {caps.min_frames} to {v.max_frames}, got {n!r} "
+                f"(nearest: {caps.legal_frames(int(n)) if isinstance(n, (int, np.integer)) else 81})",
+                field="num_frames",
+            )
+        if request.steps is not None and (
+            not isinstance(request.steps, (int, np.integer)) or request.steps < 1
+        ):
+            raise CapabilityError(
+                f"steps must be a whole number of at least 1, got {request.steps!r}", field="steps"
+            )
+        if request.guidance is not None and not (math.isfinite(request.guidance) and request.guidance >= 1):
+            raise CapabilityError(f"guidance must be at least 1, got {request.guidance!r}", field="guidance")
+        self._check_options(request.options)
+        for name in ("first_frame", "last_frame"):
+            image = getattr(request, name)
+            if image is not None and (
+                not isinstance(image, np.ndarray)
+                or image.dtype != np.uint8
+                or image.shape != (request.height, request.width, 3)
+            ):
+                got = (
+                    f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+                )
+                raise InputError(
+                    f"must be uint8 ({request.height}, {request.width}, 3) to match the shot, got {got}",
+                    field=name,
+                )
+        if self._pipe is None and self._folder is None:
+            raise ModelNotFoundError(
+                f"the weights of {v.name} are not on this machine; {hub.where_to_put(v)}"
+            )
+
+    def _check_conditioning(self, request: ClipRequest) -> None:
+        v = self.variant
+        can = set(v.conditionings)
+        if request.reference_images:
+            raise CapabilityError(
+                f"{v.name} cannot follow reference images (Wan conditions on a first frame, not references); "
+                "give the shot a first frame instead",
+                field="reference_images",
+            )
+        if request.last_frame is not None and "flf2v" not in can:
+            raise CapabilityError(
+                f"{v.name} cannot end on a given last frame; first+last-frame variants: {_able('flf2v')}",
+                field="last_frame",
+            )
+        if request.first_frame is not None and not can & {"i2v", "flf2v"}:
+            raise CapabilityError(
+                f"{v.name} is text-to-video only and cannot start from an image (a first frame, character or "
+                f"style image, or a continued shot); image-to-video variants: {_able('i2v')}",
+                field="first_frame",
+            )
+        if request.first_frame is None and "t2v" not in can:
+            raise CapabilityError(
+                f"{v.name} needs a first frame (give the shot a first_frame, a character or style image, or "
+                f"continue the previous shot); text-to-video variants: {_able('t2v')}",
+                field="first_frame",
+            )
+        if "flf2v" in can and "i2v" not in can and request.last_frame is None:
+            raise CapabilityError(f"{v.name} needs a last frame as well as a first", field="last_frame")
+
+    def _check_options(self, options: dict[str, Any]) -> None:
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            accepted = "; ".join(f"{k} ({d})" for k, d in OPTIONS.items())
+            raise CapabilityError(
+                f"unknown Wan option(s) {', '.join(unknown)}; accepted: {accepted}", field="options"
+            )
+        shift = options.get("shift")
+        if shift is not None and not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
+            raise CapabilityError(f"option shift must be a number > 0, got {shift!r}", field="options")
+        g2 = options.get("guidance_2")
+        if g2 is not None:
+            if not self.variant.two_experts:
+                raise CapabilityError(f"option guidance_2 needs a two-expert model; {self.variant.name} has one",
+                                      field="options")  # fmt: skip
+            if not (isinstance(g2, (int, float)) and math.isfinite(g2) and g2 >= 1):
+                raise CapabilityError(f"option guidance_2 must be a number >= 1, got {g2!r}", field="options")
+
+    # ---- shooting ----------------------------------------------------------------------------------------
+    def generate(self, request: ClipRequest, progress: ShotProgress | None = None) -> Clip:
+        """Shoot one shot: uint8 frames (F, H, W, 3) at the model's native fps."""
+        self.check(request)
+        report = progress or (lambda fraction: None)
+        pipe = self.pipeline
+        steps = request.steps or self.steps
+        guidance = request.guidance if request.guidance is not None else self.guidance
+        frames = pipe(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            image=request.first_frame,
+            last_image=request.last_frame,
+            width=int(request.width),
+            height=int(request.height),
+            num_frames=int(request.num_frames),
+            num_inference_steps=int(steps) if steps is not None else None,
+            guidance_scale=guidance,
+            guidance_scale_2=request.options.get("guidance_2"),
+            shift=request.options.get("shift"),
+            seed=int(request.seed),
+            progress=lambda i, n: report((1 - DECODE_SHARE) * i / n),
+        )
+        report(1.0)
+        return Clip(frames=frames, fps=float(self.variant.fps))
