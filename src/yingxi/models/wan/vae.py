@@ -187,8 +187,8 @@ def _ramp(a: Tensor, b: Tensor, extent: int, dim: int) -> None:
         return
     shape = [1] * 5
     shape[dim] = extent
-    w = torch.arange(extent, dtype=torch.float64).view(shape) / extent
-    w_b, w_a = w.to(b.device, b.dtype), (1 - w).to(b.device, b.dtype)
+    w = torch.arange(extent, dtype=torch.float64, device=b.device).view(shape) / extent  # y / extent
+    w_b, w_a = w.to(b.dtype), (1 - w).to(b.dtype)
     head = b.narrow(dim, 0, extent)
     head.copy_(a.narrow(dim, a.shape[dim] - extent, extent) * w_a + head * w_b)
 
