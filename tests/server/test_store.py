@@ -167,3 +167,32 @@ def test_keys_are_stored_hashed_and_signatures_expire(tmp_path: Path):
     assert check_signature(secret, "cgt-1/video.mp4", 2000, sig, now=1999)
     assert not check_signature(secret, "cgt-1/video.mp4", 2000, sig, now=2001)  # expired
     assert not check_signature(secret, "cgt-2/video.mp4", 2000, sig, now=1999)  # another file
+
+
+def test_supervisor_restarts_a_crash_looping_worker_with_growing_pauses(tmp_path, monkeypatch):
+    """Worker processes are faked: each 'dies' at once; the first restart comes at once, then after 2, 4, 8, ... s."""
+    settings = ServerSettings(data_dir=tmp_path)
+    sup = Supervisor(settings)
+    clock = Clock(100.0)
+    monkeypatch.setattr("yingxi.server.runner.time.monotonic", clock)
+    spawned = []
+
+    class Dead:
+        def __init__(self, pid):
+            self.pid, self.exitcode = pid, 1
+
+        def is_alive(self):
+            return False
+
+    def spawn(index):
+        sup._started[index] = clock()
+        spawned.append(clock())
+        return Dead(1_000_000 + len(spawned))
+
+    monkeypatch.setattr(sup, "_spawn", spawn)
+    sup.workers = [spawn(0)]
+    for _ in range(80):  # 40 s of supervisor steps, every 0.5 s
+        clock.t += 0.5
+        sup.step()
+    gaps = [round(b - a, 1) for a, b in zip(spawned[:-1], spawned[1:], strict=True)]
+    assert gaps[:5] == [0.5, 2.5, 4.5, 8.5, 16.5] and max(gaps) <= 30.5

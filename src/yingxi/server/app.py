@@ -100,7 +100,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return {"status": "ok", "version": __version__, "backend": settings.backend, "model": settings.model,
                 "queued": counts.get("queued", 0), "running": counts.get("running", 0)}  # fmt: skip
 
-    @app.get("/api/v3/files/{task_id}/{name}")
+    @app.api_route("/api/v3/files/{task_id}/{name}", methods=["GET", "HEAD"])
     def output_file(task_id: str, name: str, request: Request, expires: int | None = None,
                     signature: str | None = None) -> FileResponse:  # fmt: skip
         c = ctx(request)

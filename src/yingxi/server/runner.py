@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import JobStore
@@ -29,10 +30,14 @@ class Supervisor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._since_expire = 0.0
+        n = settings.workers
+        self._started, self._failures, self._restart_at = [0.0] * n, [0] * n, [0.0] * n
+        self._reported: set[int] = set()  # pids whose death was already handled
 
     def _spawn(self, index: int):
         from yingxi.server.worker import worker_main
 
+        self._started[index] = time.monotonic()
         p = self.mp.Process(target=worker_main, args=(self.settings.to_dict(), index, os.getpid()),
                             name=f"yingxi-worker-{index}", daemon=True)  # fmt: skip
         p.start()
@@ -61,10 +66,22 @@ class Supervisor:
 
     def step(self) -> None:
         dead = []
+        now = time.monotonic()
         for i, p in enumerate(self.workers):
-            if p is not None and not p.is_alive() and not self._stop.is_set():
-                log.warning("worker %d (pid %d) exited with %s; restarting it", i, p.pid, p.exitcode)
+            if p is None or p.is_alive() or self._stop.is_set():
+                continue
+            if p.pid not in self._reported:
+                self._reported.add(p.pid)
                 dead.append(p.pid)
+                # A worker that dies soon after starting (bad model path, broken GPU) is restarted with
+                # growing pauses instead of in a tight loop.
+                quick = now - self._started[i] < 10.0
+                self._failures[i] = self._failures[i] + 1 if quick else 0
+                self._restart_at[i] = now + (
+                    min(30.0, 2.0 ** (self._failures[i] - 1)) if self._failures[i] > 1 else 0.0
+                )
+                log.warning("worker %d (pid %d) exited with %s; restarting it", i, p.pid, p.exitcode)
+            if now >= self._restart_at[i]:
                 self.workers[i] = self._spawn(i)
         touched = self.store.recover(lease_seconds=self.settings.lease_seconds, ttl_seconds=self._ttl,
                                      dead_pids=dead)  # fmt: skip
