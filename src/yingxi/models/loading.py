@@ -6,6 +6,7 @@ random init), then `load_state_dict(..., assign=True)` adopts the checkpoint ten
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from yingxi.errors import InputError, ModelNotFoundError
 
 M = TypeVar("M", bound=nn.Module)
+Cast = Callable[[str, Tensor], Tensor]  # (tensor name, tensor as stored) -> tensor to keep
 
 # Names a person may type for a dtype; the values are what torch wants.
 DTYPES: dict[str, torch.dtype] = {
@@ -50,18 +52,20 @@ def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return DTYPES[key]
 
 
-def _load_safetensors(path: Path, device: str | torch.device) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
+def _read_safetensors(path: Path, cast: Cast) -> dict[str, Tensor]:
+    from safetensors import safe_open
 
     try:
-        return load_file(str(path), device=str(device))
+        handle = safe_open(str(path), framework="pt", device="cpu")
     except Exception as exc:  # safetensors raises its own untyped errors for truncated/corrupt files
         raise CheckpointError(f"cannot read safetensors file: {exc}", file=str(path)) from exc
+    with handle as f:
+        return {key: cast(key, f.get_tensor(key)) for key in f.keys()}  # one tensor in flight at a time
 
 
-def _load_torch(path: Path, device: str | torch.device) -> dict[str, Tensor]:
+def _read_torch(path: Path) -> Mapping[str, Tensor]:
     try:
-        obj = torch.load(str(path), map_location=device, weights_only=True, mmap=True)
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # pickle/zip errors; weights_only refuses arbitrary code
         raise CheckpointError(f"cannot read torch checkpoint: {exc}", file=str(path)) from exc
     # Some trainers wrap the weights: {"state_dict": {...}} or {"model": {...}}.
@@ -70,7 +74,22 @@ def _load_torch(path: Path, device: str | torch.device) -> dict[str, Tensor]:
             obj = obj[wrapper]
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError("expected a flat {name: tensor} state dict", file=str(path))
-    return dict(obj)
+    return obj
+
+
+def cast_by_name(
+    dtype: torch.dtype | str, device: str | torch.device = "cpu", keep_fp32: Sequence[str] = ()
+) -> Cast:
+    """A per-tensor cast: floating tensors to `dtype` (float32 where a name component is in `keep_fp32`),
+    everything onto `device`. Applied while reading, so a checkpoint never sits in RAM at full width."""
+    dtype, device = parse_dtype(dtype), torch.device(device)
+
+    def cast(name: str, tensor: Tensor) -> Tensor:
+        if not tensor.is_floating_point():
+            return tensor.to(device=device)
+        return tensor.to(device=device, dtype=torch.float32 if _matches_fp32(name, keep_fp32) else dtype)
+
+    return cast
 
 
 def _shards_in_folder(folder: Path) -> list[Path]:
@@ -96,24 +115,56 @@ def _shards_in_folder(folder: Path) -> list[Path]:
     return shards
 
 
-def read_state_dict(path: str | Path, *, device: str | torch.device = "cpu") -> dict[str, Tensor]:
-    """All tensors of a checkpoint: a folder (sharded safetensors + index, or single files), a .safetensors
-    file, or an original `.pth`/`.pt` file (read with `weights_only=True`)."""
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The weight files a checkpoint path stands for (shards listed by an index, or the file itself)."""
     path = Path(path)
     if not path.exists():
         raise ModelNotFoundError(f"{path}: checkpoint not found")
     files = _shards_in_folder(path) if path.is_dir() else [path]
-    state: dict[str, Tensor] = {}
     for file in files:
-        if file.suffix == ".safetensors":
-            part = _load_safetensors(file, device)
-        elif file.suffix in _TORCH_SUFFIXES:
-            part = _load_torch(file, device)
-        else:
+        if file.suffix != ".safetensors" and file.suffix not in _TORCH_SUFFIXES:
             raise CheckpointError(
                 f'unknown checkpoint format "{file.suffix}"; expected .safetensors, .pth or .pt',
                 file=str(file),
             )
+    return files
+
+
+def checkpoint_keys(path: str | Path) -> list[str]:
+    """Tensor names of a checkpoint without reading the tensors (safetensors headers; .pth via mmap)."""
+    from safetensors import safe_open
+
+    keys: list[str] = []
+    for file in checkpoint_files(path):
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(str(file), framework="pt", device="cpu") as f:
+                    keys.extend(f.keys())
+            except Exception as exc:  # corrupt header
+                raise CheckpointError(f"cannot read safetensors file: {exc}", file=str(file)) from exc
+        else:
+            keys.extend(_read_torch(file))
+    return keys
+
+
+def read_state_dict(
+    path: str | Path, *, device: str | torch.device = "cpu", cast: Cast | None = None
+) -> dict[str, Tensor]:
+    """All tensors of a checkpoint: a folder (sharded safetensors + index, or single files), a .safetensors
+    file, or an original `.pth`/`.pt` file (read with `weights_only=True`).
+
+    `cast(name, tensor)` (e.g. `cast_by_name(...)`) is applied to each tensor as it is read; without it
+    tensors keep their stored dtype and go to `device`.
+    """
+    if cast is None:
+        target = torch.device(device)
+        cast = lambda _name, t: t.to(device=target)  # noqa: E731
+    state: dict[str, Tensor] = {}
+    for file in checkpoint_files(path):
+        if file.suffix == ".safetensors":
+            part = _read_safetensors(file, cast)
+        else:
+            part = {k: cast(k, v) for k, v in _read_torch(file).items()}
         dup = state.keys() & part.keys()
         if dup:
             raise CheckpointError(f"key {sorted(dup)[0]!r} appears in more than one shard", file=str(file))
@@ -121,15 +172,24 @@ def read_state_dict(path: str | Path, *, device: str | torch.device = "cpu") -> 
     return state
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled(table: tuple[tuple[str, str], ...]) -> list[tuple[re.Pattern, str]]:
+    return [(re.compile(pattern), repl) for pattern, repl in table]
+
+
+def rename_key(key: str, table: Sequence[tuple[str, str]]) -> str:
+    """One key through a `(regex, replacement)` table, in order (`re.sub` semantics)."""
+    for pattern, repl in _compiled(tuple(tuple(row) for row in table)):
+        key = pattern.sub(repl, key)
+    return key
+
+
 def rename_keys(state_dict: Mapping[str, Tensor], table: Sequence[tuple[str, str]]) -> dict[str, Tensor]:
     """Apply a declarative `(regex, replacement)` table, in order, to every key (`re.sub` semantics)."""
-    compiled = [(re.compile(pattern), repl) for pattern, repl in table]
     out: dict[str, Tensor] = {}
     origin: dict[str, str] = {}
     for key, value in state_dict.items():
-        new = key
-        for pattern, repl in compiled:
-            new = pattern.sub(repl, new)
+        new = rename_key(key, table)
         if new in out:
             raise CheckpointError(f"keys {origin[new]!r} and {key!r} both rename to {new!r}")
         out[new] = value

@@ -13,7 +13,15 @@ from safetensors.torch import save_file
 from tiny import TEXT_DIM, save_tiny_wan, tiny_dit_config
 
 from yingxi.errors import InputError, ModelNotFoundError
-from yingxi.models.loading import CheckpointError, load_module, parse_dtype, read_state_dict, rename_keys
+from yingxi.models.loading import (
+    CheckpointError,
+    cast_by_name,
+    checkpoint_keys,
+    load_module,
+    parse_dtype,
+    read_state_dict,
+    rename_keys,
+)
 from yingxi.models.wan.config import VARIANTS, WanDiTConfig, get_variant
 from yingxi.models.wan.dit import KEEP_FP32, WanDiT
 from yingxi.models.wan.loading import (
@@ -125,6 +133,17 @@ def test_read_state_dict_formats_agree(tmp_path, folders):
         got = read_state_dict(source)
         assert got.keys() == ref.keys(), source
         assert all(torch.equal(got[k], ref[k]) for k in ref), source
+        assert sorted(checkpoint_keys(source)) == keys, source
+
+
+def test_cast_while_reading(folders):
+    cast = cast_by_name("bf16", "cpu", KEEP_FP32)
+    got = read_state_dict(folders["t2v"] / "transformer", cast=cast)
+    ref = read_state_dict(folders["t2v"] / "transformer")
+    assert got["blocks.0.ffn.net.2.weight"].dtype == torch.bfloat16
+    assert got["blocks.0.scale_shift_table"].dtype == torch.float32
+    assert got["condition_embedder.time_embedder.linear_2.bias"].dtype == torch.float32
+    assert torch.equal(got["blocks.0.ffn.net.2.weight"], ref["blocks.0.ffn.net.2.weight"].bfloat16())
 
 
 def test_read_state_dict_errors(tmp_path):

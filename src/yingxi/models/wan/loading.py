@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +18,15 @@ import torch
 from torch import Tensor
 
 from yingxi.errors import InputError, ModelNotFoundError
-from yingxi.models.loading import CheckpointError, load_module, read_state_dict, rename_keys
+from yingxi.models.loading import (
+    CheckpointError,
+    cast_by_name,
+    checkpoint_keys,
+    load_module,
+    read_state_dict,
+    rename_key,
+    rename_keys,
+)
 from yingxi.models.wan.config import WanDiTConfig
 from yingxi.models.wan.dit import KEEP_FP32, WanDiT
 
@@ -62,9 +70,10 @@ IGNORED_KEYS = (r"\.norm_added_q\.",)
 HEAD_DIM = 128  # every published Wan model; used only when a checkpoint comes without a config
 
 
-def detect_layout(state_dict: Mapping[str, Tensor]) -> Layout:
-    """Original checkpoints name the patch conv `patch_embedding` too, so look at the block/head keys."""
-    keys = set(state_dict)
+def detect_layout(keys: Iterable[str]) -> Layout:
+    """Layout of a checkpoint from its key names (a state dict works too). Original checkpoints name the
+    patch conv `patch_embedding` too, so look at the block/head keys."""
+    keys = set(keys)
     if any(k.endswith("head.head.weight") for k in keys) or any(".self_attn." in k for k in keys):
         return "original"
     return "diffusers"
@@ -147,7 +156,11 @@ def load_transformer(
     Weights are cast to `dtype` except the float32 parts the reference keeps (`KEEP_FP32`).
     """
     weights, config_file = _resolve(Path(path))
-    state = to_diffusers_keys(read_state_dict(weights))
+    table = ORIGINAL_TO_DIFFUSERS if detect_layout(checkpoint_keys(weights)) == "original" else ()
+    # Cast each tensor as it is read (by its diffusers name), so a 14B checkpoint stored in fp32 never
+    # sits in memory at full width and goes straight to `device`.
+    cast = cast_by_name(dtype, device, KEEP_FP32)
+    state = rename_keys(read_state_dict(weights, cast=lambda k, t: cast(rename_key(k, table), t)), table)
     if config is None:
         if config_file is not None:
             try:
