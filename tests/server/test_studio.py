@@ -14,6 +14,10 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from yingxi.film.model import FRAMINGS
+from yingxi.film.prompt import parse_prompt
+from yingxi.film.vocabulary import camera_words, transition_words
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -328,4 +332,34 @@ def test_studio_attaches_previews_and_sends_reference_images(
     assert sorted(p.name for p in inputs.iterdir()) == ["first_frame.png", "reference_image_1.png"]
     assert np.array_equal(np.asarray(Image.open(inputs / "first_frame.png").convert("RGB")), red)
     assert np.array_equal(np.asarray(Image.open(inputs / "reference_image_1.png").convert("RGB")), blue)
+    assert js_errors == []
+
+
+def test_studio_grammar_and_example_match_the_parser(browser: Browser, server: Server) -> None:
+    """The grammar beside the editor lists exactly the parser's words, and its example parses."""
+    page, js_errors = _studio(browser, server)
+
+    def words(field: str) -> set[str]:
+        found = set()
+        for code in page.locator(f'.grammar dd[data-field="{field}"] > code').all_text_contents():
+            head, _, tail = code.rpartition(" ")  # "pan left/right" -> pan left, pan right
+            found |= {f"{head} {d}".strip() for d in tail.split("/")}
+        return found
+
+    assert words("framing") == set(FRAMINGS)
+    assert words("camera") == set(camera_words())
+    assert words("transition") == set(transition_words())
+    assert page.locator('.grammar dd[data-field="camera"] span > code').all_text_contents() == [
+        "slow",
+        "fast",
+    ]
+
+    page.click("#insert-example")
+    example = page.input_value("#prompt")
+    film = parse_prompt(example)
+    assert [s.duration for s in film.shots] == [4, 3, 3, 5]
+    assert [s.transition.kind for s in film.shots] == ["cut", "crossfade", "cut", "fade"]
+    assert film.shots[2].continue_previous and film.shots[1].dialogue[0].character == "OLD JIA"
+    expect(page.locator("#outline li")).to_have_count(4)
+    expect(page.locator("#outline-summary")).to_have_text("4 shots · ~15s")
     assert js_errors == []
