@@ -44,13 +44,14 @@ def main() -> None:
     film = parse_prompt(film_text(args.seconds, args.shots), fps=args.fps, resolution=args.resolution, style_image=keyframe)
     with tempfile.TemporaryDirectory() as tmp:
         phases: dict[str, float] = {}
-        last = [time.perf_counter()]
+        state = {"phase": "prepare", "since": time.perf_counter()}
 
         def on_progress(e) -> None:
+            # Time since the last event belongs to the phase that was running until now.
             now = time.perf_counter()
-            phase = "prepare" if e.shot == 0 else ("edit+encode" if e.shot > e.total_shots else "shoot")
-            phases[phase] = phases.get(phase, 0.0) + now - last[0]
-            last[0] = now
+            phases[state["phase"]] = phases.get(state["phase"], 0.0) + now - state["since"]
+            state["phase"] = "prepare" if e.shot == 0 else ("edit+encode" if e.shot > e.total_shots else "shoot")
+            state["since"] = now
 
         result = render(film, AnimaticGenerator(), Path(tmp) / "bench.mp4", on_progress)
         w, h = film.size
