@@ -254,6 +254,11 @@ async function submitFilm(ev) {
     $("prompt").focus();
     return;
   }
+  const typed = $("api-key").value.trim(); // a key typed but not yet connected is the one meant
+  if (typed !== state.key) {
+    state.key = typed;
+    if (typed) localStorage.setItem(KEY_STORE, typed);
+  }
   const button = $("submit");
   button.disabled = true;
   button.textContent = "Submitting…";
