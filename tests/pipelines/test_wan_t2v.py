@@ -14,7 +14,7 @@ from diffusers import WanPipeline as DiffusersWanPipeline
 
 import yingxi
 from yingxi.errors import CapabilityError, InputError
-from yingxi.pipelines.wan import WanPipeline
+from yingxi.pipelines.wan import WanPipeline, load_pipeline
 
 W, H, F, STEPS = 32, 32, 5, 3
 
@@ -133,3 +133,21 @@ def test_a14b_switches_experts_as_diffusers(tiny_wan):
     assert_frames_close(frames, theirs.frames[0])
     # shift 3, 3 steps: t = 999, 857, 600 against the boundary 875: high once, then low (x2 passes for CFG)
     assert used == ["high", "high", "low", "low", "low", "low"]
+
+
+def test_euler_sampler_matches_diffusers_flow_match_euler(tiny_wan):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    folder = tiny_wan("t2v")
+    ours = load_pipeline(folder, sampler="euler")
+    ref = DiffusersWanPipeline.from_pretrained(folder)
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    g = torch.Generator().manual_seed(6)
+    pe, ne = torch.randn(1, 512, 32, generator=g), torch.randn(1, 512, 32, generator=g)
+    latents = random_latents("t2v", W, H, F, seed=6)
+    common = dict(
+        width=W, height=H, num_frames=F, num_inference_steps=STEPS, guidance_scale=5.0, latents=latents
+    )
+    frames = ours(prompt_embeds=pe, negative_prompt_embeds=ne, shift=3.0, **common)
+    theirs = ref(prompt_embeds=pe, negative_prompt_embeds=ne, output_type="np", **common).frames[0]
+    assert_frames_close(frames, theirs)
