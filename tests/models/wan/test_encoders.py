@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 from tiny import IMAGE_DIM, IMAGE_TOKENS, TEXT_DIM, save_tiny_wan
 
 from yingxi.errors import ModelNotFoundError
+from yingxi.models.loading import CheckpointError
 from yingxi.models.wan.image import WanImageEncoder
 from yingxi.models.wan.text import WanTextEncoder, clean_prompt
 
@@ -92,3 +94,49 @@ def test_missing_encoder_folders(tmp_path):
         WanImageEncoder.from_pretrained(tmp_path)
     with pytest.raises(ModelNotFoundError, match="text_encoder"):
         WanTextEncoder.from_pretrained(tmp_path)
+
+
+# transformers UMT5 names -> Wan-Video/Wan2.1 wan/modules/t5.py names (written independently of the loader).
+UMT5_TO_WAN_T5 = (
+    (r"^shared\.", "token_embedding."),
+    (r"^encoder\.block\.(\d+)\.layer\.0\.layer_norm\.", r"blocks.\1.norm1."),
+    (
+        r"^encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.relative_attention_bias\.",
+        r"blocks.\1.pos_embedding.embedding.",
+    ),
+    (r"^encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.", r"blocks.\1.attn."),
+    (r"^encoder\.block\.(\d+)\.layer\.1\.layer_norm\.", r"blocks.\1.norm2."),
+    (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wi_0\.", r"blocks.\1.ffn.gate.0."),
+    (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wi_1\.", r"blocks.\1.ffn.fc1."),
+    (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wo\.", r"blocks.\1.ffn.fc2."),
+    (r"^encoder\.final_layer_norm\.", "norm."),
+)
+
+
+def test_original_wan_t5_checkpoint(tmp_path, i2v_folder):
+    """Wan's own layout: models_t5_umt5-xxl-enc-bf16.pth + google/umt5-xxl/ tokenizer in the model root."""
+    from yingxi.models.loading import read_state_dict, rename_keys
+
+    hf = read_state_dict(i2v_folder / "text_encoder")
+    hf.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight; Wan stores it once
+    wan = rename_keys(hf, UMT5_TO_WAN_T5)
+    assert all(k.startswith(("token_embedding.", "blocks.", "norm.")) for k in wan)
+    torch.save(wan, tmp_path / "models_t5_umt5-xxl-enc-bf16.pth")
+    shutil.copytree(i2v_folder / "tokenizer", tmp_path / "google" / "umt5-xxl")
+
+    ours = WanTextEncoder.from_pretrained(tmp_path, dtype="fp32")
+    ref = WanTextEncoder.from_pretrained(i2v_folder, dtype="fp32")
+    assert ours.dim == ref.dim == TEXT_DIM
+    got, want = ours.encode(PROMPTS), ref.encode(PROMPTS)
+    # same weights through the same transformers UMT5 code; only buffer alignment may differ
+    assert (got - want).abs().max().item() <= 1e-5
+    half = WanTextEncoder.from_pretrained(tmp_path, dtype="fp16")
+    kinds = {n: p.dtype for n, p in half.model.named_parameters()}
+    assert (
+        kinds["encoder.block.0.layer.1.DenseReluDense.wo.weight"] == torch.float32
+    )  # as transformers keeps it
+    assert kinds["encoder.block.0.layer.0.SelfAttention.q.weight"] == torch.float16
+    del wan["norm.weight"]
+    torch.save(wan, tmp_path / "models_t5_umt5-xxl-enc-bf16.pth")
+    with pytest.raises(CheckpointError, match="encoder.final_layer_norm.weight"):
+        WanTextEncoder.from_pretrained(tmp_path, dtype="fp32")

@@ -15,8 +15,29 @@ import torch
 from torch import Tensor
 
 from yingxi.errors import ModelNotFoundError
-from yingxi.models.loading import parse_dtype
+from yingxi.models.loading import (
+    CheckpointError,
+    cast_by_name,
+    load_module,
+    parse_dtype,
+    read_state_dict,
+    rename_keys,
+)
 from yingxi.models.wan.config import TEXT_LEN
+
+# Wan-Video/Wan2.1 `wan/modules/t5.py` (T5Encoder, shared_pos=False) -> transformers UMT5EncoderModel names.
+_WB = r"^blocks\.(\d+)\."
+WAN_T5_TO_UMT5: tuple[tuple[str, str], ...] = (
+    (r"^token_embedding\.", "shared."),
+    (_WB + r"norm1\.", r"encoder.block.\1.layer.0.layer_norm."),
+    (_WB + r"attn\.([qkvo])\.", r"encoder.block.\1.layer.0.SelfAttention.\2."),
+    (_WB + r"pos_embedding\.embedding\.", r"encoder.block.\1.layer.0.SelfAttention.relative_attention_bias."),
+    (_WB + r"norm2\.", r"encoder.block.\1.layer.1.layer_norm."),
+    (_WB + r"ffn\.gate\.0\.", r"encoder.block.\1.layer.1.DenseReluDense.wi_0."),
+    (_WB + r"ffn\.fc1\.", r"encoder.block.\1.layer.1.DenseReluDense.wi_1."),
+    (_WB + r"ffn\.fc2\.", r"encoder.block.\1.layer.1.DenseReluDense.wo."),
+    (r"^norm\.", "encoder.final_layer_norm."),
+)
 
 
 def clean_prompt(text: str) -> str:
@@ -48,10 +69,16 @@ class WanTextEncoder:
         device: str | torch.device = "cpu",
         max_length: int = TEXT_LEN,
     ) -> WanTextEncoder:
-        """From a diffusers-layout root holding `text_encoder/` and `tokenizer/`."""
+        """From a diffusers-layout root holding `text_encoder/` and `tokenizer/`, or an original Wan root
+        holding `models_t5_umt5-xxl-enc-bf16.pth` and `google/umt5-xxl/`."""
         from transformers import AutoTokenizer, UMT5EncoderModel
 
         root = Path(root)
+        originals = sorted(root.glob("models_t5_*.pth")) if root.is_dir() else []
+        if not (root / "text_encoder").is_dir() and originals:
+            return cls.from_original(
+                originals[0], root / "google" / "umt5-xxl", dtype=dtype, device=device, max_length=max_length
+            )
         for sub in ("text_encoder", "tokenizer"):
             if not (root / sub).is_dir():
                 raise ModelNotFoundError(
@@ -60,6 +87,62 @@ class WanTextEncoder:
         model = UMT5EncoderModel.from_pretrained(root / "text_encoder", dtype=parse_dtype(dtype)).to(device)
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
         return cls(model, tokenizer, max_length=max_length)
+
+    @classmethod
+    def from_original(
+        cls,
+        checkpoint: str | Path,
+        tokenizer: str | Path,
+        *,
+        dtype: torch.dtype | str = "bf16",
+        device: str | torch.device = "cpu",
+        max_length: int = TEXT_LEN,
+    ) -> WanTextEncoder:
+        """From Wan's own files: `models_t5_umt5-xxl-enc-bf16.pth` and the `google/umt5-xxl` tokenizer
+        folder. Wan's T5 encoder is UMT5 (per-layer relative position buckets, gated tanh-GELU FFN)."""
+        from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
+
+        dtype = parse_dtype(dtype)
+        if not Path(tokenizer).is_dir():
+            raise ModelNotFoundError(f"{tokenizer}: tokenizer folder not found")
+        state = rename_keys(read_state_dict(checkpoint, cast=cast_by_name(dtype, device)), WAN_T5_TO_UMT5)
+        try:
+            vocab, dim = state["shared.weight"].shape
+            buckets, heads = state[
+                "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+            ].shape
+            d_ff = state["encoder.block.0.layer.1.DenseReluDense.wi_1.weight"].shape[0]
+        except KeyError as exc:
+            raise CheckpointError(
+                f"not a Wan T5 encoder checkpoint (no {exc})", file=str(checkpoint)
+            ) from exc
+        layers = len({k.split(".")[2] for k in state if k.startswith("encoder.block.")})
+        config = UMT5Config(
+            vocab_size=vocab,
+            d_model=dim,
+            d_kv=dim // heads,
+            d_ff=d_ff,
+            num_layers=layers,
+            num_heads=heads,
+            relative_attention_num_buckets=buckets,
+            relative_attention_max_distance=128,  # T5RelativeEmbedding(max_dist=128) in Wan
+            feed_forward_proj="gated-gelu",
+            dropout_rate=0.0,
+            layer_norm_epsilon=1e-6,
+        )
+        state["encoder.embed_tokens.weight"] = state["shared.weight"]  # tied, as in transformers
+        # transformers keeps the FFN output projection in fp32 for fp16 runs (overflow); so do we.
+        keep = ("wo",) if dtype == torch.float16 else ()
+        model = load_module(
+            UMT5EncoderModel,
+            config,
+            state,
+            dtype=dtype,
+            device=device,
+            keep_fp32=keep,
+            source=str(checkpoint),
+        )
+        return cls(model, AutoTokenizer.from_pretrained(tokenizer), max_length=max_length)
 
     @property
     def device(self) -> torch.device:
