@@ -69,7 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
     serve.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
     serve.add_argument("--model")
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=int, default=1, help="render processes: one per GPU, or one on CPU")
+    serve.add_argument("--device", help="torch device for --backend wan (default: cuda:<worker> if present)")
+    serve.add_argument(
+        "--allow-url-fetch", action="store_true", help="fetch http(s) reference URLs (off: SSRF)"
+    )
+    serve.add_argument(
+        "--allow-callbacks", action="store_true", help="POST finished tasks to their callback_url"
+    )
+    serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
+    serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
 
     keys = sub.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
@@ -257,8 +266,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from yingxi.server import run
     from yingxi.server.settings import ServerSettings
 
-    run(ServerSettings(host=args.host, port=args.port, data_dir=args.data_dir, backend=args.backend,
-                       model=args.model, workers=args.workers))  # fmt: skip
+    try:
+        settings = ServerSettings(
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            backend=args.backend,
+            model=args.model,
+            device=args.device,
+            workers=args.workers,
+            allow_url_fetch=args.allow_url_fetch,
+            allow_callbacks=args.allow_callbacks,
+            output_ttl_hours=args.output_ttl_hours,
+            public_url=args.public_url,
+        )
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    run(settings)
     return 0
 
 
