@@ -48,7 +48,7 @@ class WanGenerator:
         *,
         device: str | None = None,
         dtype: str | None = None,
-        offload: bool = False,
+        offload: bool | str = False,
         sampler: str = "unipc",
         steps: int | None = None,
         guidance: float | None = None,

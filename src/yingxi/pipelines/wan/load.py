@@ -18,6 +18,7 @@ from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.models import hub
 from yingxi.models.loading import parse_dtype
 from yingxi.models.wan.config import VARIANTS, WanDiTConfig, WanVariant, get_variant
+from yingxi.pipelines.wan.offload import OffloadMode
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
 
 __all__ = ["find", "load_pipeline", "resolve", "variant_for_folder"]
@@ -109,12 +110,16 @@ def load_pipeline(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str | None = None,
     *,
-    offload: bool = False,
+    offload: bool | OffloadMode = False,
     sampler: Literal["unipc", "euler"] = "unipc",
     vae_dtype: torch.dtype | str = torch.float32,
 ) -> WanPipeline:
-    """A ready WanPipeline. dtype: the transformers' and text encoder's (default bf16 on GPU, fp32 on
-    CPU); the VAE and CLIP stay float32 as Wan runs them. `offload`: model CPU offload (24 GB cards)."""
+    """A ready WanPipeline.
+
+    dtype: the transformers' and text encoder's (default bf16 on GPU, fp32 on CPU); the VAE and CLIP stay
+    float32 as Wan runs them. offload: "model" (or True) keeps each part on the device only while it runs;
+    "blocks" also streams the transformers' blocks (a 14B model on a 24 GB card); see `offload.py`.
+    """
     from yingxi.models.wan.image import WanImageEncoder
     from yingxi.models.wan.loading import load_transformer_pair
     from yingxi.models.wan.text import WanTextEncoder
@@ -127,7 +132,7 @@ def load_pipeline(
         else (torch.float32 if device.type == "cpu" else torch.bfloat16)
     )
     variant, folder = resolve(name_or_path)
-    home = "cpu" if offload else device
+    home = "cpu" if offload not in (False, "none") else device
     transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home)
     vae = load_vae(folder, dtype=vae_dtype, device=home)
     text_encoder = None

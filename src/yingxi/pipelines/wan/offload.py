@@ -1,19 +1,30 @@
 """Model CPU offload with the order declared as data: a component sits on the GPU only while it runs.
 
 Wan's parts run one after another (text encoder, image encoder, the transformer(s) for every step, then
-the VAE), so holding only the running one on the accelerator lets a 24 GB card run the 5B and 14B
-models: the peak is the largest single part plus activations, not their sum.
+the VAE), so holding only the running one on the accelerator ("model" offload) brings the peak down to
+the largest single part: enough for TI2V-5B (10 GB transformer, 11 GB UMT5 in bf16) on a 24 GB card.
+A 14B transformer alone is 28 GB in bf16, so "blocks" offload also streams the transformer's blocks:
+each block's weights are copied in just before it runs and dropped after (the CPU keeps the only copy,
+pinned), and only the small embedding and head stay resident.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["OFFLOAD_ORDER", "Placement"]
+__all__ = ["OFFLOAD_ORDER", "OffloadMode", "Placement", "stream_blocks"]
+
+# The order the parts first run in (the VAE also encodes conditioning frames before sampling);
+# `Placement` moves each to the device when its turn comes and the previous one back to the CPU.
+OFFLOAD_ORDER = ("text_encoder", "image_encoder", "transformer", "transformer_2", "vae")
+STREAMED = ("transformer", "transformer_2")  # parts whose `blocks` are streamed in "blocks" mode
+
+OffloadMode = Literal["none", "model", "blocks"]
 
 
 def _module(component: object) -> nn.Module:
@@ -21,49 +32,105 @@ def _module(component: object) -> nn.Module:
     return component if isinstance(component, nn.Module) else component.model  # type: ignore[attr-defined]
 
 
-# The order the parts first run in (the VAE also encodes conditioning frames before sampling);
-# `Placement` moves each to the device when its turn comes and the previous one back to the CPU.
-OFFLOAD_ORDER = ("text_encoder", "image_encoder", "transformer", "transformer_2", "vae")
+def _pinned(t: Tensor) -> Tensor:
+    try:
+        return t.pin_memory()
+    except RuntimeError:  # no CUDA driver, or the host cannot pin this much: plain memory still works
+        return t
+
+
+def _to_device(t: Tensor, device: torch.device) -> Tensor:
+    return t.to(device, non_blocking=True)  # ordered before the block's kernels on the same stream
+
+
+def stream_blocks(blocks: nn.ModuleList, device: torch.device) -> list:
+    """Hooks that give each block its weights on `device` for its forward only; returns the hook handles.
+
+    The weights' CPU tensors stay the only lasting copy (`.data` is swapped, nothing is copied back).
+    """
+    pin = device.type == "cuda"
+    handles = []
+    for block in blocks:
+        tensors = [*block.parameters(), *block.buffers()]
+        homes = [_pinned(t.data) if pin else t.data for t in tensors]
+        for t, home in zip(tensors, homes, strict=True):
+            t.data = home
+
+        def load(module, args, tensors=tensors, homes=homes):
+            for t, home in zip(tensors, homes, strict=True):
+                t.data = _to_device(home, device)
+
+        def drop(module, args, output, tensors=tensors, homes=homes):
+            for t, home in zip(tensors, homes, strict=True):
+                t.data = home
+
+        handles += [block.register_forward_pre_hook(load), block.register_forward_hook(drop)]
+    return handles
 
 
 class Placement:
-    """Where each component lives while a pipeline runs: all on `device`, or each in turn with `offload`."""
+    """Where each component lives while a pipeline runs: all on `device` ("none"), each in turn
+    ("model", also `True`), or each in turn with the transformers' blocks streamed ("blocks")."""
 
     def __init__(
-        self, components: Mapping[str, object | None], device: str | torch.device, *, offload: bool
+        self,
+        components: Mapping[str, object | None],
+        device: str | torch.device,
+        *,
+        offload: bool | OffloadMode = False,
+        force: bool = False,
     ) -> None:
         unknown = set(components) - set(OFFLOAD_ORDER)
         if unknown:
             raise ValueError(f"components not in OFFLOAD_ORDER: {sorted(unknown)}")
+        mode = {True: "model", False: "none", None: "none"}.get(offload, offload)  # type: ignore[call-overload]
+        if mode not in ("none", "model", "blocks"):
+            raise ValueError(f'offload must be "none", "model" or "blocks", got {offload!r}')
         self.components = {k: v for k, v in components.items() if v is not None}
         self.modules = {k: _module(v) for k, v in self.components.items()}
         self.device = torch.device(device)
-        self.offload = offload and self.device.type != "cpu"
+        # On the CPU there is nothing to save; `force` runs the same moves anyway (tests).
+        self.mode: OffloadMode = mode if (self.device.type != "cpu" or force) else "none"
+        self.offload = self.mode != "none"
         self.active: str | None = None
+        self.streamed = {n for n in STREAMED if self.mode == "blocks" and isinstance(
+            getattr(self.modules.get(n), "blocks", None), nn.ModuleList)}  # fmt: skip
         home = torch.device("cpu") if self.offload else self.device
-        for module in self.modules.values():
+        for name, module in self.modules.items():
             module.to(home)
+            if name in self.streamed:
+                stream_blocks(module.blocks, self.device)
+
+    def _move(self, name: str, device: torch.device | str) -> None:
+        module = self.modules[name]
+        if name not in self.streamed:
+            module.to(device)
+            return
+        module._apply(lambda t: t.to(device), recurse=False)  # its own parameters (e.g. the head's table)
+        for child_name, child in module.named_children():
+            if child_name != "blocks":
+                child.to(device)
 
     @contextmanager
     def use(self, name: str) -> Iterator[object]:
         """The component `name`, on the device for the duration (the one before it goes back to the CPU)."""
         if self.offload and self.active != name:
             if self.active is not None:
-                self.modules[self.active].to("cpu")
-            self.modules[name].to(self.device)
+                self._move(self.active, "cpu")
+            self._move(name, self.device)
             self.active = name
         yield self.components[name]
 
     def release(self) -> None:
         """Back to the CPU after a run, so the next run (or another model) starts with a free device."""
         if self.offload and self.active is not None:
-            self.modules[self.active].to("cpu")
+            self._move(self.active, "cpu")
             self.active = None
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
     def on_device(self) -> list[str]:
-        """Names of the components whose weights are on the device now (for tests and logs)."""
+        """Names of the components with weights on the device now (for tests and logs)."""
         return [
             name
             for name in OFFLOAD_ORDER

@@ -28,7 +28,7 @@ from yingxi.pipelines.wan.common import (
     video_to_uint8,
 )
 from yingxi.pipelines.wan.i2v import i2v_inputs
-from yingxi.pipelines.wan.offload import Placement
+from yingxi.pipelines.wan.offload import OffloadMode, Placement
 from yingxi.pipelines.wan.t2v import t2v_inputs
 from yingxi.pipelines.wan.ti2v import ti2v_inputs
 from yingxi.samplers import cfg_denoiser, expert_denoiser, flow_schedule, sample_euler, sample_unipc
@@ -71,7 +71,7 @@ class WanPipeline:
         components: WanComponents,
         *,
         device: str | torch.device = "cpu",
-        offload: bool = False,
+        offload: bool | OffloadMode = False,
         sampler: Literal["unipc", "euler"] = "unipc",
     ) -> None:
         self.components = components
