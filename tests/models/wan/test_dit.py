@@ -192,3 +192,16 @@ def test_bench_script_runs_tiny(monkeypatch, capsys):
     assert float(rows["ours"].split("|")[2]) > 0  # a measured step time in ms
     rel = float(out.split("relative error:")[1].split()[0])
     assert rel < 1e-5
+
+
+def test_bad_inputs_raise_typed_errors(folders):
+    ours = load_transformer(folders["t2v"], dtype="fp32")
+    x, text, _ = inputs(16)
+    t = torch.tensor([10.0, 20.0])
+    with pytest.raises(InputError, match="need 16 channels"):
+        ours(x[:, :8], t, text)
+    with pytest.raises(InputError, match="divisible by the patch"):
+        ours(x[..., :7], t, text)
+    with pytest.raises(InputError, match="no image branch") as err:
+        ours(x, t, text, torch.zeros(B, IMAGE_TOKENS, IMAGE_DIM))
+    assert err.value.field == "encoder_hidden_states_image"

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from yingxi.errors import InputError
 from yingxi.models.wan.attention import attention
 from yingxi.models.wan.config import WanDiTConfig
 
@@ -181,8 +182,9 @@ class ConditionEmbedding(nn.Module):
         text = self.text_embedder(text)  # (B, Lt, D)
         if image is not None:
             if self.image_embedder is None:
-                raise ValueError(
-                    "this transformer has no image branch (image_dim is None) but got image tokens"
+                raise InputError(
+                    "this transformer has no image branch (image_dim is None) but got CLIP image tokens",
+                    field="encoder_hidden_states_image",
                 )
             image = self.image_embedder(image)  # (B, Li, D)
         return temb, temb6, text, image
@@ -291,8 +293,14 @@ class WanDiT(nn.Module):
         """hidden_states (B, C, F, H, W); timestep (B,) or per-token (B, L) for TI2V; text (B, Lt, text_dim);
         image (B, Li, image_dim) CLIP tokens for Wan 2.1 I2V/FLF2V -> velocity (B, C_out, F, H, W)."""
         cfg = self.config
-        b, _, frames, height, width = hidden_states.shape
+        b, c, frames, height, width = hidden_states.shape
         pt, ph, pw = cfg.patch_size
+        if c != cfg.in_channels or frames % pt or height % ph or width % pw:
+            raise InputError(
+                f"latents {tuple(hidden_states.shape)} do not fit: need {cfg.in_channels} channels and "
+                f"frames/height/width divisible by the patch {cfg.patch_size}",
+                field="hidden_states",
+            )
         f, h, w = frames // pt, height // ph, width // pw
         rope = rope_tables(cfg, f, h, w, hidden_states.device)  # 2 x (L, Dh/2)
 
