@@ -98,6 +98,15 @@ def test_variant_name_finds_weights_in_yingxi_models(folders, tmp_path):
     assert clip.frames.shape == (9, H, W, 3)
 
 
+def test_from_pretrained_checks_weights_and_loads_lazily(folders, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="yingxi models pull wan2.1-t2v-1.3b"):
+        WanGenerator.from_pretrained("wan2.1-t2v-1.3b")
+    gen = WanGenerator.from_pretrained(folders["t2v"], device="cpu", steps=1, guidance=1.0)
+    assert gen._pipe is None  # nothing in memory until it is needed
+    assert gen.load()._pipe is not None and gen.pipeline.device.type == "cpu"
+    assert gen.generate(request(steps=None)).frames.shape == (9, H, W, 3)
+
+
 def test_missing_weights_are_reported_before_work(tmp_path):
     gen = WanGenerator("wan2.2-t2v-a14b")
     with pytest.raises(ModelNotFoundError, match="yingxi models pull wan2.2-t2v-a14b") as info:

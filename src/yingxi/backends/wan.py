@@ -71,6 +71,20 @@ class WanGenerator:
         self.guidance = guidance
         self.name = f"wan:{self.variant.name}"
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> WanGenerator:
+        """A generator whose weights must be on disk (ModelNotFoundError now, saying where to put them,
+        if not); they load into memory on the first `generate` or `load()`. kwargs: as the constructor."""
+        from yingxi.pipelines.wan.load import resolve
+
+        resolve(name_or_path)
+        return cls(name_or_path, **kwargs)
+
+    def load(self) -> WanGenerator:
+        """Load the weights now (a server worker does, so the first job does not wait for them)."""
+        _ = self.pipeline
+        return self
+
     @property
     def capabilities(self) -> Capabilities:
         v = self.variant
