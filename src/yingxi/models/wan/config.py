@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from yingxi.errors import InputError, unknown_word
@@ -19,6 +19,14 @@ Task = Literal["t2v", "i2v", "flf2v", "ti2v"]
 VaeKind = Literal["2.1", "2.2"]
 
 TEXT_LEN = 512  # UMT5 context length every Wan model was trained with (`text_len` in the original config)
+# The negative prompt Wan's authors sample every variant with (`sample_neg_prompt` in Wan-Video/Wan2.1 and
+# Wan2.2 `wan/configs/shared_config.py`): vivid colours, overexposure, static, blur, subtitles, worst quality,
+# JPEG artefacts, extra fingers, deformed limbs, cluttered background, walking backwards, ...
+WAN_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
+    "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
+    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
 CLIP_TOKENS = 257  # CLIP ViT-H/14 at 224 px: 16*16 patches + class token, per conditioning image
 
 
@@ -156,7 +164,6 @@ class WanVariant:
     needs_image_encoder: bool = False  # Wan 2.1 I2V/FLF2V condition on CLIP tokens
     expand_timesteps: bool = False  # TI2V-5B: per-token timesteps, first-frame tokens held at t=0
     notes: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def two_experts(self) -> bool:
