@@ -315,6 +315,10 @@ def test_registry_names_and_errors():
         "wan2.2-i2v-a14b",
     }
     assert get_variant("WAN2.1-T2V-1.3B").name == "wan2.1-t2v-1.3b"
+    assert get_variant("Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers").name == "wan2.1-flf2v-14b-720p"
+    assert (
+        get_variant("Wan-AI/Wan2.2-I2V-A14B").name == "wan2.2-i2v-a14b"
+    )  # the original (non-diffusers) repo
     with pytest.raises(InputError, match='did you mean "wan2.2-ti2v-5b"') as err:
         get_variant("wan2.2-ti2v-5")
     assert err.value.field == "model"

@@ -244,9 +244,19 @@ _ALL = (
 VARIANTS: dict[str, WanVariant] = {v.name: v for v in _ALL}
 
 
+def _repo_key(repo_id: str) -> str:
+    return repo_id.lower().removesuffix("-diffusers")
+
+
+_BY_REPO = {_repo_key(v.repo_id): v for v in _ALL}
+
+
 def get_variant(name: str) -> WanVariant:
-    """The registered variant called `name` (case-insensitive); InputError with the closest name otherwise."""
+    """The variant called `name` (case-insensitive), or whose Hugging Face repo it is (with or without the
+    "-Diffusers" suffix of the converted repos); InputError with the closest name otherwise."""
     key = name.strip().lower()
-    if key not in VARIANTS:
-        raise InputError(unknown_word("Wan variant", name, VARIANTS), field="model")
-    return VARIANTS[key]
+    if key in VARIANTS:
+        return VARIANTS[key]
+    if _repo_key(key) in _BY_REPO:
+        return _BY_REPO[_repo_key(key)]
+    raise InputError(unknown_word("Wan variant", name, VARIANTS), field="model")
