@@ -62,6 +62,10 @@ class BodyLimit:
 def create_app(settings: ServerSettings) -> FastAPI:
     """The app over settings.data_dir (the job store is created there if missing). Workers run apart
     (see `yingxi.server.run`); this process only queues, reports and serves files."""
+    if settings.backend == "wan" and not settings.model:
+        raise ValueError(
+            "the wan backend needs a model: a variant name (see `yingxi models list`) or a folder"
+        )
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
     app = FastAPI(title="yingxi", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json",
                   redoc_url=None)  # fmt: skip

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.film.model import Film
 from yingxi.server.http_errors import ApiError
 from yingxi.server.inputs import Inputs, Upload, validated_film
@@ -30,6 +32,19 @@ class Context:
     settings: ServerSettings
     store: JobStore
     secret: bytes
+
+    _backend: Any = None
+    _backend_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def backend(self):
+        """The door backend (see worker.door_backend), built on first use."""
+        with self._backend_lock:
+            if self._backend is None:
+                from yingxi.server.worker import door_backend
+
+                self._backend = door_backend(self.settings)
+            return self._backend
 
     def task_dir(self, job_id: str) -> Path:
         # Job ids are ours (prefix-time-hex), so this never leaves tasks_dir.
@@ -144,6 +159,20 @@ def film_facts(film: Film) -> dict[str, Any]:
             "ratio": film.ratio, "fps": film.fps, "width": width, "height": height, "seed": film.seed}  # fmt: skip
 
 
+def checked_by_backend(film: Film, backend: Any) -> tuple[Film, list[str]]:
+    """render.prepare at the door: the plan made, images decoded, dialogue fitted and the backend's own
+    checks run, so what cannot be rendered is a 400 now instead of a failed task later."""
+    from yingxi.render import prepare
+
+    try:
+        film, _, _, _, notes = prepare(film, backend)
+    except InputError as e:  # CapabilityError included
+        raise ApiError(400, str(e), param=e.field) from None
+    except ModelNotFoundError as e:
+        raise ApiError(503, f"the server's model is not available: {e}", code="ModelNotAvailable") from None
+    return film, [str(n) for n in notes][:50]
+
+
 async def submit(
     request: Request,
     tenant: str,
@@ -165,7 +194,8 @@ async def submit(
         try:
             request_data = build(Inputs(task_dir / "inputs"))
             film = validated_film(request_data, task_dir, c.settings)
-            request_data.update(api=api, base_url=base, facts=film_facts(film))
+            film, notes = checked_by_backend(film, c.backend)
+            request_data.update(api=api, base_url=base, facts={**film_facts(film), "notes": notes})
             return c.store.create(tenant=tenant, kind=kind, model=model, request=request_data,
                                   max_attempts=c.settings.max_attempts, max_unfinished=limit,
                                   queue_seconds=queue_seconds, job_id=job_id)  # fmt: skip

@@ -17,6 +17,7 @@ DEFAULTS = {
     422: ("InvalidParameter", "invalid_request_error"),
     429: ("QuotaExceeded", "rate_limit_error"),
     500: ("InternalServiceError", "server_error"),
+    503: ("ServiceUnavailable", "server_error"),
 }
 
 

@@ -40,7 +40,19 @@ def make_backend(settings: ServerSettings, index: int):
         import torch
 
         device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-    return WanGenerator.from_pretrained(settings.model, device=device)
+    return WanGenerator(settings.model, device=device)  # weights load on the first shot
+
+
+def door_backend(settings: ServerSettings):
+    """The backend as the API process needs it: capabilities and checks only, no weights loaded, so a
+    request the model cannot make is refused before it is queued."""
+    if settings.backend == "animatic":
+        from yingxi.backends.animatic import AnimaticGenerator
+
+        return AnimaticGenerator()
+    from yingxi.backends.wan import WanGenerator
+
+    return WanGenerator(settings.model)  # weights load only on first generate(), which never runs here
 
 
 class Worker:
