@@ -13,6 +13,7 @@ from tiny import IMAGE_DIM, IMAGE_TOKENS, TEXT_DIM, save_tiny_wan
 
 from yingxi.errors import InputError
 from yingxi.models.wan.attention import get_attention_backend, set_attention_backend
+from yingxi.models.wan.config import CLIP_TOKENS, VARIANTS, get_variant
 from yingxi.models.wan.dit import KEEP_FP32, Modulation, WanDiT, rope_tables
 from yingxi.models.wan.loading import load_transformer, load_transformer_pair
 
@@ -170,13 +171,20 @@ def test_attention_backend_choice_is_validated():
     set_attention_backend("sdpa")
 
 
-def test_forward_shape_without_weights_on_meta():
-    from yingxi.models.wan.config import get_variant
-
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_runs_its_default_size_on_meta(name):
+    """Full-size configs, no weights: the registry's default size and length fit each transformer."""
+    v = get_variant(name)
+    stride = 16 if v.vae == "2.2" else 8
+    width, height = v.default_size
+    latent = (1, v.dit.in_channels, (v.num_frames - 1) // 4 + 1, height // stride, width // stride)
     with torch.device("meta"):
-        model = WanDiT(get_variant("wan2.1-t2v-1.3b").dit)
-        out = model(torch.empty(1, 16, 21, 60, 104), torch.empty(1), torch.empty(1, 512, 4096))
-    assert out.shape == (1, 16, 21, 60, 104)
+        image = None
+        if v.dit.image_dim is not None:
+            image = torch.empty(2 if "flf2v" in v.tasks else 1, CLIP_TOKENS, v.dit.image_dim)
+        model = WanDiT(v.dit)
+        out = model(torch.empty(latent), torch.empty(1), torch.empty(1, 512, v.dit.text_dim), image)
+    assert out.shape == (1, v.dit.out_channels, *latent[2:])
 
 
 def test_bench_script_runs_tiny(monkeypatch, capsys):
