@@ -30,6 +30,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
                    help="a character's reference image (repeatable)")  # fmt: skip
     p.add_argument("--resolution", choices=RESOLUTIONS)
     p.add_argument("--ratio", choices=RATIOS)
+    p.add_argument("--size", help="exact WIDTHxHEIGHT (e.g. 832x480), instead of --resolution and --ratio")
     p.add_argument("--fps", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--duration", type=float, help="seconds, for a plain one-shot prompt (default 5)")
@@ -39,6 +40,8 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, choices=("bf16", "fp16", "fp32"))
     p.add_argument("--steps", type=int, help="sampling steps for neural backends")
     p.add_argument("--guidance", type=float, help="guidance scale for neural backends")
+    p.add_argument("--offload", action="store_true",
+                   help="keep each model component on the GPU only while it runs (24 GB cards)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def film_from_args(args: argparse.Namespace) -> Film:
     """The Film the arguments describe; CLI flags override the script's settings."""
     from yingxi.film import load_script, parse_prompt
+    from yingxi.film.vocabulary import parse_size
 
     if args.script and args.prompt:
         raise InputError("give a prompt or --script, not both")
@@ -99,6 +103,8 @@ def film_from_args(args: argparse.Namespace) -> Film:
     overrides = {
         k: getattr(args, k) for k in ("resolution", "ratio", "fps", "seed") if getattr(args, k) is not None
     }
+    if args.size:
+        overrides["custom_size"] = parse_size(args.size, field="--size")
     if args.fps is not None and not 1 <= args.fps <= 60:
         raise InputError(f"fps must be from 1 to 60, got {args.fps}", field="--fps")
     if args.script:
@@ -142,8 +148,8 @@ def make_backend(args: argparse.Namespace):
         raise InputError(
             "--backend wan needs --model (a variant name from `yingxi models list`, or a folder)"
         )
-    return WanGenerator.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                        steps=args.steps, guidance=args.guidance)  # fmt: skip
+    return WanGenerator(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
+                        steps=args.steps, guidance=args.guidance)  # fmt: skip
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

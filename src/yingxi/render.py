@@ -52,7 +52,8 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True):
     film, notes = fit_dialogue(film, takes, grow=grow_for_dialogue)
     plans = plan(film, backend.capabilities)
     notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
-    requests = [_request(film, p) for p in plans]
+    references_ok = "references" in backend.capabilities.conditionings
+    requests = [_request(film, p, references_ok) for p in plans]
     check = getattr(backend, "check", None)
     if check is not None:
         for r in requests:
@@ -143,7 +144,7 @@ def _image(path: Path, p: ShotPlan, field: str) -> np.ndarray:
         raise InputError(e.message, shot=p.index, field=field, file=e.file or str(path)) from None
 
 
-def _request(film: Film, p: ShotPlan) -> ClipRequest:
+def _request(film: Film, p: ShotPlan, references_ok: bool = True) -> ClipRequest:
     """The backend's view of a shot: pixels, not paths; no film, no transitions."""
     key = p.keyframe
     first = None
@@ -155,7 +156,7 @@ def _request(film: Film, p: ShotPlan) -> ClipRequest:
         first = np.zeros((p.height, p.width, 3), np.uint8)  # placeholder until the previous shot exists
     last = _image(p.last_frame, p, "last_frame") if p.last_frame is not None else None
     refs = []
-    for name in p.shot.featured:
+    for name in p.shot.featured if references_ok else ():
         character = film.character(name)
         if character is not None and character.image is not None:
             refs.append(_image(character.image, p, f"characters.{character.name}.image"))

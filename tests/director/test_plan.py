@@ -86,3 +86,16 @@ def test_camera_paths_are_eased_and_directional():
     assert np.array_equal(shake_a.offset_x, shake_b.offset_x) and shake_a.offset_x.std() > 0
     static = camera_path("static", None, "normal", n)
     assert not static.offset_x.any() and np.all(static.zoom == 1)
+
+
+def test_text_only_backend_drops_implicit_keyframes_with_a_note(tmp_path):
+    img = tmp_path / "a.png"
+    img.write_bytes(b"x")
+    film = Film(
+        shots=(Shot("given", first_frame=img), Shot("goes on", continue_previous=True), Shot("MEI", characters=("MEI",))),
+        characters=(Character("MEI", image=img),),
+    )
+    p1, p2, p3 = plan(film, Capabilities(conditionings=frozenset({"t2v"})))
+    assert p1.keyframe.source == "first_frame"  # asked for explicitly: the backend's check will refuse it
+    assert p2.keyframe.source == "title" and "previous shot's last frame is not used" in p2.notes[0]
+    assert p3.keyframe.source == "title" and "reference image is not used" in p3.notes[0]

@@ -120,3 +120,11 @@ def test_bad_yaml_and_missing_file(tmp_path):
     assert "bad.yaml" in str(info.value)
     with pytest.raises(InputError, match="not found"):
         load_script(tmp_path / "nope.yaml")
+
+
+def test_exact_size_overrides_resolution_and_ratio():
+    assert parse_script({"size": "832x480", "shots": [{"prompt": "x"}]}).size == (832, 480)
+    e = err({"size": "831x480", "shots": [{"prompt": "x"}]})
+    assert e.field == "size" and "even" in str(e)
+    e = err({"size": "big", "shots": [{"prompt": "x"}]})
+    assert e.field == "size" and "WIDTHxHEIGHT" in str(e)

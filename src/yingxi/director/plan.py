@@ -13,6 +13,13 @@ from yingxi.film.model import Film, Shot, Transition
 DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, distorted faces, extra limbs, watermark, text artifacts, static noise, jpeg artifacts"
 
 
+# Keyframes the director chose (rather than the user): dropped, with a note, for text-only backends.
+# An explicit first_frame is kept, so a backend that cannot use it says so before any work starts.
+IMPLICIT_SOURCES = {"continue": "previous shot's last frame", "character": "character's reference image",
+                    "style": "style image"}  # fmt: skip
+IMAGE_CONDITIONINGS = frozenset({"i2v", "flf2v"})
+
+
 @dataclass(frozen=True)
 class Keyframe:
     """Where a shot's first picture comes from, in the order the director tries them."""
@@ -99,6 +106,12 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
             notes.append(
                 f"duration {shot.duration:g}s -> {frames / fps:.2f}s ({frames} frames, the nearest this backend shoots)"
             )
+        keyframe = keyframe_for(film, i)
+        if keyframe.source in IMPLICIT_SOURCES and not caps.conditionings & IMAGE_CONDITIONINGS:
+            notes.append(
+                f"the {IMPLICIT_SOURCES[keyframe.source]} is not used: this backend shoots from text only"
+            )
+            keyframe = Keyframe("title")
         seed = shot.seed if shot.seed is not None else shot_seed(film.seed, i)
         move = shot.camera.move
         phrase = camera_phrase(shot.camera.framing, move.kind, move.direction, move.speed)
@@ -115,7 +128,7 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
                 seed=seed,
                 camera=camera_path(move.kind, move.direction, move.speed, frames, seed),
                 camera_phrase=phrase,
-                keyframe=keyframe_for(film, i),
+                keyframe=keyframe,
                 last_frame=shot.last_frame,
                 notes=tuple(notes),
             )

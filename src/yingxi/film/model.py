@@ -125,11 +125,12 @@ class Film:
     seed: int = 0
     music: Path | None = None
     reference_audio: tuple[Path, ...] = ()
+    custom_size: tuple[int, int] | None = None  # exact (width, height), overriding resolution and ratio
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
-        return SIZES[self.resolution][self.ratio]
+        return self.custom_size or SIZES[self.resolution][self.ratio]
 
     @property
     def duration(self) -> float:

@@ -35,6 +35,7 @@ from yingxi.film.vocabulary import (
     parse_ratio,
     parse_resolution,
     parse_seed,
+    parse_size,
     parse_transition,
 )
 
@@ -43,6 +44,7 @@ FILM_KEYS = (
     "fps",
     "resolution",
     "ratio",
+    "size",
     "seed",
     "style",
     "style_image",
@@ -103,6 +105,7 @@ def parse_script(data: Any, base_dir: Path | None = None) -> Film:
         ratio=parse_ratio(data.get("ratio", "16:9")),
         seed=parse_seed(data.get("seed", 0)),
         music=_path(data.get("music"), base, field="music"),
+        custom_size=parse_size(data["size"]) if data.get("size") is not None else None,
     )
 
 

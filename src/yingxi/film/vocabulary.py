@@ -218,3 +218,14 @@ def parse_seed(value: object, *, shot: int | None = None, field: str = "seed") -
     if not 0 <= seed < 2**32:
         raise InputError(f"seed must be from 0 to {2**32 - 1}, got {seed}", shot=shot, field=field)
     return seed
+
+
+def parse_size(value: object, *, field: str = "size") -> tuple[int, int]:
+    """'832x480' -> (832, 480): even sides from 16 to 4096 px (H.264 yuv420p needs even sides)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[x×*]\s*(\d+)\s*", str(value).lower())
+    if not m:
+        raise InputError(f'"{value}" is not a size; write WIDTHxHEIGHT, e.g. 832x480', field=field)
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (16 <= w <= 4096 and 16 <= h <= 4096) or w % 2 or h % 2:
+        raise InputError(f"{w}x{h} is not allowed; each side even, from 16 to 4096 px", field=field)
+    return w, h
