@@ -39,7 +39,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
+        log = open(self.log_path, "ab")  # the child keeps its own copy of the descriptor
         cmd = [sys.executable, "-m", "yingxi.server", "--settings", json.dumps(self.settings.to_dict())]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,11 @@ def _error(job: Job) -> dict[str, str] | None:
     return None
 
 
+def whole(seconds: float) -> int:
+    """Whole seconds, halves rounded up (2.5 s -> 3), for APIs whose duration is an integer."""
+    return int(math.floor(seconds + 0.5))
+
+
 def tokens(width: int, height: int, fps: float, seconds: float) -> int:
     """Seedance's usage: (width x height x fps x seconds) / 1024."""
     return int(width * height * fps * seconds / 1024)
@@ -76,7 +82,7 @@ def ark_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
         "seed": f.get("seed", fields.get("seed", 0)),
         "resolution": f.get("resolution", fields.get("resolution")),
         "ratio": f.get("ratio", fields.get("ratio")),
-        "duration": int(round(f.get("duration", 0))),
+        "duration": whole(f.get("duration", 0)),
         "framespersecond": int(f.get("fps", 24)),
         "generate_audio": bool(api.get("generate_audio", False)),
         "draft": False,
@@ -125,7 +131,7 @@ def openai_video(job: Job) -> dict[str, Any]:
         "progress": 100 if job.status == JobStatus.SUCCEEDED else int(job.progress * 100),
         "prompt": api.get("prompt", job.request.get("text")),
         "remixed_from_video_id": None,
-        "seconds": str(int(round(f.get("duration", 0)))),
+        "seconds": str(whole(f.get("duration", 0))),
         "size": f"{f.get('width', 0)}x{f.get('height', 0)}",
         "error": _error(job),
     }
