@@ -94,6 +94,9 @@ def test_variant_name_finds_weights_in_yingxi_models(folders, tmp_path):
     shutil.copytree(folders["t2v"], tmp_path / "models" / "wan2.1-t2v-1.3b")
     gen = WanGenerator("wan2.1-t2v-1.3b", device="cpu")
     gen.check(request())
+    gen.check(request(width=864, height=480))  # a 480p film's size: a little over the trained 832x480
+    with pytest.raises(CapabilityError, match="larger than wan2.1-t2v-1.3b makes.*lower resolution"):
+        gen.check(request(width=1280, height=720))
     clip = gen.generate(request(steps=1))
     assert clip.frames.shape == (9, H, W, 3)
 

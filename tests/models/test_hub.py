@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
@@ -29,7 +31,10 @@ def make_folder(path):
 
 
 def test_list_shows_a_folder_in_yingxi_models_as_present(isolated):
-    folder = make_folder(isolated / "models" / "wan2.1-t2v-1.3b")
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "wan"))
+    from tiny import save_tiny_wan
+
+    folder = save_tiny_wan(isolated / "models" / "wan2.1-t2v-1.3b", "t2v")
     rows = {variant.name: (present, path) for variant, present, path in hub.list_models()}
     assert set(rows) == set(VARIANTS)
     assert rows["wan2.1-t2v-1.3b"] == (True, folder)

@@ -26,6 +26,9 @@ OPTIONS = {
     "guidance_2": "number >= 1: guidance of the low-noise expert, two-expert (A14B) models only",
 }
 MIN_FRAMES = 5  # one latent frame after the first: the shortest clip that moves
+AREA_SLACK = (
+    1.25  # sizes up to this much larger than the largest trained one are accepted (864x480 for 832x480)
+)
 DECODE_SHARE = 0.05  # of a shot's progress, left for the VAE decode after the last step
 
 
@@ -91,7 +94,7 @@ class WanGenerator:
         return Capabilities(
             conditionings=frozenset(v.conditionings),
             size_multiple=self.size_multiple,
-            max_pixels=max(w * h for w, h in v.sizes),
+            max_pixels=int(AREA_SLACK * max(w * h for w, h in v.sizes)),
             frame_step=4,
             frame_offset=1,
             min_frames=MIN_FRAMES,
@@ -129,7 +132,8 @@ class WanGenerator:
         if caps.max_pixels is not None and request.width * request.height > caps.max_pixels:
             raise CapabilityError(
                 f"{request.width}x{request.height} is larger than {v.name} makes "
-                f"(at most {caps.max_pixels} pixels, e.g. {v.default_size[0]}x{v.default_size[1]})",
+                f"(at most {caps.max_pixels} pixels, e.g. {v.default_size[0]}x{v.default_size[1]}); "
+                "choose a lower resolution",
                 field="width",
             )
         n = request.num_frames
