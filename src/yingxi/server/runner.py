@@ -124,6 +124,7 @@ def run(settings: ServerSettings) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(settings)
+    _ = app.state.ctx.backend  # build the door backend now (Wan imports torch), not on the first request
     supervisor = Supervisor(settings)
     supervisor.start()
 

@@ -151,11 +151,12 @@ def film_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
             for k in ("title", "shots", "duration", "resolution", "ratio", "fps", "width", "height", "seed")
         },  # fmt: skip
         "error": _error(job),
+        "notes": list(f.get("notes", [])),  # what the director changed (snapped durations, sizes)
         **_progress(job),
     }
     if job.status == JobStatus.SUCCEEDED and job.result:
         out["video_url"] = url_for(job.id, "video.mp4", job.expires_at)
         out["last_frame_url"] = url_for(job.id, "last_frame.png", job.expires_at)
-        out["notes"] = job.result.get("notes", [])
+        out["notes"] = job.result.get("notes", out["notes"])
         out["num_frames"] = job.result.get("num_frames")
     return out
