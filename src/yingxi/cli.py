@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -318,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("yingxi: interrupted; no output was written", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: say so in one line; YINGXI_DEBUG=1 shows the traceback
+        if os.environ.get("YINGXI_DEBUG"):
+            raise
+        print(f"yingxi: internal error: {type(e).__name__}: {e} (run with YINGXI_DEBUG=1 for details)",
+              file=sys.stderr)  # fmt: skip
+        return 1
 
 
 if __name__ == "__main__":
