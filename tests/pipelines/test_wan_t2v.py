@@ -84,6 +84,7 @@ def test_guidance_one_skips_the_negative_pass(t2v):
         (dict(num_frames=85), "num_frames", "at most 81"),
         (dict(num_inference_steps=0), "num_inference_steps", "at least 1"),
         (dict(guidance_scale=0.5), "guidance_scale", "at least 1"),
+        (dict(guidance_scale_2=3.0), "guidance_scale_2", "two-expert"),
         (dict(prompt_embeds=torch.zeros(1, 512, 32)), "prompt", "exactly one"),
         (dict(latents=torch.zeros(1, 16, 1, 4, 4)), "latents", "must have shape (1, 16, 2, 4, 4)"),
     ],

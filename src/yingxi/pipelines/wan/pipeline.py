@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from yingxi.errors import CapabilityError, InputError
-from yingxi.models.wan.config import WanVariant
+from yingxi.models.wan.config import VARIANTS, WanVariant
 from yingxi.pipelines.wan.common import (
     TaskInputs,
     as_uint8_image,
@@ -61,6 +61,32 @@ class WanComponents:
 
 def _task(variant: WanVariant) -> str:
     return variant.tasks[0]
+
+
+def _able(conditioning: str) -> str:
+    """Registered variants that accept `conditioning`, for error messages."""
+    return ", ".join(v.name for v in VARIANTS.values() if conditioning in v.conditionings)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One call's inputs with every default resolved and every check passed."""
+
+    prompt: str | None
+    negative_prompt: str | None
+    prompt_embeds: Tensor | None
+    negative_prompt_embeds: Tensor | None
+    image: np.ndarray | None  # uint8 (H, W, 3)
+    last_image: np.ndarray | None
+    width: int
+    height: int
+    num_frames: int
+    steps: int
+    scale: float
+    scale_2: float
+    shift: float
+    seed: int | None
+    latents: Tensor | None
 
 
 class WanPipeline:
@@ -109,21 +135,20 @@ class WanPipeline:
         task = _task(v)
         if last_image is not None and task != "flf2v":
             raise CapabilityError(
-                f"{v.name} cannot end on a given last frame (only first+last-frame models can, "
-                f"e.g. wan2.1-flf2v-14b-720p)",
+                f"{v.name} cannot end on a given last frame; first+last-frame variants: {_able('flf2v')}",
                 field="last_image",
             )
         if image is not None and task == "t2v":
             raise CapabilityError(
-                f"{v.name} is text-to-video only and cannot start from an image; use an image-to-video "
-                f"variant (wan2.2-ti2v-5b, wan2.1-i2v-14b-480p, wan2.2-i2v-a14b)",
+                f"{v.name} is text-to-video only and cannot start from an image; image-to-video "
+                f"variants: {_able('i2v')}",
                 field="image",
             )
         if image is None and task in ("i2v", "flf2v"):
             raise InputError(f"{v.name} needs a first-frame image", field="image")
         if last_image is None and task == "flf2v":
             raise InputError(f"{v.name} needs a last-frame image", field="last_image")
-        if task == "flf2v" and num_frames < 2:
+        if task == "flf2v" and num_frames < 5:
             raise InputError("first+last frame needs at least 5 frames", field="num_frames")
 
     # ---- encoders ----------------------------------------------------------------------------------------
@@ -178,6 +203,10 @@ class WanPipeline:
             raise InputError(
                 "guidance scales must be at least 1 (1 turns guidance off)", field="guidance_scale"
             )
+        if guidance_scale_2 is not None and self.components.transformer_2 is None:
+            raise InputError(
+                f"guidance_scale_2 needs a two-expert model; {v.name} has one", field="guidance_scale_2"
+            )
         if (prompt is None) == (prompt_embeds is None):
             raise InputError("pass exactly one of prompt and prompt_embeds", field="prompt")
         if negative_prompt is not None and negative_prompt_embeds is not None:
@@ -190,37 +219,40 @@ class WanPipeline:
             last_image = as_uint8_image(last_image, field="last_image")
         self.check(width=width, height=height, num_frames=num_frames, image=image, last_image=last_image)
 
+        run = _Run(
+            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
+            width, height, num_frames, steps, scale, float(scale_2), shift, seed, latents,
+        )  # fmt: skip
         try:
-            frames = self._generate(
-                prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
-                width, height, num_frames, steps, scale, float(scale_2), shift, seed, latents, progress,
-            )  # fmt: skip
+            return self._generate(run, progress)
         finally:
             self.placement.release()
-        return frames
 
-    def _generate(
-        self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
-        width, height, num_frames, steps, scale, scale_2, shift, seed, latents, progress,
-    ) -> np.ndarray:  # fmt: skip
+    def _generate(self, run: _Run, progress: StepProgress | None) -> np.ndarray:
         v, device = self.variant, self.device
         two_experts = self.components.transformer_2 is not None
-        needs_uncond = scale != 1 or (two_experts and scale_2 != 1)
+        needs_uncond = run.scale != 1 or (two_experts and run.scale_2 != 1)
 
         # 1. text
-        if prompt_embeds is None:
-            prompt_embeds = self.encode_prompt([prompt])
-        if needs_uncond and negative_prompt_embeds is None:
-            negative_prompt_embeds = self.encode_prompt([negative_prompt or ""])
-        context = prompt_embeds.to(device)
-        uncontext = negative_prompt_embeds.to(device) if negative_prompt_embeds is not None else None
+        context = run.prompt_embeds if run.prompt_embeds is not None else self.encode_prompt([run.prompt])
+        uncontext = run.negative_prompt_embeds
+        if needs_uncond and uncontext is None:
+            uncontext = self.encode_prompt([run.negative_prompt or ""])
+        context = context.to(device)
+        uncontext = uncontext.to(device) if uncontext is not None else None
 
         # 2. latents to start from
         shape = latent_shape(
-            self.latent_channels, num_frames, height, width, temporal=self.temporal, spatial=self.spatial
+            self.latent_channels,
+            run.num_frames,
+            run.height,
+            run.width,
+            temporal=self.temporal,
+            spatial=self.spatial,
         )
+        latents = run.latents
         if latents is None:
-            latents = initial_latents(shape, seed, device)
+            latents = initial_latents(shape, run.seed, device)
         elif tuple(latents.shape) != shape:
             raise InputError(f"latents must have shape {shape} for this size and length, got {tuple(latents.shape)}",
                              field="latents")  # fmt: skip
@@ -228,11 +260,11 @@ class WanPipeline:
 
         # 3. the task's conditioning
         task = _task(v)
-        inputs = self._task_inputs(task, image, last_image, width, height, num_frames, shape)
+        inputs = self._task_inputs(task, run, shape)
 
         # 4. sample
-        schedule = flow_schedule(steps, shift, solver=self.sampler)
-        experts = [("transformer", scale)] + ([("transformer_2", scale_2)] if two_experts else [])
+        schedule = flow_schedule(run.steps, run.shift, solver=self.sampler)
+        experts = [("transformer", run.scale)] + ([("transformer_2", run.scale_2)] if two_experts else [])
         denoisers = [
             cfg_denoiser(self._model_fn(name, inputs, schedule), context, uncontext, s) for name, s in experts
         ]
@@ -242,7 +274,7 @@ class WanPipeline:
             denoise = expert_denoiser(
                 denoisers[0], denoisers[1], boundary=boundary, timestep=schedule.timestep
             )
-        callback = (lambda d: progress(d["i"] + 1, steps)) if progress is not None else None
+        callback = (lambda d: progress(d["i"] + 1, run.steps)) if progress is not None else None
         sample = sample_unipc if self.sampler == "unipc" else sample_euler
         latents = sample(denoise, latents, schedule.sigmas.to(device), callback=callback)
         latents = inputs.hold(latents)
@@ -252,8 +284,14 @@ class WanPipeline:
             video = vae.decode(latents.to(vae.dtype))  # (1, 3, F, H, W) in [-1, 1]
         return video_to_uint8(video)
 
-    def _task_inputs(self, task, image, last_image, width, height, num_frames, shape) -> TaskInputs:
-        device = self.device
+    def _task_inputs(self, task: str, run: _Run, shape: tuple[int, ...]) -> TaskInputs:
+        device, image, last_image, width, height = (
+            self.device,
+            run.image,
+            run.last_image,
+            run.width,
+            run.height,
+        )
         if task == "t2v":
             return t2v_inputs(shape, per_token_timesteps=self.variant.expand_timesteps, device=device)
         if task == "ti2v":
@@ -267,7 +305,7 @@ class WanPipeline:
         first = image_to_tensor(image, width, height, device)
         last = image_to_tensor(last_image, width, height, device) if last_image is not None else None
         with self.placement.use("vae") as vae:
-            inputs = i2v_inputs(vae, first, num_frames, last_image=last, image_embeds=embeds)
+            inputs = i2v_inputs(vae, first, run.num_frames, last_image=last, image_embeds=embeds)
         return TaskInputs(concat=inputs.concat.to(device), image_embeds=inputs.image_embeds)
 
     def _model_fn(self, name: str, inputs: TaskInputs, schedule):
