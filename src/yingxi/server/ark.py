@@ -22,7 +22,9 @@ from yingxi.server.common import (
 )
 from yingxi.server.http_errors import ApiError
 from yingxi.server.inputs import Inputs, Upload, add_reference, prompt_request
+from yingxi.server.settings import ServerSettings
 from yingxi.server.store import JobStatus
+from yingxi.server.views import ark_task
 
 router = APIRouter(prefix="/api/v3")
 
@@ -92,7 +94,9 @@ def _flag_number(value: str | None, param: str) -> float | None:
             raise ApiError(400, f"--{param} takes a number, got {value[:20]!r}", param=param) from None
 
 
-def build_request(body: CreateTask, uploads: dict[str, Upload], settings, inputs: Inputs) -> dict[str, Any]:
+def build_request(
+    body: CreateTask, uploads: dict[str, Upload], settings: ServerSettings, inputs: Inputs
+) -> dict[str, Any]:
     texts = [item.text or "" for item in body.content if item.type == "text"]
     if len(texts) > 1:
         raise ApiError(400, "give one text item (the prompt); got several", param="content")
@@ -173,8 +177,6 @@ async def create_task(request: Request, tenant: str = Depends(tenant_of)) -> dic
 
 @router.get("/contents/generations/tasks/{task_id}")
 def get_task(task_id: str, request: Request, tenant: str = Depends(tenant_of)) -> dict:
-    from yingxi.server.views import ark_task
-
     return ark_task(owned_job(request, tenant, task_id), url_maker(request))
 
 
@@ -188,8 +190,6 @@ def list_tasks(
     task_ids: list[str] = Query([], alias="filter.task_ids"),
     model: str | None = Query(None, alias="filter.model"),
 ) -> dict:
-    from yingxi.server.views import ark_task
-
     if status is not None and status not in {s.value for s in JobStatus}:
         raise ApiError(400, f'unknown status "{status[:40]}"; accepted: {", ".join(s.value for s in JobStatus)}',
                        param="filter.status")  # fmt: skip

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from yingxi.server.common import ctx, owned_job, read_body, submit, tenant_of, validate
 from yingxi.server.http_errors import ApiError
 from yingxi.server.inputs import UPLOAD_SCHEME, Inputs, Upload, add_reference, prompt_request, size_to_format
+from yingxi.server.settings import ServerSettings
 from yingxi.server.store import JobStatus
 from yingxi.server.views import openai_video
 
@@ -40,7 +41,9 @@ def _seconds(value: int | str) -> int:
                        param="seconds") from None  # fmt: skip
 
 
-def build_request(body: CreateVideo, uploads: dict[str, Upload], settings, inputs: Inputs) -> dict[str, Any]:
+def build_request(
+    body: CreateVideo, uploads: dict[str, Upload], settings: ServerSettings, inputs: Inputs
+) -> dict[str, Any]:
     ref = body.input_reference
     if isinstance(ref, ImageReference):
         if ref.file_id:
