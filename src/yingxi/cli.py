@@ -41,8 +41,9 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, choices=("bf16", "fp16", "fp32"))
     p.add_argument("--steps", type=int, help="sampling steps for neural backends")
     p.add_argument("--guidance", type=float, help="guidance scale for neural backends")
-    p.add_argument("--offload", action="store_true",
-                   help="keep each model component on the GPU only while it runs (24 GB cards)")  # fmt: skip
+    p.add_argument("--offload", choices=("none", "model", "blocks"), default="none",
+                   help="model: each component on the GPU only while it runs (5B on 24 GB); "
+                        "blocks: also stream transformer blocks (14B on 24 GB)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +143,7 @@ def make_backend(args: argparse.Namespace):
     if args.backend == "animatic":
         from yingxi.backends.animatic import AnimaticGenerator
 
-        return AnimaticGenerator()
+        return AnimaticGenerator(workers=min(4, os.cpu_count() or 1))  # same frames on any thread count
     from yingxi.backends.wan import WanGenerator
 
     if not args.model:

@@ -56,8 +56,11 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True):
     requests = [_request(film, p, references_ok) for p in plans]
     check = getattr(backend, "check", None)
     if check is not None:
-        for r in requests:
-            check(r)
+        for p, r in zip(plans, requests, strict=True):
+            try:
+                check(r)
+            except InputError as e:  # the backend knows the field; the person needs the shot too
+                raise type(e)(e.message, shot=p.index, field=e.field, file=e.file) from None
     return film, takes, plans, requests, notes
 
 

@@ -92,10 +92,22 @@ def test_text_only_backend_drops_implicit_keyframes_with_a_note(tmp_path):
     img = tmp_path / "a.png"
     img.write_bytes(b"x")
     film = Film(
-        shots=(Shot("given", first_frame=img), Shot("goes on", continue_previous=True), Shot("MEI", characters=("MEI",))),
+        shots=(
+            Shot("given", first_frame=img),
+            Shot("goes on", continue_previous=True),
+            Shot("MEI", characters=("MEI",)),
+        ),
         characters=(Character("MEI", image=img),),
     )
     p1, p2, p3 = plan(film, Capabilities(conditionings=frozenset({"t2v"})))
     assert p1.keyframe.source == "first_frame"  # asked for explicitly: the backend's check will refuse it
     assert p2.keyframe.source == "title" and "previous shot's last frame is not used" in p2.notes[0]
     assert p3.keyframe.source == "title" and "reference image is not used" in p3.notes[0]
+
+
+def test_size_scaled_down_within_the_backends_pixel_budget():
+    caps = Capabilities(size_multiple=16, max_pixels=int(832 * 480 * 1.25))
+    (p,) = plan(parse_prompt("a", resolution="720p"), caps)
+    assert p.width * p.height <= caps.max_pixels and p.width % 16 == 0 and p.height % 16 == 0
+    assert abs(p.width / p.height - 16 / 9) < 0.05
+    assert any("1280x720 ->" in n for n in p.notes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -30,6 +31,11 @@ class Capabilities:
         return n
 
     def legal_size(self, width: int, height: int) -> tuple[int, int]:
-        """Round each side to the nearest multiple of size_multiple."""
+        """The nearest size the backend makes: within max_pixels (same aspect ratio), each side a
+        multiple of size_multiple."""
         m = self.size_multiple
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            scale = math.sqrt(self.max_pixels / (width * height))
+            w, h = max(m, math.floor(width * scale / m) * m), max(m, math.floor(height * scale / m) * m)
+            return w, h
         return max(m, round(width / m) * m), max(m, round(height / m) * m)
