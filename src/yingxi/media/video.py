@@ -42,7 +42,7 @@ def _as_stereo(audio: np.ndarray) -> np.ndarray:
         raise ValueError(f"audio must be (N,) or (N, 2), got {a.shape}")
     if a.shape[1] == 1:
         a = np.repeat(a, 2, axis=1)
-    return np.clip(a, -1.0, 1.0)
+    return np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
 
 
 # BT.709 (HD) luma weights; limited ("tv") range, as players expect of H.264 without other tags.
