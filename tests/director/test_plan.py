@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 
 from yingxi.director import Capabilities, camera_path, plan, shot_seed
+from yingxi.errors import CapabilityError
 from yingxi.film import parse_prompt
 from yingxi.film.model import Character, Film, Shot
 
@@ -53,13 +55,16 @@ def test_keyframe_source_order(tmp_path):
 
 def test_backend_constraints_snap_frames_and_sizes_with_notes():
     caps = Capabilities(size_multiple=16, frame_step=4, frame_offset=1, max_frames=81, native_fps=16)
-    film = parse_prompt("Shot 1 (4s): a\nShot 2 (10s): b", resolution="480p")
+    film = parse_prompt("Shot 1 (4s): a\nShot 2 (5.2s): b", resolution="480p")
     p1, p2 = plan(film, caps)
     assert p1.num_frames == 65 and (p1.num_frames - 1) % 4 == 0  # 4s x 16fps = 64 -> 65
     assert p2.num_frames == 81  # capped at the backend's maximum
     assert (p1.width, p1.height) == (864, 480) and p1.fps == 16
     assert any("4s -> 4.06s" in n for n in p1.notes)
     assert any("81 frames" in n for n in p2.notes)
+    with pytest.raises(CapabilityError) as info:  # far beyond what one generation makes: split the shot
+        plan(parse_prompt("Shot 1 (2s): a\nShot 2 (10s): b"), caps)
+    assert info.value.shot == 2 and info.value.field == "duration" and "at most 81 frames" in str(info.value)
 
 
 def test_legal_frames():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from yingxi.director.camera import CameraPath, camera_path, camera_phrase
 from yingxi.director.capabilities import Capabilities
+from yingxi.errors import CapabilityError
 from yingxi.film.model import Film, Shot, Transition
 
 DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, distorted faces, extra limbs, watermark, text artifacts, static noise, jpeg artifacts"
@@ -101,6 +102,13 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
         if (width, height) != film.size:
             notes.append(f"size {film.size[0]}x{film.size[1]} -> {width}x{height} for this backend")
         wanted = max(1, round(shot.duration * fps))
+        if caps.max_frames is not None and wanted > caps.max_frames + caps.frame_step:
+            raise CapabilityError(
+                f"the shot lasts {shot.duration:g}s, but this backend makes at most {caps.max_frames} frames "
+                f"({caps.max_frames / fps:.2f}s at {fps:g} fps) in one shot; split it into shorter shots",
+                shot=i,
+                field="duration",
+            )
         frames = caps.legal_frames(wanted)
         if frames != wanted:
             notes.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -159,6 +160,14 @@ def film_facts(film: Film) -> dict[str, Any]:
             "ratio": film.ratio, "fps": film.fps, "width": width, "height": height, "seed": film.seed}  # fmt: skip
 
 
+_ABSOLUTE_PATH = re.compile(r"(?:[A-Za-z]:)?[/\\](?:[^\s,;:\"'/\\]+[/\\])+([^\s,;:\"'/\\]+)")
+
+
+def public_message(message: str) -> str:
+    """A message fit for a tenant: absolute paths on this server become their file names."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), message)
+
+
 def checked_by_backend(film: Film, backend: Any) -> tuple[Film, list[str]]:
     """render.prepare at the door: the plan made, images decoded, dialogue fitted and the backend's own
     checks run, so what cannot be rendered is a 400 now instead of a failed task later."""
@@ -167,9 +176,11 @@ def checked_by_backend(film: Film, backend: Any) -> tuple[Film, list[str]]:
     try:
         film, _, _, _, notes = prepare(film, backend)
     except InputError as e:  # CapabilityError included
-        raise ApiError(400, str(e), param=e.field) from None
+        raise ApiError(400, public_message(str(e)), param=e.field) from None
     except ModelNotFoundError as e:
-        raise ApiError(503, f"the server's model is not available: {e}", code="ModelNotAvailable") from None
+        raise ApiError(
+            503, public_message(f"the server's model is not available: {e}"), code="ModelNotAvailable"
+        ) from None
     return film, [str(n) for n in notes][:50]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from yingxi.errors import InputError
+from yingxi.server.common import public_message
 from yingxi.server.keys import secret_for
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import Job, JobStore
@@ -150,10 +151,12 @@ class Worker:
         except Lost:
             log.info("job %s stopped: cancelled, deleted or requeued", job.id)
         except InputError as e:  # the request cannot be rendered: no retry helps
-            store.fail(job.id, lease, "InvalidParameter", str(e), retry=False, ttl_seconds=ttl)
+            store.fail(
+                job.id, lease, "InvalidParameter", public_message(str(e)), retry=False, ttl_seconds=ttl
+            )
         except Exception as e:
             log.exception("job %s failed on attempt %d", job.id, job.attempts)
-            store.fail(job.id, lease, "InternalServiceError", f"{type(e).__name__}: {e}"[:500], retry=True,
+            store.fail(job.id, lease, "InternalServiceError", public_message(f"{type(e).__name__}: {e}")[:500], retry=True,
                        ttl_seconds=ttl)  # fmt: skip
         finally:
             done.set()
