@@ -21,8 +21,11 @@ test: system-test $(VENV)/.full
 setup: system $(VENV)/.core
 setup-full: system-test $(VENV)/.full
 
+# espeak-ng speaks dialogue; WenQuanYi Micro Hei draws Chinese/Japanese/Korean titles and subtitles.
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 system:
-	@command -v espeak-ng >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(APT_INSTALL) espeak-ng; }
+	@command -v espeak-ng >/dev/null 2>&1 && [ -f $(CJK_FONT) ] || \
+	  { $(SUDO) apt-get update -qq && $(APT_INSTALL) espeak-ng fonts-wqy-microhei; }
 
 system-test: system
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(APT_INSTALL) chromium fonts-dejavu-core; }
