@@ -208,7 +208,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     film = film_from_args(args)
     backend = make_backend(args)
-    film, _takes, plans, _requests, notes = prepare(film, backend)
+    ready = prepare(film, backend)
+    film, plans, notes = ready.film, ready.plans, ready.notes
     rows = [
         {
             "shot": p.index,

@@ -11,7 +11,7 @@ import numpy as np
 
 from yingxi.backends.base import Clip, ClipRequest, Generator
 from yingxi.director.plan import ShotPlan, plan
-from yingxi.editor import assemble, fit_dialogue, record_dialogue, write_srt
+from yingxi.editor import assemble, fit_dialogue, load_music, record_dialogue, write_srt
 from yingxi.errors import InputError, RenderError
 from yingxi.film.model import Film
 from yingxi.media.image import fit_image, load_image, save_png
@@ -45,11 +45,24 @@ class RenderResult:
     last_frame_path: Path | None = None  # PNG of the film's last frame, when asked for
 
 
-def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True):
+@dataclass(frozen=True)
+class Prepared:
+    """A film checked and planned, nothing shot yet."""
+
+    film: Film  # with shots grown to fit their dialogue
+    takes: list  # per shot: the recorded DialogueTakes
+    plans: list[ShotPlan]
+    requests: list[ClipRequest]  # a "continue" shot's first frame is a placeholder until shooting
+    notes: list[str]
+    music: np.ndarray | None  # float32 (N, 2), decoded
+
+
+def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -> Prepared:
     """Everything that can fail on bad input, done before any frame is shot:
-    dialogue recorded and fitted, the plan made, every image decoded, the backend's checks run."""
+    dialogue recorded and fitted, music decoded, the plan made, every image decoded, the backend's checks run."""
     takes = record_dialogue(film)
     film, notes = fit_dialogue(film, takes, grow=grow_for_dialogue)
+    music = load_music(film)
     plans = plan(film, backend.capabilities)
     notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
     references_ok = "references" in backend.capabilities.conditionings
@@ -61,7 +74,7 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True):
                 check(r)
             except InputError as e:  # the backend knows the field; the person needs the shot too
                 raise type(e)(e.message, shot=p.index, field=e.field, file=e.file) from None
-    return film, takes, plans, requests, notes
+    return Prepared(film, takes, plans, requests, notes, music)
 
 
 def render(
@@ -80,10 +93,11 @@ def render(
     report = progress or (lambda event: None)
     total = len(film.shots)
     report(ProgressEvent(0, total, 0.0, "recording dialogue and planning shots"))
-    film, takes, plans, requests, notes = prepare(film, backend, grow_for_dialogue=grow_for_dialogue)
+    ready = prepare(film, backend, grow_for_dialogue=grow_for_dialogue)
+    film, plans = ready.film, ready.plans
 
     clips: list[Clip] = []
-    for p, request in zip(plans, requests, strict=True):
+    for p, request in zip(plans, ready.requests, strict=True):
         if p.keyframe.source == "continue":
             request = _replace_first_frame(request, clips[-1].frames[-1])
 
@@ -104,7 +118,7 @@ def render(
         shot_progress(1.0)
 
     report(ProgressEvent(total + 1, total, PREPARE_SHARE + SHOOT_SHARE, "editing and encoding"))
-    cut = assemble(film, plans, clips, takes, burn_subtitles=burn_subtitles)
+    cut = assemble(film, plans, clips, ready.takes, burn_subtitles=burn_subtitles, music=ready.music)
     out.parent.mkdir(parents=True, exist_ok=True)
     last_frame: list[np.ndarray] = []
 
@@ -134,7 +148,7 @@ def render(
         num_frames=cut.num_frames,
         fps=cut.fps,
         duration=cut.num_frames / cut.fps,
-        notes=tuple(notes),
+        notes=tuple(ready.notes),
         seconds=time.perf_counter() - started,
         last_frame_path=last_frame_png if last_frame else None,
     )

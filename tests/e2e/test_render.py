@@ -112,3 +112,20 @@ def test_progress_reports_each_shot(tmp_path):
     assert {0, 1, 2, 3} <= shots
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_unreadable_music_fails_before_any_shot_is_shot(tmp_path):
+    fake = tmp_path / "score.m4a"
+    fake.write_text("not audio")
+    shot = []
+
+    class Counting(AnimaticGenerator):
+        def generate(self, request, progress=None):
+            shot.append(request)
+            return super().generate(request, progress)
+
+    out = tmp_path / "m.mp4"
+    with pytest.raises(InputError) as info:
+        render(replace(small(parse_prompt("a")), music=fake), Counting(), out)
+    assert info.value.field == "music" and "score.m4a" in str(info.value)
+    assert shot == [] and not out.exists()

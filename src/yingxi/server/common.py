@@ -174,7 +174,8 @@ def checked_by_backend(film: Film, backend: Any) -> tuple[Film, list[str]]:
     from yingxi.render import prepare
 
     try:
-        film, _, _, _, notes = prepare(film, backend)
+        ready = prepare(film, backend)
+        film, notes = ready.film, ready.notes
     except InputError as e:  # CapabilityError included
         raise ApiError(400, public_message(str(e)), param=e.field) from None
     except ModelNotFoundError as e:
