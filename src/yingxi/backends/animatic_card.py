@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import colorsys
 import math
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from yingxi.media.fonts import font_for_script, script_of
 
 __all__ = ["title_card", "type_size", "wrap_text"]
 
@@ -19,42 +19,6 @@ TEXT_WIDTH = 0.84  # fraction of the frame width the text block may use
 TEXT_HEIGHT = 0.72  # fraction of the frame height the text block may use
 MAX_LINES = 6
 LINE_GAP = 1.22  # line pitch as a multiple of the font size
-
-# Pillow's built-in scalable font (Aileron) covers Latin only; these cover other scripts when installed.
-_CJK_FONTS = (
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-    "/System/Library/Fonts/PingFang.ttc",
-    "C:/Windows/Fonts/msyh.ttc",
-)
-_WIDE_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/Library/Fonts/Arial Unicode.ttf")
-
-
-def _script(text: str) -> str:
-    """Which font family the text needs: 'cjk', 'wide' (Cyrillic, Greek, ...) or 'latin'."""
-    script = "latin"
-    for ch in text:
-        o = ord(ch)
-        if 0x2E80 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF:
-            return "cjk"
-        if o > 0x24F and not 0x2000 <= o <= 0x206F:  # beyond Latin, and not general punctuation
-            script = "wide"
-    return script
-
-
-@lru_cache(maxsize=64)
-def _font(size: int, script: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    candidates = {"cjk": _CJK_FONTS + _WIDE_FONTS, "wide": _WIDE_FONTS}.get(script, ())
-    for path in candidates:
-        if Path(path).is_file():
-            try:
-                return ImageFont.truetype(path, size)
-            except OSError:
-                continue
-    return ImageFont.load_default(size=size)
 
 
 def _break_word(word: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
@@ -118,10 +82,10 @@ def _layout(
     text: str, max_w: float, max_h: float, nominal: float
 ) -> tuple[ImageFont.FreeTypeFont, list[str], int, bool]:
     """Largest font (down to 60% of the nominal size) at which the text fits the box; else truncate."""
-    script = _script(text)
+    script = script_of(text)
     for scale in (1.0, 0.9, 0.8, 0.7, 0.6):
         size = max(8, round(nominal * scale))
-        font = _font(size, script)
+        font = font_for_script(script, size)
         max_lines = max(1, min(MAX_LINES, int(max_h / (LINE_GAP * size))))
         lines = wrap_text(text, font, max_w)
         if len(lines) <= max_lines:

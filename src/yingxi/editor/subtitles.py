@@ -10,14 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# Fonts tried, in order, for text Pillow's built-in font (Latin only) cannot draw: CJK first, then wide
-# coverage. Debian/Ubuntu paths of fonts-noto-cjk, fonts-wqy-zenhei, fonts-droid-fallback, fonts-dejavu.
-FALLBACK_FONTS = (
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-)
+from yingxi.media.fonts import font_for
 
 
 @dataclass(frozen=True)
@@ -84,20 +77,6 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_wid
     return lines or [""]
 
 
-def needs_fallback(text: str) -> bool:
-    """Characters beyond Latin Extended-A, which the built-in font lacks."""
-    return any(ord(ch) > 0x24F for ch in text)
-
-
-def load_font(text: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's built-in font, or the first installed fallback font for text it cannot draw."""
-    if needs_fallback(text):
-        for path in FALLBACK_FONTS:
-            if Path(path).is_file():
-                return ImageFont.truetype(path, size=size)
-    return ImageFont.load_default(size=size)
-
-
 class SubtitleOverlay:
     """Draws subtitles onto frames of one size; each text is rendered once and blended with numpy after."""
 
@@ -108,7 +87,7 @@ class SubtitleOverlay:
 
     def _render(self, text: str) -> tuple[int, np.ndarray, np.ndarray]:
         """(top row, rgb float32 (h, W, 3), alpha float32 (h, W, 1)) of the band holding the text."""
-        font = load_font(text, self.size)
+        font = font_for(text, self.size)
         lines = _wrap(text, font, 0.9 * self.width)
         stroke = max(1, self.size // 12)
         line_h = round(self.size * 1.25)
