@@ -14,6 +14,17 @@ from yingxi.errors import InputError, YingxiError
 from yingxi.film.model import RATIOS, RESOLUTIONS, Character, Film
 
 EXIT_BAD_INPUT = 2
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     _film_args(gen)
     gen.add_argument("-o", "--output", type=Path, default=Path("film.mp4"))
     gen.add_argument("--burn-subtitles", action="store_true", help="draw dialogue subtitles onto the picture")
+    gen.add_argument("--preset", choices=X264_PRESETS,
+                     help="x264 speed/size trade-off (default: veryfast for the animatic, medium for wan)")  # fmt: skip
     gen.add_argument("--strict-dialogue", action="store_true",
                      help="fail instead of lengthening a shot whose dialogue does not fit")  # fmt: skip
 
@@ -190,8 +203,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             for earlier in (t for m, t in tasks.items() if m < n):  # a phase that moved on is done
                 bar.update(earlier, completed=1.0)
 
+        preset = args.preset or ("veryfast" if args.backend == "animatic" else "medium")
         result = render(film, backend, args.output, on_progress, burn_subtitles=args.burn_subtitles,
-                        grow_for_dialogue=not args.strict_dialogue)  # fmt: skip
+                        grow_for_dialogue=not args.strict_dialogue, encoder_preset=preset)  # fmt: skip
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     print(f"shots: {len(result.plans)}")

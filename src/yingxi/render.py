@@ -86,8 +86,10 @@ def render(
     burn_subtitles: bool = False,
     last_frame_png: Path | None = None,
     grow_for_dialogue: bool = True,
+    encoder_preset: str = "medium",
 ) -> RenderResult:
-    """Plan, shoot each shot, edit, and write `out` atomically. Raises InputError / RenderError."""
+    """Plan, shoot each shot, edit, and write `out` atomically. Raises InputError / RenderError.
+    `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews."""
     started = time.perf_counter()
     out = Path(out)
     report = progress or (lambda event: None)
@@ -133,7 +135,7 @@ def render(
             yield frame
 
     write_mp4(out, frames_with_progress(), fps=cut.fps, width=cut.width, height=cut.height,
-              audio=cut.audio, sample_rate=cut.sample_rate)  # fmt: skip
+              audio=cut.audio, sample_rate=cut.sample_rate, preset=encoder_preset)  # fmt: skip
     srt_path = None
     if cut.subtitles:
         srt_path = out.with_suffix(".srt")
