@@ -5,10 +5,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+import yingxi.render
 from tests.e2e.helpers import decode, flat_png, rms, shift_between, stream_kinds, texture_png
 from yingxi.backends.animatic import AnimaticGenerator
 from yingxi.errors import InputError, RenderError
 from yingxi.film import parse_prompt
+from yingxi.media.video import write_mp4
 from yingxi.render import render
 
 FPS = 12
@@ -48,16 +50,28 @@ def test_two_flat_shots_crossfade_and_dialogue(tmp_path):
     assert result.srt_path and "Hello there." in result.srt_path.read_text()
 
 
-def test_pan_left_moves_picture_right_and_same_seed_same_frames(tmp_path):
+def test_pan_left_moves_picture_right_and_same_seed_same_frames(tmp_path, monkeypatch):
     tex = texture_png(tmp_path / "tex.png")
     film = small(parse_prompt("Shot 1 (1.5s, pan left): texture", seed=3))
     film = film.with_shot(0, replace(film.shots[0], first_frame=tex))
+    handed: list[np.ndarray] = []  # the frames render hands the encoder, per run
+
+    def keep(path, frames, **kw):
+        frames = [f.copy() for f in frames]
+        handed.append(np.stack(frames))
+        return write_mp4(path, iter(frames), **kw)
+
+    monkeypatch.setattr(yingxi.render, "write_mp4", keep)
     a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
     render(film, AnimaticGenerator(), a)
     render(film, AnimaticGenerator(), b)
+    assert np.array_equal(handed[0], handed[1])  # same seed -> identical frames, bit for bit
     fa, _, _, _ = decode(a)
     fb, _, _, _ = decode(b)
-    assert np.array_equal(fa, fb)  # same seed -> identical frames
+    # Decoded, they agree within H.264 noise: libx264 as shipped is not bit-reproducible from run to run.
+    diff = np.abs(fa.astype(int) - fb.astype(int))
+    assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 8
+    assert np.abs(fa.astype(int) - handed[0]).mean() < 3  # and the file holds those frames
     dx, dy = shift_between(fa[0], fa[-1])
     assert dx > 10 and abs(dy) < 3  # the view pans left, so the picture moves right
 
