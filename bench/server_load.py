@@ -5,7 +5,8 @@ against a real server this script starts (temp data dir, animatic backend, tiny 
 
 Each client loops: create a task (a 2 s 480p film at 8 fps), then GET it `--polls` times. Prints a table:
 requests per second, p50/p99 latency of create and get, errors (must be 0), and how many films the
-worker(s) rendered meanwhile. The queue limit per tenant is lifted (each client is its own tenant).
+worker(s) rendered meanwhile. The reference, measured first in the same run with the same clients, is
+GET /api/v1/health: the floor of uvicorn + FastAPI + httpx on this machine, without auth or the job store. The queue limit per tenant is lifted (each client is its own tenant).
 """
 
 from __future__ import annotations
@@ -61,6 +62,21 @@ def client_loop(url: str, key: str, stop_at: float, polls: int, out: dict, lock:
         out["errors"] += errors
 
 
+def reference_loop(url: str, stop_at: float, out: dict, lock: threading.Lock) -> None:
+    """The floor: GET /api/v1/health (no auth, no database) through the same server, clients and loopback."""
+    times, errors = [], []
+    with httpx.Client(base_url=url, timeout=30.0) as http:
+        while time.monotonic() < stop_at:
+            t = time.perf_counter()
+            r = http.get("/api/v1/health")
+            times.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                errors.append(f"health {r.status_code}")
+    with lock:
+        out["health (ref)"] += times
+        out["errors"] += errors
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=8)
@@ -75,8 +91,16 @@ def main() -> None:
         limits = Limits(max_queued_per_tenant=1_000_000)
         settings = ServerSettings(port=0, data_dir=data, workers=args.workers, limits=limits)
         with ServerProcess(settings) as server:
-            results: dict = {"create": [], "get": [], "errors": []}
+            results: dict = {"create": [], "get": [], "health (ref)": [], "errors": []}
             lock = threading.Lock()
+            ref_seconds = min(5.0, args.seconds / 4)
+            ref_stop = time.monotonic() + ref_seconds
+            refs = [threading.Thread(target=reference_loop, args=(server.url, ref_stop, results, lock))
+                    for _ in keys]  # fmt: skip
+            for t in refs:
+                t.start()
+            for t in refs:
+                t.join()
             start = time.monotonic()
             stop_at = start + args.seconds
             threads = [threading.Thread(target=client_loop, args=(server.url, k, stop_at, args.polls, results, lock))
@@ -89,17 +113,17 @@ def main() -> None:
             health = httpx.get(server.url + "/api/v1/health").json()
             rendered = sum(1 for d in (data / "tasks").iterdir() if (d / "out" / "video.mp4").exists())
 
-    total = len(results["create"]) + len(results["get"])
+    total = len(results["create"]) + len(results["get"])  # the reference phase ran before, on its own
     ms = 1000.0
     print(f"server load: {args.clients} clients, {args.seconds:g} s, {args.polls} GETs per task, "
           f"{args.workers} worker(s), {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'':<8}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
-    for name in ("create", "get"):
+    print(f"{'':<14}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    for name, seconds in (("create", wall), ("get", wall), ("health (ref)", ref_seconds)):
         v = results[name]
         mean = statistics.fmean(v) * ms if v else float("nan")
-        print(f"{name:<8}{len(v):>10}{len(v) / wall:>10.1f}{percentile(v, 0.5) * ms:>10.1f}"
+        print(f"{name:<14}{len(v):>10}{len(v) / seconds:>10.1f}{percentile(v, 0.5) * ms:>10.1f}"
               f"{percentile(v, 0.99) * ms:>10.1f}{mean:>10.1f}")  # fmt: skip
-    print(f"{'all':<8}{total:>10}{total / wall:>10.1f}")
+    print(f"{'create+get':<14}{total:>10}{total / wall:>10.1f}")
     print(f"errors: {len(results['errors'])}   films rendered meanwhile: {rendered}   "
           f"still queued at the end: {health['queued']}")  # fmt: skip
     for e in results["errors"][:5]:
