@@ -71,3 +71,13 @@ def test_text_only_model_plans_within_itself_and_refuses_images_up_front(t2v, tm
     with pytest.raises(CapabilityError, match="text-to-video only"):
         render(film, WanGenerator(str(t2v), steps=1), tmp_path / "x.mp4")
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_python_api_load_pipeline(ti2v):
+    import yingxi
+
+    pipe = yingxi.load_pipeline(str(ti2v), device="cpu", dtype="fp32")
+    frames = pipe(prompt="a kite", width=64, height=64, num_frames=9, num_inference_steps=2, seed=1)
+    again = pipe(prompt="a kite", width=64, height=64, num_frames=9, num_inference_steps=2, seed=1)
+    assert frames.dtype == np.uint8 and frames.shape == (9, 64, 64, 3)
+    assert np.array_equal(frames, again)  # seeded: the same clip
