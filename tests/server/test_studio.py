@@ -269,7 +269,9 @@ def test_studio_reports_cancelled_and_failed_films(browser: Browser, server: Ser
     expect(page.locator("#task-status")).to_have_attribute("data-status", "failed")
     error = server.api("GET", f"{TASKS}/{second}").json()["error"]
     assert error["code"] == "InvalidParameter" and "cannot read image" in error["message"]
-    assert str(server.data_dir) not in error["message"] and "first_frame.png" in error["message"]  # no server paths
+    assert (
+        str(server.data_dir) not in error["message"] and "first_frame.png" in error["message"]
+    )  # no server paths
     expect(page.locator("#task-error")).to_have_text(error["code"] + error["message"])  # code, then message
     expect(page.locator("#screen-text")).to_have_text("No film this time.")
     expect(page.locator("#download")).to_be_hidden()
