@@ -16,6 +16,8 @@ demo: system $(VENV)/.core
 	@echo "demo film: $(CURDIR)/out/demo.mp4"
 
 test: system-test $(VENV)/.full
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/python -m pytest -q
 
 setup: system $(VENV)/.core
@@ -47,8 +49,8 @@ $(VENV)/.full: pyproject.toml constraints.txt $(VENV)/.core
 	touch $@
 
 lint: $(VENV)/.full
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 
 bench: system $(VENV)/.full
 	$(BIN)/python bench/animatic.py
