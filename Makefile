@@ -30,7 +30,7 @@ system:
 	  { $(SUDO) apt-get update -qq && $(APT_INSTALL) espeak-ng fonts-wqy-microhei; }
 
 system-test: system
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(APT_INSTALL) chromium fonts-dejavu-core; }
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core; }
 
 $(VENV)/.venv-created:
 	$(PYTHON) -m venv $(VENV)
