@@ -102,3 +102,33 @@ def test_save_png_round_trip_atomic(tmp_path: Path):
     path = save_png(img, tmp_path / "last.png")
     assert np.array_equal(load_image(path), img)
     assert [p.name for p in tmp_path.iterdir()] == ["last.png"]
+
+
+def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path: Path):
+    ramp = np.linspace(0, 65535, 64).round().astype(np.uint16)[None].repeat(4, axis=0)  # (4, 64)
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)  # Pillow writes (and reads) it as mode I;16
+    img = load_image(path)
+    expected = np.rint(ramp / 257.0).astype(np.uint8)
+    assert np.abs(img[..., 0].astype(int) - expected).max() <= 1  # 8-bit rounding
+    assert (img[..., 0] == img[..., 2]).all() and img[0, 32, 0] in (129, 130)
+
+
+def test_float_and_32_bit_grey_are_scaled(tmp_path: Path):
+    half = tmp_path / "half.tiff"
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(half)  # mode F, 0..1
+    assert load_image(half)[0, 0].tolist() == [128, 128, 128]
+    deep = tmp_path / "deep.tiff"
+    Image.fromarray(np.full((4, 4), 32896, np.int32)).save(deep)  # mode I holding 16-bit values
+    assert load_image(deep)[0, 0].tolist() == [128, 128, 128]
+
+
+def test_cmyk_jpeg_and_animated_gif(tmp_path: Path):
+    cmyk = tmp_path / "print.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(cmyk, quality=100)  # red ink
+    r, g, b = load_image(cmyk)[8, 8].tolist()
+    assert r > 240 and g < 15 and b < 15
+    gif = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert load_image(gif)[0, 0].tolist() == [255, 0, 0]  # the first frame

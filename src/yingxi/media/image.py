@@ -14,9 +14,23 @@ from yingxi.errors import InputError
 MAX_IMAGE_SIDE = 8192  # px; larger uploads are refused before decoding the pixels (decompression bombs)
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """An "L" image from a 16-bit, 32-bit or float grey one, scaled by range: Pillow's own convert clips
+    those at 255, so a 16-bit PNG (mode I;16) would come out nearly all white."""
+    a = np.asarray(image)
+    if image.mode.startswith("I;16") or (image.mode == "I" and a.size and a.max() > 255):
+        a = np.clip(a.astype(np.float64), 0, 65535) / 257.0  # 16-bit full scale -> 8-bit
+    elif image.mode == "F" and a.size and np.nanmax(a) <= 1.0:
+        a = np.nan_to_num(a.astype(np.float64)) * 255.0  # float images are usually 0..1
+    a = np.clip(np.rint(np.nan_to_num(a.astype(np.float64))), 0, 255).astype(np.uint8)
+    return Image.fromarray(a, "L")
+
+
 def _to_rgb(image: Image.Image) -> np.ndarray:
-    """uint8 (H, W, 3): EXIF orientation applied, alpha composited on black."""
+    """uint8 (H, W, 3): EXIF orientation applied, deep grey scaled to 8 bits, alpha composited on black."""
     image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _to_8bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
