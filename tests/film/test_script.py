@@ -128,3 +128,12 @@ def test_exact_size_overrides_resolution_and_ratio():
     assert e.field == "size" and "even" in str(e)
     e = err({"size": "big", "shots": [{"prompt": "x"}]})
     assert e.field == "size" and "WIDTHxHEIGHT" in str(e)
+
+
+def test_unquoted_yaml_ratio_is_read_as_written(tmp_path):
+    # YAML 1.1 turns an unquoted 16:9 into the base-60 integer 969; people mean the ratio.
+    for ratio in ("16:9", "9:16", "21:9", "1:1", "4:3", "3:4"):
+        (tmp_path / "film.yaml").write_text(f"ratio: {ratio}\nshots: [a dog]\n")
+        assert load_script(tmp_path / "film.yaml").ratio == ratio
+    with pytest.raises(InputError, match='ratio: unknown aspect ratio "970"'):
+        parse_script({"ratio": 970, "shots": ["a"]})

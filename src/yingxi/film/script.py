@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from yingxi.errors import InputError, unknown_word
-from yingxi.film.model import Character, DialogueLine, Film, Shot
+from yingxi.film.model import RATIOS, Character, DialogueLine, Film, Shot
 from yingxi.film.vocabulary import (
     camera_from,
     parse_camera_move,
@@ -102,7 +102,7 @@ def parse_script(data: Any, base_dir: Path | None = None) -> Film:
         characters=characters,
         fps=parse_fps(data.get("fps", 24)),
         resolution=parse_resolution(data.get("resolution", "720p")),
-        ratio=parse_ratio(data.get("ratio", "16:9")),
+        ratio=parse_ratio(_unsexagesimal(data.get("ratio", "16:9"))),
         seed=parse_seed(data.get("seed", 0)),
         music=_path(data.get("music"), base, field="music"),
         custom_size=parse_size(data["size"]) if data.get("size") is not None else None,
@@ -212,6 +212,16 @@ def _check_keys(
             raise InputError(
                 unknown_word(f"{what} field", str(key), allowed), shot=shot, field=field or str(key)
             )
+
+
+def _unsexagesimal(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted `ratio: 16:9` as the base-60 integer 969; give back "16:9"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        for ratio in RATIOS:
+            a, b = (int(x) for x in ratio.split(":"))
+            if value == a * 60 + b:
+                return ratio
+    return value
 
 
 def _first_line(error: Exception) -> str:
