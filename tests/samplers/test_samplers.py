@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from yingxi.samplers import (
     cfg_denoiser,
@@ -194,3 +196,26 @@ def test_expert_denoiser_switches_where_diffusers_does(steps, shift, ratio):
     sample_unipc(denoise, torch.zeros(1, 1, 1, 1, 1), schedule.sigmas)
     assert used == expected
     assert "high" in used and "low" in used
+
+
+class _CudaCatRule(TorchDispatchMode):
+    """What CUDA refuses and CPU-only runs never show: cat/stack of tensors on two devices."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.cat, torch.ops.aten.stack):
+            devices = {t.device for t in args[0]}
+            if len(devices) > 1:
+                raise RuntimeError(f"{func} across devices {sorted(map(str, devices))}")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_unipc_takes_sigmas_on_an_accelerator(order):
+    # Fake tensors on the meta device stand in for a GPU (no data, device rules kept): the pipeline hands
+    # the schedule over on the latents' device, and the step coefficients must not mix it with CPU tensors.
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        sigmas = mode.from_tensor(flow_sigmas(6, 5.0).to("meta"))
+        x = torch.empty(1, 2, 3, 4, 4, device="meta")
+        with _CudaCatRule():
+            out = sample_unipc(lambda x, sigma: torch.zeros_like(x), x, sigmas, order=order)
+    assert out.device.type == "meta" and out.shape == (1, 2, 3, 4, 4) and out.dtype == torch.float32

@@ -92,7 +92,9 @@ def sample_unipc(
     if variant not in ("bh1", "bh2"):
         raise ValueError(f'variant must be "bh1" or "bh2", got "{variant}"')
     x = x.to(torch.promote_types(x.dtype, torch.float32))  # latents stay full precision across steps
-    sigmas = sigmas.to(torch.float32)
+    # The step coefficients are scalars: work them out on the CPU (as diffusers keeps its sigmas there),
+    # so a schedule handed over on the GPU neither mixes devices nor syncs for every tiny op.
+    sigmas = sigmas.detach().to("cpu", torch.float32)
     num_steps = len(sigmas) - 1
     history: list[Tensor] = []  # x0 estimates, newest last, at most `order`
     last_x: Tensor | None = None  # x before the last predictor step

@@ -276,7 +276,9 @@ class WanPipeline:
             )
         callback = (lambda d: progress(d["i"] + 1, run.steps)) if progress is not None else None
         sample = sample_unipc if self.sampler == "unipc" else sample_euler
-        latents = sample(denoise, latents, schedule.sigmas.to(device), callback=callback)
+        # The sigmas stay on the CPU: each step reads them as scalars (its timestep, the expert switch, the
+        # solver's coefficients), which on the GPU would be a device sync per read.
+        latents = sample(denoise, latents, schedule.sigmas, callback=callback)
         latents = inputs.hold(latents)
 
         # 5. pixels
