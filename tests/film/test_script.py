@@ -137,3 +137,15 @@ def test_unquoted_yaml_ratio_is_read_as_written(tmp_path):
         assert load_script(tmp_path / "film.yaml").ratio == ratio
     with pytest.raises(InputError, match='ratio: unknown aspect ratio "970"'):
         parse_script({"ratio": 970, "shots": ["a"]})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "nan", "inf"])
+def test_non_finite_numbers_are_input_errors(bad):
+    with pytest.raises(InputError, match="shot 1, duration: .* is not a duration"):
+        parse_script({"shots": [{"prompt": "a", "duration": bad}]})
+    with pytest.raises(InputError, match="fps: fps must be a whole number from 1 to 60"):
+        parse_script({"fps": bad, "shots": ["a"]})
+
+
+def test_full_width_colon_in_ratio():
+    assert parse_script({"ratio": "9：16", "shots": ["a"]}).ratio == "9:16"

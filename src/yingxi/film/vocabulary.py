@@ -3,6 +3,7 @@ and scripts, so both accept the same words and fail with the same messages."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from yingxi.errors import InputError, closest, unknown_word
@@ -56,6 +57,10 @@ def parse_duration(value: object, *, shot: int | None = None, field: str = "dura
         value = str(value)
     if isinstance(value, (int, float)):
         seconds = float(value)
+        if not math.isfinite(seconds):
+            raise InputError(
+                f'"{value}" is not a duration; write seconds like "4s" or "2.5s"', shot=shot, field=field
+            )
     else:
         m = DURATION_RE.match(_norm(str(value)))
         if not m:
@@ -190,7 +195,7 @@ def parse_resolution(value: object, *, field: str = "resolution") -> str:
 
 
 def parse_ratio(value: object, *, field: str = "ratio") -> str:
-    word = _norm(str(value)).replace("/", ":").replace("x", ":")
+    word = _norm(str(value)).replace("/", ":").replace("x", ":").replace("：", ":")
     if word not in RATIOS:
         raise InputError(unknown_word("aspect ratio", str(value), RATIOS), field=field)
     return word
@@ -203,7 +208,7 @@ def parse_fps(value: object, *, field: str = "fps") -> int:
         fps = float(value)
     except ValueError:
         raise InputError(f"fps must be a whole number from 1 to 60, got {value!r}", field=field) from None
-    if fps != int(fps) or not 1 <= fps <= 60:
+    if not math.isfinite(fps) or fps != int(fps) or not 1 <= fps <= 60:
         raise InputError(f"fps must be a whole number from 1 to 60, got {value!r}", field=field)
     return int(fps)
 
