@@ -59,8 +59,9 @@ def test_crossfade_middle_frame_is_the_mean():
         Shot("a", duration=2.0), Shot("b", duration=2.0, transition=Transition("crossfade", seconds=0.75))
     )
     assert np.all(cut.frame(19) == A) and np.all(cut.frame(29) == B)
-    assert np.all(cut.frame(20) == A) and np.all(cut.frame(28) == B)  # alpha 0 and 1 at the window's ends
-    # Tolerance: 1 level (rounding of the float mix).
+    # Every window frame is a mix: alpha 0.1 and 0.9 at its ends. Tolerance: 1 level (rounding of the mix).
+    assert np.abs(cut.frame(20).astype(int) - (np.multiply(A, 0.9) + np.multiply(B, 0.1))).max() <= 1
+    assert np.abs(cut.frame(28).astype(int) - (np.multiply(A, 0.1) + np.multiply(B, 0.9))).max() <= 1
     assert np.abs(cut.frame(24).astype(int) - (np.add(A, B) / 2)).max() <= 1
     reds = [mean_colour(cut.frame(k))[0] for k in range(20, 29)]
     assert all(x > y for x, y in zip(reds, reds[1:], strict=False))  # ramps monotonically A -> B
@@ -71,9 +72,10 @@ def test_fade_goes_through_black():
         Shot("a", duration=2.0), Shot("b", duration=2.0, transition=Transition("fade", seconds=0.75))
     )
     assert np.all(cut.frame(24) == 0)  # the middle frame is black
-    # A quarter of the way in (alpha 0.25), A is at half brightness; three quarters in, B is. Tolerance 1 level.
-    assert np.abs(mean_colour(cut.frame(22)) - np.multiply(A, 0.5)).max() <= 1
-    assert np.abs(mean_colour(cut.frame(26)) - np.multiply(B, 0.5)).max() <= 1
+    # Frame 22 has alpha 0.3: A at 40% brightness; frame 26 (alpha 0.7): B at 40%. Tolerance 1 level.
+    assert np.abs(mean_colour(cut.frame(22)) - np.multiply(A, 0.4)).max() <= 1
+    assert np.abs(mean_colour(cut.frame(26)) - np.multiply(B, 0.4)).max() <= 1
+    assert np.all(cut.frame(19) == A) and np.all(cut.frame(29) == B)
 
 
 @pytest.mark.parametrize("direction", ["left", "right"])
@@ -87,10 +89,10 @@ def test_wipe_half_way_splits_the_frame(direction: str):
     # "wipe left": B comes in from the right edge moving left, so at half-way the right half is B.
     shown_left, shown_right = (A, B) if direction == "left" else (B, A)
     assert np.all(left == shown_left) and np.all(right == shown_right)
-    quarter = cut.frame(22)  # alpha 0.25: B covers a quarter (216 columns) on its side
-    b_cols = np.all(quarter == B, axis=(0, 2)).sum()
-    assert b_cols == 216
-    assert np.all(quarter[:, -216:] == B) if direction == "left" else np.all(quarter[:, :216] == B)
+    early = cut.frame(22)  # alpha 0.3: B covers 259 of 864 columns on its side
+    b_cols = np.all(early == B, axis=(0, 2)).sum()
+    assert b_cols == 259
+    assert np.all(early[:, -259:] == B) if direction == "left" else np.all(early[:, :259] == B)
 
 
 def test_transition_is_clamped_to_half_of_each_neighbour():
@@ -99,9 +101,31 @@ def test_transition_is_clamped_to_half_of_each_neighbour():
     )
     window = cut.windows[1]
     assert (window.start, window.length) == (6, 12)  # 6 frames from each 12-frame shot, not 60
-    assert np.all(cut.frame(5) == A) and np.all(cut.frame(6) == A) and np.all(cut.frame(17) == B)
-    # Before the cut n // 2 frames, after it n - n // 2: each at most half its shot (none if under 2).
+    assert np.all(cut.frame(5) == A) and np.all(cut.frame(18) == B)
+    assert not np.all(cut.frame(6) == A) and not np.all(cut.frame(17) == B)  # the window's ends are mixes
+    # Before the cut n // 2 frames, after it n - n // 2: each at most half its shot (none if no room).
     assert clamp_length(9, 4, 100) == 5 and clamp_length(9, 100, 4) == 4 and clamp_length(3, 1, 1) == 0
+    assert clamp_length(3, 1, 2) == 1  # one 50/50 frame after the cut
+
+
+@pytest.mark.parametrize("kind", ["crossfade", "fade", "wipe"])
+def test_a_two_frame_transition_is_not_a_hard_cut(kind: str):
+    # 1/6 s at 12 fps: two frames, 23 (A's last) and 24 (B's first). Each must be a mix, at alpha 1/3 and 2/3.
+    cut = cut_of(
+        Shot("a", duration=2.0), Shot("b", duration=2.0, transition=Transition(kind, "left", seconds=1 / 6))
+    )
+    assert (cut.windows[1].start, cut.windows[1].length) == (23, 2)
+    assert np.all(cut.frame(22) == A) and np.all(cut.frame(25) == B)
+    first, second = cut.frame(23).astype(float), cut.frame(24).astype(float)
+    if kind == "crossfade":  # tolerance: 1 level of rounding
+        assert np.abs(first - (np.multiply(A, 2 / 3) + np.multiply(B, 1 / 3))).max() <= 1
+        assert np.abs(second - (np.multiply(A, 1 / 3) + np.multiply(B, 2 / 3))).max() <= 1
+    elif kind == "fade":  # through black: A at a third of its brightness, then B at a third
+        assert np.abs(first - np.multiply(A, 1 / 3)).max() <= 1
+        assert np.abs(second - np.multiply(B, 1 / 3)).max() <= 1
+    else:  # 288 and 576 of 864 columns show B, coming in from the right
+        assert np.all(first[:, -288:] == B) and np.all(first[:, :-288] == A)
+        assert np.all(second[:, -576:] == B) and np.all(second[:, :-576] == A)
 
 
 def test_first_shot_fade_is_a_fade_in_and_other_first_transitions_are_ignored():

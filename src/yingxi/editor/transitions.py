@@ -1,8 +1,10 @@
 """Transitions between shots: where each one sits in the frame timeline and how it mixes two frames.
 
 A transition into shot i takes n frames centred on the cut, half from each shot, so it never changes the
-film's length. Inside it, alpha ramps 0 -> 1 (alpha = j / (n - 1)), so an odd window's middle frame, the
-first frame of the new shot, is the 50/50 mix.
+film's length. Every frame inside it is a mix: alpha = (j + 1) / (n + 1) for its j-th frame, so the ramp runs
+from the pure A frame just before the window to the pure B frame just after it (a 2-frame crossfade is two
+mixed frames, not a hard cut), and an odd window's middle frame, the first of the new shot, is the 50/50 mix.
+The film's opening fade-in instead starts on black: alpha = j / n.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ class Window:
     into: int  # 0-based index of the shot the transition leads into
     kind: str  # "crossfade" | "fade" | "wipe" | "fade-in" (the first shot fading up from black)
     start: int  # first output frame of the window
-    length: int  # n >= 2 frames
+    length: int  # n >= 1 frames
     direction: str = "left"  # for wipes: the way the edge moves
 
     def alpha(self, frame: int) -> float:
-        """0 at the window's first frame, 1 at its last."""
-        return (frame - self.start) / (self.length - 1)
+        """B's share at `frame`, strictly between 0 and 1 (0 on the first frame of a fade-in)."""
+        if self.kind == "fade-in":
+            return (frame - self.start) / self.length
+        return (frame - self.start + 1) / (self.length + 1)
 
     def __contains__(self, frame: int) -> bool:
         return self.start <= frame < self.start + self.length
@@ -32,10 +36,10 @@ class Window:
 
 def clamp_length(n: int, frames_before: int, frames_after: int) -> int:
     """Largest length <= n whose half before the cut fits in half the previous shot and whose half after
-    fits in half the next, so two transitions never overlap inside one shot."""
-    while n >= 2 and (n // 2 > frames_before / 2 or n - n // 2 > frames_after / 2):
+    fits in half the next, so two transitions never overlap inside one shot (0: no room)."""
+    while n >= 1 and (n // 2 > frames_before / 2 or n - n // 2 > frames_after / 2):
         n -= 1
-    return n if n >= 2 else 0
+    return max(n, 0)
 
 
 def plan_windows(
@@ -52,9 +56,9 @@ def plan_windows(
         window = None
         if i == 0:
             if kind == "fade":  # the film fades up from black over the fade's second half
-                m = min(n - n // 2, frames // 2 - 1)  # m + 1 frames, within the shot's first half
+                m = min(n - n // 2, frames // 2 - 1)  # m frames (black first), then full brightness
                 if m >= 1:
-                    window = Window(into=0, kind="fade-in", start=0, length=m + 1)
+                    window = Window(into=0, kind="fade-in", start=0, length=m)
         elif kind != "cut":
             n = clamp_length(n, shot_frames[i - 1], frames)
             if n:
