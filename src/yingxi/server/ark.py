@@ -3,7 +3,6 @@ official `volcenginesdkarkruntime` client sends and parses (Seedance text/image/
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
@@ -14,6 +13,7 @@ from yingxi.server.common import (
     ARK_QUEUE_SECONDS,
     ctx,
     owned_job,
+    parse_json,
     read_body,
     submit,
     tenant_of,
@@ -148,10 +148,7 @@ async def create_task(request: Request, tenant: str = Depends(tenant_of)) -> dic
     if data is None:  # multipart: the JSON body rides in the "request" field, files as upload://NAME
         if "request" not in fields:
             raise ApiError(400, 'a multipart request carries the JSON body in a field named "request"')
-        try:
-            data = json.loads(fields["request"])
-        except json.JSONDecodeError as e:
-            raise ApiError(400, f'the "request" field is not valid JSON: {e}') from None
+        data = parse_json(fields["request"], 'the "request" field')
     body = validate(CreateTask, data)
     settings = ctx(request).settings
     if body.callback_url is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import threading
@@ -25,6 +26,7 @@ from yingxi.server.store import Job, JobStore, QuotaExceeded, new_job_id
 from yingxi.server.views import UrlFor, signed_url_maker
 
 MAX_PARTS = 32  # multipart parts per request (files + fields)
+MAX_NODES = 100_000  # values in one decoded body; also caps what YAML aliases can expand to
 ARK_QUEUE_SECONDS = 48 * 3600  # Ark's default execution_expires_after
 
 
@@ -115,12 +117,7 @@ async def read_body(
         return None, uploads, fields
     raw = await request.body()
     if kind in ("application/json", "text/json", "") or kind.endswith("+json"):
-        try:
-            return json.loads(raw or b"null"), {}, {}
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"the body is not valid JSON: {e}") from None
-        except RecursionError:
-            raise ApiError(400, "the body is not valid JSON: nested too deeply") from None
+        return parse_json(raw or b"null"), {}, {}
     if yaml_ok and kind in (
         "application/yaml",
         "application/x-yaml",
@@ -133,13 +130,58 @@ async def read_body(
     raise ApiError(415, f'unsupported content type "{kind[:60]}"; send {accepted}')
 
 
-def parse_yaml(raw: bytes | str) -> Any:
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(raw: bytes | str, what: str = "the body") -> Any:
+    """json.loads for client bytes: every failure (bad syntax or encoding, NaN/Infinity, a number too long
+    to convert, nesting too deep, a lone surrogate) is a 400, never an exception that reaches the app."""
+    try:
+        return plain_data(json.loads(raw, parse_constant=_reject_constant), what)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise ApiError(400, f"{what} is not valid JSON: {str(e)[:120]}") from None
+    except RecursionError:
+        raise ApiError(400, f"{what} is not valid JSON: nested too deeply") from None
+
+
+def parse_yaml(raw: bytes | str, what: str = "the body") -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(raw)
+        return plain_data(yaml.safe_load(raw), what)
     except yaml.YAMLError as e:
-        raise ApiError(400, f"the body is not valid YAML: {' '.join(str(e).split())[:200]}") from None
+        raise ApiError(400, f"{what} is not valid YAML: {' '.join(str(e).split())[:200]}") from None
+    except RecursionError:
+        raise ApiError(400, f"{what} is not valid YAML: nested too deeply") from None
+
+
+def plain_data(value: Any, what: str = "the body") -> Any:
+    """`value` when it is data we can store and echo back: finite numbers, strings that encode as UTF-8
+    (a lone surrogate such as "\\ud800" cannot be written to SQLite or to a JSON response), at most
+    MAX_NODES values in all (YAML aliases reuse one node many times: a few bytes can stand for billions)."""
+    budget = MAX_NODES
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ApiError(400, f"{what} holds more than {MAX_NODES} values")
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(
+                    400, f"{what} holds a string that is not valid Unicode (a lone surrogate)"
+                ) from None
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise ApiError(400, f"{what} holds a number that is not finite ({v})")
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            stack.extend(v)
+    return value
 
 
 def validate(model: type[BaseModel], data: Any) -> Any:

@@ -22,7 +22,7 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
             raise ApiError(
                 400, 'a multipart request carries the script (JSON or YAML) in a field named "script"'
             )
-        script = parse_yaml(fields["script"])  # YAML is a superset of JSON
+        script = parse_yaml(fields["script"], 'the "script" field')  # YAML is a superset of JSON
     model = ctx(request).settings.model or ctx(request).settings.backend
     if isinstance(script, dict) and "model" in script:
         script = dict(script)

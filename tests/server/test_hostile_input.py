@@ -1,0 +1,78 @@
+"""Hostile bodies against the app in-process (no workers needed): each answers a 4xx in the API's error
+shape, nothing bad is stored, and the tenant's list still renders afterwards."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.server.conftest import TEST_LIMITS, assert_error
+from yingxi.server.app import create_app
+from yingxi.server.keys import create_key
+from yingxi.server.settings import ServerSettings
+
+TASKS = "/api/v3/contents/generations/tasks"
+JSON = {"content-type": "application/json"}
+YAML = {"content-type": "application/yaml"}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("hostile")
+    key = create_key(data_dir, "alice")
+    app = create_app(ServerSettings(data_dir=data_dir, limits=TEST_LIMITS))
+    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}) as c:
+        yield c
+
+
+@pytest.fixture
+def http(client):
+    yield client
+    # Whatever the request did, the tenant's task list and the OpenAI list still render.
+    assert client.get(TASKS).status_code == 200
+    assert client.get("/v1/videos").status_code == 200
+
+
+def ark_raw(fragment: bytes, text: bytes = b"a boat --dur 2") -> bytes:
+    return b'{"model": "m", "content": [{"type": "text", "text": "' + text + b'"}]' + fragment + b"}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ark_raw(b"", text=b"a \\ud800 boat"),  # a lone surrogate: cannot be stored or echoed as UTF-8
+        b'{"model": "\\udfff", "content": [{"type": "text", "text": "a boat"}]}',
+        ark_raw(b', "duration": NaN'),
+        ark_raw(b', "duration": -Infinity'),
+        ark_raw(b', "seed": ' + b"7" * 5000),  # over Python's int-from-string digit limit
+    ],
+    ids=["surrogate-text", "surrogate-model", "nan", "infinity", "5000-digit-int"],
+)
+def test_json_that_python_reads_but_we_cannot_keep_is_400(http, body):
+    assert_error(http.post(TASKS, content=body, headers=JSON), 400)
+    assert http.get(TASKS).json()["total"] == 0  # nothing was queued
+
+
+def test_surrogates_in_the_multipart_request_and_openai_bodies_are_400(http):
+    request = '{"model": "m", "content": [{"type": "text", "text": "\\ud800"}]}'
+    err = assert_error(http.post(TASKS, data={"request": request}, files={"f": ("f", b"x")}), 400)
+    assert '"request" field' in err["message"]
+    assert_error(http.post("/v1/videos", content=b'{"prompt": "\\udc00 a boat"}', headers=JSON), 400)
+
+
+def test_yaml_scripts_with_alias_bombs_deep_nesting_or_non_finite_numbers_are_400(http):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for level in "bcdefgh":  # 10^8 strings once expanded, from a few hundred bytes
+        prev = chr(ord(level) - 1)
+        bomb += f"{level}: &{level} [{', '.join(['*' + prev] * 10)}]\n"
+    bomb += "shots: [{prompt: *h}]\n"
+    err = assert_error(http.post("/api/v1/films", content=bomb.encode(), headers=YAML), 400)
+    assert "more than" in err["message"]
+    assert_error(http.post("/api/v1/films", content=b"[" * 20000 + b"]" * 20000, headers=YAML), 400)
+    script = b"fps: .inf\nshots:\n  - {prompt: a boat, duration: 2}\n"
+    err = assert_error(http.post("/api/v1/films", content=script, headers=YAML), 400)
+    assert "not finite" in err["message"]
+    err = assert_error(
+        http.post("/api/v1/films", data={"script": "shots: [{prompt: .nan}]"}, files={"f": ("f", b"x")}), 400
+    )
+    assert '"script" field' in err["message"]
