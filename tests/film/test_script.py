@@ -149,3 +149,21 @@ def test_non_finite_numbers_are_input_errors(bad):
 
 def test_full_width_colon_in_ratio():
     assert parse_script({"ratio": "9：16", "shots": ["a"]}).ratio == "9:16"
+
+
+def test_script_file_encodings_and_yaml_errors_say_where(tmp_path):
+    (tmp_path / "bom.json").write_bytes('\ufeff{"shots": ["a dog"]}'.encode())
+    (tmp_path / "crlf.yaml").write_bytes("\ufeffshots:\r\n  - 一只狗。\r\n".encode())
+    assert load_script(tmp_path / "bom.json").shots[0].prompt == "a dog"
+    assert load_script(tmp_path / "crlf.yaml").shots[0].prompt == "一只狗。"
+    (tmp_path / "tab.yaml").write_text("shots:\n\t- a\n")
+    with pytest.raises(InputError) as info:
+        load_script(tmp_path / "tab.yaml")
+    assert str(info.value).startswith(f"{tmp_path / 'tab.yaml'}: not valid YAML: line 2, column 1: found")
+    assert "<unicode string>" not in str(info.value)
+
+
+def test_a_text_file_is_not_read_as_yaml(tmp_path):
+    (tmp_path / "film.txt").write_text("Shot 1 (4s): a dog")
+    with pytest.raises(InputError, match=r'a script is a \.yaml, \.yml or \.json file, got "\.txt"'):
+        load_script(tmp_path / "film.txt")

@@ -56,13 +56,20 @@ SHOT_KEYS = ("prompt", "duration", "framing", "camera", "transition", "dialogue"
              "first_frame", "last_frame", "continue", "seed")  # fmt: skip
 CHARACTER_KEYS = ("description", "image", "voice")
 MAX_SHOTS = 100
+SCRIPT_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def load_script(path: str | Path) -> Film:
     """Read a .yaml/.yml/.json script; relative paths inside resolve against its folder."""
     path = Path(path)
+    if path.suffix.lower() not in SCRIPT_SUFFIXES:
+        raise InputError(
+            f'a script is a .yaml, .yml or .json file, got "{path.suffix or path.name}"; '
+            'for a prompt in a text file, pass its text: yingxi generate "$(cat FILE)"',
+            file=str(path),
+        )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # editors on Windows start files with a BOM
     except FileNotFoundError:
         raise InputError("script file not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
@@ -225,4 +232,8 @@ def _unsexagesimal(value: Any) -> Any:
 
 
 def _first_line(error: Exception) -> str:
+    """Where and what, without PyYAML's echo of the source: 'line 2, column 1: found character ...'."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     return " ".join(str(error).split())[:200]
