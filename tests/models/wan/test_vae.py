@@ -257,6 +257,21 @@ def test_original_layout_checkpoint_loads_to_same_outputs(which, pair21, pair22,
         assert torch.equal(loaded.decode(latents), vae.decode(latents))
 
 
+def test_original_model_root_finds_the_pth_beside_the_transformer_config(pair21, tmp_path):
+    # An original Wan root (Wan-AI/Wan2.1-T2V-1.3B): the transformer's config.json and weights next to
+    # Wan2.1_VAE.pth. The transformer's config must not be taken for the VAE's.
+    ref, vae, _ = pair21
+    (tmp_path / "config.json").write_text('{"_class_name": "WanModel", "model_type": "t2v", "dim": 32}')
+    torch.save({"patch_embedding.weight": torch.zeros(1)}, tmp_path / "diffusion_pytorch_model.pth")
+    torch.save(
+        {_to_original(k, vae.config): v for k, v in ref.state_dict().items()}, tmp_path / "Wan2.1_VAE.pth"
+    )
+    loaded = load_vae(tmp_path, config=vae.config)
+    video = _video(1, 5, 32, 32, seed=8)
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(video), vae.encode(video))
+
+
 def test_rename_table_agrees_with_diffusers_converter():
     # diffusers' single-file converter hard-codes the real 2.1 layout (2 residual blocks, 4 stages): check
     # our table against it on every key of a narrow model with that layout.

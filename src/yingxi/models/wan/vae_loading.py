@@ -86,6 +86,17 @@ def _preset_for(state: dict[str, Tensor], kind: str | None, source: str) -> WanV
     )
 
 
+def _is_vae_config(path: Path) -> bool:
+    """A diffusers `AutoencoderKLWan` config.json (not, e.g., the transformer config beside Wan2.1_VAE.pth)."""
+    if not path.is_file():
+        return False
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"config.json is not valid JSON: {exc}", file=str(path)) from exc
+    return isinstance(raw, dict) and (raw.get("_class_name") == "AutoencoderKLWan" or "z_dim" in raw)
+
+
 def _find(path: Path, kind: str | None) -> tuple[Path, Path | None]:
     """(weights path, diffusers config.json or None) for a file, a diffusers `vae/` folder, a diffusers pipeline
     folder or an original Wan model folder holding `Wan2.x_VAE.pth`."""
@@ -93,8 +104,9 @@ def _find(path: Path, kind: str | None) -> tuple[Path, Path | None]:
         raise ModelNotFoundError(f"{path}: Wan VAE checkpoint not found")
     if path.is_file():
         return path, None
-    for folder in (path, path / "vae"):
-        if (folder / "config.json").is_file():
+    for folder in (path / "vae", path):
+        # An original Wan root also holds a config.json, the transformer's: only a VAE config counts.
+        if _is_vae_config(folder / "config.json"):
             return folder, folder / "config.json"
     names = [ORIGINAL_FILES[kind]] if kind else list(ORIGINAL_FILES.values())
     found = [path / n for n in names if (path / n).is_file()]
