@@ -167,3 +167,12 @@ def test_continue_on_first_shot():
 def test_malformed_header():
     err = error_of("Shot 1 (2s) a man walks")
     assert err.field == "header" and "Shot N (" in str(err)
+
+
+def test_dialogue_before_the_first_shot_is_an_error_not_style():
+    err = error_of('OLD JIA: "Happy new year."\nShot 1 (2s): The river.')
+    assert (err.shot, err.field) == (1, "dialogue") and "before Shot 1" in str(err) and "OLD JIA" in str(err)
+    err = error_of("老贾：“新年好。”\nShot 1 (2s): 冰河。")
+    assert err.field == "dialogue"
+    # A quoted style note in sentence case is style, as before.
+    assert parse_prompt('Palette: "teal and orange"\nShot 1 (2s): a').style == 'Palette: "teal and orange"'

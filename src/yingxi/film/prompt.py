@@ -74,6 +74,7 @@ def parse_prompt(text: str, *, default_duration: float | None = None, **film_fie
             style_lines.append(line)
     if not drafts:
         return _single_shot(style_lines, default, film_fields)
+    _refuse_dialogue_in_style(style_lines)
     for position, draft in enumerate(drafts, start=1):
         if draft.number != position:
             raise InputError(
@@ -83,6 +84,19 @@ def parse_prompt(text: str, *, default_duration: float | None = None, **film_fie
             )
     shots = tuple(_shot_from(d, default) for d in drafts)
     return Film(shots=shots, style=" ".join(style_lines), **film_fields)
+
+
+def _refuse_dialogue_in_style(style_lines: list[str]) -> None:
+    """`OLD JIA: "..."` above Shot 1 would otherwise become style text in every shot's prompt.
+    A label in capitals (or without case, as in Chinese) is a speaker; `Palette: "teal"` stays style."""
+    for line in style_lines:
+        speech = DIALOGUE_RE.match(line)
+        if speech and speech.group(1) == speech.group(1).upper():
+            raise InputError(
+                f'the dialogue line "{line[:60]}" comes before Shot 1; put it under the shot where it is spoken',
+                shot=1,
+                field="dialogue",
+            )
 
 
 def _single_shot(lines: list[str], duration: float, film_fields: dict) -> Film:
