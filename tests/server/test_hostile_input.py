@@ -76,3 +76,32 @@ def test_yaml_scripts_with_alias_bombs_deep_nesting_or_non_finite_numbers_are_40
         http.post("/api/v1/films", data={"script": "shots: [{prompt: .nan}]"}, files={"f": ("f", b"x")}), 400
     )
     assert '"script" field' in err["message"]
+
+
+@pytest.mark.parametrize(
+    "fragment, text, status",
+    [
+        (b', "frames": ' + b"9" * 400, b"a boat", 422),  # frames / 24 overflowed a float
+        (b"", b"a boat --fps inf", 400),
+        (b"", b"a boat --fps nan", 400),
+        (b"", b"a boat --dur 1e999", 400),
+    ],
+    ids=["frames-overflow", "fps-inf", "fps-nan", "dur-1e999"],
+)
+def test_numbers_beyond_float_are_4xx(http, fragment, text, status):
+    err = assert_error(http.post(TASKS, content=ark_raw(fragment, text), headers=JSON), status)
+    assert err["param"] in ("frames", "fps", "duration")
+
+
+@pytest.mark.parametrize("size", ["00x00", "1280x00", "00x720"])
+def test_openai_size_with_a_zero_side_is_400(http, size):
+    err = assert_error(http.post("/v1/videos", json={"prompt": "a boat", "size": size}), 400)
+    assert err["param"] == "size"
+
+
+def test_a_non_ascii_signature_is_403_not_500(http):
+    anonymous = {"Authorization": ""}
+    r = http.get(
+        "/api/v3/files/cgt-x/video.mp4?expires=99999999999&signature=%C3%A9t%C3%A9", headers=anonymous
+    )
+    assert_error(r, 403)

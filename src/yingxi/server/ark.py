@@ -3,6 +3,7 @@ official `volcenginesdkarkruntime` client sends and parses (Seedance text/image/
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
@@ -63,7 +64,7 @@ class CreateTask(BaseModel):
     resolution: str | None = None
     ratio: str | None = None
     duration: int | None = None
-    frames: int | None = None
+    frames: int | None = Field(default=None, ge=1, le=100_000)
     execution_expires_after: int | None = Field(default=None, ge=3600, le=259200)
 
 
@@ -89,9 +90,12 @@ def _flag_number(value: str | None, param: str) -> float | None:
         return int(value)
     except ValueError:
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
-            raise ApiError(400, f"--{param} takes a number, got {value[:20]!r}", param=param) from None
+            number = math.nan
+    if not math.isfinite(number):  # "nan", "inf" and "1e999" parse as floats; none is a number of seconds
+        raise ApiError(400, f"--{param} takes a number, got {value[:20]!r}", param=param)
+    return number
 
 
 def build_request(
@@ -136,7 +140,7 @@ def build_request(
         resolution=body.resolution or flags.get("resolution"),
         ratio=body.ratio or flags.get("ratio"),
         duration=duration if duration is not None else 5,
-        fps=flags.get("fps"),
+        fps=_flag_number(flags.get("fps"), "fps"),
         seed=seed,
         camera_fixed=bool(camera_fixed),
     )

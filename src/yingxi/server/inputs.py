@@ -214,6 +214,8 @@ def size_to_format(size: str, param: str = "size") -> tuple[str, str]:
     if not m:
         raise ApiError(400, f'size must look like "1280x720", got "{str(size)[:40]}"', param=param)
     w, h = int(m.group(1)), int(m.group(2))
+    if not w or not h:
+        raise ApiError(400, f'size "{size}" has a zero side', param=param)
     for res, table in SIZES.items():
         for ratio, wh in table.items():
             if wh == (w, h):

@@ -58,4 +58,6 @@ def sign(secret: bytes, resource: str, expires: int) -> str:
 
 
 def check_signature(secret: bytes, resource: str, expires: int, signature: str, now: float) -> bool:
-    return expires >= now and hmac.compare_digest(sign(secret, resource, expires), signature)
+    # compare_digest refuses non-ASCII str (TypeError): compare bytes, whatever the client sent.
+    expected = sign(secret, resource, expires).encode()
+    return expires >= now and hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
