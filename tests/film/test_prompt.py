@@ -176,3 +176,14 @@ def test_dialogue_before_the_first_shot_is_an_error_not_style():
     assert err.field == "dialogue"
     # A quoted style note in sentence case is style, as before.
     assert parse_prompt('Palette: "teal and orange"\nShot 1 (2s): a').style == 'Palette: "teal and orange"'
+
+
+def test_speed_as_an_attribute_of_its_own():
+    film = parse_prompt("Shot 1 (4s, orbit left, fast): a\nShot 2 (slow, crane up): b")
+    assert film.shots[0].camera.move == CameraMove("orbit", "left", "fast")
+    assert film.shots[1].camera.move == CameraMove("crane", "up", "slow")
+    err = error_of("Shot 1 (4s, slow): a")
+    assert err.field == "camera" and '"slow pan left"' in str(err)
+    err = error_of("Shot 1 (slow pan left, fast): a")
+    assert err.field == "camera" and "two speeds" in str(err)
+    assert error_of("Shot 1 (slow, fast, pan left): a").field == "speed"

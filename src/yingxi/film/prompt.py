@@ -128,10 +128,11 @@ def _apply_attributes(shot: Shot, attributes: str, n: int) -> Shot:
     framing: str | None = None
     move: CameraMove | None = None
     transition = Transition()
+    speed: str | None = None  # "slow"/"fast" written as an attribute of its own: "pan left, slow"
     for token in (t.strip() for t in re.split(r"[,，;；]", attributes)):
         if not token:
             continue
-        kind = classify_attribute(token)
+        kind = "speed" if _norm_word(token) in SPEED_WORDS else classify_attribute(token)
         if kind is None:
             _raise_specific(token, n)
             hint = suggest_attribute(token)
@@ -163,7 +164,29 @@ def _apply_attributes(shot: Shot, attributes: str, n: int) -> Shot:
             shot = replace(shot, continue_previous=True)
         elif kind == "seed":
             shot = replace(shot, seed=parse_seed(re.sub(r"[^0-9]", "", token), shot=n))
+        elif kind == "speed":
+            speed = SPEED_WORDS[_norm_word(token)]
+    if speed is not None:
+        move = _with_speed(move, speed, seen, n)
     return replace(shot, camera=camera_from(framing, move), transition=transition)
+
+
+def _norm_word(token: str) -> str:
+    return " ".join(token.lower().split())
+
+
+def _with_speed(move: CameraMove | None, speed: str, seen: dict[str, str], n: int) -> CameraMove:
+    if move is None or move.kind == "static":
+        raise InputError(
+            f'"{seen["speed"]}" needs a camera move to set the pace of, e.g. "{seen["speed"]} pan left"',
+            shot=n,
+            field="camera",
+        )
+    if move.speed not in ("normal", speed):
+        raise InputError(
+            f'"{seen["camera"]}" and "{seen["speed"]}" give two speeds; pick one', shot=n, field="camera"
+        )
+    return replace(move, speed=speed)
 
 
 def _raise_specific(token: str, n: int) -> None:
