@@ -12,8 +12,8 @@ from yingxi.backends.base import Clip
 from yingxi.director.plan import plan
 from yingxi.editor import Subtitle, assemble, burn_subtitles, srt_text, write_srt
 from yingxi.editor.dialogue import DialogueTake
-from yingxi.editor.subtitles import _wrap, srt_timestamp, subtitle_text
-from yingxi.film.model import DialogueLine, Film, Shot
+from yingxi.editor.subtitles import SubtitleOverlay, _wrap, srt_timestamp, subtitle_text
+from yingxi.film.model import SIZES, DialogueLine, Film, Shot
 
 FPS = 12
 BACKGROUND = (30, 60, 90)
@@ -113,3 +113,22 @@ def test_chinese_text_wraps_between_characters_and_uses_a_full_width_colon():
     assert len(lines) > 1 and "".join(lines) == "老贾：" + text  # nothing lost, no spaces added
     assert all(font.getlength(line) <= 300 for line in lines)
     assert _wrap("short words stay together", font, 1000) == ["short words stay together"]
+
+
+@pytest.mark.parametrize("resolution", ["480p", "1080p"])
+def test_portrait_subtitles_are_set_like_their_landscape_twin(resolution: str):
+    text = subtitle_text(
+        "Old Jia", "Happy new year, my old friend. The river froze again, like the winter we met."
+    )
+    bands = {}
+    for ratio in ("16:9", "9:16"):
+        w, h = SIZES[resolution][ratio]
+        out = next(burn_subtitles(iter([np.full((h, w, 3), 128, np.uint8)]), [Subtitle(0, 1, text)], fps=12))
+        rows = np.flatnonzero(np.any(out != 128, axis=(1, 2)))
+        bands[ratio] = (rows.max() - rows.min()) / h  # fraction of the frame's height the subtitle covers
+        cols = np.flatnonzero(np.any(out != 128, axis=(0, 2)))
+        assert cols.min() > 0 and cols.max() < w - 1  # wrapped inside the frame
+    assert (
+        SubtitleOverlay(*SIZES[resolution]["9:16"]).size == SubtitleOverlay(*SIZES[resolution]["16:9"]).size
+    )
+    assert bands["16:9"] < 0.2 and bands["9:16"] < 0.2  # was 0.34 of a 9:16 frame (5% of its height per line)

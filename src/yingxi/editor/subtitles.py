@@ -82,7 +82,9 @@ class SubtitleOverlay:
 
     def __init__(self, width: int, height: int):
         self.width, self.height = width, height
-        self.size = max(10, round(height * 0.05))  # font px: legible at 480p, not shouting at 1080p
+        # Font px: 5% of the shorter side, legible at 480p and not shouting at 1080p; a portrait frame gets
+        # the size of its landscape twin (5% of its height would fill a third of a 9:16 frame).
+        self.size = max(10, round(min(width, height) * 0.05))
         self._cache: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
 
     def _render(self, text: str) -> tuple[int, np.ndarray, np.ndarray]:
