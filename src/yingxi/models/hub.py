@@ -33,9 +33,12 @@ def search_paths(name: str) -> list[Path]:
 
 
 def is_model_folder(path: Path) -> bool:
-    """A diffusers-layout pipeline folder: `model_index.json` beside a `transformer/` (or `transformer_2/`)."""
-    return (path / "model_index.json").is_file() and (
-        (path / "transformer").is_dir() or (path / "transformer_2").is_dir()
+    """A Wan model folder: diffusers layout (`model_index.json` beside `transformer/` or `transformer_2/`),
+    or Wan's original one (`Wan2.x_VAE.pth` beside `config.json` or the A14B `high_noise_model/`)."""
+    if (path / "model_index.json").is_file():
+        return (path / "transformer").is_dir() or (path / "transformer_2").is_dir()
+    return any(path.glob("Wan2.*_VAE.pth")) and (
+        (path / "config.json").is_file() or (path / "high_noise_model").is_dir()
     )
 
 

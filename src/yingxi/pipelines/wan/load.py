@@ -2,7 +2,9 @@
 
 Loading is here, apart from the pipeline, so the pipeline only ever sees built components. The folder is
 the diffusers layout the Wan-AI `*-Diffusers` repos use (model_index.json, transformer/[, transformer_2/],
-vae/, text_encoder/, tokenizer/[, image_encoder/, image_processor/], scheduler/).
+vae/, text_encoder/, tokenizer/[, image_encoder/, image_processor/], scheduler/) or Wan's original one
+(config.json + weights, Wan2.x_VAE.pth, models_t5_*.pth, google/umt5-xxl/; A14B: high_noise_model/,
+low_noise_model/), except Wan 2.1 I2V/FLF2V, whose original CLIP is an open-clip checkpoint.
 """
 
 from __future__ import annotations
@@ -33,18 +35,13 @@ def _read_json(path: Path) -> dict:
         raise InputError(f"not valid JSON: {exc}", file=str(path)) from exc
 
 
-def variant_for_folder(folder: str | Path) -> WanVariant:
-    """The registered variant a diffusers-layout folder is built like, with the folder's own transformer
-    config, boundary ratio and (for unregistered folders) scheduler shift."""
-    folder = Path(folder)
-    index = _read_json(folder / "model_index.json")
+def _diffusers_base(folder: Path, index: dict) -> tuple[str, WanDiTConfig, dict]:
+    """(registered variant it is built like, its transformer config, the folder's own sampling settings)."""
     dit_json = _read_json(folder / "transformer" / "config.json") or _read_json(
         folder / "transformer_2" / "config.json"
     )
-    if not index or not dit_json:
-        raise ModelNotFoundError(
-            f"{folder} is not a diffusers-layout Wan folder (needs model_index.json and transformer/config.json)"
-        )
+    if not dit_json:
+        raise ModelNotFoundError(f"{folder}: no transformer/config.json")
     dit = WanDiTConfig.from_diffusers(dit_json)
     z_dim = _read_json(folder / "vae" / "config.json").get("z_dim", 16)
     two = index.get("boundary_ratio") is not None or (folder / "transformer_2").is_dir()
@@ -57,23 +54,62 @@ def variant_for_folder(folder: str | Path) -> WanVariant:
     elif dit.in_channels > 16:
         base = "wan2.1-i2v-14b-720p" if "720" in str(folder) else "wan2.1-i2v-14b-480p"
     else:
-        base = (
-            "wan2.1-t2v-1.3b"
-            if dit.num_attention_heads * dit.attention_head_dim <= 1536
-            else "wan2.1-t2v-14b"
+        base = "wan2.1-t2v-1.3b" if dit.inner_dim <= 1536 else "wan2.1-t2v-14b"
+    own: dict = {}
+    shift = _read_json(folder / "scheduler" / "scheduler_config.json").get("flow_shift")
+    if shift:
+        own["shift"] = float(shift)
+    if two and index.get("boundary_ratio") is not None:
+        own["boundary_ratio"] = float(index["boundary_ratio"])
+    if VARIANTS[base].needs_image_encoder and not (folder / "image_encoder").is_dir():
+        own["needs_image_encoder"] = False
+    return base, dit, own
+
+
+def _original_base(folder: Path, raw: dict) -> tuple[str, WanDiTConfig, dict]:
+    """As `_diffusers_base` for Wan's own layout: config.json (dim, num_heads, model_type, ...) beside the
+    weights, Wan2.x_VAE.pth and models_t5_*.pth; Wan 2.2 A14B keeps its experts in high/low_noise_model/."""
+    two = (folder / "high_noise_model").is_dir()
+    model_type = raw.get("model_type", "t2v")
+    if model_type in ("i2v", "flf2v") and not two:
+        raise ModelNotFoundError(
+            f"{folder}: Wan 2.1 {model_type} in Wan's original layout conditions on an open-clip image encoder "
+            "that yingxi reads only in the diffusers layout; use the Wan-AI ...-Diffusers repo of this model"
+        )
+    try:
+        dit = WanDiTConfig.from_original(raw)
+    except InputError as exc:
+        raise ModelNotFoundError(f"{folder}: not a Wan model config.json ({exc.message})") from exc
+    if model_type == "ti2v" or dit.in_channels == 48:
+        base = "wan2.2-ti2v-5b"
+    elif two:
+        base = "wan2.2-i2v-a14b" if dit.in_channels > 16 else "wan2.2-t2v-a14b"
+    else:
+        base = "wan2.1-t2v-1.3b" if dit.inner_dim <= 1536 else "wan2.1-t2v-14b"
+    return base, dit, {}
+
+
+def variant_for_folder(folder: str | Path) -> WanVariant:
+    """The registered variant a model folder (diffusers or Wan's original layout) is built like, with the
+    folder's own transformer config and, for unregistered diffusers folders, its shift and boundary."""
+    folder = Path(folder)
+    index = _read_json(folder / "model_index.json")
+    original = _read_json(
+        (folder / "high_noise_model" if (folder / "high_noise_model").is_dir() else folder) / "config.json"
+    )
+    if index:
+        base, dit, own = _diffusers_base(folder, index)
+    elif "dim" in original and "num_heads" in original:
+        base, dit, own = _original_base(folder, original)
+    else:
+        raise ModelNotFoundError(
+            f"{folder} is not a Wan model folder (needs model_index.json and transformer/config.json, or "
+            "Wan's original config.json with dim and num_heads)"
         )
     variant = VARIANTS[base]
     if dit == variant.dit:
         return variant  # a published checkpoint: keep the authors' sampling defaults
-    changes: dict = {"name": folder.name, "dit": dit}
-    shift = _read_json(folder / "scheduler" / "scheduler_config.json").get("flow_shift")
-    if shift:
-        changes["shift"] = float(shift)
-    if two and index.get("boundary_ratio") is not None:
-        changes["boundary_ratio"] = float(index["boundary_ratio"])
-    if variant.needs_image_encoder and not (folder / "image_encoder").is_dir():
-        changes["needs_image_encoder"] = False
-    return dataclasses.replace(variant, **changes)
+    return dataclasses.replace(variant, name=folder.name, dit=dit, **own)
 
 
 def find(name_or_path: str | Path) -> tuple[WanVariant, Path | None]:
@@ -136,7 +172,7 @@ def load_pipeline(
     transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home)
     vae = load_vae(folder, dtype=vae_dtype, device=home)
     text_encoder = None
-    if (folder / "text_encoder").is_dir():
+    if (folder / "text_encoder").is_dir() or any(folder.glob("models_t5_*.pth")):
         text_encoder = WanTextEncoder.from_pretrained(folder, dtype=dtype, device=home)
     image_encoder = None
     if variant.needs_image_encoder:
