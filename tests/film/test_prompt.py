@@ -187,3 +187,17 @@ def test_speed_as_an_attribute_of_its_own():
     err = error_of("Shot 1 (slow pan left, fast): a")
     assert err.field == "camera" and "two speeds" in str(err)
     assert error_of("Shot 1 (slow, fast, pan left): a").field == "speed"
+
+
+def test_a_sentence_starting_with_shot_n_is_text_and_malformed_headers_still_fail():
+    film = parse_prompt("Shot 2 is my favourite: a dog runs.")
+    assert film.shots[0].prompt == "Shot 2 is my favourite: a dog runs."
+    for header in ("Shot 1 - a dog", "Shot 1. a dog", "Shot 1 [4s]: a dog", "Shot 1", "镜头1 - 一只狗"):
+        assert error_of(header).field == "header", header
+
+
+def test_dialogue_in_single_and_corner_quotes():
+    film = parse_prompt("Shot 1 (2s): a\nMEI: 'Hi.'\nLI: ‘Bye.’\n老贾：『新年好』")
+    assert [(d.character, d.line) for d in film.shots[0].dialogue] == [
+        ("MEI", "Hi."), ("LI", "Bye."), ("老贾", "新年好")
+    ]  # fmt: skip

@@ -29,8 +29,10 @@ from yingxi.film.vocabulary import (
 
 DEFAULT_SHOT_SECONDS = 5.0
 HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*(\d+)\s*(?:[(（]([^)）]*)[)）])?\s*[:：]\s*(.*)$", re.IGNORECASE)
-LOOSE_HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*\d+\b", re.IGNORECASE)
-DIALOGUE_RE = re.compile(r'^\s*([^:："“「]{1,40}?)\s*[:：]\s*["“「](.+?)["”」]\s*$')
+# A line that looks meant as a header but is malformed ("Shot 2 - ...", "Shot 2 (4s) text"); a sentence
+# that merely starts with "Shot 2 is ..." is shot text.
+LOOSE_HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*\d+\s*(?:$|[(\[（【:：.\-–—])", re.IGNORECASE)
+DIALOGUE_RE = re.compile(r"""^\s*([^:："“「『‘]{1,40}?)\s*[:：]\s*["“「『‘'](.+?)["”」』’']\s*$""")
 
 
 @dataclass
