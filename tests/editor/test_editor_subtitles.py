@@ -132,3 +132,10 @@ def test_portrait_subtitles_are_set_like_their_landscape_twin(resolution: str):
         SubtitleOverlay(*SIZES[resolution]["9:16"]).size == SubtitleOverlay(*SIZES[resolution]["16:9"]).size
     )
     assert bands["16:9"] < 0.2 and bands["9:16"] < 0.2  # was 0.34 of a 9:16 frame (5% of its height per line)
+
+
+def test_blank_lines_inside_a_subtitle_do_not_break_the_srt():
+    subs = [Subtitle(0.0, 1.0, "MEI: first part\n\n  second part\n"), Subtitle(1.5, 2.0, "JIA: next")]
+    blocks = srt_text(subs).split("\n\n")  # SRT blocks are separated by exactly one blank line
+    assert blocks == ["1\n00:00:00,000 --> 00:00:01,000\nMEI: first part\nsecond part", blocks[1]]
+    assert blocks[1] == "2\n00:00:01,500 --> 00:00:02,000\nJIA: next\n"

@@ -37,9 +37,15 @@ def srt_timestamp(seconds: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
 
 
+def _srt_lines(text: str) -> str:
+    """The text's non-blank lines: in SRT a blank line ends the block, so one inside a line (a YAML block
+    scalar can hold one) would cut the subtitle short and leave the rest as a malformed block."""
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def srt_text(subtitles: Iterable[Subtitle]) -> str:
     blocks = [
-        f"{i}\n{srt_timestamp(sub.start)} --> {srt_timestamp(sub.end)}\n{sub.text}\n"
+        f"{i}\n{srt_timestamp(sub.start)} --> {srt_timestamp(sub.end)}\n{_srt_lines(sub.text)}\n"
         for i, sub in enumerate(subtitles, start=1)
     ]
     return "\n".join(blocks)
