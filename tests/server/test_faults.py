@@ -61,7 +61,7 @@ class Hook(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    server = start_live(tmp_path_factory.mktemp("faults"), allow_callbacks=True)
+    server = start_live(tmp_path_factory.mktemp("faults"), allow_callbacks=True, allow_private_urls=True)
     yield server
     server.proc.stop()
 

@@ -105,3 +105,60 @@ def test_a_non_ascii_signature_is_403_not_500(http):
         "/api/v3/files/cgt-x/video.mp4?expires=99999999999&signature=%C3%A9t%C3%A9", headers=anonymous
     )
     assert_error(r, 403)
+
+
+@pytest.fixture(scope="module")
+def fetching(tmp_path_factory):
+    """An app that fetches http(s) references and sends callbacks, with private addresses refused."""
+    data_dir = tmp_path_factory.mktemp("fetching")
+    key = create_key(data_dir, "alice")
+    settings = ServerSettings(
+        data_dir=data_dir, limits=TEST_LIMITS, allow_url_fetch=True, allow_callbacks=True
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False,
+                    headers={"Authorization": f"Bearer {key}"}) as c:  # fmt: skip
+        yield c
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9/a.png", "http://169.254.169.254/latest/meta-data/", "http://[::1]/a.png",
+     "http://0.0.0.0/a.png", "https://10.1.2.3/a.png", "http://[::ffff:127.0.0.1]/a.png", "http://localhost/a"],
+)  # fmt: skip
+def test_references_and_callbacks_to_private_addresses_are_refused(fetching, url):
+    item = {"type": "image_url", "image_url": {"url": url}, "role": "first_frame"}
+    body = {"model": "m", "content": [{"type": "text", "text": "a boat --dur 2"}, item]}
+    err = assert_error(fetching.post(TASKS, json=body), 400)
+    assert "private" in err["message"] and err["param"] == "content[1].image_url.url"
+    body["content"] = body["content"][:1]
+    err = assert_error(fetching.post(TASKS, json={**body, "callback_url": url}), 400)
+    assert "private" in err["message"] and err["param"] == "callback_url"
+
+
+def test_a_redirect_to_a_private_address_is_checked_too(monkeypatch):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from threading import Thread
+
+    from yingxi.server import outbound
+    from yingxi.server.http_errors import ApiError
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:9/secret")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Redirect)
+    Thread(target=server.serve_forever, daemon=True).start()
+    start = f"http://127.0.0.1:{server.server_address[1]}/a.png"
+    # The first hop counts as public here; the place it redirects to must still be refused.
+    monkeypatch.setattr(outbound, "private_reason", lambda url: None if url == start else "a private address")
+    try:
+        with pytest.raises(ApiError, match="a private address") as caught:
+            outbound.fetch(start, 1 << 20, allow_private=False, param="image")
+        assert caught.value.status == 400
+    finally:
+        server.shutdown()

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from yingxi.server.common import (
     ARK_QUEUE_SECONDS,
@@ -23,6 +24,7 @@ from yingxi.server.common import (
 )
 from yingxi.server.http_errors import ApiError
 from yingxi.server.inputs import Inputs, Upload, add_reference, prompt_request
+from yingxi.server.outbound import check_public
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import JobStatus
 from yingxi.server.views import ark_task
@@ -161,6 +163,7 @@ async def create_task(request: Request, tenant: str = Depends(tenant_of)) -> dic
         if not settings.allow_callbacks:
             raise ApiError(400, "this server does not send callbacks (allow_callbacks is off); poll the task",
                            param="callback_url")  # fmt: skip
+        await run_in_threadpool(check_public, body.callback_url, settings.allow_private_urls, "callback_url")
     api = {"return_last_frame": bool(body.return_last_frame), "generate_audio": bool(body.generate_audio),
            "callback_url": body.callback_url, "watermark": bool(body.watermark),
            "execution_expires_after": body.execution_expires_after or ARK_QUEUE_SECONDS}  # fmt: skip

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from yingxi.errors import InputError
 from yingxi.film import parse_prompt, parse_script
 from yingxi.film.model import RATIOS, SIZES, CameraMove, Film
 from yingxi.film.vocabulary import parse_fps, parse_ratio, parse_resolution, parse_seed
 from yingxi.media.image import decode_image_bytes, save_png
 from yingxi.server.http_errors import ApiError
+from yingxi.server.outbound import fetch
 from yingxi.server.settings import ServerSettings
 
 SHOT_HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*\d+", re.IGNORECASE | re.MULTILINE)
@@ -101,7 +100,7 @@ def reference_bytes(url: Any, uploads: dict[str, Upload], settings: ServerSettin
                 "send the file as a base64 data URL or a multipart upload",
                 param=param,
             )
-        data = _fetch(url, limit, param)
+        data = fetch(url, limit, settings.allow_private_urls, param)
     else:
         raise ApiError(
             400, "unsupported reference URL; use a data: URL, upload://NAME, or http(s)", param=param
@@ -111,22 +110,6 @@ def reference_bytes(url: Any, uploads: dict[str, Upload], settings: ServerSettin
     if not data:
         raise ApiError(400, "the file is empty", param=param)
     return data
-
-
-def _fetch(url: str, limit: int, param: str) -> bytes:
-    try:
-        with httpx.stream("GET", url, timeout=20.0, follow_redirects=True) as r:
-            if r.status_code != 200:
-                raise ApiError(400, f"fetching the reference answered HTTP {r.status_code}", param=param)
-            chunks, size = [], 0
-            for chunk in r.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(413, f"the file is larger than {limit // (1 << 20)} MB", param=param)
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except httpx.HTTPError as e:
-        raise ApiError(400, f"cannot fetch the reference: {e}", param=param) from None
 
 
 def _check_count(inputs: Inputs, kind: str, settings: ServerSettings, param: str) -> None:

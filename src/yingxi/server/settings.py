@@ -41,6 +41,7 @@ class ServerSettings:
     workers: int = 1  # render processes; one per GPU, or one on CPU
     allow_url_fetch: bool = False  # fetch http(s) references server-side (SSRF risk: off by default)
     allow_callbacks: bool = False  # POST the task to callback_url when it finishes
+    allow_private_urls: bool = False  # let those two reach loopback/private/link-local hosts (LAN only)
     output_ttl_hours: float = 24.0 * 7  # finished outputs are deleted (status "expired") after this
     public_url: str | None = None  # base of the URLs we hand out; None: taken from each request
     cors_origins: tuple[str, ...] = ()  # extra origins allowed to call the API from a browser

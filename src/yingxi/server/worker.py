@@ -16,6 +16,7 @@ from typing import Any
 from yingxi.errors import InputError
 from yingxi.server.common import public_message
 from yingxi.server.keys import secret_for
+from yingxi.server.outbound import private_reason
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import Job, JobStore
 
@@ -178,9 +179,14 @@ class Worker:
 
         url_for = signed_url_maker(job.request.get("base_url", ""), secret_for(self.settings.data_dir))
         body = ark_task(job, url_for)
+        url = job.request["api"]["callback_url"]
         for attempt in range(3):
+            reason = None if self.settings.allow_private_urls else private_reason(url)  # DNS may have moved
+            if reason:
+                log.warning("callback for %s not sent: %s", job_id, reason)
+                return
             try:
-                httpx.post(job.request["api"]["callback_url"], json=body, timeout=10.0).raise_for_status()
+                httpx.post(url, json=body, timeout=10.0).raise_for_status()  # redirects are not followed
                 return
             except httpx.HTTPError as e:
                 log.warning("callback for %s failed (try %d): %s", job_id, attempt + 1, e)
