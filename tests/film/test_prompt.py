@@ -201,3 +201,12 @@ def test_dialogue_in_single_and_corner_quotes():
     assert [(d.character, d.line) for d in film.shots[0].dialogue] == [
         ("MEI", "Hi."), ("LI", "Bye."), ("老贾", "新年好")
     ]  # fmt: skip
+
+
+def test_hyphenated_moves_and_chinese_duration_and_framing():
+    film = parse_prompt("镜头1（4秒，远景，pan-left）：冰河。\n镜头2（2.5 秒，特写，dolly-in）：热水瓶。")
+    s1, s2 = film.shots
+    assert (s1.duration, s1.camera.framing, s1.camera.move) == (4.0, "wide", CameraMove("pan", "left"))
+    assert (s2.duration, s2.camera.framing, s2.camera.move) == (2.5, "close-up", CameraMove("dolly", "in"))
+    assert error_of("Shot 1 (locked-off, dolly-in): a").field == "camera"  # two moves, as written
+    assert parse_prompt("Shot 1 (locked-off): a").shots[0].camera.move == CameraMove("static")

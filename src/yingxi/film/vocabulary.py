@@ -27,12 +27,14 @@ FRAMING_ALIASES = {
     "medium shot": "medium", "mid shot": "medium", "ms": "medium",
     "close up": "close-up", "closeup": "close-up", "close-up shot": "close-up", "cu": "close-up",
     "extreme close up": "extreme close-up", "extreme closeup": "extreme close-up", "ecu": "extreme close-up",
+    "大远景": "extreme wide", "远景": "wide", "全景": "wide", "中景": "medium", "近景": "close-up",
+    "特写": "close-up", "大特写": "extreme close-up",
 }  # fmt: skip
 SPEED_WORDS = {"slow": "slow", "slowly": "slow", "gentle": "slow", "fast": "fast", "quick": "fast",
                "quickly": "fast", "rapid": "fast"}  # fmt: skip
-STATIC_ALIASES = ("locked", "locked-off", "fixed", "still")
+STATIC_ALIASES = ("locked", "locked off", "fixed", "still")
 CONTINUE_WORDS = ("continue", "continues", "continued", "cont")
-DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)$")
+DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds|秒)$")
 
 
 def camera_words() -> list[str]:
@@ -86,8 +88,8 @@ def parse_framing(value: str, *, shot: int | None = None, field: str = "framing"
 
 
 def parse_camera_move(value: str, *, shot: int | None = None, field: str = "camera") -> CameraMove:
-    """'slow pan left', 'pan left slowly', 'static', 'handheld' -> CameraMove."""
-    words = _norm(value).split()
+    """'slow pan left', 'pan left slowly', 'dolly-in', 'static', 'handheld' -> CameraMove."""
+    words = _norm(value.replace("-", " ")).split()
     speeds = [SPEED_WORDS[w] for w in words if w in SPEED_WORDS]
     words = [w for w in words if w not in SPEED_WORDS]
     if len(set(speeds)) > 1:
