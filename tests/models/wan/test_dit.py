@@ -153,6 +153,29 @@ def test_rope_bands_follow_reference_split():
     assert torch.equal(cos[12, 22:], torch.ones(42)) and not torch.equal(cos[12, :22], torch.ones(22))
 
 
+def test_rope_tables_are_built_once_per_latent_grid(folders, monkeypatch):
+    import yingxi.models.wan.dit as dit
+
+    built = []
+
+    def counting(cfg, f, h, w, device):
+        built.append((f, h, w))
+        return rope_tables(cfg, f, h, w, device)
+
+    monkeypatch.setattr(dit, "rope_tables", counting)
+    ours = load_transformer(folders["t2v"], dtype="fp32")
+    x, text, _ = inputs(ours.config.in_channels)
+    with torch.no_grad():
+        first = ours(x, torch.tensor([999.0, 999.0]), text)
+        for t in (700.0, 300.0):  # the steps of one clip, conditional and unconditional passes alike
+            ours(x, torch.tensor([t, t]), text)
+            ours(x, torch.tensor([t, t]), torch.zeros_like(text))
+        again = ours(x, torch.tensor([999.0, 999.0]), text)
+        ours(x[:, :, :1], torch.tensor([5.0, 5.0]), text)  # a new grid builds its own tables
+    assert built == [(F, H // 2, W // 2), (1, H // 2, W // 2)]
+    assert torch.equal(first, again)
+
+
 def test_modulation_named_fields():
     m = Modulation(shift=torch.tensor(1.0), scale=torch.tensor(0.5), gate=torch.tensor(2.0))
     assert m.apply(torch.tensor(2.0)).item() == 2.0 * 1.5 + 1.0

@@ -278,10 +278,19 @@ class WanDiT(nn.Module):
         self.norm_out = FP32LayerNorm(d, config.eps, elementwise_affine=False)
         self.proj_out = nn.Linear(d, config.out_channels * math.prod(config.patch_size))
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, d) / d**0.5)
+        # The RoPE tables of the last latent grid: every step (and both guidance passes) of a clip uses the
+        # same one, so it is built once per clip, not once per call (a float64 build of (L, Dh/2) tables).
+        self._rope_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
         return self.patch_embedding.weight.dtype
+
+    def _rope(self, f: int, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        key = (f, h, w, device)
+        if self._rope_cache is None or self._rope_cache[0] != key:
+            self._rope_cache = (key, rope_tables(self.config, f, h, w, device))
+        return self._rope_cache[1]
 
     def forward(
         self,
@@ -302,7 +311,7 @@ class WanDiT(nn.Module):
                 field="hidden_states",
             )
         f, h, w = frames // pt, height // ph, width // pw
-        rope = rope_tables(cfg, f, h, w, hidden_states.device)  # 2 x (L, Dh/2)
+        rope = self._rope(f, h, w, hidden_states.device)  # 2 x (L, Dh/2) float32
 
         x = self.patch_embedding(hidden_states.to(self.dtype))  # (B, D, f, h, w)
         x = x.flatten(2).transpose(1, 2).contiguous()  # (B, L, D)
