@@ -136,6 +136,30 @@ def test_speakers_of_chinese_lines_get_mandarin_voices():
     assert 0.6 < jia.seconds < 2.5
 
 
+def test_speakers_of_other_scripts_get_voices_of_their_language():
+    lines = {
+        "Ivan": "Привет, старый друг!",
+        "Yuki": "あけましておめでとう、お爺さん。",  # kana with kanji: Japanese, not Mandarin
+        "Minji": "새해 복 많이 받으세요.",
+        "Eleni": "Καλή χρονιά!",
+        "Olga": "С Новым годом, Иван!",  # a second Russian speaker gets the next Russian voice
+        "Ann": "Happy new year, Ivan!",  # a Russian name in a Latin-script line: English
+    }
+    film = film_with(Shot("a", dialogue=tuple(DialogueLine(k, v) for k, v in lines.items())))
+    voices = assign_voices(film)
+    assert voices == {
+        "ivan": "ru+m3",
+        "yuki": "ja+m3",
+        "minji": "ko+m3",
+        "eleni": "el+m3",
+        "olga": "ru+f3",
+        "ann": DEFAULT_VOICES[0],
+    }
+    ivan = record_dialogue(film_with(Shot("a", dialogue=(DialogueLine("Ivan", lines["Ivan"]),))))[0][0]
+    # A Russian voice says the three words in about a second; an English one spelt out the letter names (about 4 s).
+    assert ivan.voice == "ru+m3" and 0.5 < ivan.seconds < 2.5
+
+
 def test_place_lines_shrinks_padding_when_a_shot_comes_out_a_little_short():
     takes = [fake_take("Mei", 1.0), fake_take("Bo", 1.0)]
     assert place_lines(takes, 10.0) == pytest.approx([LEAD_IN, LEAD_IN + 1.0 + GAP])

@@ -27,9 +27,23 @@ DEFAULT_VOICES = (
     "en-us+f2",
     "en-us-nyc+m1",
 )
-# Speakers whose lines are written in Chinese characters get Mandarin voices (an English voice would spell
-# each character out by name).
-MANDARIN_VOICES = ("cmn+m3", "cmn+f3", "cmn+f4", "cmn+m5", "cmn+f2", "cmn+m4")
+# A speaker whose lines are in another script gets a voice of its language: an English voice would spell
+# each letter or character out by name ("Привет" as "pe er i ve ie te"). Variants alternate pitch as above.
+VARIANTS = ("m3", "f3", "f4", "m5", "f2", "m4")
+MANDARIN_VOICES = tuple(f"cmn+{v}" for v in VARIANTS)
+SCRIPT_LANGUAGES = (  # (first, last code point, espeak-ng language)
+    (0x3040, 0x30FF, "ja"),  # hiragana and katakana (Japanese also writes kanji: counted with them)
+    (0x1100, 0x11FF, "ko"),  # Hangul jamo
+    (0xAC00, 0xD7AF, "ko"),  # Hangul syllables
+    (0x3400, 0x4DBF, "cmn"),  # CJK ideographs
+    (0x4E00, 0x9FFF, "cmn"),
+    (0x0370, 0x03FF, "el"),
+    (0x0400, 0x04FF, "ru"),
+    (0x0590, 0x05FF, "he"),
+    (0x0600, 0x06FF, "ar"),
+    (0x0900, 0x097F, "hi"),
+    (0x0E00, 0x0E7F, "th"),
+)
 _SILENCE = 1e-3  # |sample| below this counts as silence when trimming a take
 
 
@@ -42,20 +56,38 @@ class DialogueTake:
     seconds: float
 
 
-def is_chinese(text: str) -> bool:
-    """True when most letters are CJK ideographs."""
-    han = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf")
-    letters = sum(1 for ch in text if ch.isalpha())
-    return han > 0 and han * 2 >= letters
+def spoken_language(text: str) -> str | None:
+    """The espeak-ng language of the script most of the text's letters are in, or None (Latin: English)."""
+    counts: dict[str, int] = {}
+    letters = 0
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        letters += 1
+        o = ord(ch)
+        lang = next((lang for lo, hi, lang in SCRIPT_LANGUAGES if lo <= o <= hi), None)
+        if lang is not None:
+            counts[lang] = counts.get(lang, 0) + 1
+    if "ja" in counts:  # kana make it Japanese; its kanji count with them
+        counts["ja"] += counts.pop("cmn", 0)
+    if not counts:
+        return None
+    best = max(counts, key=counts.__getitem__)
+    return best if counts[best] * 2 >= letters else None
+
+
+def language_voices(language: str | None) -> tuple[str, ...]:
+    """The default voices, in the order they are given out, for speakers of `language` (None: English)."""
+    return DEFAULT_VOICES if language is None else tuple(f"{language}+{v}" for v in VARIANTS)
 
 
 def assign_voices(film: Film) -> dict[str, str]:
-    """Speaker name (lower case) -> espeak-ng voice: the character's own, else the next unused default
-    (English, or Mandarin for a speaker whose first line is in Chinese)."""
-    speakers: dict[str, bool] = {}  # name -> speaks Chinese, in order of first appearance
+    """Speaker name (lower case) -> espeak-ng voice: the character's own, else the next unused default in the
+    language of the script their first line is written in (English for Latin letters)."""
+    speakers: dict[str, str | None] = {}  # name -> language, in order of first appearance
     for shot in film.shots:
         for line in shot.dialogue:
-            speakers.setdefault(line.character.lower(), is_chinese(line.line))
+            speakers.setdefault(line.character.lower(), spoken_language(line.line))
     voices: dict[str, str] = {}
     for name in speakers:
         character = film.character(name)
@@ -65,14 +97,15 @@ def assign_voices(film: Film) -> dict[str, str]:
             except InputError as e:
                 raise InputError(f'character "{character.name}": {e.message}', field="voice") from None
     taken = set(voices.values())
-    used = {False: 0, True: 0}
-    for name, chinese in speakers.items():
+    used: dict[str | None, int] = {}  # language -> default voices given out so far
+    for name, language in speakers.items():
         if name in voices:
             continue
-        defaults = MANDARIN_VOICES if chinese else DEFAULT_VOICES
+        defaults = language_voices(language)
         pool = [v for v in defaults if v not in taken] or list(defaults)
-        voices[name] = pool[used[chinese] % len(pool)]  # more speakers than voices: they repeat, in order
-        used[chinese] += 1
+        n = used.get(language, 0)
+        voices[name] = pool[n % len(pool)]  # more speakers than voices: they repeat, in order
+        used[language] = n + 1
     return voices
 
 
