@@ -50,9 +50,10 @@ class RenderError(YingxiError):
 
 
 def closest(word: str, choices: Iterable[str]) -> str | None:
-    """The closest accepted word, for "did you mean" hints."""
-    matches = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.5)
-    return matches[0] if matches else None
+    """The closest accepted word, for "did you mean" hints; case does not count, the hint keeps it."""
+    by_lower = {c.lower(): c for c in choices}
+    matches = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.5)
+    return by_lower[matches[0]] if matches else None
 
 
 def unknown_word(kind: str, word: str, choices: Iterable[str]) -> str:

@@ -167,3 +167,24 @@ def test_a_text_file_is_not_read_as_yaml(tmp_path):
     (tmp_path / "film.txt").write_text("Shot 1 (4s): a dog")
     with pytest.raises(InputError, match=r'a script is a \.yaml, \.yml or \.json file, got "\.txt"'):
         load_script(tmp_path / "film.txt")
+
+
+def test_a_featured_character_must_be_one_the_script_defines():
+    chars = {"OLD JIA": "a weathered man", "XIAO LI": "a young man"}
+    e = err({"characters": chars, "shots": ["a", {"prompt": "b", "characters": ["OLD JAI"]}]})
+    assert (e.shot, e.field) == (2, "characters") and 'did you mean "OLD JIA"' in str(e)
+    film = parse_script({"characters": chars, "shots": [{"prompt": "b", "characters": ["old jia"]}]})
+    assert film.shots[0].characters == ("old jia",) and film.character("old jia").name == "OLD JIA"
+    assert parse_script({"shots": [{"prompt": "b", "characters": ["MEI"]}]}).shots[0].characters == ("MEI",)
+
+
+def test_character_names_differing_only_in_case_are_refused():
+    e = err({"characters": {"Mei": "a girl", "MEI": "another"}, "shots": ["a"]})
+    assert e.field == "characters.MEI" and '"Mei"' in str(e)
+
+
+def test_did_you_mean_ignores_case_and_keeps_the_accepted_spelling():
+    from yingxi.errors import closest
+
+    assert closest("old jai", ["OLD JIA", "XIAO LI"]) == "OLD JIA"
+    assert closest("CROSSFAD", ["cut", "crossfade"]) == "crossfade"

@@ -101,6 +101,7 @@ def parse_script(data: Any, base_dir: Path | None = None) -> Film:
         raise InputError(f"{len(shots_data)} shots is too many; at most {MAX_SHOTS}", field="shots")
     characters = _characters(data.get("characters") or {}, base)
     shots = tuple(_shot(i, s, base) for i, s in enumerate(shots_data, start=1))
+    _check_featured(shots, characters)
     return Film(
         shots=shots,
         title=_text(data.get("title", ""), "title"),
@@ -171,8 +172,12 @@ def _characters(data: Any, base: Path) -> tuple[Character, ...]:
     if not isinstance(data, dict):
         raise InputError("characters is a mapping NAME: {description, image, voice}", field="characters")
     out = []
+    seen: dict[str, str] = {}
     for name, spec in data.items():
         where = f"characters.{name}"
+        if str(name).lower() in seen:  # names match case-insensitively, so one would hide the other
+            raise InputError(f'"{name}" and "{seen[str(name).lower()]}" are the same name', field=where)
+        seen[str(name).lower()] = str(name)
         if isinstance(spec, str):
             spec = {"description": spec}
         if spec is None:
@@ -189,6 +194,18 @@ def _characters(data: Any, base: Path) -> tuple[Character, ...]:
             )
         )
     return tuple(out)
+
+
+def _check_featured(shots: tuple[Shot, ...], characters: tuple[Character, ...]) -> None:
+    """A shot's `characters` entry that the script does not define is most likely a misspelling;
+    a script that defines no characters may name them freely (--ref can add their images)."""
+    if not characters:
+        return
+    known = [c.name for c in characters]
+    for n, shot in enumerate(shots, start=1):
+        for name in shot.characters:
+            if name.lower() not in (k.lower() for k in known):
+                raise InputError(unknown_word("character", name, known), shot=n, field="characters")
 
 
 def _path(value: Any, base: Path, *, shot: int | None = None, field: str) -> Path | None:
