@@ -6,6 +6,8 @@ latents and the same prompt embeddings, 3 UniPC steps.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +75,19 @@ def test_guidance_one_skips_the_negative_pass(t2v):
     finally:
         hook.remove()
     assert len(calls) == 2  # one pass per step, no negative prompt needed
+
+
+def test_embeds_only_pipeline_asks_for_negative_embeds_when_guided(t2v):
+    ours, _ = t2v
+    bare = WanPipeline(dataclasses.replace(ours.components, text_encoder=None))
+    common = dict(width=W, height=H, num_frames=F, num_inference_steps=1, seed=0, guidance_scale=5.0)
+    with pytest.raises(InputError, match="pass negative_prompt_embeds") as info:
+        bare(prompt_embeds=torch.ones(1, 512, 32), **common)
+    assert info.value.field == "negative_prompt_embeds"
+    frames = bare(
+        prompt_embeds=torch.ones(1, 512, 32), negative_prompt_embeds=torch.zeros(1, 512, 32), **common
+    )
+    assert frames.shape == (F, H, W, 3)
 
 
 @pytest.mark.parametrize(

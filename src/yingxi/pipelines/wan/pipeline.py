@@ -237,6 +237,12 @@ class WanPipeline:
         context = run.prompt_embeds if run.prompt_embeds is not None else self.encode_prompt([run.prompt])
         uncontext = run.negative_prompt_embeds
         if needs_uncond and uncontext is None:
+            if self.components.text_encoder is None:
+                raise InputError(
+                    "guidance above 1 makes an unconditional pass; this pipeline has no text encoder, so "
+                    "pass negative_prompt_embeds with prompt_embeds (or guidance_scale=1)",
+                    field="negative_prompt_embeds",
+                )
             uncontext = self.encode_prompt([run.negative_prompt or ""])
         context = context.to(device)
         uncontext = uncontext.to(device) if uncontext is not None else None
