@@ -3,10 +3,13 @@ shape, nothing bad is stored, and the tenant's list still renders afterwards."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
-from tests.server.conftest import TEST_LIMITS, assert_error
+from tests.server.conftest import TEST_LIMITS, assert_error, data_url
 from yingxi.server.app import create_app
 from yingxi.server.keys import create_key
 from yingxi.server.settings import ServerSettings
@@ -162,3 +165,24 @@ def test_a_redirect_to_a_private_address_is_checked_too(monkeypatch):
         assert caught.value.status == 400
     finally:
         server.shutdown()
+
+
+def bomb_png(side: int = 8192) -> bytes:
+    """A 1-bit black PNG: about 8 kB on the wire, 200 MB of RGB (and seconds of CPU) once decoded."""
+    buf = io.BytesIO()
+    Image.new("1", (side, side)).save(buf, "PNG", compress_level=9)
+    return buf.getvalue()
+
+
+def test_a_decompression_bomb_png_is_413_before_decoding(http):
+    bomb = bomb_png()
+    assert len(bomb) < 20_000
+    item = {"type": "image_url", "image_url": {"url": data_url(bomb)}, "role": "first_frame"}
+    body = {"model": "m", "content": [{"type": "text", "text": "a boat --dur 2"}, item]}
+    err = assert_error(http.post(TASKS, json=body), 413)
+    assert "8192x8192" in err["message"] and err["param"] == "content[1].image_url.url"
+    files = {"input_reference": ("frame.png", bomb, "image/png")}
+    err = assert_error(http.post("/v1/videos", data={"prompt": "a boat", "seconds": "4"}, files=files), 413)
+    assert err["param"] == "input_reference"
+    script = {"style_image": data_url(bomb), "shots": [{"prompt": "a boat", "duration": 2}]}
+    assert_error(http.post("/api/v1/films", json=script), 413)

@@ -120,8 +120,13 @@ def _check_count(inputs: Inputs, kind: str, settings: ServerSettings, param: str
         raise ApiError(400, f"too many {kind} references; at most {limit} per task", param=param)
 
 
-def save_image(inputs: Inputs, data: bytes, stem: str, param: str) -> str:
-    """Decode (the content decides, never the name), save as PNG; 415 when it is not an image."""
+def save_image(inputs: Inputs, data: bytes, stem: str, param: str, max_pixels: int) -> str:
+    """Decode (the content decides, never the name), save as PNG; 415 when it is not an image, 413 when
+    its header promises more than `max_pixels` (checked before any pixel is decoded)."""
+    size = _image_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ApiError(413, f"the image is {size[0]}x{size[1]} px; at most {max_pixels / 1e6:g} Mpx",
+                       param=param)  # fmt: skip
     try:
         img = decode_image_bytes(data, name=param)
     except InputError as e:
@@ -131,6 +136,17 @@ def save_image(inputs: Inputs, data: bytes, stem: str, param: str) -> str:
     save_png(img, inputs.folder / name)
     inputs.image_sizes[name] = (img.shape[1], img.shape[0])
     return name
+
+
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image's header alone; None when PIL cannot tell (the decoder then says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:  # any unreadable header is reported by decode_image_bytes next
+        return None
 
 
 def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str) -> str:
@@ -168,10 +184,16 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
         if role in ("first_frame", "last_frame"):
             if getattr(inputs, role) is not None:
                 raise ApiError(400, f"only one image may have the role {role}", param=param)
-            setattr(inputs, role, save_image(inputs, data, role, param))
+            setattr(inputs, role, save_image(inputs, data, role, param, settings.limits.max_image_pixels))
         else:
             inputs.reference_images.append(
-                save_image(inputs, data, f"reference_image_{len(inputs.reference_images) + 1}", param)
+                save_image(
+                    inputs,
+                    data,
+                    f"reference_image_{len(inputs.reference_images) + 1}",
+                    param,
+                    settings.limits.max_image_pixels,
+                )
             )
     elif kind == "audio":
         stem = f"reference_audio_{len(inputs.reference_audio) + 1}"
@@ -347,7 +369,7 @@ def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], sett
         counter["n"] += 1
         stem = f"file_{counter['n']}"
         if kind == "image":
-            return save_image(inputs, data, stem, param)
+            return save_image(inputs, data, stem, param, settings.limits.max_image_pixels)
         return save_media(inputs, data, stem, kind, param)
 
     for key in ("style_image",):

@@ -19,6 +19,9 @@ class Limits:
     max_videos: int = 3  # reference videos per task
     max_audios: int = 3  # reference audio clips per task
     max_upload_bytes: int = 30 * 1024 * 1024  # one decoded reference file
+    # Pixels of one reference image, read from its header before decoding: a few kB of PNG can stand for
+    # 8192x8192 px (seconds of CPU, GBs of memory to decode); a 1080p frame needs 2 Mpx.
+    max_image_pixels: int = 4096 * 4096
     max_body_bytes: int = 64 * 1024 * 1024  # one HTTP request body (base64 data URLs inflate by 4/3)
     min_seconds: float = 2.0  # a single-prompt task
     max_seconds: float = 15.0
