@@ -11,7 +11,7 @@ import pytest
 from yingxi.backends.base import Clip
 from yingxi.director.plan import plan
 from yingxi.editor import assemble, load_music, record_dialogue
-from yingxi.editor.mix import CEILING, limit
+from yingxi.editor.mix import CEILING, limit, mix
 from yingxi.errors import InputError
 from yingxi.film.model import DialogueLine, Film, Shot
 from yingxi.media.video import read_audio, read_video, write_mp4
@@ -162,3 +162,20 @@ def test_cut_encodes_to_an_mp4_with_matching_picture_and_sound(tmp_path: Path):
         rms(decoded[start : start + 12000]) / rms(cut.audio[start : start + 12000])
     ) == pytest.approx(0, abs=1)
     assert rms(decoded[: RATE // 2]) < 1e-3
+
+
+def test_music_shorter_than_the_film_loops_without_a_click():
+    # 0.3037 s of 440 Hz does not hold a whole number of periods, so a hard loop would jump at every seam.
+    t = np.arange(round(0.3037 * RATE)) / RATE
+    music = np.repeat(np.sin(2 * np.pi * 440 * t).astype(np.float32)[:, None], 2, axis=1)
+    out = mix(4 * RATE, [], music)
+    assert out.shape == (4 * RATE, 2)
+    middle = out[RATE : 3 * RATE, 0]  # between the music's 1 s fade in and fade out
+    peak = float(np.abs(middle).max())
+    # A sine of amplitude A moves at most 2 pi f A / rate per sample; a click is a jump far above that.
+    # Tolerance: twice that bound, for the crossfade's own slope and the two overlapping phases.
+    smooth = 2 * np.pi * 440 * peak / RATE
+    assert np.abs(np.diff(out[:, 0])).max() < 2 * smooth
+    # The level holds across the seams: 0.1 s windows within 3 dB of each other.
+    levels = [rms(middle[k : k + 4800]) for k in range(0, len(middle), 4800)]
+    assert max(levels) / min(levels) < 10 ** (3 / 20)

@@ -10,6 +10,7 @@ MUSIC_UNDER_DB = -14.0  # music bed level relative to the dialogue
 DUCK_DB = -10.0  # further music reduction while a line plays
 DUCK_RAMP = 0.15  # s to duck down before a line and come back after it
 MUSIC_FADE = 1.0  # s music fade in at the start and out at the end
+MUSIC_SEAM = 0.05  # s of crossfade where music shorter than the film loops back to its start
 CEILING = 0.98  # peak limit
 _GATE = 0.01  # |sample| above this counts as voiced when measuring a line's level
 
@@ -30,12 +31,24 @@ def level_speech(audio: np.ndarray) -> np.ndarray:
     return (audio * gain).astype(np.float32)
 
 
-def loop_to(music: np.ndarray, n: int) -> np.ndarray:
-    """(n, 2): the music repeated or trimmed to n samples."""
+def loop_to(music: np.ndarray, n: int, seam: int = 0) -> np.ndarray:
+    """(n, 2): the music trimmed to n samples, or repeated with each repeat overlapping the last by `seam`
+    samples under an equal-power crossfade (a hard join clicks wherever the waveform does not line up)."""
     if len(music) == 0:
         return np.zeros((n, 2), np.float32)
-    reps = -(-n // len(music))
-    return np.tile(music, (reps, 1))[:n].astype(np.float32)
+    if len(music) >= n:
+        return music[:n].astype(np.float32)
+    xf = min(seam, len(music) // 4)
+    step = len(music) - xf
+    head = music.astype(np.float32)  # (L, 2): the first play starts at full level...
+    t = (np.arange(xf, dtype=np.float32) + 0.5) / max(xf, 1)
+    head[len(head) - xf :] *= np.cos(0.5 * np.pi * t)[:, None]  # ...and every play fades out into the next
+    piece = head.copy()
+    piece[:xf] *= np.sin(0.5 * np.pi * t)[:, None]  # each repeat fades in under the previous one's end
+    out = np.zeros((n + len(music), 2), np.float32)
+    for k, pos in enumerate(range(0, n, step)):
+        out[pos : pos + len(music)] += piece if k else head
+    return out[:n]
 
 
 def duck_envelope(n: int, spans: list[tuple[int, int]], ramp: int) -> np.ndarray:
@@ -100,7 +113,7 @@ def mix(
         spans.append((start, end))
     out = np.repeat(dialogue[:, None], 2, axis=1)
     if music is not None and len(music):
-        bed = loop_to(music, num_samples)
+        bed = loop_to(music, num_samples, int(MUSIC_SEAM * sample_rate))
         rms = float(np.sqrt(np.mean(bed.astype(np.float64) ** 2)))
         if rms > 1e-6:
             # Under dialogue the bed sits MUSIC_UNDER_DB below it; a film without lines plays it at their level.
