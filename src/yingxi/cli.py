@@ -179,33 +179,36 @@ def cmd_generate(args: argparse.Namespace) -> int:
     backend = make_backend(args)
     console = Console(stderr=True)
     started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:  # fmt: skip
-        tasks: dict[int, int] = {}
+    # The bar starts with the first shot: bad input found while preparing stays one line on stderr.
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TimeElapsedColumn(), console=console, transient=False)  # fmt: skip
+    tasks: dict[int, int] = {}
 
-        def on_progress(event) -> None:
-            n = event.shot
-            if n not in tasks:
-                label = (
-                    "preparing"
-                    if n == 0
-                    else ("editing" if n > event.total_shots else f"shot {n}/{event.total_shots}")
-                )
-                tasks[n] = bar.add_task(label, total=1.0)
-            if 1 <= n <= event.total_shots:
-                share = (event.fraction - PREPARE_SHARE) / SHOOT_SHARE * event.total_shots - (n - 1)
-            elif n == 0:
-                share = 1.0
-            else:
-                share = (event.fraction - PREPARE_SHARE - SHOOT_SHARE) / (1 - PREPARE_SHARE - SHOOT_SHARE)
-            share = 1.0 if share > 0.999 else min(max(share, 0.0), 1.0)
-            bar.update(tasks[n], completed=share)
-            for earlier in (t for m, t in tasks.items() if m < n):  # a phase that moved on is done
-                bar.update(earlier, completed=1.0)
+    def on_progress(event) -> None:
+        n = event.shot
+        if n == 0:
+            return
+        if not tasks:
+            bar.start()
+        if n not in tasks:
+            label = "editing" if n > event.total_shots else f"shot {n}/{event.total_shots}"
+            tasks[n] = bar.add_task(label, total=1.0)
+        if n <= event.total_shots:
+            share = (event.fraction - PREPARE_SHARE) / SHOOT_SHARE * event.total_shots - (n - 1)
+        else:
+            share = (event.fraction - PREPARE_SHARE - SHOOT_SHARE) / (1 - PREPARE_SHARE - SHOOT_SHARE)
+        share = 1.0 if share > 0.999 else min(max(share, 0.0), 1.0)
+        bar.update(tasks[n], completed=share)
+        for earlier in (t for m, t in tasks.items() if m < n):  # a phase that moved on is done
+            bar.update(earlier, completed=1.0)
 
-        preset = args.preset or ("veryfast" if args.backend == "animatic" else "medium")
+    preset = args.preset or ("veryfast" if args.backend == "animatic" else "medium")
+    try:
         result = render(film, backend, args.output, on_progress, burn_subtitles=args.burn_subtitles,
                         grow_for_dialogue=not args.strict_dialogue, encoder_preset=preset)  # fmt: skip
+    finally:
+        if tasks:
+            bar.stop()
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     print(f"shots: {len(result.plans)}")

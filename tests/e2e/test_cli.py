@@ -88,3 +88,17 @@ def test_plan_table_and_json(tmp_path):
     r = yingxi("plan", "Shot 1 (3s, close-up, orbit right): a", cwd=tmp_path)
     assert r.returncode == 0 and "orbit right" in r.stdout and "close-up" in r.stdout
     assert list(tmp_path.iterdir()) == []  # plan renders nothing
+
+
+def test_bad_input_found_while_preparing_is_one_line_too(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    line = "This is a rather long line of dialogue that cannot possibly fit in half a second."
+    cases = [
+        ("generate", "Shot 1 (0.5s): x", "--image", "bad.png", "-o", "a.mp4"),
+        ("generate", f'Shot 1 (0.5s): x\nBO: "{line}"', "--strict-dialogue", "-o", "a.mp4"),
+    ]
+    for args in cases:
+        r = yingxi(*args, "--resolution", "480p", "--fps", "8", cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.startswith("yingxi: error: ") and r.stderr.count("\n") == 1, r.stderr
+        assert "shot 1" in r.stderr and not (tmp_path / "a.mp4").exists()
