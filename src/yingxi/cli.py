@@ -40,11 +40,13 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", type=Path, help="first frame of the first shot")
     p.add_argument("--ref", action="append", default=[], metavar="NAME=IMAGE",
                    help="a character's reference image (repeatable)")  # fmt: skip
-    p.add_argument("--resolution", choices=RESOLUTIONS)
-    p.add_argument("--ratio", choices=RATIOS)
+    p.add_argument(
+        "--resolution", choices=RESOLUTIONS, help="output resolution (default 720p, or the script's)"
+    )
+    p.add_argument("--ratio", choices=RATIOS, help="aspect ratio (default 16:9, or the script's)")
     p.add_argument("--size", help="exact WIDTHxHEIGHT (e.g. 832x480), instead of --resolution and --ratio")
-    p.add_argument("--fps", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--fps", type=int, help="frames per second, 1 to 60 (default 24, or the script's)")
+    p.add_argument("--seed", type=int, help="film seed, 0 to 4294967295; each shot's seed derives from it")
     p.add_argument("--duration", type=float, help="seconds, for a plain one-shot prompt (default 5)")
     p.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
     p.add_argument("--model", help="Wan variant name (see `yingxi models list`) or a model folder")
@@ -63,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="render a film to MP4")
     _film_args(gen)
-    gen.add_argument("-o", "--output", type=Path, default=Path("film.mp4"))
+    gen.add_argument("-o", "--output", type=Path, default=Path("film.mp4"),
+                     help="the MP4 to write, with an .srt beside it when there is dialogue (default film.mp4)")  # fmt: skip
     gen.add_argument("--burn-subtitles", action="store_true", help="draw dialogue subtitles onto the picture")
     gen.add_argument("--preset", choices=X264_PRESETS,
                      help="x264 speed/size trade-off (default: veryfast for the animatic, medium for wan)")  # fmt: skip
@@ -109,19 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
 def film_from_args(args: argparse.Namespace) -> Film:
     """The Film the arguments describe; CLI flags override the script's settings."""
     from yingxi.film import load_script, parse_prompt
-    from yingxi.film.vocabulary import parse_size
+    from yingxi.film.vocabulary import parse_fps, parse_seed, parse_size
 
     if args.script and args.prompt:
         raise InputError("give a prompt or --script, not both")
     if not args.script and not args.prompt:
         raise InputError('give a prompt ("Shot 1 (4s, wide): ...") or --script FILE')
-    overrides = {
-        k: getattr(args, k) for k in ("resolution", "ratio", "fps", "seed") if getattr(args, k) is not None
-    }
+    overrides = {k: getattr(args, k) for k in ("resolution", "ratio") if getattr(args, k) is not None}
     if args.size:
         overrides["custom_size"] = parse_size(args.size, field="--size")
-    if args.fps is not None and not 1 <= args.fps <= 60:
-        raise InputError(f"fps must be from 1 to 60, got {args.fps}", field="--fps")
+    if args.fps is not None:
+        overrides["fps"] = parse_fps(args.fps, field="--fps")
+    if args.seed is not None:
+        overrides["seed"] = parse_seed(args.seed, field="--seed")  # the range scripts and the API accept
     if args.script:
         film = replace(load_script(args.script), **overrides)
     else:

@@ -102,3 +102,14 @@ def test_bad_input_found_while_preparing_is_one_line_too(tmp_path):
         assert r.returncode == 2, (args, r.stderr)
         assert r.stderr.startswith("yingxi: error: ") and r.stderr.count("\n") == 1, r.stderr
         assert "shot 1" in r.stderr and not (tmp_path / "a.mp4").exists()
+
+
+def test_seed_and_fps_flags_are_range_checked_and_help_names_them(tmp_path):
+    for flag, value, words in (("--seed", "-1", "--seed: seed must be from 0"),
+                               ("--seed", "4294967296", "--seed: seed must be from 0"),
+                               ("--fps", "61", "--fps: fps must be a whole number from 1 to 60")):  # fmt: skip
+        r = yingxi("generate", "x", flag, value, "-o", "a.mp4", cwd=tmp_path)
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert not (tmp_path / "a.mp4").exists()
+    r = yingxi("generate", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "film seed" in r.stdout and "default film.mp4" in r.stdout
