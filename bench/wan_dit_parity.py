@@ -6,6 +6,9 @@ Full size (GPU): a random-weight wan2.1-t2v-1.3b transformer in bf16 on 480p x 8
     python bench/wan_dit_parity.py                 # cuda, bf16
     python bench/wan_dit_parity.py --tiny --device cpu --dtype fp32   # smoke test on CPU
 
+Then `--steps` UniPC steps (default 4) of the whole sampling loop on the device, ours against diffusers'
+scheduler, each model driving itself from the same noise.
+
 Both models share one set of weights (fp32 where the reference keeps fp32, `--dtype` elsewhere).
 """
 
@@ -58,6 +61,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--attention", default="sdpa", help="our attention backend: sdpa or flash")
     parser.add_argument("--latent", default="21x60x104", help="latent frames x height x width")
+    parser.add_argument(
+        "--steps", type=int, default=4, help="UniPC steps of the sampling-loop comparison (0: skip it)"
+    )
     args = parser.parse_args()
 
     from diffusers import WanTransformer3DModel
@@ -95,6 +101,43 @@ def main() -> None:
     print(f"| ours | {our_s * 1e3:.1f} | {our_peak:.2f} |")
     print(f"| diffusers | {ref_s * 1e3:.1f} | {ref_peak:.2f} |")
     print(f"relative error: {rel:.3e} (max abs {diff.abs().max().item():.3e})")
+    if args.steps:
+        sampling_loop(ours, ref, text, (frames, height, width), args.steps, device, dtype)
+
+
+def sampling_loop(ours, ref, text, grid, steps: int, device: torch.device, dtype: torch.dtype) -> None:
+    """Our UniPC driving our DiT vs diffusers' UniPCMultistepScheduler driving theirs, from the same noise
+    on `device` (the schedule handed over on the device too, as the pipeline once did: the GPU path)."""
+    from diffusers import UniPCMultistepScheduler
+
+    from yingxi.samplers import flow_schedule, sample_unipc
+
+    shift = 5.0
+    schedule = flow_schedule(steps, shift)
+    g = torch.Generator(device).manual_seed(2)
+    noise = torch.randn(1, ours.config.in_channels, *grid, generator=g, device=device)  # float32
+
+    def denoise(x, sigma):
+        t = schedule.timestep(sigma).to(device).float().reshape(1)
+        return ours(x.to(dtype), t, text)
+
+    def theirs():
+        sched = UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
+        )
+        sched.set_timesteps(steps, device=device)
+        x = noise
+        for t in sched.timesteps:
+            v = ref(x.to(dtype), t.float().reshape(1), text, return_dict=False)[0]
+            x = sched.step(v, t, x, return_dict=False)[0]
+        return x
+
+    got, our_s, _ = measure(lambda: sample_unipc(denoise, noise, schedule.sigmas.to(device)), device, 1)
+    want, ref_s, _ = measure(theirs, device, 1)
+    diff = (got.float() - want.float()).flatten()
+    rel = (diff.norm() / want.float().flatten().norm()).item()
+    print(f"UniPC, {steps} steps, shift {shift}: ours {our_s / steps * 1e3:.1f} ms/step, "
+          f"diffusers {ref_s / steps * 1e3:.1f} ms/step; final latents relative error {rel:.3e}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -223,6 +223,9 @@ def test_bench_script_runs_tiny(monkeypatch, capsys):
     assert float(rows["ours"].split("|")[2]) > 0  # a measured step time in ms
     rel = float(out.split("relative error:")[1].split()[0])
     assert rel < 1e-5
+    # the whole UniPC loop, ours against diffusers' scheduler, each model driving itself (fp32: same maths)
+    loop = float(out.split("final latents relative error")[1].split()[0])
+    assert "UniPC, 4 steps" in out and loop < 1e-5
 
 
 def test_bad_inputs_raise_typed_errors(folders):
