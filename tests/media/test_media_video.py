@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import av
@@ -132,3 +133,45 @@ def test_colours_survive_and_encoding_is_stable(tmp_path: Path, width: int, heig
     # The same frames decode to the same pictures, within H.264 noise (libx264 is not bit-reproducible).
     again = read_frames(outs[1])
     assert np.abs(again.astype(int) - decoded.astype(int)).max() <= 3
+
+
+def test_keyboard_interrupt_mid_stream_leaves_nothing(tmp_path: Path):
+    def frames():
+        yield from flat_frames(5)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_mp4(tmp_path / "film.mp4", frames(), fps=FPS, width=W, height=H, audio=tone(1.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_threads_writing_one_path_do_not_share_a_temporary_file(tmp_path: Path):
+    # The first writer pauses mid-stream while a second writes the same path start to finish. With one
+    # temporary name per process they wrote into the same file and the first writer's rename failed.
+    out = tmp_path / "film.mp4"
+    paused, resume, errors = threading.Event(), threading.Event(), []
+
+    def slow_frames():
+        for i, frame in enumerate(flat_frames(12)):
+            if i == 6:
+                paused.set()
+                resume.wait(30)
+            yield frame
+
+    def first():
+        try:
+            write_mp4(out, slow_frames(), fps=FPS, width=W, height=H, audio=tone(1.0))
+        except BaseException as e:  # reported below, not lost in the thread
+            errors.append(e)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert paused.wait(30)
+    write_mp4(out, flat_frames(24), fps=FPS, width=W, height=H)
+    assert read_video(out).num_frames == 24
+    resume.set()
+    thread.join(30)
+    assert errors == []
+    info = read_video(out)  # the last writer's complete file
+    assert (info.num_frames, info.has_audio) == (12, True)
+    assert [p.name for p in tmp_path.iterdir()] == ["film.mp4"]

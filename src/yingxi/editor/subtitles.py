@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from yingxi.media.files import replaced_when_done
 from yingxi.media.fonts import font_for
 
 
@@ -54,13 +54,8 @@ def srt_text(subtitles: Iterable[Subtitle]) -> str:
 def write_srt(subtitles: Iterable[Subtitle], path: str | Path) -> Path:
     """Write an SRT file atomically (temp file, then os.replace)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with replaced_when_done(path) as tmp:
         tmp.write_text(srt_text(subtitles), encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from yingxi.errors import InputError
+from yingxi.media.files import replaced_when_done
 
 MAX_IMAGE_SIDE = 8192  # px; larger uploads are refused before decoding the pixels (decompression bombs)
 
@@ -97,11 +97,6 @@ def fit_image(img: np.ndarray, width: int, height: int) -> np.ndarray:
 def save_png(img: np.ndarray, path: str | Path) -> Path:
     """Write a PNG atomically: a reader never sees half a file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with replaced_when_done(path) as tmp:
         Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -12,6 +12,7 @@ import av
 import numpy as np
 
 from yingxi.errors import InputError
+from yingxi.media.files import replaced_when_done
 
 AUDIO_RATE = 48000  # Hz, the project's one audio rate
 _AUDIO_CHUNK = 1024 * 8  # samples handed to the encoder at a time
@@ -128,6 +129,49 @@ class _AudioWriter:
         self.container.mux(self.stream.encode(None))
 
 
+def _encode(
+    container: av.container.OutputContainer,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    width: int,
+    height: int,
+    audio: np.ndarray | None,
+    sample_rate: int,
+    crf: int,
+    preset: str,
+) -> None:
+    """Add the streams to `container` and encode every frame (and the sound beside it) into it."""
+    rate = _fps_fraction(fps)
+    video = container.add_stream("libx264", rate=rate)
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    video.codec_context.time_base = 1 / rate
+    # libx264 as PyAV ships it is not bit-reproducible (identical frames encode to slightly different
+    # streams now and then, even single-threaded), so we keep its default threading and speed; the
+    # frames we hand it are reproducible, and tests check the decoded ones within encoder noise.
+    video.options = {"crf": str(crf), "preset": preset}
+    cc = video.codec_context
+    cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1  # BT.709, as rgb_to_yuv420p computes
+    cc.color_range = 1  # limited ("tv") range
+    sound = _AudioWriter(container, _as_stereo(audio), sample_rate) if audio is not None else None
+    count = 0
+    for frame in frames:
+        if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame {count} is {frame.dtype} {frame.shape}; expected uint8 {(height, width, 3)}"
+            )
+        vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+        vf.pts = count
+        container.mux(video.encode(vf))
+        count += 1
+        if sound is not None:
+            sound.write_until(count / float(rate))
+    if count == 0:
+        raise ValueError("no frames to write")
+    container.mux(video.encode(None))
+    if sound is not None:
+        sound.flush()
+
+
 def write_mp4(
     path: str | Path,
     frames: Iterable[np.ndarray],
@@ -146,50 +190,15 @@ def write_mp4(
     path = Path(path)
     if width % 2 or height % 2 or width <= 0 or height <= 0:
         raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    container = None
-    try:
+    with replaced_when_done(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"})
-        rate = _fps_fraction(fps)
-        video = container.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.codec_context.time_base = 1 / rate
-        # libx264 as PyAV ships it is not bit-reproducible (identical frames encode to slightly different
-        # streams now and then, even single-threaded), so we keep its default threading and speed; the
-        # frames we hand it are reproducible, and tests check the decoded ones within encoder noise.
-        video.options = {"crf": str(crf), "preset": preset}
-        cc = video.codec_context
-        cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1  # BT.709, as rgb_to_yuv420p computes
-        cc.color_range = 1  # limited ("tv") range
-        sound = _AudioWriter(container, _as_stereo(audio), sample_rate) if audio is not None else None
-        count = 0
-        for frame in frames:
-            if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
-                raise ValueError(
-                    f"frame {count} is {frame.dtype} {frame.shape}; expected uint8 {(height, width, 3)}"
-                )
-            vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
-            vf.pts = count
-            container.mux(video.encode(vf))
-            count += 1
-            if sound is not None:
-                sound.write_until(count / float(rate))
-        if count == 0:
-            raise ValueError("no frames to write")
-        container.mux(video.encode(None))
-        if sound is not None:
-            sound.flush()
-        container.close()
-        container = None
-        os.replace(tmp, path)
-    except BaseException:
-        if container is not None:
-            try:
+        try:
+            _encode(container, frames, fps, width, height, audio, sample_rate, crf, preset)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original error is the one worth reporting
                 container.close()
-            except Exception:  # the original error is the one worth reporting
-                pass
-        tmp.unlink(missing_ok=True)
-        raise
+            raise
+        container.close()
     return path
 
 
