@@ -179,3 +179,17 @@ def test_music_shorter_than_the_film_loops_without_a_click():
     # The level holds across the seams: 0.1 s windows within 3 dB of each other.
     levels = [rms(middle[k : k + 4800]) for k in range(0, len(middle), 4800)]
     assert max(levels) / min(levels) < 10 ** (3 / 20)
+
+
+@pytest.mark.parametrize("fps", [23.976, 25.0])
+def test_sound_and_picture_end_together_at_any_frame_rate(tmp_path: Path, fps: float):
+    film = Film(shots=(Shot("a", duration=1.3), Shot("b", duration=0.7)), fps=fps, resolution="480p")
+    plans = plan(film)
+    clips = [Clip(np.broadcast_to(np.zeros(3, np.uint8), (p.num_frames, 480, 864, 3)), p.fps) for p in plans]
+    cut = assemble(film, plans, clips, [[], []])
+    assert len(cut.audio) == round(cut.num_frames / fps * RATE)  # the track is the picture's length
+    out = write_mp4(tmp_path / "sync.mp4", cut.iter_frames(), fps=fps, width=864, height=480, audio=cut.audio)
+    info = read_video(out)
+    assert info.num_frames == cut.num_frames
+    # Decoded sound (AAC priming and padding removed) ends within one frame of the picture.
+    assert abs(info.audio_duration - info.duration) < 1 / fps
