@@ -17,7 +17,7 @@ Shot 3 (1.02s, extreme wide, crane up, fade, continue): Fireworks.
 def test_frames_seeds_and_prompts():
     film = parse_prompt(PROMPT, fps=24, seed=7)
     plans = plan(film)
-    assert [p.num_frames for p in plans] == [96, 60, 24]  # duration x fps, rounded
+    assert [p.num_frames for p in plans] == [96, 60, 24]  # duration x fps, rounded on the running clock
     assert [p.index for p in plans] == [1, 2, 3]
     assert all((p.width, p.height) == (1280, 720) for p in plans)
     # Seeds: reproducible, different per shot, and a function of the film seed.
@@ -116,3 +116,13 @@ def test_size_scaled_down_within_the_backends_pixel_budget():
     assert p.width * p.height <= caps.max_pixels and p.width % 16 == 0 and p.height % 16 == 0
     assert abs(p.width / p.height - 16 / 9) < 0.05
     assert any("1280x720 ->" in n for n in p.notes)
+
+
+def test_frame_rounding_does_not_add_up_over_many_short_shots():
+    film = parse_prompt("\n".join(f"Shot {i} (0.27s): s{i}" for i in range(1, 11)), fps=24)
+    frames = [p.num_frames for p in plan(film)]
+    assert sum(frames) == round(film.duration * 24) == 65  # 2.7 s; per-shot rounding gave 60 (2.5 s)
+    assert set(frames) == {6, 7}  # each shot within a frame of its own duration
+    # A one-frame minimum still holds when a shot is shorter than a frame.
+    tiny = parse_prompt("Shot 1 (0.25s): a\nShot 2 (0.25s): b", fps=2)
+    assert [p.num_frames for p in plan(tiny)] == [1, 1]

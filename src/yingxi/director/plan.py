@@ -97,11 +97,16 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
     fps = float(caps.native_fps or film.fps)
     width, height = caps.legal_size(*film.size)
     plans = []
+    # Frames are counted on the film's running clock, not shot by shot, so rounding does not add up:
+    # ten 0.27 s shots at 24 fps are 65 frames (2.71 s), not 10 x 6 = 60 (2.5 s).
+    ends, wanted_so_far = 0.0, 0
     for i, shot in enumerate(film.shots, start=1):
         notes = []
         if (width, height) != film.size:
             notes.append(f"size {film.size[0]}x{film.size[1]} -> {width}x{height} for this backend")
-        wanted = max(1, round(shot.duration * fps))
+        ends += shot.duration
+        wanted = max(1, round(ends * fps) - wanted_so_far)
+        wanted_so_far += wanted
         if caps.max_frames is not None and wanted > caps.max_frames + caps.frame_step:
             raise CapabilityError(
                 f"the shot lasts {shot.duration:g}s, but this backend makes at most {caps.max_frames} frames "
