@@ -186,3 +186,23 @@ def test_a_decompression_bomb_png_is_413_before_decoding(http):
     assert err["param"] == "input_reference"
     script = {"style_image": data_url(bomb), "shots": [{"prompt": "a boat", "duration": 2}]}
     assert_error(http.post("/api/v1/films", json=script), 413)
+
+
+def test_strings_echoed_back_are_bounded(http):
+    long = "x" * 100_000
+    role = {"type": "image_url", "image_url": {"url": "data:,"}, "role": long}
+    for body, param in [
+        ({"model": "m", "content": [{"type": "text", "text": "a"}, role]}, "content.1.role"),
+        ({"model": "m", "content": [{"type": "text", "text": "a"}], "callback_url": "http://" + long}, "callback_url"),
+        ({"model": "m", "content": [{"type": "text", "text": "a"}], "ratio": long}, "ratio"),
+        ({"model": "m", "content": [{"type": "text", "text": "a"}], "resolution": long}, "resolution"),
+    ]:  # fmt: skip
+        r = http.post(TASKS, json=body)
+        assert assert_error(r, 422)["param"] == param and len(r.content) < 2000
+    r = http.post("/v1/videos", json={"prompt": "a boat", "size": long})
+    assert assert_error(r, 422)["param"] == "size" and len(r.content) < 2000
+    # A film's title and style are listed with every task: they count towards the prompt limit.
+    err = assert_error(http.post("/api/v1/films", json={"title": long, "shots": [{"prompt": "a"}]}), 400)
+    assert "100001 characters" in err["message"]
+    err = assert_error(http.post("/api/v1/films", json={"shots": 5}), 400)  # was a TypeError counting prompts
+    assert err["param"] == "shots"

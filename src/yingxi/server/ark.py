@@ -50,21 +50,21 @@ class ContentItem(BaseModel):
     image_url: UrlObject | None = None
     audio_url: UrlObject | None = None
     video_url: UrlObject | None = None
-    role: str | None = None
+    role: str | None = Field(default=None, max_length=64)
 
 
 class CreateTask(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str = Field(min_length=1, max_length=200)
     content: list[ContentItem] = Field(min_length=1, max_length=32)
-    callback_url: str | None = None
+    callback_url: str | None = Field(default=None, max_length=2048)
     return_last_frame: bool | None = None
     generate_audio: bool | None = None
     camera_fixed: bool | None = None
     watermark: bool | None = None
     seed: int | None = None
-    resolution: str | None = None
-    ratio: str | None = None
+    resolution: str | None = Field(default=None, max_length=32)
+    ratio: str | None = Field(default=None, max_length=32)
     duration: int | None = None
     frames: int | None = Field(default=None, ge=1, le=100_000)
     execution_expires_after: int | None = Field(default=None, ge=3600, le=259200)

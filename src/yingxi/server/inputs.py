@@ -394,10 +394,11 @@ def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], sett
                         shot[key] = resolve(shot[key], "image", f"shots[{i}].{key}")
             shots.append(shot)
         script["shots"] = shots
-    text = " ".join(
-        str(s.get("prompt", "")) if isinstance(s, dict) else str(s) for s in script.get("shots") or []
-    )
-    if len(text) > settings.limits.max_prompt_chars:
-        raise ApiError(400, f"the shots' prompts hold {len(text)} characters; at most "
+    shots = script.get("shots") if isinstance(script.get("shots"), list) else []
+    texts = [str(script.get("title") or ""), str(script.get("style") or "")]
+    texts += [str(s.get("prompt", "")) if isinstance(s, dict) else str(s) for s in shots]
+    chars = sum(len(t) for t in texts)  # the title and style too: both are echoed in every task listing
+    if chars > settings.limits.max_prompt_chars:
+        raise ApiError(400, f"the title, style and shot prompts hold {chars} characters; at most "
                        f"{settings.limits.max_prompt_chars}", param="shots")  # fmt: skip
     return {"source": "script", "script": script, "single": False, **inputs.as_request()}

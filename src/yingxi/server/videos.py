@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
@@ -28,8 +28,8 @@ class CreateVideo(BaseModel):
     model_config = ConfigDict(extra="ignore")
     prompt: str
     model: str = Field(default="sora-2", min_length=1, max_length=200)
-    seconds: int | str = "4"
-    size: str = "720x1280"
+    seconds: int | Annotated[str, Field(max_length=16)] = "4"
+    size: str = Field(default="720x1280", max_length=32)
     input_reference: ImageReference | str | None = None
 
 
