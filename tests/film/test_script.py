@@ -188,3 +188,10 @@ def test_did_you_mean_ignores_case_and_keeps_the_accepted_spelling():
 
     assert closest("old jai", ["OLD JIA", "XIAO LI"]) == "OLD JIA"
     assert closest("CROSSFAD", ["cut", "crossfade"]) == "crossfade"
+
+
+def test_relative_windows_paths_resolve_against_the_script_folder(script_dir):
+    data = {"shots": [{"prompt": "a", "first_frame": "frames\\pour.png"}]}
+    assert parse_script(data, script_dir).shots[0].first_frame == script_dir / "frames" / "pour.png"
+    e = err({"shots": [{"prompt": "a", "first_frame": "frames"}]}, script_dir)
+    assert e.field == "first_frame" and "not a file" in str(e)

@@ -19,7 +19,7 @@ shots:
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import yaml
@@ -215,8 +215,11 @@ def _path(value: Any, base: Path, *, shot: int | None = None, field: str) -> Pat
         raise InputError(f"expected a file path, got {value!r}", shot=shot, field=field)
     path = Path(value).expanduser()
     path = path if path.is_absolute() else base / path
+    if not path.is_file() and "\\" in value and not PureWindowsPath(value).anchor:
+        path = base / PureWindowsPath(value).as_posix()  # a script written on Windows: frames\a.png
     if not path.is_file():
-        raise InputError(f"file not found: {path}", shot=shot, field=field)
+        what = "not a file" if path.exists() else "file not found"
+        raise InputError(f"{what}: {path}", shot=shot, field=field)
     return path
 
 
