@@ -20,10 +20,12 @@ import yingxi
 from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.models.hub import is_model_folder
 from yingxi.models.loading import read_state_dict, rename_keys
+from yingxi.models.wan import loading as wan_loading
+from yingxi.models.wan.config import VARIANTS
 from yingxi.models.wan.vae import WanVAEConfig
 from yingxi.models.wan.vae_loading import PRESETS
-from yingxi.pipelines.wan import WanPipeline
-from yingxi.pipelines.wan.load import variant_for_folder
+from yingxi.pipelines.wan import WanPipeline, load
+from yingxi.pipelines.wan.load import check_fits, variant_for_folder
 
 
 @pytest.fixture
@@ -133,3 +135,30 @@ def test_original_wan21_i2v_folder_is_refused_with_the_reason(tmp_path):
     (tmp_path / "Wan2.1_VAE.pth").write_bytes(b"")
     with pytest.raises(ModelNotFoundError, match="open-clip image encoder"):
         variant_for_folder(tmp_path)
+
+
+def test_check_fits_asks_for_block_offload_before_a_14b_meets_a_24gb_card():
+    bf16, card_24gb, h100 = torch.bfloat16, 24 * 10**9, 80 * 2**30
+    t2v_14b, a14b = VARIANTS["wan2.1-t2v-14b"], VARIANTS["wan2.2-t2v-a14b"]
+    for offload in (False, "none", True, "model"):  # 26.6 GiB of bf16 weights resident either way
+        with pytest.raises(InputError, match=r"26\.6 GiB in bfloat16 .*offload='blocks'") as info:
+            check_fits(t2v_14b, bf16, offload, card_24gb)
+        assert info.value.field == "offload"
+    check_fits(t2v_14b, bf16, "blocks", card_24gb)
+    check_fits(VARIANTS["wan2.2-ti2v-5b"], bf16, False, card_24gb)  # 9.3 GiB
+    check_fits(t2v_14b, torch.float32, False, None)  # CPU: nothing to check against
+    check_fits(a14b, bf16, False, h100)  # both experts: 53.2 GiB
+    with pytest.raises(InputError, match=r"106\.5 GiB in float32"):
+        check_fits(a14b, torch.float32, False, h100)
+    check_fits(a14b, torch.float32, "model", h100)  # one expert at a time: 53.2 GiB
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("weights were read")
+
+
+def test_load_pipeline_refuses_a_model_too_big_for_the_device_before_reading_it(tiny_wan, monkeypatch):
+    monkeypatch.setattr(load, "_device_memory", lambda device: 1000)  # smaller than even the tiny weights
+    monkeypatch.setattr(wan_loading, "load_transformer_pair", _never)
+    with pytest.raises(InputError, match="offload='blocks'"):
+        yingxi.load_pipeline(tiny_wan("t2v"), device="cuda")

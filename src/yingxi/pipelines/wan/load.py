@@ -23,7 +23,7 @@ from yingxi.models.wan.config import VARIANTS, WanDiTConfig, WanVariant, get_var
 from yingxi.pipelines.wan.offload import OffloadMode
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
 
-__all__ = ["find", "load_pipeline", "resolve", "variant_for_folder"]
+__all__ = ["check_fits", "find", "load_pipeline", "resolve", "variant_for_folder"]
 
 
 def _read_json(path: Path) -> dict:
@@ -141,6 +141,34 @@ def resolve(name_or_path: str | Path) -> tuple[WanVariant, Path]:
     return variant, folder
 
 
+def _device_memory(device: torch.device) -> int | None:
+    """Total bytes of an accelerator's memory, or None where it is not known (CPU)."""
+    if device.type != "cuda":
+        return None
+    return int(torch.cuda.get_device_properties(device).total_memory)
+
+
+def check_fits(
+    variant: WanVariant, dtype: torch.dtype, offload: bool | OffloadMode, total: int | None
+) -> None:
+    """InputError, before any weights load, when the transformer weights alone cannot fit `total` bytes of
+    device memory in this offload mode (a 14B model is 26 GiB in bf16: a 24 GB card needs "blocks")."""
+    mode = {True: "model", False: "none", None: "none"}.get(offload, offload)  # type: ignore[call-overload]
+    if total is None or mode == "blocks":
+        return
+    one = variant.dit_params * dtype.itemsize
+    resident = one * (2 if variant.two_experts and mode == "none" else 1)  # "model": one expert at a time
+    if resident <= total:
+        return
+    gib = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731
+    raise InputError(
+        f"{variant.name}'s transformer weights take {gib(resident)} in {str(dtype).removeprefix('torch.')} "
+        f"with offload {mode!r}, more than the {gib(total)} this device has; load it with offload='blocks' "
+        f"(CLI: --offload blocks), which keeps only one block on the device at a time",
+        field="offload",
+    )
+
+
 def load_pipeline(
     name_or_path: str | Path,
     device: str | torch.device = "cpu",
@@ -168,6 +196,7 @@ def load_pipeline(
         else (torch.float32 if device.type == "cpu" else torch.bfloat16)
     )
     variant, folder = resolve(name_or_path)
+    check_fits(variant, dtype, offload, _device_memory(device))
     home = "cpu" if offload not in (False, "none") else device
     transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home)
     vae = load_vae(folder, dtype=vae_dtype, device=home)
