@@ -11,7 +11,7 @@ from yingxi.backends.base import Clip
 from yingxi.director.capabilities import Capabilities
 from yingxi.director.plan import plan
 from yingxi.editor import assemble
-from yingxi.editor.transitions import clamp_length
+from yingxi.editor.transitions import Window, clamp_length, mix
 from yingxi.film.model import Film, Shot, Transition
 
 FPS = 12  # 480p 16:9 is the smallest size a Film has: 864x480
@@ -165,3 +165,19 @@ def test_mismatched_inputs_are_refused():
     film = Film(shots=(Shot("a", duration=1.0),), fps=FPS, resolution="480p")
     with pytest.raises(ValueError, match="one plan, clip and take list per shot"):
         assemble(film, plan(film), [], [[]])
+
+
+def test_fixed_point_mixes_are_within_one_level_of_the_exact_mix():
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(0, 256, (2, 6, 10, 3), dtype=np.uint8)
+    window = Window(into=1, kind="crossfade", start=0, length=9)
+    for j in range(9):
+        alpha = (j + 1) / 10
+        exact = (1 - alpha) * a.astype(float) + alpha * b.astype(float)
+        assert np.abs(mix(window, j, a, b) - exact).max() <= 1
+    fade_in = Window(into=0, kind="fade-in", start=0, length=4)
+    assert np.abs(mix(fade_in, 1, None, b) - 0.25 * b.astype(float)).max() <= 1
+    assert np.all(mix(fade_in, 0, None, b) == 0)
+    wipe = Window(into=1, kind="wipe", start=0, length=3, direction="right")
+    out = mix(wipe, 0, a, b)  # alpha 0.25 of 10 columns: B shows in the 2 or 3 on the left
+    assert np.array_equal(out[:, :2], b[:, :2]) and np.array_equal(out[:, 3:], a[:, 3:])
