@@ -206,3 +206,26 @@ def test_strings_echoed_back_are_bounded(http):
     assert "100001 characters" in err["message"]
     err = assert_error(http.post("/api/v1/films", json={"shots": 5}), 400)  # was a TypeError counting prompts
     assert err["param"] == "shots"
+
+
+def test_a_reference_video_with_huge_frames_is_413_before_decoding(http):
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()  # one black 4800x4800 frame: a few kB of H.264, 23 Mpx once decoded
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=1)
+        stream.width = stream.height = 4800
+        stream.pix_fmt, stream.options = "yuv420p", {"preset": "ultrafast"}
+        frame = av.VideoFrame.from_ndarray(np.zeros((4800, 4800, 3), np.uint8), format="rgb24")
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    item = {
+        "type": "video_url",
+        "video_url": {"url": data_url(buf.getvalue(), "video/mp4")},
+        "role": "reference_video",
+    }
+    err = assert_error(
+        http.post(TASKS, json={"model": "m", "content": [{"type": "text", "text": "a"}, item]}), 413
+    )
+    assert "4800x4800" in err["message"] and err["param"] == "content[1].video_url.url"

@@ -149,8 +149,9 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str) -> str:
-    """Probe audio/video by decoding its first frame with PyAV; 415 when it holds no such stream."""
+def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, max_pixels: int) -> str:
+    """Probe audio/video by decoding its first frame with PyAV; 415 when it holds no such stream, 413 when
+    a video's frame is over `max_pixels` (read from the stream header, before decoding)."""
     import av
 
     try:
@@ -158,6 +159,11 @@ def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str) ->
             streams = container.streams.audio if kind == "audio" else container.streams.video
             if not streams:
                 raise ApiError(415, f"the file holds no {kind} stream", param=param)
+            if kind == "video":
+                width, height = streams[0].codec_context.width, streams[0].codec_context.height
+                if width * height > max_pixels:
+                    raise ApiError(413, f"the video is {width}x{height} px; at most {max_pixels / 1e6:g} Mpx a frame",
+                                   param=param)  # fmt: skip
             next(container.decode(streams[0]))
             fmt = container.format.name
     except ApiError:
@@ -197,10 +203,14 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
             )
     elif kind == "audio":
         stem = f"reference_audio_{len(inputs.reference_audio) + 1}"
-        inputs.reference_audio.append(save_media(inputs, data, stem, "audio", param))
+        inputs.reference_audio.append(
+            save_media(inputs, data, stem, "audio", param, settings.limits.max_image_pixels)
+        )
     else:
         stem = f"reference_video_{len(inputs.reference_videos) + 1}"
-        inputs.reference_videos.append(save_media(inputs, data, stem, "video", param))
+        inputs.reference_videos.append(
+            save_media(inputs, data, stem, "video", param, settings.limits.max_image_pixels)
+        )
 
 
 def adaptive_ratio(width: int, height: int) -> str:
@@ -370,7 +380,7 @@ def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], sett
         stem = f"file_{counter['n']}"
         if kind == "image":
             return save_image(inputs, data, stem, param, settings.limits.max_image_pixels)
-        return save_media(inputs, data, stem, kind, param)
+        return save_media(inputs, data, stem, kind, param, settings.limits.max_image_pixels)
 
     for key in ("style_image",):
         script[key] = resolve(script.get(key), "image", key) if key in script else None
