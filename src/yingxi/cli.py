@@ -256,12 +256,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     shots = f"{len(plans)} shot{'s' if len(plans) != 1 else ''}"
-    table = Table(title=f"{film.title or 'film'}: {shots}, {sum(p.duration for p in plans):.2f}s")
-    for col in ("shot", "seconds", "frames", "framing", "camera", "transition", "keyframe", "seed", "prompt"):
+    size = f"{plans[0].width}x{plans[0].height} at {plans[0].fps:g} fps"
+    table = Table(title=f"{film.title or 'film'}: {shots}, {sum(p.duration for p in plans):.2f}s, {size}")
+    columns = ("shot", "seconds", "frames", "framing", "camera", "transition", "keyframe", "seed", "dialogue",
+               "prompt")  # fmt: skip
+    for col in columns:
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(*(str(r[c]) for c in ("shot", "seconds", "frames", "framing", "camera", "transition",
-                                              "keyframe", "seed", "prompt")))  # fmt: skip
+        table.add_row(*("\n".join(r[c]) if c == "dialogue" else str(r[c]) for c in columns))
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole words
     console.print(table)
     for note in notes:

@@ -113,3 +113,11 @@ def test_seed_and_fps_flags_are_range_checked_and_help_names_them(tmp_path):
         assert not (tmp_path / "a.mp4").exists()
     r = yingxi("generate", "--help", cwd=tmp_path)
     assert r.returncode == 0 and "film seed" in r.stdout and "default film.mp4" in r.stdout
+
+
+def test_plan_table_shows_dialogue_size_and_fps(tmp_path):
+    r = yingxi("plan", 'Shot 1 (2s, wide): A river.\nMEI: "Look!"\nShot 2 (1s, continue): Ice.', "--fps", "12",
+               "--resolution", "480p", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "2 shots, 3.00s, 864x480 at 12 fps" in r.stdout
+    assert "dialogue" in r.stdout and "MEI: Look!" in r.stdout
