@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from yingxi.pipelines.wan.offload import OFFLOAD_ORDER, Placement
+from yingxi.pipelines.wan.offload import OFFLOAD_ORDER, Placement, offload_mode
 
 
 class FakeModule:
@@ -116,3 +116,11 @@ def test_block_streaming_moves_each_block_in_only_for_its_forward(monkeypatch):
     assert len(during) == 3 and all(not (d & h) for d, h in zip(during, homes, strict=True))  # copies in use
     assert [{p.data_ptr() for p in block.parameters()} for block in dit.blocks] == homes  # and dropped after
     assert len(copies) == sum(len(list(b.parameters())) + len(list(b.buffers())) for b in dit.blocks)
+
+
+def test_offload_mode_names():
+    assert [offload_mode(o) for o in (None, False, "none", True, "model", "blocks")] == [
+        "none", "none", "none", "model", "model", "blocks",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match='"none", "model" or "blocks"'):
+        offload_mode("layers")  # type: ignore[arg-type]

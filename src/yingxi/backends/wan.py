@@ -17,7 +17,7 @@ import numpy as np
 from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
 from yingxi.errors import CapabilityError, InputError, ModelNotFoundError
 from yingxi.models import hub
-from yingxi.models.wan.config import VARIANTS, WanVariant
+from yingxi.models.wan.config import WanVariant, variants_with
 
 __all__ = ["OPTIONS", "WanGenerator"]
 
@@ -30,11 +30,6 @@ AREA_SLACK = (
     1.25  # sizes up to this much larger than the largest trained one are accepted (864x480 for 832x480)
 )
 DECODE_SHARE = 0.05  # of a shot's progress, left for the VAE decode after the last step
-
-
-def _able(conditioning: str) -> str:
-    """Registered variants that accept `conditioning`, for error messages."""
-    return ", ".join(v.name for v in VARIANTS.values() if conditioning in v.conditionings)
 
 
 class WanGenerator:
@@ -182,19 +177,19 @@ class WanGenerator:
             )
         if request.last_frame is not None and "flf2v" not in can:
             raise CapabilityError(
-                f"{v.name} cannot end on a given last frame; first+last-frame variants: {_able('flf2v')}",
+                f"{v.name} cannot end on a given last frame; first+last-frame variants: {variants_with('flf2v')}",
                 field="last_frame",
             )
         if request.first_frame is not None and not can & {"i2v", "flf2v"}:
             raise CapabilityError(
                 f"{v.name} is text-to-video only and cannot start from an image (a first frame, character or "
-                f"style image, or a continued shot); image-to-video variants: {_able('i2v')}",
+                f"style image, or a continued shot); image-to-video variants: {variants_with('i2v')}",
                 field="first_frame",
             )
         if request.first_frame is None and "t2v" not in can:
             raise CapabilityError(
                 f"{v.name} needs a first frame (give the shot a first_frame, a character or style image, or "
-                f"continue the previous shot); text-to-video variants: {_able('t2v')}",
+                f"continue the previous shot); text-to-video variants: {variants_with('t2v')}",
                 field="first_frame",
             )
         if "flf2v" in can and "i2v" not in can and request.last_frame is None:

@@ -244,6 +244,11 @@ _ALL = (
 VARIANTS: dict[str, WanVariant] = {v.name: v for v in _ALL}
 
 
+def variants_with(conditioning: str) -> str:
+    """Names of the registered variants that accept `conditioning` ("t2v", "i2v", "flf2v"), for messages."""
+    return ", ".join(v.name for v in VARIANTS.values() if conditioning in v.conditionings)
+
+
 def _repo_key(repo_id: str) -> str:
     return repo_id.lower().removesuffix("-diffusers")
 

@@ -20,7 +20,7 @@ from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.models import hub
 from yingxi.models.loading import parse_dtype
 from yingxi.models.wan.config import VARIANTS, WanDiTConfig, WanVariant, get_variant
-from yingxi.pipelines.wan.offload import OffloadMode
+from yingxi.pipelines.wan.offload import OffloadMode, offload_mode
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
 
 __all__ = ["check_fits", "find", "load_pipeline", "resolve", "variant_for_folder"]
@@ -153,7 +153,7 @@ def check_fits(
 ) -> None:
     """InputError, before any weights load, when the transformer weights alone cannot fit `total` bytes of
     device memory in this offload mode (a 14B model is 26 GiB in bf16: a 24 GB card needs "blocks")."""
-    mode = {True: "model", False: "none", None: "none"}.get(offload, offload)  # type: ignore[call-overload]
+    mode = offload_mode(offload)
     if total is None or mode == "blocks":
         return
     one = variant.dit_params * dtype.itemsize
@@ -197,7 +197,7 @@ def load_pipeline(
     )
     variant, folder = resolve(name_or_path)
     check_fits(variant, dtype, offload, _device_memory(device))
-    home = "cpu" if offload not in (False, "none") else device
+    home = "cpu" if offload_mode(offload) != "none" else device
     transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home)
     vae = load_vae(folder, dtype=vae_dtype, device=home)
     text_encoder = None

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["OFFLOAD_ORDER", "OffloadMode", "Placement", "stream_blocks"]
+__all__ = ["OFFLOAD_ORDER", "OffloadMode", "Placement", "offload_mode", "stream_blocks"]
 
 # The order the parts first run in (the VAE also encodes conditioning frames before sampling);
 # `Placement` moves each to the device when its turn comes and the previous one back to the CPU.
@@ -25,6 +25,14 @@ OFFLOAD_ORDER = ("text_encoder", "image_encoder", "transformer", "transformer_2"
 STREAMED = ("transformer", "transformer_2")  # parts whose `blocks` are streamed in "blocks" mode
 
 OffloadMode = Literal["none", "model", "blocks"]
+
+
+def offload_mode(offload: bool | OffloadMode | None) -> OffloadMode:
+    """The mode an `offload` argument names: True is "model", False/None are "none"."""
+    mode = {True: "model", False: "none", None: "none"}.get(offload, offload)  # type: ignore[call-overload]
+    if mode not in ("none", "model", "blocks"):
+        raise ValueError(f'offload must be "none", "model" or "blocks", got {offload!r}')
+    return mode
 
 
 def _module(component: object) -> nn.Module:
@@ -83,9 +91,7 @@ class Placement:
         unknown = set(components) - set(OFFLOAD_ORDER)
         if unknown:
             raise ValueError(f"components not in OFFLOAD_ORDER: {sorted(unknown)}")
-        mode = {True: "model", False: "none", None: "none"}.get(offload, offload)  # type: ignore[call-overload]
-        if mode not in ("none", "model", "blocks"):
-            raise ValueError(f'offload must be "none", "model" or "blocks", got {offload!r}')
+        mode = offload_mode(offload)
         self.components = {k: v for k, v in components.items() if v is not None}
         self.modules = {k: _module(v) for k, v in self.components.items()}
         self.device = torch.device(device)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from yingxi.errors import CapabilityError, InputError
-from yingxi.models.wan.config import VARIANTS, WanVariant
+from yingxi.models.wan.config import WanVariant, variants_with
 from yingxi.pipelines.wan.common import (
     TaskInputs,
     as_uint8_image,
@@ -61,11 +61,6 @@ class WanComponents:
 
 def _task(variant: WanVariant) -> str:
     return variant.tasks[0]
-
-
-def _able(conditioning: str) -> str:
-    """Registered variants that accept `conditioning`, for error messages."""
-    return ", ".join(v.name for v in VARIANTS.values() if conditioning in v.conditionings)
 
 
 @dataclass(frozen=True)
@@ -135,13 +130,13 @@ class WanPipeline:
         task = _task(v)
         if last_image is not None and task != "flf2v":
             raise CapabilityError(
-                f"{v.name} cannot end on a given last frame; first+last-frame variants: {_able('flf2v')}",
+                f"{v.name} cannot end on a given last frame; first+last-frame variants: {variants_with('flf2v')}",
                 field="last_image",
             )
         if image is not None and task == "t2v":
             raise CapabilityError(
                 f"{v.name} is text-to-video only and cannot start from an image; image-to-video "
-                f"variants: {_able('i2v')}",
+                f"variants: {variants_with('i2v')}",
                 field="image",
             )
         if image is None and task in ("i2v", "flf2v"):
