@@ -10,8 +10,9 @@ import numpy as np
 from yingxi.errors import InputError
 from yingxi.film.model import MAX_SHOT_SECONDS, Film
 from yingxi.media.speech import resolve_voice, synthesize_speech
+from yingxi.media.video import AUDIO_RATE
 
-SAMPLE_RATE = 48000
+SAMPLE_RATE = AUDIO_RATE  # the project's one audio rate, set in media
 LEAD_IN = 0.3  # s from the shot's start to its first line
 GAP = 0.25  # s between lines
 LEAD_OUT = 0.3  # s from the last line's end to the shot's end
@@ -136,7 +137,8 @@ def record_dialogue(film: Film) -> list[list[DialogueTake]]:
                         f'{line.character}: "{line.line}": {e.message}', shot=i, field="dialogue"
                     ) from None
             audio = cache[key]
-            name = film.character(line.character).name if film.character(line.character) else line.character
+            character = film.character(line.character)
+            name = character.name if character is not None else line.character  # as the cast list spells it
             shot_takes.append(DialogueTake(name, line.line, voice, audio, len(audio) / SAMPLE_RATE))
         takes.append(shot_takes)
     return takes

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 48000
+from yingxi.media.video import AUDIO_RATE as SAMPLE_RATE
+
 DIALOGUE_RMS_DB = -20.0  # dBFS while speaking: each line is brought to this level
 MUSIC_UNDER_DB = -14.0  # music bed level relative to the dialogue
 DUCK_DB = -10.0  # further music reduction while a line plays
