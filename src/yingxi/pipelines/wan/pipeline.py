@@ -180,7 +180,13 @@ class WanPipeline:
         latents: Tensor | None = None,
         progress: StepProgress | None = None,
     ) -> np.ndarray:
-        """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length)."""
+        """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length).
+
+        `seed` draws the starting noise from a CPU generator (as diffusers' `randn_tensor` with a CPU
+        generator), so a seed starts from the same latents on any device; frames still differ between
+        devices and dtypes by kernel rounding. `negative_prompt` None is "" (diffusers' default; Wan's
+        own is `models.wan.config.WAN_NEGATIVE_PROMPT`). Guidance 1 skips the unconditional pass.
+        """
         v = self.variant
         default_w, default_h = v.default_size
         width = default_w if width is None else width
