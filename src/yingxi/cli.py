@@ -172,6 +172,7 @@ def make_backend(args: argparse.Namespace):
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from yingxi.render import PREPARE_SHARE, SHOOT_SHARE, render
@@ -213,7 +214,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if tasks:
             bar.stop()
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     print(f"shots: {len(result.plans)}")
     print(f"length: {result.duration:.2f}s ({result.num_frames} frames at {result.fps:g} fps)")
     print(f"output: {result.path}")
@@ -253,21 +254,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     shots = f"{len(plans)} shot{'s' if len(plans) != 1 else ''}"
     size = f"{plans[0].width}x{plans[0].height} at {plans[0].fps:g} fps"
-    table = Table(title=f"{film.title or 'film'}: {shots}, {sum(p.duration for p in plans):.2f}s, {size}")
+    title = escape(film.title or "film")  # people's words are text, never rich markup: "[EXIT]"
+    table = Table(title=f"{title}: {shots}, {sum(p.duration for p in plans):.2f}s, {size}")
     columns = ("shot", "seconds", "frames", "framing", "camera", "transition", "keyframe", "seed", "dialogue",
                "prompt")  # fmt: skip
     for col in columns:
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(*("\n".join(r[c]) if c == "dialogue" else str(r[c]) for c in columns))
+        table.add_row(*(Text("\n".join(r[c]) if c == "dialogue" else str(r[c])) for c in columns))
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole words
     console.print(table)
     for note in notes:
-        console.print(f"note: {note}")
+        console.print(Text(f"note: {note}"))
     return 0
 
 

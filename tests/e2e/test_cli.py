@@ -121,3 +121,13 @@ def test_plan_table_shows_dialogue_size_and_fps(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "2 shots, 3.00s, 864x480 at 12 fps" in r.stdout
     assert "dialogue" in r.stdout and "MEI: Look!" in r.stdout
+
+
+def test_square_brackets_in_peoples_words_are_text_not_markup(tmp_path):
+    (tmp_path / "film.yaml").write_text(
+        'title: "[bold]Exit[/]"\nshots:\n  - {prompt: "A sign reads [/] [red EXIT", duration: 0.5}\n'
+        '  - {prompt: b, duration: 0.5, dialogue: [{character: "[X]", line: "[/b] ok"}]}\n'
+    )
+    r = yingxi("plan", "--script", "film.yaml", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "[bold]Exit[/]: 2 shots" in r.stdout and "[/] [red EXIT" in r.stdout and "[X]: [/b] ok" in r.stdout
