@@ -51,8 +51,27 @@ def test_cut_subtitles_follow_the_placed_lines(tmp_path: Path):
     cut = cut_for(film, takes)
     assert srt_text(cut.subtitles) == (
         "1\n00:00:02,300 --> 00:00:03,300\nOLD JIA: Happy new year.\n\n"
-        "2\n00:00:03,550 --> 00:00:04,050\nMEI: Thank you.\n"
+        "2\n00:00:03,550 --> 00:00:04,383\nMEI: Thank you.\n"  # 0.5 s of speech, shown 5/6 s
     )
+
+
+def test_short_lines_stay_up_long_enough_to_read_but_never_overlap_or_leave_their_shot():
+    film = Film(
+        shots=(
+            Shot("a", duration=1.45, dialogue=(DialogueLine("Bo", "a"), DialogueLine("Mei", "b"))),
+            Shot("b", duration=1.0, dialogue=(DialogueLine("Bo", "c"),)),
+        ),
+        fps=20,
+        resolution="480p",
+    )
+    # Shot a: lines at 0.3 s and 0.3 + 0.2 + 0.25 = 0.75 s; shot b (from 1.45 s): a line at 1.75 s.
+    takes = [[take("Bo", "Yes.", 0.2), take("Mei", "No.", 0.3)], [take("Bo", "Go.", 0.4)]]
+    subs = cut_for(film, takes).subtitles
+    assert [(round(s.start, 3), round(s.end, 3)) for s in subs] == [
+        (0.3, 0.75),  # held until the next line starts (5/6 s would overlap it)
+        (0.75, 1.45),  # held to the end of its shot, not into the next
+        (1.75, 2.45),  # likewise: 0.7 s left in the shot
+    ]
 
 
 def take(character: str, text: str, seconds: float) -> DialogueTake:

@@ -23,6 +23,8 @@ from yingxi.film.model import Film
 from yingxi.media.image import fit_image
 from yingxi.media.video import read_audio
 
+MIN_SUBTITLE_SECONDS = 5 / 6  # shortest time on screen (20 frames at 24 fps, Netflix's timed text guide)
+
 
 @dataclass(frozen=True)
 class Cut:
@@ -148,11 +150,15 @@ def assemble(
                 shot=i + 1,
                 field="dialogue",
             ) from None
-        for offset, take in zip(offsets, shot_takes, strict=True):
+        # A subtitle stays up while its line is spoken and at least MIN_SUBTITLE_SECONDS, if the shot has room
+        # before its next line (or its end): a short "Yes." would otherwise flash past unread.
+        ends = [*offsets[1:], seconds][: len(offsets)]
+        for offset, next_start, take in zip(offsets, ends, shot_takes, strict=True):
             start = shot_starts[i] + offset
             sample = min(round(start * SAMPLE_RATE), n_samples - len(take.audio))
             lines.append((sample, take.audio))
-            subtitles.append(Subtitle(start, start + take.seconds, subtitle_text(take.character, take.text)))
+            shown = min(max(take.seconds, MIN_SUBTITLE_SECONDS), next_start - offset)
+            subtitles.append(Subtitle(start, start + shown, subtitle_text(take.character, take.text)))
 
     if music is None:
         music = load_music(film)
