@@ -134,12 +134,14 @@ def render(
             last_frame[:] = [frame]
             yield frame
 
-    write_mp4(out, frames_with_progress(), fps=cut.fps, width=cut.width, height=cut.height,
-              audio=cut.audio, sample_rate=cut.sample_rate, preset=encoder_preset)  # fmt: skip
-    srt_path = None
-    if cut.subtitles:
-        srt_path = out.with_suffix(".srt")
-        write_srt(cut.subtitles, srt_path)
+    srt_path = out.with_suffix(".srt") if cut.subtitles else None
+    try:
+        write_mp4(out, frames_with_progress(), fps=cut.fps, width=cut.width, height=cut.height,
+                  audio=cut.audio, sample_rate=cut.sample_rate, preset=encoder_preset)  # fmt: skip
+        if srt_path is not None:
+            write_srt(cut.subtitles, srt_path)
+    except OSError as e:  # a folder in the way, a read-only or full disk: say where, not a traceback
+        raise RenderError(f"cannot write {out}: {e.strerror or e}") from None
     if last_frame_png is not None and last_frame:
         save_png(last_frame[0], last_frame_png)
     report(ProgressEvent(total + 1, total, 1.0, "done"))

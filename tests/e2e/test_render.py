@@ -143,3 +143,11 @@ def test_unreadable_music_fails_before_any_shot_is_shot(tmp_path):
         render(replace(small(parse_prompt("a")), music=fake), Counting(), out)
     assert info.value.field == "music" and "score.m4a" in str(info.value)
     assert shot == [] and not out.exists()
+
+
+def test_an_unwritable_output_is_a_render_error_naming_it(tmp_path):
+    (tmp_path / "taken.mp4").mkdir()  # a folder where the film should go: the final rename fails
+    film = small(parse_prompt("Shot 1 (0.25s): a"))
+    with pytest.raises(RenderError, match="cannot write .*taken.mp4"):
+        render(film, AnimaticGenerator(), tmp_path / "taken.mp4")
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.mp4"]  # no partial file left behind
