@@ -179,6 +179,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.output.suffix.lower() != ".mp4":
         raise InputError(f"the output must be an .mp4 file, got {args.output}", field="--output")
+    if args.output.is_dir():  # found now, not after every shot is shot
+        raise InputError(f"{args.output} is a folder; name the .mp4 file to write", field="--output")
     film = film_from_args(args)
     backend = make_backend(args)
     console = Console(stderr=True)

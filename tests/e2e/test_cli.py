@@ -131,3 +131,12 @@ def test_square_brackets_in_peoples_words_are_text_not_markup(tmp_path):
     r = yingxi("plan", "--script", "film.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "[bold]Exit[/]: 2 shots" in r.stdout and "[/] [red EXIT" in r.stdout and "[X]: [/b] ok" in r.stdout
+
+
+def test_output_that_is_a_folder_is_refused_before_shooting(tmp_path):
+    (tmp_path / "out.mp4").mkdir()
+    r = yingxi("generate", "x", "-o", "out.mp4", cwd=tmp_path)
+    assert (
+        r.returncode == 2
+        and r.stderr == "yingxi: error: --output: out.mp4 is a folder; name the .mp4 file to write\n"
+    )
