@@ -5,7 +5,7 @@ the VAE), so holding only the running one on the accelerator ("model" offload) b
 the largest single part: enough for TI2V-5B (10 GB transformer, 11 GB UMT5 in bf16) on a 24 GB card.
 A 14B transformer alone is 28 GB in bf16, so "blocks" offload also streams the transformer's blocks:
 each block's weights are copied in just before it runs and dropped after (the CPU keeps the only copy,
-pinned), and only the small embedding and head stay resident.
+pinned, packed into 1 GiB buffers), and only the small embedding and head stay resident.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["OFFLOAD_ORDER", "OffloadMode", "Placement", "offload_mode", "stream_blocks"]
+__all__ = ["OFFLOAD_ORDER", "OffloadMode", "Placement", "offload_mode", "pack_", "stream_blocks"]
 
 # The order the parts first run in (the VAE also encodes conditioning frames before sampling);
 # `Placement` moves each to the device when its turn comes and the previous one back to the CPU.
@@ -40,29 +40,58 @@ def _module(component: object) -> nn.Module:
     return component if isinstance(component, nn.Module) else component.model  # type: ignore[attr-defined]
 
 
-def _pinned(t: Tensor) -> Tensor:
-    try:
-        return t.pin_memory()
-    except RuntimeError:  # no CUDA driver, or the host cannot pin this much: plain memory still works
-        return t
+PIN_CHUNK = 1 << 30  # bytes per pinned buffer; a power of two, so torch's pinned allocator adds nothing
+_ALIGN = 64  # bytes; every packed tensor starts on this boundary
+
+
+def _buffer(nbytes: int, pin: bool) -> Tensor:
+    if pin:
+        try:
+            return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+        except RuntimeError:  # no CUDA driver, or the host cannot pin this much: plain memory still works
+            pass
+    return torch.empty(nbytes, dtype=torch.uint8)
+
+
+def pack_(tensors: list[Tensor], *, pin: bool, chunk: int = PIN_CHUNK) -> list[Tensor]:
+    """Move each tensor's data (in place, via `.data`) into a few `chunk`-byte (pinned) buffers, back to
+    back; returns the buffers. Each original is freed as its copy takes its place, so the peak is one chunk.
+
+    torch's pinned-memory allocator rounds each allocation up to a power of two, so pinning a 14B model
+    tensor by tensor costs 1.5x its blocks (26 GiB take 40 GiB: each 141 MB FFN weight takes 256 MiB);
+    packed into 1 GiB chunks, 27 GiB.
+    """
+    buffers: list[Tensor] = []
+    used = 0
+    for t in tensors:
+        nbytes = t.numel() * t.element_size()
+        if not buffers or used + nbytes > buffers[-1].numel():
+            buffers.append(_buffer(max(chunk, 1 << max(nbytes - 1, 0).bit_length()), pin))
+            used = 0
+        view = buffers[-1][used : used + nbytes].view(t.dtype).view(t.shape)
+        view.copy_(t.data)
+        t.data = view
+        used += -(-nbytes // _ALIGN) * _ALIGN
+    return buffers
 
 
 def _to_device(t: Tensor, device: torch.device) -> Tensor:
     return t.to(device, non_blocking=True)  # ordered before the block's kernels on the same stream
 
 
-def stream_blocks(blocks: nn.ModuleList, device: torch.device) -> list:
+def stream_blocks(blocks: nn.ModuleList, device: torch.device, *, pin: bool | None = None) -> list:
     """Hooks that give each block its weights on `device` for its forward only; returns the hook handles.
 
-    The weights' CPU tensors stay the only lasting copy (`.data` is swapped, nothing is copied back).
+    The weights' CPU tensors stay the only lasting copy (`.data` is swapped, nothing is copied back); for
+    a CUDA device (`pin` None) they move into pinned buffers first, so the copies in can run asynchronously.
     """
-    pin = device.type == "cuda"
+    pin = device.type == "cuda" if pin is None else pin
+    per_block = [[*block.parameters(), *block.buffers()] for block in blocks]
+    if pin:
+        pack_([t for tensors in per_block for t in tensors], pin=True)
     handles = []
-    for block in blocks:
-        tensors = [*block.parameters(), *block.buffers()]
-        homes = [_pinned(t.data) if pin else t.data for t in tensors]
-        for t, home in zip(tensors, homes, strict=True):
-            t.data = home
+    for block, tensors in zip(blocks, per_block, strict=True):
+        homes = [t.data for t in tensors]
 
         def load(module, args, tensors=tensors, homes=homes):
             for t, home in zip(tensors, homes, strict=True):
