@@ -196,3 +196,18 @@ def test_supervisor_restarts_a_crash_looping_worker_with_growing_pauses(tmp_path
         sup.step()
     gaps = [round(b - a, 1) for a, b in zip(spawned[:-1], spawned[1:], strict=True)]
     assert gaps[:5] == [0.5, 2.5, 4.5, 8.5, 16.5] and max(gaps) <= 30.5
+
+
+def test_a_running_job_past_its_deadline_expires_and_its_worker_cannot_finish(tmp_path):
+    clock = Clock()
+    store = JobStore(tmp_path / "jobs.db", clock=clock)
+    job = make(store, queue_seconds=60)
+    _, lease = store.claim(pid=1)
+    clock.t += 30
+    assert store.expire() == [] and store.heartbeat(job.id, lease)
+    clock.t += 31  # past execution_expires_after while rendering
+    assert [j.id for j in store.expire()] == [job.id]
+    assert store.get(job.id).status == JobStatus.EXPIRED
+    assert not store.heartbeat(job.id, lease)
+    assert not store.finish(job.id, lease, {}, 100, publish=lambda: pytest.fail("published after expiry"))
+    assert store.get(job.id).status == JobStatus.EXPIRED

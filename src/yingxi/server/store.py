@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     expires_at REAL,                  -- outputs deleted after this (finished jobs)
-    queue_deadline REAL               -- a job still queued/running after this expires
+    queue_deadline REAL               -- a job still queued or running after this expires (Ark's
+                                      -- execution_expires_after); its worker loses the lease
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, created_at);
@@ -405,12 +406,13 @@ class JobStore:
 
     def expire(self) -> list[Job]:
         """Outputs past their expiry: succeeded jobs become `expired`, failed/cancelled ones keep their status;
-        jobs still queued past their queue deadline expire too. Returns them (the caller deletes files)."""
+        jobs still queued or running past their deadline expire too (a running one's worker then finds its
+        lease gone and stops). Returns them (the caller deletes files)."""
         now = self.clock()
         with self._write() as db:
             rows = db.execute(
                 "SELECT * FROM jobs WHERE (status IN ('succeeded','failed','cancelled') AND expires_at < ?)"
-                " OR (status='queued' AND queue_deadline < ?)",
+                " OR (status IN ('queued','running') AND queue_deadline < ?)",
                 (now, now),
             ).fetchall()
             for row in rows:

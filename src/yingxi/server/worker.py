@@ -24,7 +24,7 @@ log = logging.getLogger("yingxi.worker")
 
 
 class Lost(Exception):
-    """The job is no longer ours (cancelled, deleted or requeued): stop rendering it."""
+    """The job is no longer ours (cancelled, deleted, expired or requeued): stop rendering it."""
 
 
 def make_backend(settings: ServerSettings, index: int):
@@ -150,7 +150,7 @@ class Worker:
             else:
                 log.warning("job %s was taken from us before it finished; output dropped", job.id)
         except Lost:
-            log.info("job %s stopped: cancelled, deleted or requeued", job.id)
+            log.info("job %s stopped: cancelled, deleted, expired or requeued", job.id)
         except InputError as e:  # the request cannot be rendered: no retry helps
             store.fail(
                 job.id, lease, "InvalidParameter", public_message(str(e)), retry=False, ttl_seconds=ttl
