@@ -193,3 +193,14 @@ def test_sound_and_picture_end_together_at_any_frame_rate(tmp_path: Path, fps: f
     assert info.num_frames == cut.num_frames
     # Decoded sound (AAC priming and padding removed) ends within one frame of the picture.
     assert abs(info.audio_duration - info.duration) < 1 / fps
+
+
+def test_long_music_is_decoded_only_as_far_as_the_film_can_use(tmp_path: Path):
+    music = write_tone_wav(tmp_path / "long.wav", 75.0, freq=440.0, rate=8000)  # 75 s, 1.2 MB
+    film = Film(shots=(Shot("a", duration=2.0),), fps=FPS, resolution="480p", music=music)
+    bed = load_music(film)
+    # The film's 2 s plus 60 s of slack, not all 75 s (an hour-long track would be 1.4 GB decoded).
+    assert bed.shape == (62 * RATE, 2)
+    assert rms(bed[61 * RATE :]) == pytest.approx(
+        rms(bed[RATE : 2 * RATE]), rel=0.02
+    )  # real sound to the end

@@ -175,3 +175,12 @@ def test_two_threads_writing_one_path_do_not_share_a_temporary_file(tmp_path: Pa
     info = read_video(out)  # the last writer's complete file
     assert (info.num_frames, info.has_audio) == (12, True)
     assert [p.name for p in tmp_path.iterdir()] == ["film.mp4"]
+
+
+def test_read_audio_stops_after_max_seconds(tmp_path: Path):
+    out = write_mp4(tmp_path / "t.mp4", flat_frames(36), fps=FPS, width=W, height=H, audio=tone(3.0))
+    full = read_audio(out)
+    head = read_audio(out, max_seconds=1.25)
+    assert full.shape == (3 * RATE, 2) and head.shape == (60000, 2)
+    assert np.array_equal(head, full[:60000])  # the same samples, decoded no further than needed
+    assert read_audio(out, max_seconds=10.0).shape == full.shape

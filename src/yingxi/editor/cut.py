@@ -23,6 +23,9 @@ from yingxi.film.model import Film
 from yingxi.media.image import fit_image
 from yingxi.media.video import read_audio
 
+# Music is decoded only as far as the film can use: its length plus this much, for shots a backend's frame
+# counts make a little longer than asked (the mix trims the rest).
+MUSIC_SLACK_SECONDS = 60.0
 MIN_SUBTITLE_SECONDS = 5 / 6  # shortest time on screen (20 frames at 24 fps, Netflix's timed text guide)
 
 
@@ -100,7 +103,7 @@ def load_music(film: Film) -> np.ndarray | None:
     if film.music is None:
         return None
     try:
-        music = read_audio(film.music, SAMPLE_RATE)
+        music = read_audio(film.music, SAMPLE_RATE, max_seconds=film.duration + MUSIC_SLACK_SECONDS)
     except InputError as e:
         raise InputError(e.message, file=e.file, field="music") from None
     if len(music) == 0:

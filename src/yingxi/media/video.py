@@ -256,8 +256,11 @@ def read_frames(path: str | Path) -> np.ndarray:
     return np.stack(frames)
 
 
-def _decode_audio(path: str | Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
-    """float32 (N, 2) of the first audio stream, resampled to sample_rate (None: keep the stream's rate)."""
+def _decode_audio(
+    path: str | Path, sample_rate: int | None, max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
+    """float32 (N, 2) of the first audio stream, resampled to sample_rate (None: keep the stream's rate),
+    decoding no more than max_seconds of it (None: all)."""
     with _open(path) as container:
         if not container.streams.audio:
             raise InputError("cannot read audio: the file has no audio stream", file=str(path))
@@ -266,11 +269,16 @@ def _decode_audio(path: str | Path, sample_rate: int | None) -> tuple[np.ndarray
         # The container's duration excludes the encoder's padding of the last frame (AAC pads to 1024).
         declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
-        chunks = []
+        limit = None if max_seconds is None else max(0, round(max_seconds * rate))
+        chunks, got = [], 0
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler count samples itself (mp4 edit lists shift pts)
-                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
+                for f in resampler.resample(frame):
+                    chunks.append(f.to_ndarray())
+                    got += f.samples
+                if limit is not None and got >= limit:
+                    break
             chunks.extend(f.to_ndarray() for f in resampler.resample(None))
         except (av.FFmpegError, ValueError) as e:
             raise InputError(f"cannot read audio: {e}", file=str(path)) from None
@@ -281,9 +289,14 @@ def _decode_audio(path: str | Path, sample_rate: int | None) -> tuple[np.ndarray
         keep = round(declared * rate)
         if 0 < len(data) - keep <= rate // 10:  # only trim padding, never real audio
             data = data[:keep]
+    if limit is not None:
+        data = data[:limit]
     return data, rate
 
 
-def read_audio(path: str | Path, sample_rate: int = AUDIO_RATE) -> np.ndarray:
-    """float32 (N, 2) in [-1, 1] at sample_rate, from any audio or video file's first audio stream."""
-    return _decode_audio(path, sample_rate)[0]
+def read_audio(
+    path: str | Path, sample_rate: int = AUDIO_RATE, *, max_seconds: float | None = None
+) -> np.ndarray:
+    """float32 (N, 2) in [-1, 1] at sample_rate, from any audio or video file's first audio stream; at most
+    its first max_seconds (an hour-long track would otherwise be decoded whole: 1.4 GB at 48 kHz stereo)."""
+    return _decode_audio(path, sample_rate, max_seconds)[0]
