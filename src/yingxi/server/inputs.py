@@ -353,9 +353,6 @@ def validated_film(request: dict[str, Any], task_dir: Path, settings: ServerSett
 
 
 # -- scripts (native films API) ----------------------------------------------------------------------
-IMAGE_KEYS = ("style_image", "first_frame", "last_frame", "image")
-
-
 def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], settings: ServerSettings) -> dict:
     """A script's file fields point at uploads or data URLs only (never at the server's disk): each is
     decoded, saved under our own name, and the script rewritten to that name."""
@@ -382,11 +379,11 @@ def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], sett
             return save_image(inputs, data, stem, param, settings.limits.max_image_pixels)
         return save_media(inputs, data, stem, kind, param, settings.limits.max_image_pixels)
 
-    for key in ("style_image",):
-        script[key] = resolve(script.get(key), "image", key) if key in script else None
-    if "music" in script:
-        script["music"] = resolve(script["music"], "audio", "music")
-    script = {k: v for k, v in script.items() if v is not None or k not in ("style_image", "music")}
+    for key, kind in (("style_image", "image"), ("music", "audio")):
+        if script.get(key) is None:
+            script.pop(key, None)  # "style_image:" with no value in YAML: as if absent
+        else:
+            script[key] = resolve(script[key], kind, key)
     if isinstance(script.get("characters"), dict):
         chars = {}
         for name, spec in script["characters"].items():

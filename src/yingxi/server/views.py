@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from yingxi.server.keys import sign
 from yingxi.server.store import Job, JobStatus
@@ -13,7 +12,11 @@ from yingxi.server.store import Job, JobStatus
 OUTPUT_FILES = ("video.mp4", "last_frame.png")  # the only names the file route serves
 URL_SECONDS = 24 * 3600  # a signed URL handed out lives at most this long (and never past the outputs)
 
-UrlFor = Callable[[str, str], str]  # (job id, file name) -> absolute URL that a plain GET can fetch
+
+class UrlFor(Protocol):
+    """(job id, file name, the outputs' expiry) -> an absolute URL that a plain GET can fetch."""
+
+    def __call__(self, job_id: str, name: str, expires_at: float | None = None) -> str: ...
 
 
 def signed_url_maker(base_url: str, secret: bytes, now: float | None = None) -> UrlFor:
@@ -29,7 +32,7 @@ def signed_url_maker(base_url: str, secret: bytes, now: float | None = None) -> 
         resource = f"{job_id}/{name}"
         return f"{base}/api/v3/files/{resource}?expires={expires}&signature={sign(secret, resource, expires)}"
 
-    return url_for  # type: ignore[return-value]
+    return url_for
 
 
 def _facts(job: Job) -> dict[str, Any]:
