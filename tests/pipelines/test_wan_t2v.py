@@ -167,3 +167,24 @@ def test_euler_sampler_matches_diffusers_flow_match_euler(tiny_wan):
     frames = ours(prompt_embeds=pe, negative_prompt_embeds=ne, shift=3.0, **common)
     theirs = ref(prompt_embeds=pe, negative_prompt_embeds=ne, output_type="np", **common).frames[0]
     assert_frames_close(frames, theirs)
+
+
+def test_guidance_combines_bf16_velocities_in_float32(tiny_wan, monkeypatch):
+    from yingxi.pipelines.wan import pipeline as module
+    from yingxi.samplers import sample_unipc
+
+    pipe = yingxi.load_pipeline(tiny_wan("t2v"), dtype="bf16")
+    assert pipe.components.transformer.dtype == torch.bfloat16
+    seen = []
+
+    def spy(denoise, x, sigmas, **kw):
+        def watched(x, sigma):
+            v = denoise(x, sigma)  # the guided velocity: v_uncond + scale * (v_cond - v_uncond)
+            seen.append(v.dtype)
+            return v
+
+        return sample_unipc(watched, x, sigmas, **kw)
+
+    monkeypatch.setattr(module, "sample_unipc", spy)
+    frames = pipe(prompt="a cat", width=W, height=H, num_frames=F, num_inference_steps=2, guidance_scale=5.0)
+    assert seen == [torch.float32, torch.float32] and frames.shape == (F, H, W, 3)

@@ -326,6 +326,9 @@ class WanPipeline:
                 t = schedule.timestep(sigma).to(x.device)
                 timestep = inputs.timestep(t, x.shape[0], self.patch)
                 image = inputs.image_embeds.to(dtype) if inputs.image_embeds is not None else None
-                return model(inputs.model_input(x).to(dtype), timestep, context.to(dtype), image)
+                v = model(inputs.model_input(x).to(dtype), timestep, context.to(dtype), image)
+                # float32 from here, as Wan's own model returns it: the guidance difference
+                # scale * (v_cond - v_uncond) amplifies bf16 rounding (diffusers combines in bf16)
+                return v.float()
 
         return model_fn
