@@ -210,3 +210,19 @@ def test_hyphenated_moves_and_chinese_duration_and_framing():
     assert (s2.duration, s2.camera.framing, s2.camera.move) == (2.5, "close-up", CameraMove("dolly", "in"))
     assert error_of("Shot 1 (locked-off, dolly-in): a").field == "camera"  # two moves, as written
     assert parse_prompt("Shot 1 (locked-off): a").shots[0].camera.move == CameraMove("static")
+
+
+@pytest.mark.parametrize("words", ["fade", "fade to black", "Fade Through Black", "fade from black"])
+def test_fade_through_black_words_in_headers_and_scripts(words):
+    from yingxi.film import parse_script
+
+    assert parse_prompt(f"Shot 1 (2s, {words}): a").shots[0].transition.kind == "fade"
+    assert parse_script({"shots": [{"prompt": "a", "transition": words}]}).shots[0].transition.kind == "fade"
+
+
+def test_one_default_shot_length_for_prompts_and_scripts():
+    from yingxi.film import parse_script
+    from yingxi.film.model import DEFAULT_SHOT_SECONDS, Shot
+
+    assert parse_prompt("a").shots[0].duration == DEFAULT_SHOT_SECONDS == Shot("a").duration
+    assert parse_script({"shots": ["a"]}).shots[0].duration == DEFAULT_SHOT_SECONDS

@@ -19,9 +19,9 @@ MOVE_DIRECTIONS: dict[str, tuple[str, ...]] = {
     "crane": ("up", "down"),
     "handheld": (),
 }
-SPEEDS = {"slow": 0.5, "normal": 1.0, "fast": 2.0}
 TRANSITIONS = ("cut", "crossfade", "fade", "wipe")
-TRANSITION_ALIASES = {"dissolve": "crossfade", "cross-fade": "crossfade", "fade to black": "fade"}
+TRANSITION_ALIASES = {"dissolve": "crossfade", "cross-fade": "crossfade", "fade to black": "fade",
+                      "fade through black": "fade", "fade from black": "fade"}  # fmt: skip
 # Seconds each transition takes out of the two shots it joins (half from each).
 TRANSITION_SECONDS = {"cut": 0.0, "crossfade": 0.5, "fade": 0.8, "wipe": 0.5}
 RESOLUTIONS = ("480p", "720p", "1080p")
@@ -37,6 +37,7 @@ SIZES: dict[str, dict[str, tuple[int, int]]] = {
 }  # fmt: skip
 MAX_SHOT_SECONDS = 60.0
 MIN_SHOT_SECONDS = 0.25
+DEFAULT_SHOT_SECONDS = 5.0  # a shot that does not say how long it lasts, in prompts and scripts alike
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Character:
 @dataclass(frozen=True)
 class Shot:
     prompt: str
-    duration: float = 5.0  # seconds
+    duration: float = DEFAULT_SHOT_SECONDS
     camera: Camera = field(default_factory=Camera)
     transition: Transition = field(default_factory=Transition)
     dialogue: tuple[DialogueLine, ...] = ()

@@ -14,7 +14,15 @@ import re
 from dataclasses import dataclass, field, replace
 
 from yingxi.errors import InputError
-from yingxi.film.model import MOVE_DIRECTIONS, CameraMove, DialogueLine, Film, Shot, Transition
+from yingxi.film.model import (
+    DEFAULT_SHOT_SECONDS,
+    MOVE_DIRECTIONS,
+    CameraMove,
+    DialogueLine,
+    Film,
+    Shot,
+    Transition,
+)
 from yingxi.film.vocabulary import (
     FRAMING_ALIASES,
     SPEED_WORDS,
@@ -27,7 +35,6 @@ from yingxi.film.vocabulary import (
     suggest_attribute,
 )
 
-DEFAULT_SHOT_SECONDS = 5.0
 HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*(\d+)\s*(?:[(（]([^)）]*)[)）])?\s*[:：]\s*(.*)$", re.IGNORECASE)
 # A line that looks meant as a header but is malformed ("Shot 2 - ...", "Shot 2 (4s) text"); a sentence
 # that merely starts with "Shot 2 is ..." is shot text.

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from yingxi.errors import InputError, unknown_word
-from yingxi.film.model import RATIOS, Character, DialogueLine, Film, Shot
+from yingxi.film.model import DEFAULT_SHOT_SECONDS, RATIOS, Character, DialogueLine, Film, Shot
 from yingxi.film.vocabulary import (
     camera_from,
     parse_camera_move,
@@ -139,7 +139,7 @@ def _shot(n: int, data: Any, base: Path) -> Shot:
         raise InputError("characters is a list of names", shot=n, field="characters")
     return Shot(
         prompt=prompt,
-        duration=parse_duration(data.get("duration", 5), shot=n),
+        duration=parse_duration(data.get("duration", DEFAULT_SHOT_SECONDS), shot=n),
         camera=camera_from(framing, move),
         transition=transition,
         dialogue=_dialogue(data.get("dialogue", []), n),

@@ -120,9 +120,6 @@ def parse_transition(value: str, *, shot: int | None = None, field: str = "trans
     """'cut', 'crossfade'/'dissolve', 'fade' (through black), 'wipe left'/'wipe right'."""
     phrase = _norm(value)
     phrase = TRANSITION_ALIASES.get(phrase, phrase)
-    for through in ("fade through black", "fade to black", "fade from black"):
-        if phrase == through:
-            phrase = "fade"
     kind, _, direction = phrase.partition(" ")
     kind = TRANSITION_ALIASES.get(kind, kind)
     if kind not in TRANSITIONS:
