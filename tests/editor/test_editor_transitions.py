@@ -41,7 +41,7 @@ def test_total_frames_is_the_sum_of_shot_frames_and_transitions_add_none():
         Shot("c", duration=2.25, transition=Transition("wipe", "left")),
     )
     assert cut.shot_frames == [24, 18, 27] and cut.num_frames == 69
-    assert cut.shot_starts == [0.0, 2.0, 3.5]
+    assert cut.shot_starts == [0.0, 2.0, 3.5] and cut.first_frames == [0, 24, 42]
     assert (cut.width, cut.height, cut.fps) == (864, 480, 12.0)
     frames = cut.iter_frames()
     assert isinstance(frames, types.GeneratorType)  # streamed, composed as asked for

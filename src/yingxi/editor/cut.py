@@ -8,6 +8,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -44,14 +45,19 @@ class Cut:
     clips: list[Clip] = field(repr=False)
     burn_subtitles: bool = False
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
-    _overlay: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def duration(self) -> float:
         return self.num_frames / self.fps
 
-    def _first_frames(self) -> list[int]:
-        return [sum(self.shot_frames[:i]) for i in range(len(self.shot_frames))]
+    @cached_property
+    def first_frames(self) -> list[int]:
+        """The output frame each shot starts on."""
+        return [int(f) for f in np.cumsum([0, *self.shot_frames[:-1]])]
+
+    @cached_property
+    def _overlay(self) -> SubtitleOverlay:
+        return SubtitleOverlay(self.width, self.height)
 
     def shot_frame(self, shot: int, local: int) -> np.ndarray:
         """Frame `local` of shot `shot` (0-based) at the cut's fps and size: the clip frame nearest in time."""
@@ -67,11 +73,11 @@ class Cut:
                 self._cache.popitem(last=False)
         return self._cache[key]
 
-    def frame(self, index: int, starts: list[int] | None = None) -> np.ndarray:
+    def frame(self, index: int) -> np.ndarray:
         """Output frame `index`: uint8 (height, width, 3)."""
         if not 0 <= index < self.num_frames:
             raise IndexError(f"frame {index} outside 0..{self.num_frames - 1}")
-        starts = starts if starts is not None else self._first_frames()
+        starts = self.first_frames
         i = bisect.bisect_right(starts, index) - 1
         local = index - starts[i]
         into, after = self.windows[i], self.windows[i + 1] if i + 1 < len(self.windows) else None
@@ -85,16 +91,13 @@ class Cut:
         if self.burn_subtitles:
             sub = active_subtitle(self.subtitles, index / self.fps)
             if sub is not None:
-                if not self._overlay:
-                    self._overlay.append(SubtitleOverlay(self.width, self.height))
-                out = self._overlay[0].draw(out, sub.text)
+                out = self._overlay.draw(out, sub.text)
         return out
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         """Every output frame in order, composed as it is asked for."""
-        starts = self._first_frames()
         for index in range(self.num_frames):
-            yield self.frame(index, starts)
+            yield self.frame(index)
 
 
 def load_music(film: Film) -> np.ndarray | None:
@@ -148,8 +151,8 @@ def assemble(
         except ValueError:
             need = sum(t.seconds for t in shot_takes)
             raise InputError(
-                f"the lines need {need:.2f}s of speech but the shot came out {seconds:.2f}s long; "
-                "run fit_dialogue before planning so the shot grows to hold them",
+                f"the lines need {need:.2f}s of speech but the shot came out {seconds:.2f}s long; make the "
+                "shot longer or its lines shorter (editor.fit_dialogue, before planning, grows shots to fit)",
                 shot=i + 1,
                 field="dialogue",
             ) from None
