@@ -226,3 +226,14 @@ def test_one_default_shot_length_for_prompts_and_scripts():
 
     assert parse_prompt("a").shots[0].duration == DEFAULT_SHOT_SECONDS == Shot("a").duration
     assert parse_script({"shots": ["a"]}).shots[0].duration == DEFAULT_SHOT_SECONDS
+
+
+def test_duration_spellings_and_bare_numbers():
+    from yingxi.film import parse_script
+
+    for words in ("4s", "4.0s", "4 s", "4sec", "4 seconds", "4S", "4.s"):
+        assert parse_prompt(f"Shot 1 ({words}): a").shots[0].duration == 4.0, words
+    assert parse_prompt("Shot 1 (.5s): a").shots[0].duration == 0.5
+    err = error_of("Shot 1 (2, wide): a")
+    assert err.field == "header" and 'did you mean "2s"' in str(err) and "seed N" in str(err)
+    assert parse_script({"shots": [{"prompt": "a", "duration": "2.5"}]}).shots[0].duration == 2.5

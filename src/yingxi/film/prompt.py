@@ -149,7 +149,7 @@ def _apply_attributes(shot: Shot, attributes: str, n: int) -> Shot:
             raise InputError(
                 f'unknown shot attribute "{token}"{did}; a header takes a duration (4s), a framing '
                 "(extreme wide, wide, medium, close-up, extreme close-up), a camera move (static, pan left, "
-                "slow dolly in, handheld, ...), a transition (cut, crossfade, fade, wipe left) and continue",
+                "slow dolly in, handheld, ...), a transition (cut, crossfade, fade, wipe left), continue and seed N",
                 shot=n,
                 field="header",
             )

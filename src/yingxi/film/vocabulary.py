@@ -34,7 +34,8 @@ SPEED_WORDS = {"slow": "slow", "slowly": "slow", "gentle": "slow", "fast": "fast
                "quickly": "fast", "rapid": "fast"}  # fmt: skip
 STATIC_ALIASES = ("locked", "locked off", "fixed", "still")
 CONTINUE_WORDS = ("continue", "continues", "continued", "cont")
-DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds|秒)$")
+NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"  # 4, 4.0, 4., .5
+DURATION_RE = re.compile(rf"^{NUMBER}\s*(?:s|sec|secs|second|seconds|秒)$")
 
 
 def camera_words() -> list[str]:
@@ -64,7 +65,8 @@ def parse_duration(value: object, *, shot: int | None = None, field: str = "dura
                 f'"{value}" is not a duration; write seconds like "4s" or "2.5s"', shot=shot, field=field
             )
     else:
-        m = DURATION_RE.match(_norm(str(value)))
+        # A header needs the unit ("4s"); a script's field is seconds already, so "4" is read as 4 s.
+        m = DURATION_RE.match(_norm(str(value))) or re.fullmatch(NUMBER, _norm(str(value)))
         if not m:
             raise InputError(
                 f'"{value}" is not a duration; write seconds like "4s" or "2.5s"', shot=shot, field=field
@@ -174,6 +176,8 @@ def attribute_vocabulary() -> list[str]:
 
 def suggest_attribute(token: str) -> str | None:
     word = _norm(token)
+    if re.fullmatch(NUMBER, word):  # a bare number in a header is a duration without its unit
+        return f"{word}s"
     words = word.split()
     if words and words[0] in SPEED_WORDS:
         hint = closest(" ".join(words[1:]), camera_words())
