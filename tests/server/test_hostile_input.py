@@ -229,3 +229,15 @@ def test_a_reference_video_with_huge_frames_is_413_before_decoding(http):
         http.post(TASKS, json={"model": "m", "content": [{"type": "text", "text": "a"}, item]}), 413
     )
     assert "4800x4800" in err["message"] and err["param"] == "content[1].video_url.url"
+
+
+def test_an_empty_or_null_body_says_so_instead_of_asking_for_a_multipart_field(http):
+    for path, headers in [
+        (TASKS, JSON),
+        ("/v1/videos", JSON),
+        ("/api/v1/films", JSON),
+        ("/api/v1/films", YAML),
+    ]:
+        for content in (b"", b"null"):
+            err = assert_error(http.post(path, content=content, headers=headers), 400)
+            assert "empty" in err["message"] and "multipart" not in err["message"], (path, content, err)

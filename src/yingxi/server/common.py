@@ -84,8 +84,9 @@ def url_maker(request: Request) -> UrlFor:
 async def read_body(
     request: Request, *, yaml_ok: bool = False
 ) -> tuple[Any, dict[str, Upload], dict[str, str]]:
-    """(decoded body, uploaded files by field name and filename, other form fields). JSON bodies give
-    their value; multipart bodies give their text fields in the third item and their files in the second."""
+    """(decoded body, uploaded files by field name and filename, other form fields). JSON and YAML bodies
+    give their value (never None: an empty or null body is a 400); multipart bodies give None, their text
+    fields in the third item and their files in the second."""
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     limits = ctx(request).settings.limits
     if kind == "multipart/form-data":
@@ -117,7 +118,7 @@ async def read_body(
         return None, uploads, fields
     raw = await request.body()
     if kind in ("application/json", "text/json", "") or kind.endswith("+json"):
-        return parse_json(raw or b"null"), {}, {}
+        return _not_empty(parse_json(raw or b"null")), {}, {}
     if yaml_ok and kind in (
         "application/yaml",
         "application/x-yaml",
@@ -125,9 +126,15 @@ async def read_body(
         "text/x-yaml",
         "text/plain",
     ):
-        return parse_yaml(raw), {}, {}
+        return _not_empty(parse_yaml(raw)), {}, {}
     accepted = "application/json, multipart/form-data" + (", application/yaml" if yaml_ok else "")
     raise ApiError(415, f'unsupported content type "{kind[:60]}"; send {accepted}')
+
+
+def _not_empty(body: Any) -> Any:
+    if body is None:  # None means "multipart" to the routes
+        raise ApiError(400, "the body is empty (or null); send a JSON object")
+    return body
 
 
 def _reject_constant(name: str) -> Any:
