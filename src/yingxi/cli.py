@@ -118,6 +118,10 @@ def film_from_args(args: argparse.Namespace) -> Film:
         raise InputError("give a prompt or --script, not both")
     if not args.script and not args.prompt:
         raise InputError('give a prompt ("Shot 1 (4s, wide): ...") or --script FILE')
+    if args.script and args.duration is not None:
+        raise InputError(
+            "--duration is for a prompt; a script gives each shot its duration", field="--duration"
+        )
     overrides = {k: getattr(args, k) for k in ("resolution", "ratio") if getattr(args, k) is not None}
     if args.size:
         overrides["custom_size"] = parse_size(args.size, field="--size")

@@ -140,3 +140,9 @@ def test_output_that_is_a_folder_is_refused_before_shooting(tmp_path):
         r.returncode == 2
         and r.stderr == "yingxi: error: --output: out.mp4 is a folder; name the .mp4 file to write\n"
     )
+
+
+def test_duration_with_a_script_is_refused_not_ignored(tmp_path):
+    (tmp_path / "film.yaml").write_text("shots: [{prompt: a, duration: 1}]\n")
+    r = yingxi("plan", "--script", "film.yaml", "--duration", "3", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("yingxi: error: --duration: --duration is for a prompt")
