@@ -218,12 +218,14 @@ def load_module(
     strict: bool = True,
     keep_fp32: Sequence[str] = (),
     ignore_unexpected: Sequence[str] = (),
+    buffers: Mapping[str, Tensor] | None = None,
     source: str | None = None,
 ) -> M:
     """Build `build(config)` on the meta device and adopt the (cast, moved) tensors with `assign=True`.
 
     Floating tensors are cast to `dtype` except those whose name has a component in `keep_fp32`, which stay
-    float32 as the reference keeps them. `ignore_unexpected` holds regexes for checkpoint keys to drop.
+    float32 as the reference keeps them. `ignore_unexpected` holds regexes for checkpoint keys to drop;
+    `buffers` fills the module's non-persistent buffers (e.g. position ids), which meta construction empties.
     Errors name the offending keys and the `source` file.
     """
     dtype = parse_dtype(dtype)
@@ -260,6 +262,9 @@ def load_module(
             value = value.to(device=device)
         cast[key] = value
     module.load_state_dict(cast, strict=strict, assign=True)
+    for name, value in (buffers or {}).items():  # non-persistent buffers, which no checkpoint holds
+        owner, _, attr = name.rpartition(".")
+        setattr(module.get_submodule(owner), attr, value.to(device))
 
     left_on_meta = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     if left_on_meta:

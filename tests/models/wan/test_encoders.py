@@ -140,3 +140,64 @@ def test_original_wan_t5_checkpoint(tmp_path, i2v_folder):
     torch.save(wan, tmp_path / "models_t5_umt5-xxl-enc-bf16.pth")
     with pytest.raises(CheckpointError, match="encoder.final_layer_norm.weight"):
         WanTextEncoder.from_pretrained(tmp_path, dtype="fp32")
+
+
+def _hf_clip_to_wan(state: dict) -> dict:
+    """CLIPVisionModel names -> Wan's `wan/modules/clip.py` (written from Wan's module, independently of
+    WAN_CLIP_TO_HF): fused q/k/v rows, (1, 1, D) class token, (1, N, D) positions, under `visual.`."""
+    state = {k.removeprefix("vision_model."): v for k, v in state.items()}
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if key == "embeddings.class_embedding":
+            out["visual.cls_embedding"] = value.reshape(1, 1, -1)
+        elif key == "embeddings.position_embedding.weight":
+            out["visual.pos_embedding"] = value.unsqueeze(0)
+        elif key == "embeddings.patch_embedding.weight":
+            out["visual.patch_embedding.weight"] = value
+        elif parts[0] in ("pre_layrnorm", "post_layernorm"):
+            out[f"visual.{'pre_norm' if parts[0] == 'pre_layrnorm' else 'post_norm'}.{parts[1]}"] = value
+        elif parts[0] == "encoder" and parts[3] == "self_attn" and parts[4] in ("q_proj", "k_proj", "v_proj"):
+            continue  # fused below
+        elif parts[0] == "encoder":
+            i, rest = parts[2], ".".join(parts[3:])
+            for ours, wan in (("layer_norm1", "norm1"), ("layer_norm2", "norm2"), ("self_attn.out_proj", "attn.proj"),
+                              ("mlp.fc1", "mlp.0"), ("mlp.fc2", "mlp.2")):  # fmt: skip
+                if rest.startswith(ours + "."):
+                    out[f"visual.transformer.{i}.{wan}{rest[len(ours) :]}"] = value
+    layers = {k.split(".")[2] for k in state if k.startswith("encoder.layers.")}
+    for i in layers:
+        for kind in ("weight", "bias"):
+            qkv = [state[f"encoder.layers.{i}.self_attn.{n}_proj.{kind}"] for n in "qkv"]
+            out[f"visual.transformer.{i}.attn.to_qkv.{kind}"] = torch.cat(qkv, dim=0)
+    return out
+
+
+def test_original_wan_clip_checkpoint(tmp_path, i2v_folder, monkeypatch):
+    """Wan's own layout: models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth, vision and text towers."""
+    from yingxi.models.loading import read_state_dict
+
+    hf = read_state_dict(i2v_folder / "image_encoder")
+    wan = _hf_clip_to_wan(hf)
+    layers = len({k for k in hf if ".q_proj.weight" in k})
+    assert len(wan) == len(hf) - 4 * layers  # per layer, 6 q/k/v tensors fused into 2
+    # what Wan's checkpoint holds besides: the projection head, the XLM-R text tower, the logit scale
+    wan |= {"visual.head": torch.randn(IMAGE_DIM, 8), "textual.head.0.weight": torch.randn(4, 4)}
+    wan["log_scale"] = torch.tensor(2.6)
+    path = tmp_path / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
+    torch.save(wan, path)
+
+    ours = WanImageEncoder.from_original(path, num_heads=2)  # the tiny tower's head count
+    ref = WanImageEncoder.from_pretrained(i2v_folder)
+    first, last = image(1), image(2)
+    # same weights through the same transformers CLIP code and the same preprocessing
+    assert (ours.encode([first, last]) - ref.encode([first, last])).abs().max().item() <= 1e-6
+
+    calls = []
+    monkeypatch.setattr(
+        WanImageEncoder,
+        "from_original",
+        classmethod(lambda cls, p, **kw: calls.append(Path(p).name) or "built"),
+    )
+    assert WanImageEncoder.from_pretrained(tmp_path) == "built"  # a Wan root holding the .pth
+    assert calls == [path.name]
