@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import random_image
 from safetensors.torch import save_file
-from test_encoders import UMT5_TO_WAN_T5
+from test_encoders import UMT5_TO_WAN_T5, _hf_clip_to_wan
 from test_loading import DIFFUSERS_TO_ORIGINAL, original_config
 from test_vae import _to_original as _vae_to_original
 
@@ -20,6 +20,7 @@ import yingxi
 from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.models.hub import is_model_folder
 from yingxi.models.loading import read_state_dict, rename_keys
+from yingxi.models.wan import image as image_module
 from yingxi.models.wan import loading as wan_loading
 from yingxi.models.wan.config import VARIANTS
 from yingxi.models.wan.vae import WanVAEConfig
@@ -103,16 +104,22 @@ def _write_original_layout(diffusers: Path, dest: Path, kind: str) -> WanVAEConf
     t5.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight; Wan stores it once
     torch.save(rename_keys(t5, UMT5_TO_WAN_T5), dest / "models_t5_umt5-xxl-enc-bf16.pth")
     shutil.copytree(diffusers / "tokenizer", dest / "google" / "umt5-xxl")
+    if (diffusers / "image_encoder").is_dir():  # Wan 2.1 I2V/FLF2V: the CLIP with its text tower
+        clip = _hf_clip_to_wan(read_state_dict(diffusers / "image_encoder"))
+        clip["textual.head.0.weight"] = torch.zeros(4, 4)
+        torch.save(clip, dest / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth")
     return vae
 
 
-@pytest.mark.parametrize("kind, image", [("t2v", False), ("ti2v", True), ("a14b-i2v", True)])
+@pytest.mark.parametrize("kind, image", [("t2v", 0), ("ti2v", 1), ("a14b-i2v", 1), ("i2v", 1), ("flf2v", 2)])
 def test_original_layout_folder_makes_the_same_video(tiny_wan, tmp_path, monkeypatch, kind, image):
     diffusers = tiny_wan(kind)
     original = tmp_path / "Wan-original"
     vae = _write_original_layout(diffusers, original, kind)
-    # A real Wan2.x_VAE.pth is the preset architecture; the tiny one is not, so it stands in for it.
+    # A real Wan2.x_VAE.pth is the preset architecture and a real CLIP has 80-wide heads; the tiny ones
+    # are not, so they stand in.
     monkeypatch.setitem(PRESETS, "2.2" if vae.is_residual else "2.1", vae)
+    monkeypatch.setattr(image_module, "CLIP_HEAD_DIM", 8)
     assert is_model_folder(original)
     ours, ref = yingxi.load_pipeline(original), yingxi.load_pipeline(diffusers)
     assert ours.variant.tasks == ref.variant.tasks and ours.variant.two_experts == ref.variant.two_experts
@@ -123,6 +130,8 @@ def test_original_layout_folder_makes_the_same_video(tiny_wan, tmp_path, monkeyp
     )
     if image:
         args["image"] = random_image(w, h, seed=2)
+    if image == 2:
+        args["last_image"] = random_image(w, h, seed=3)
     got, want = ours(**args), ref(**args)
     assert got.shape == (5, h, w, 3) and got.std() > 1.0
     # Same weights through the same code, read from differently laid out files: identical up to float
@@ -130,10 +139,10 @@ def test_original_layout_folder_makes_the_same_video(tiny_wan, tmp_path, monkeyp
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
-def test_original_wan21_i2v_folder_is_refused_with_the_reason(tmp_path):
+def test_original_wan21_i2v_folder_without_its_clip_says_so(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(original_config("i2v")))
     (tmp_path / "Wan2.1_VAE.pth").write_bytes(b"")
-    with pytest.raises(ModelNotFoundError, match="open-clip image encoder"):
+    with pytest.raises(ModelNotFoundError, match="models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"):
         variant_for_folder(tmp_path)
 
 

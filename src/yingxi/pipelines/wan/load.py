@@ -4,7 +4,7 @@ Loading is here, apart from the pipeline, so the pipeline only ever sees built c
 the diffusers layout the Wan-AI `*-Diffusers` repos use (model_index.json, transformer/[, transformer_2/],
 vae/, text_encoder/, tokenizer/[, image_encoder/, image_processor/], scheduler/) or Wan's original one
 (config.json + weights, Wan2.x_VAE.pth, models_t5_*.pth, google/umt5-xxl/; A14B: high_noise_model/,
-low_noise_model/), except Wan 2.1 I2V/FLF2V, whose original CLIP is an open-clip checkpoint.
+low_noise_model/; Wan 2.1 I2V/FLF2V: models_clip_*.pth).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.models import hub
 from yingxi.models.loading import parse_dtype
-from yingxi.models.wan.config import VARIANTS, WanDiTConfig, WanVariant, get_variant
+from yingxi.models.wan.config import CLIP_TOKENS, VARIANTS, WanDiTConfig, WanVariant, get_variant
 from yingxi.pipelines.wan.offload import OffloadMode, offload_mode
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
 
@@ -33,6 +33,9 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc}", file=str(path)) from exc
+
+
+CLIP_DIM = 1280  # width of the CLIP ViT-H/14 tokens every Wan 2.1 I2V/FLF2V cross-attends to
 
 
 def _diffusers_base(folder: Path, index: dict) -> tuple[str, WanDiTConfig, dict]:
@@ -71,19 +74,28 @@ def _original_base(folder: Path, raw: dict) -> tuple[str, WanDiTConfig, dict]:
     weights, Wan2.x_VAE.pth and models_t5_*.pth; Wan 2.2 A14B keeps its experts in high/low_noise_model/."""
     two = (folder / "high_noise_model").is_dir()
     model_type = raw.get("model_type", "t2v")
-    if model_type in ("i2v", "flf2v") and not two:
+    clip = model_type in ("i2v", "flf2v") and not two  # Wan 2.1 I2V/FLF2V; Wan 2.2's I2V has no CLIP
+    if clip and not any(folder.glob("models_clip_*.pth")):
         raise ModelNotFoundError(
-            f"{folder}: Wan 2.1 {model_type} in Wan's original layout conditions on an open-clip image encoder "
-            "that yingxi reads only in the diffusers layout; use the Wan-AI ...-Diffusers repo of this model"
+            f"{folder}: Wan 2.1 {model_type} conditions on its CLIP image encoder, "
+            "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth, which is not in this folder"
         )
     try:
-        dit = WanDiTConfig.from_original(raw)
+        dit = WanDiTConfig.from_original(
+            raw,
+            image_dim=CLIP_DIM if clip else None,
+            pos_embed_seq_len=2 * CLIP_TOKENS if model_type == "flf2v" else None,
+        )
     except InputError as exc:
         raise ModelNotFoundError(f"{folder}: not a Wan model config.json ({exc.message})") from exc
     if model_type == "ti2v" or dit.in_channels == 48:
         base = "wan2.2-ti2v-5b"
     elif two:
         base = "wan2.2-i2v-a14b" if dit.in_channels > 16 else "wan2.2-t2v-a14b"
+    elif model_type == "flf2v":
+        base = "wan2.1-flf2v-14b-720p"
+    elif clip:
+        base = "wan2.1-i2v-14b-720p" if "720" in str(folder) else "wan2.1-i2v-14b-480p"
     else:
         base = "wan2.1-t2v-1.3b" if dit.inner_dim <= 1536 else "wan2.1-t2v-14b"
     return base, dit, {}
