@@ -12,8 +12,9 @@ from yingxi.backends.base import Clip
 from yingxi.director.plan import plan
 from yingxi.editor import Subtitle, assemble, burn_subtitles, srt_text, write_srt
 from yingxi.editor.dialogue import DialogueTake
-from yingxi.editor.subtitles import SubtitleOverlay, _wrap, srt_timestamp, subtitle_text
+from yingxi.editor.subtitles import SubtitleOverlay, srt_timestamp, subtitle_text
 from yingxi.film.model import SIZES, DialogueLine, Film, Shot
+from yingxi.media.fonts import wrap_text
 
 FPS = 12
 BACKGROUND = (30, 60, 90)
@@ -128,10 +129,10 @@ def test_chinese_text_wraps_between_characters_and_uses_a_full_width_colon():
     assert subtitle_text("老贾", "新年快乐！") == "老贾：新年快乐！"
     font = ImageFont.load_default(size=24)
     text = "新年快乐！饺子好了，快来吃吧。今天是除夕，我们一家人终于团聚在一起了，真好啊。" * 2
-    lines = _wrap("老贾：" + text, font, 300)
+    lines = wrap_text("老贾：" + text, font, 300)
     assert len(lines) > 1 and "".join(lines) == "老贾：" + text  # nothing lost, no spaces added
     assert all(font.getlength(line) <= 300 for line in lines)
-    assert _wrap("short words stay together", font, 1000) == ["short words stay together"]
+    assert wrap_text("short words stay together", font, 1000) == ["short words stay together"]
 
 
 @pytest.mark.parametrize("resolution", ["480p", "1080p"])

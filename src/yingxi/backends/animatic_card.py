@@ -8,9 +8,9 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from yingxi.media.fonts import font_for_script, script_of
+from yingxi.media.fonts import font_for_script, script_of, wrap_text
 
-__all__ = ["title_card", "type_size", "wrap_text"]
+__all__ = ["title_card", "type_size"]
 
 TEXT_FILL = (248, 244, 236)  # warm white: reads as "paper", not as a UI element
 OUTLINE_FILL = (16, 16, 20)
@@ -19,38 +19,6 @@ TEXT_WIDTH = 0.84  # fraction of the frame width the text block may use
 TEXT_HEIGHT = 0.72  # fraction of the frame height the text block may use
 MAX_LINES = 6
 LINE_GAP = 1.22  # line pitch as a multiple of the font size
-
-
-def _break_word(word: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
-    """Split a word wider than the line (or unspaced CJK text) at characters."""
-    pieces, cur = [], ""
-    for ch in word:
-        if cur and font.getlength(cur + ch) > max_width:
-            pieces.append(cur)
-            cur = ch
-        else:
-            cur += ch
-    if cur:
-        pieces.append(cur)
-    return pieces
-
-
-def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
-    """Greedy word wrap measured in pixels; explicit newlines start new lines."""
-    lines: list[str] = []
-    for paragraph in text.splitlines():
-        cur = ""
-        for word in paragraph.split():
-            for piece in _break_word(word, font, max_width) if font.getlength(word) > max_width else [word]:
-                trial = f"{cur} {piece}" if cur else piece
-                if cur and font.getlength(trial) > max_width:
-                    lines.append(cur)
-                    cur = piece
-                else:
-                    cur = trial
-        if cur:
-            lines.append(cur)
-    return lines
 
 
 def _with_ellipsis(line: str, font: ImageFont.FreeTypeFont, max_width: float) -> str:

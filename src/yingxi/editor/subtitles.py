@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from yingxi.media.files import replaced_when_done
-from yingxi.media.fonts import font_for
+from yingxi.media.fonts import font_for, wrap_text
 
 
 @dataclass(frozen=True)
@@ -59,25 +59,6 @@ def write_srt(subtitles: Iterable[Subtitle], path: str | Path) -> Path:
     return path
 
 
-def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_width: float) -> list[str]:
-    """Greedy word wrap; a word wider than a line (Chinese has no spaces) breaks between characters."""
-    lines: list[str] = []
-    for word in text.split():
-        if lines and font.getlength(f"{lines[-1]} {word}") <= max_width:
-            lines[-1] = f"{lines[-1]} {word}"
-        elif font.getlength(word) <= max_width:
-            lines.append(word)
-        else:  # fill the current line, then carry on character by character
-            current = f"{lines.pop()} " if lines else ""
-            for ch in word:
-                if current.strip() and font.getlength(current + ch) > max_width:
-                    lines.append(current.rstrip())
-                    current = ""
-                current += ch
-            lines.append(current)
-    return lines or [""]
-
-
 class SubtitleOverlay:
     """Draws subtitles onto frames of one size; each text is rendered once and blended with numpy after."""
 
@@ -91,7 +72,7 @@ class SubtitleOverlay:
     def _render(self, text: str) -> tuple[int, np.ndarray, np.ndarray]:
         """(top row, rgb float32 (h, W, 3), alpha float32 (h, W, 1)) of the band holding the text."""
         font = font_for(text, self.size)
-        lines = _wrap(text, font, 0.9 * self.width)
+        lines = wrap_text(text, font, 0.9 * self.width) or [""]
         stroke = max(1, self.size // 12)
         line_h = round(self.size * 1.25)
         pad = max(2, round(self.size * 0.3))

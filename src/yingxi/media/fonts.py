@@ -50,3 +50,28 @@ def font_for_script(script: str, size: int) -> Font:
 def font_for(text: str, size: int) -> Font:
     """A font of `size` px that can draw `text`: the built-in one for Latin, an installed one otherwise."""
     return font_for_script(script_of(text), size)
+
+
+def wrap_text(text: str, font: Font, max_width: float) -> list[str]:
+    """Greedy wrap measured in pixels; explicit newlines start new lines. A word wider than a line (Chinese
+    and Japanese have no spaces) breaks between characters, starting on the current line."""
+    lines: list[str] = []
+    for paragraph in text.splitlines():
+        cur = ""
+        for word in paragraph.split():
+            trial = f"{cur} {word}" if cur else word
+            if font.getlength(trial) <= max_width:
+                cur = trial
+            elif font.getlength(word) <= max_width:
+                lines.append(cur)
+                cur = word
+            else:  # fill the current line, then carry on character by character
+                cur = f"{cur} " if cur else ""
+                for ch in word:
+                    if cur.strip() and font.getlength(cur + ch) > max_width:
+                        lines.append(cur.rstrip())
+                        cur = ""
+                    cur += ch
+        if cur:
+            lines.append(cur)
+    return lines
