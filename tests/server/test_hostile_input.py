@@ -204,6 +204,11 @@ def test_strings_echoed_back_are_bounded(http):
     # A film's title and style are listed with every task: they count towards the prompt limit.
     err = assert_error(http.post("/api/v1/films", json={"title": long, "shots": [{"prompt": "a"}]}), 400)
     assert "100001 characters" in err["message"]
+    # So does dialogue, which is spoken (espeak-ng) at the door to check that it fits its shot.
+    chatty = {"characters": {"A": {"description": "a sailor"}},
+              "shots": [{"prompt": "a", "dialogue": [{"character": "A", "line": "word " * 1200}]}]}  # fmt: skip
+    err = assert_error(http.post("/api/v1/films", json=chatty), 400)
+    assert "6009 characters" in err["message"] and "dialogue" in err["message"]
     err = assert_error(http.post("/api/v1/films", json={"shots": 5}), 400)  # was a TypeError counting prompts
     assert err["param"] == "shots"
 

@@ -353,6 +353,22 @@ def validated_film(request: dict[str, Any], task_dir: Path, settings: ServerSett
 
 
 # -- scripts (native films API) ----------------------------------------------------------------------
+def _script_chars(script: dict[str, Any]) -> int:
+    """Characters of the text a script asks us to keep, list and render: the title and style (echoed in
+    every listing), character descriptions, shot prompts, and dialogue (spoken at the door to fit it)."""
+    texts = [script.get("title"), script.get("style")]
+    if isinstance(script.get("characters"), dict):
+        texts += [c.get("description") for c in script["characters"].values() if isinstance(c, dict)]
+    for shot in script.get("shots") if isinstance(script.get("shots"), list) else []:
+        if not isinstance(shot, dict):
+            texts.append(shot)
+            continue
+        texts.append(shot.get("prompt"))
+        lines = shot.get("dialogue") if isinstance(shot.get("dialogue"), list) else []
+        texts += [line.get("line") if isinstance(line, dict) else line for line in lines]
+    return sum(len(str(t)) for t in texts if t is not None)
+
+
 def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], settings: ServerSettings) -> dict:
     """A script's file fields point at uploads or data URLs only (never at the server's disk): each is
     decoded, saved under our own name, and the script rewritten to that name."""
@@ -401,11 +417,8 @@ def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], sett
                         shot[key] = resolve(shot[key], "image", f"shots[{i}].{key}")
             shots.append(shot)
         script["shots"] = shots
-    shots = script.get("shots") if isinstance(script.get("shots"), list) else []
-    texts = [str(script.get("title") or ""), str(script.get("style") or "")]
-    texts += [str(s.get("prompt", "")) if isinstance(s, dict) else str(s) for s in shots]
-    chars = sum(len(t) for t in texts)  # the title and style too: both are echoed in every task listing
+    chars = _script_chars(script)
     if chars > settings.limits.max_prompt_chars:
-        raise ApiError(400, f"the title, style and shot prompts hold {chars} characters; at most "
-                       f"{settings.limits.max_prompt_chars}", param="shots")  # fmt: skip
+        raise ApiError(400, f"the script's text (title, style, descriptions, prompts, dialogue) holds {chars} "
+                       f"characters; at most {settings.limits.max_prompt_chars}", param="shots")  # fmt: skip
     return {"source": "script", "script": script, "single": False, **inputs.as_request()}
