@@ -161,6 +161,13 @@ def _with_character_image(film: Film, name: str, image: Path) -> Film:
 
 def make_backend(args: argparse.Namespace):
     if args.backend == "animatic":
+        given = {"--model": args.model, "--steps": args.steps, "--guidance": args.guidance, "--dtype": args.dtype,
+                 "--device": args.device, "--offload": None if args.offload == "none" else args.offload}  # fmt: skip
+        wan_only = [flag for flag, value in given.items() if value is not None]
+        if wan_only:  # a person who gives these expects neural generation; do not quietly draw an animatic
+            raise InputError(
+                f"{', '.join(wan_only)} need --backend wan (the animatic takes none)", field=wan_only[0]
+            )
         from yingxi.backends.animatic import AnimaticGenerator
 
         return AnimaticGenerator(workers=min(4, os.cpu_count() or 1))  # same frames on any thread count

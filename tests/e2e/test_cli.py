@@ -146,3 +146,13 @@ def test_duration_with_a_script_is_refused_not_ignored(tmp_path):
     (tmp_path / "film.yaml").write_text("shots: [{prompt: a, duration: 1}]\n")
     r = yingxi("plan", "--script", "film.yaml", "--duration", "3", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("yingxi: error: --duration: --duration is for a prompt")
+
+
+def test_wan_flags_without_the_wan_backend_are_refused(tmp_path):
+    r = yingxi("generate", "x", "--model", "wan2.1-t2v-1.3b", "--steps", "4", "-o", "a.mp4", cwd=tmp_path)
+    assert (
+        r.returncode == 2
+        and r.stderr
+        == "yingxi: error: --model: --model, --steps need --backend wan (the animatic takes none)\n"
+    )
+    assert not (tmp_path / "a.mp4").exists()
