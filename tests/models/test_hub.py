@@ -77,3 +77,17 @@ def test_pull_offline_says_it_failed_and_where_to_put_files(isolated, monkeypatc
 def test_pull_unknown_name_suggests_the_closest(isolated):
     with pytest.raises(Exception, match='did you mean "wan2.1-t2v-1.3b"'):
         hub.pull("wan2.1-t2v-1.3")
+
+
+def test_hf_cache_snapshot_of_the_original_layout_repo_is_found(isolated):
+    variant = VARIANTS["wan2.1-flf2v-14b-720p"]  # the one repo spelt "-diffusers"
+    assert hub.original_repo_id(variant) == "Wan-AI/Wan2.1-FLF2V-14B-720P"
+    storage = isolated / "hf" / "models--Wan-AI--Wan2.1-FLF2V-14B-720P"
+    (storage / "refs").mkdir(parents=True)
+    (storage / "refs" / "main").write_text("def456")
+    snapshot = storage / "snapshots" / "def456"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "flf2v", "dim": 5120, "num_heads": 40}))
+    assert hub.local_path(variant) is None  # no VAE: a half download is not a model
+    (snapshot / "Wan2.1_VAE.pth").write_bytes(b"")
+    assert hub.local_path(variant) == snapshot

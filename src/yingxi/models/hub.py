@@ -1,19 +1,22 @@
 """Where model weights live on disk, and fetching them from the Hugging Face Hub.
 
 A variant is looked for, in order, in `$YINGXI_MODELS/<name>`, `~/.cache/yingxi/models/<name>` and the
-local Hugging Face cache (what `diffusers`' `from_pretrained` downloaded). Nothing here touches the
+local Hugging Face cache (the Wan-AI `-Diffusers` repo, else the original-layout repo of the same model). Nothing here touches the
 network except `pull`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from yingxi.errors import ModelNotFoundError
 from yingxi.models.wan.config import VARIANTS, WanVariant, get_variant
 
-__all__ = ["is_model_folder", "list_models", "local_path", "models_dir", "pull", "search_paths"]
+__all__ = [
+    "is_model_folder", "list_models", "local_path", "models_dir", "original_repo_id", "pull", "search_paths",
+]  # fmt: skip
 
 
 def models_dir() -> Path:
@@ -64,7 +67,13 @@ def local_path(variant: WanVariant | str) -> Path | None:
     for path in search_paths(variant.name):
         if is_model_folder(path):
             return path
-    return _hf_cached(variant.repo_id)
+    # The Wan-AI -Diffusers repo, else the original-layout repo it was converted from (same name without it).
+    return _hf_cached(variant.repo_id) or _hf_cached(original_repo_id(variant))
+
+
+def original_repo_id(variant: WanVariant) -> str:
+    """The Hugging Face repo of the variant in Wan's original layout (e.g. Wan-AI/Wan2.1-T2V-1.3B)."""
+    return re.sub(r"-diffusers$", "", variant.repo_id, flags=re.IGNORECASE)
 
 
 def list_models() -> list[tuple[WanVariant, bool, Path | None]]:
