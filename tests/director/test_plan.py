@@ -126,3 +126,17 @@ def test_frame_rounding_does_not_add_up_over_many_short_shots():
     # A one-frame minimum still holds when a shot is shorter than a frame.
     tiny = parse_prompt("Shot 1 (0.25s): a\nShot 2 (0.25s): b", fps=2)
     assert [p.num_frames for p in plan(tiny)] == [1, 1]
+
+
+def test_prompt_sentences_end_once_in_any_script():
+    film = parse_prompt(
+        "水墨风格。\nShot 1 (2s): 冰河上两个人。\nShot 2 (2s): Is it late?\nShot 3 (2s): Ice", fps=8
+    )
+    film = Film(shots=film.shots, style=film.style, characters=(Character("MEI", "a girl in red!"),))
+    p1, p2, p3 = (p.prompt for p in plan(film))
+    assert p1 == "冰河上两个人。 Medium shot, static camera, locked-off shot. 水墨风格。"
+    assert p2.startswith("Is it late? Medium shot") and p3.startswith("Ice. Medium shot")
+    shot = Shot("MEI waves", characters=("MEI",))
+    assert plan(Film(shots=(shot,), characters=film.characters))[0].prompt.startswith(
+        "MEI waves. MEI: a girl in red! "
+    )

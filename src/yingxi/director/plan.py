@@ -19,6 +19,7 @@ DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, distorted faces, extra limbs, wa
 IMPLICIT_SOURCES = {"continue": "previous shot's last frame", "character": "character's reference image",
                     "style": "style image"}  # fmt: skip
 IMAGE_CONDITIONINGS = frozenset({"i2v", "flf2v"})
+SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？", '"', "”", "」")
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,21 @@ def shot_seed(film_seed: int, index: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def _sentence(text: str) -> str:
+    """Text ending as a sentence does, once: "Is it late?" stays, "冰河。" gets no extra ".", "Ice" gets one."""
+    text = text.strip()
+    return text if text.endswith(SENTENCE_ENDS) else f"{text}."
+
+
 def shot_prompt(film: Film, shot: Shot, phrase: str) -> str:
-    parts = [shot.prompt.strip().rstrip(".") + "."]
+    parts = [_sentence(shot.prompt)]
     for name in shot.featured:
         character = film.character(name)
         if character and character.description:
-            parts.append(f"{character.name}: {character.description.strip().rstrip('.')}.")
-    parts.append(phrase[0].upper() + phrase[1:] + ".")
+            parts.append(_sentence(f"{character.name}: {character.description}"))
+    parts.append(_sentence(phrase[0].upper() + phrase[1:]))
     if film.style:
-        parts.append(film.style.strip().rstrip(".") + ".")
+        parts.append(_sentence(film.style))
     return " ".join(parts)
 
 
