@@ -211,3 +211,31 @@ def test_a_running_job_past_its_deadline_expires_and_its_worker_cannot_finish(tm
     assert not store.heartbeat(job.id, lease)
     assert not store.finish(job.id, lease, {}, 100, publish=lambda: pytest.fail("published after expiry"))
     assert store.get(job.id).status == JobStatus.EXPIRED
+
+
+def test_the_signing_secret_is_never_readable_by_others(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from yingxi.server.keys import secret_for
+
+    modes = []  # the secret file's mode at each step that touches it
+    real_write, real_chmod = os.write, Path.chmod
+
+    def write(fd, data):
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_write(fd, data)
+
+    def chmod(path, mode, **kw):  # tightening after the bytes are written leaves a window
+        modes.append(stat.S_IMODE(path.stat().st_mode))
+        return real_chmod(path, mode, **kw)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(Path, "chmod", chmod)
+    old_umask = os.umask(0)  # the most permissive umask: the mode must not depend on it
+    try:
+        secret = secret_for(tmp_path)
+    finally:
+        os.umask(old_umask)
+    assert len(secret) == 32 and modes and set(modes) == {0o600}, [oct(m) for m in modes]
+    assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600

@@ -42,8 +42,13 @@ def secret_for(data_dir: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".secret-{secrets.token_hex(4)}")
-        tmp.write_bytes(secrets.token_bytes(32))
-        tmp.chmod(0o600)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+        )  # never readable by others, even briefly
+        try:
+            os.write(fd, secrets.token_bytes(32))
+        finally:
+            os.close(fd)
         try:
             os.link(tmp, path)  # fails when another process made it first: then theirs is the secret
         except FileExistsError:
