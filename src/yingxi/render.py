@@ -60,6 +60,8 @@ class Prepared:
 def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -> Prepared:
     """Everything that can fail on bad input, done before any frame is shot:
     dialogue recorded and fitted, music decoded, the plan made, every image decoded, the backend's checks run."""
+    if not film.shots:  # the parsers never make one; a Film built in Python can
+        raise InputError("the film has no shots; give it at least one", field="shots")
     takes = record_dialogue(film)
     film, notes = fit_dialogue(film, takes, grow=grow_for_dialogue)
     music = load_music(film)

@@ -151,3 +151,11 @@ def test_an_unwritable_output_is_a_render_error_naming_it(tmp_path):
     with pytest.raises(RenderError, match="cannot write .*taken.mp4"):
         render(film, AnimaticGenerator(), tmp_path / "taken.mp4")
     assert [p.name for p in tmp_path.iterdir()] == ["taken.mp4"]  # no partial file left behind
+
+
+def test_a_film_without_shots_is_an_input_error(tmp_path):
+    from yingxi.film.model import Film
+
+    with pytest.raises(InputError, match="shots: the film has no shots"):
+        render(Film(shots=()), AnimaticGenerator(), tmp_path / "a.mp4")
+    assert list(tmp_path.iterdir()) == []
