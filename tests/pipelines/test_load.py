@@ -80,7 +80,7 @@ def test_unknown_names_and_missing_folders(no_caches):
 
 def test_name_and_repo_id_find_a_folder_in_yingxi_models(no_caches, tiny_wan):
     shutil.copytree(tiny_wan("t2v"), no_caches / "models" / "wan2.1-t2v-1.3b")
-    for name in ("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"):
+    for name in ("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.1-T2V-1.3B"):
         pipe = yingxi.load_pipeline(name)
         assert pipe.variant.name == "wan2.1-t2v-1.3b"  # the published defaults (steps, shift, fps)
         assert pipe.components.transformer.config.num_layers == 2  # the weights on disk

@@ -131,15 +131,14 @@ def find(name_or_path: str | Path) -> tuple[WanVariant, Path | None]:
     if path.is_dir():
         return variant_for_folder(path), path
     text = str(name_or_path).strip()
-    by_repo = {v.repo_id.lower(): v for v in VARIANTS.values()}
-    if text.lower() in by_repo:
-        variant = by_repo[text.lower()]
-    elif text.lower() in VARIANTS or not ("/" in text or "\\" in text or text.startswith(".")):
-        variant = get_variant(text)  # InputError naming the closest variant
-    else:
+    if not ("/" in text or "\\" in text or text.startswith(".")):
+        return (variant := get_variant(text)), hub.local_path(variant)  # InputError names the closest
+    try:
+        variant = get_variant(text)  # a repo id, of the -Diffusers repo or the original-layout one
+    except InputError:
         raise ModelNotFoundError(
-            f"{text}: no such folder (and not a Wan variant name: {', '.join(VARIANTS)})"
-        )
+            f"{text}: no such folder (and not a Wan variant name or repo: {', '.join(VARIANTS)})"
+        ) from None
     return variant, hub.local_path(variant)
 
 
