@@ -237,3 +237,11 @@ def test_duration_spellings_and_bare_numbers():
     err = error_of("Shot 1 (2, wide): a")
     assert err.field == "header" and 'did you mean "2s"' in str(err) and "seed N" in str(err)
     assert parse_script({"shots": [{"prompt": "a", "duration": "2.5"}]}).shots[0].duration == 2.5
+
+
+def test_speech_without_quotes_is_an_error_that_shows_the_quoted_form():
+    err = error_of("Shot 1 (2s): The river.\nShot 2 (2s): A flask.\nOLD JIA: Happy new year.")
+    assert (err.shot, err.field) == (2, "dialogue") and 'write OLD JIA: "Happy new year."' in str(err)
+    # Labels in lower case or without case are picture description, as before.
+    film = parse_prompt("Shot 1 (2s): A river.\nLighting: warm dusk.\n画面：远处的烟花。")
+    assert film.shots[0].prompt == "A river. Lighting: warm dusk. 画面：远处的烟花。"

@@ -39,6 +39,7 @@ HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*(\d+)\s*(?:[(（]([^)）]*)[)）]
 # A line that looks meant as a header but is malformed ("Shot 2 - ...", "Shot 2 (4s) text"); a sentence
 # that merely starts with "Shot 2 is ..." is shot text.
 LOOSE_HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*\d+\s*(?:$|[(\[（【:：.\-–—])", re.IGNORECASE)
+UNQUOTED_SPEECH_RE = re.compile(r"""^\s*([^:："“「『‘]{1,40}?)\s*[:：]\s*(\S.*)$""")
 DIALOGUE_RE = re.compile(r"""^\s*([^:："“「『‘]{1,40}?)\s*[:：]\s*["“「『‘'](.+?)["”」』’']\s*$""")
 
 
@@ -78,6 +79,7 @@ def parse_prompt(text: str, *, default_duration: float | None = None, **film_fie
         if speech and drafts:
             drafts[-1].dialogue.append(DialogueLine(speech.group(1).strip(), speech.group(2).strip()))
         elif drafts:
+            _refuse_unquoted_speech(line, drafts[-1].number)
             drafts[-1].lines.append(line)
         else:
             style_lines.append(line)
@@ -93,6 +95,22 @@ def parse_prompt(text: str, *, default_duration: float | None = None, **film_fie
             )
     shots = tuple(_shot_from(d, default) for d in drafts)
     return Film(shots=shots, style=" ".join(style_lines), **film_fields)
+
+
+def _refuse_unquoted_speech(line: str, n: int) -> None:
+    """`OLD JIA: Happy new year.` (a speaker in capitals, no quotes) would silently become picture
+    description; say how to write it. Labels without case ("画面：...") and in lower case stay text."""
+    m = UNQUOTED_SPEECH_RE.match(line)
+    if not m:
+        return
+    label, words = m.group(1).strip(), m.group(2).strip()
+    if label == label.upper() and any(c.isupper() for c in label) and sum(c.isalpha() for c in label) >= 2:
+        raise InputError(
+            f'"{line[:60]}" reads as dialogue without quotes; write {label}: "{words[:40]}" '
+            "(or, if it is not speech, the label in lower case)",
+            shot=n,
+            field="dialogue",
+        )
 
 
 def _refuse_dialogue_in_style(style_lines: list[str]) -> None:
