@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,21 @@ def test_the_signing_secret_is_never_readable_by_others(tmp_path, monkeypatch):
         os.umask(old_umask)
     assert len(secret) == 32 and modes and set(modes) == {0o600}, [oct(m) for m in modes]
     assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600
+
+
+def test_task_folders_that_no_job_owns_are_removed_once_old(tmp_path):
+    import os
+
+    settings = ServerSettings(data_dir=tmp_path)
+    store = JobStore(settings.db_path)
+    owned = make(store)
+    for name in (owned.id, "cgt-20200101000000-0badf00d", "cgt-20200101000000-00c0ffee"):
+        (settings.tasks_dir / name / "inputs").mkdir(parents=True)
+    old = time.time() - 7200
+    for name in (owned.id, "cgt-20200101000000-0badf00d"):
+        os.utime(settings.tasks_dir / name, (old, old))
+    # The old folder without a job goes; the job's folder and a fresh one (a request mid-validation) stay.
+    assert Supervisor(settings).remove_orphans() == ["cgt-20200101000000-0badf00d"]
+    assert sorted(p.name for p in settings.tasks_dir.iterdir()) == sorted(
+        [owned.id, "cgt-20200101000000-00c0ffee"]
+    )

@@ -49,6 +49,9 @@ class Supervisor:
         requeued = self.store.recover(lease_seconds=0, ttl_seconds=self._ttl, all_running=True)
         if requeued:
             log.info("requeued %d jobs left running by the previous server", len(requeued))
+        orphans = self.remove_orphans()
+        if orphans:
+            log.info("removed %d task folders that no job owns", len(orphans))
         self.workers = [self._spawn(i) for i in range(self.settings.workers)]
         self._thread = threading.Thread(target=self._loop, name="yingxi-supervisor", daemon=True)
         self._thread.start()
@@ -95,6 +98,20 @@ class Supervisor:
     def expire(self) -> None:
         for job in self.store.expire():
             shutil.rmtree(self.settings.tasks_dir / job.id, ignore_errors=True)
+
+    def remove_orphans(self, min_age_seconds: float = 3600.0) -> list[str]:
+        """Task folders with no job record: a request whose process died between saving its references
+        and queueing the job, or a delete that lost its files' removal. Only old ones, so a request being
+        validated right now (its job not yet written) keeps its folder."""
+        if not self.settings.tasks_dir.is_dir():
+            return []
+        cutoff = time.time() - min_age_seconds
+        removed = []
+        for folder in self.settings.tasks_dir.iterdir():
+            if folder.is_dir() and folder.stat().st_mtime < cutoff and self.store.get(folder.name) is None:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
 
     def stop(self) -> None:
         """Stop the workers; their unfinished jobs go back to the queue without losing an attempt."""
