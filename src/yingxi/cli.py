@@ -137,11 +137,11 @@ def film_from_args(args: argparse.Namespace) -> Film:
         _must_exist(args.image, "--image")
         film = film.with_shot(0, replace(film.shots[0], first_frame=args.image))
     for ref in args.ref:
-        name, sep, image = ref.partition("=")
-        if not sep or not name.strip() or not image:
+        name, sep, image = (part.strip() for part in ref.partition("="))  # "OLD JIA = jia.png" too
+        if not sep or not name or not image:
             raise InputError(f'write --ref as NAME=IMAGE, got "{ref}"', field="--ref")
         path = _must_exist(Path(image), f"--ref {name}")
-        film = _with_character_image(film, name.strip(), path)
+        film = _with_character_image(film, name, path)
     return film
 
 

@@ -156,3 +156,10 @@ def test_wan_flags_without_the_wan_backend_are_refused(tmp_path):
         == "yingxi: error: --model: --model, --steps need --backend wan (the animatic takes none)\n"
     )
     assert not (tmp_path / "a.mp4").exists()
+
+
+def test_ref_with_spaces_around_the_equals_sign(tmp_path):
+    flat_png(tmp_path / "jia.png", (200, 0, 200))
+    r = yingxi("plan", 'Shot 1 (1s): a\nOLD JIA: "Hi."', "--ref", "OLD JIA = jia.png", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["shots"][0]["keyframe"] == "character (jia.png)"
