@@ -7,7 +7,8 @@ Full size (GPU): a random-weight wan2.1-t2v-1.3b transformer in bf16 on 480p x 8
     python bench/wan_dit_parity.py --tiny --device cpu --dtype fp32   # smoke test on CPU
 
 Then `--steps` UniPC steps (default 4) of the whole sampling loop on the device, ours against diffusers'
-scheduler, each model driving itself from the same noise.
+scheduler, each model driving itself from the same noise; `--blocks` also runs ours with offload="blocks"
+(a 14B model on a 24 GB card), for its step time and peak device memory.
 
 Both models share one set of weights (fp32 where the reference keeps fp32, `--dtype` elsewhere).
 """
@@ -62,6 +63,9 @@ def main() -> None:
     parser.add_argument("--attention", default="sdpa", help="our attention backend: sdpa or flash")
     parser.add_argument("--latent", default="21x60x104", help="latent frames x height x width")
     parser.add_argument(
+        "--blocks", action="store_true", help="also time ours with offload='blocks' (streamed weights)"
+    )
+    parser.add_argument(
         "--steps", type=int, default=4, help="UniPC steps of the sampling-loop comparison (0: skip it)"
     )
     args = parser.parse_args()
@@ -103,6 +107,24 @@ def main() -> None:
     print(f"relative error: {rel:.3e} (max abs {diff.abs().max().item():.3e})")
     if args.steps:
         sampling_loop(ours, ref, text, (frames, height, width), args.steps, device, dtype)
+    if args.blocks:
+        ref.to("cpu")  # out of the way: the peak below is ours alone (plus the inputs)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        blocks_offload(ours, got, (x, t, text), device, args.repeats)
+
+
+def blocks_offload(ours, resident_out, inputs, device: torch.device, repeats: int) -> None:
+    """The same DiT with offload "blocks" (weights in pinned host memory, one block on the device at a
+    time): step time, peak device memory and the output against the resident run's (should be equal)."""
+    from yingxi.pipelines.wan.offload import Placement
+
+    placement = Placement({"transformer": ours}, device, offload="blocks", force=device.type == "cpu")
+    with placement.use("transformer") as model:
+        got, seconds, peak = measure(lambda: model(*inputs), device, repeats)
+    placement.release()
+    same = torch.equal(got, resident_out)
+    print(f"| ours, offload blocks | {seconds * 1e3:.1f} | {peak:.2f} | output equal to resident: {same}")
 
 
 def sampling_loop(ours, ref, text, grid, steps: int, device: torch.device, dtype: torch.dtype) -> None:

@@ -214,7 +214,9 @@ def test_bench_script_runs_tiny(monkeypatch, capsys):
     """bench/wan_dit_parity.py is meant for a GPU; its --tiny mode must still work on CPU."""
     script = ROOT / "bench" / "wan_dit_parity.py"
     monkeypatch.setattr(
-        sys, "argv", [str(script), "--tiny", "--device", "cpu", "--dtype", "fp32", "--repeats", "1"]
+        sys,
+        "argv",
+        [str(script), "--tiny", "--device", "cpu", "--dtype", "fp32", "--repeats", "1", "--blocks"],
     )
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
@@ -226,6 +228,7 @@ def test_bench_script_runs_tiny(monkeypatch, capsys):
     # the whole UniPC loop, ours against diffusers' scheduler, each model driving itself (fp32: same maths)
     loop = float(out.split("final latents relative error")[1].split()[0])
     assert "UniPC, 4 steps" in out and loop < 1e-5
+    assert "| ours, offload blocks |" in out and "output equal to resident: True" in out
 
 
 def test_bad_inputs_raise_typed_errors(folders):
