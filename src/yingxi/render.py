@@ -172,9 +172,10 @@ def _request(film: Film, p: ShotPlan, references_ok: bool = True) -> ClipRequest
     key = p.keyframe
     first = None
     if key.source in ("first_frame", "character", "style") and key.path is not None:
-        first = _image(
-            key.path, p, {"first_frame": "first_frame", "style": "style_image"}.get(key.source, "characters")
-        )
+        field = {"first_frame": "first_frame", "style": "style_image"}.get(
+            key.source, f"characters.{key.character}.image"
+        )  # the same name as the script's field, and as the reference-image error below
+        first = _image(key.path, p, field)
     elif key.source == "continue":
         first = np.zeros((p.height, p.width, 3), np.uint8)  # placeholder until the previous shot exists
     last = _image(p.last_frame, p, "last_frame") if p.last_frame is not None else None

@@ -159,3 +159,15 @@ def test_a_film_without_shots_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="shots: the film has no shots"):
         render(Film(shots=()), AnimaticGenerator(), tmp_path / "a.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_broken_character_image_names_the_characters_field(tmp_path):
+    from yingxi.film.model import Character
+
+    (tmp_path / "jia.png").write_bytes(b"not a png")
+    film = small(parse_prompt('Shot 1 (0.5s): a\nOLD JIA: "Hi."'))
+    film = replace(film, characters=(Character("OLD JIA", image=tmp_path / "jia.png"),))
+    with pytest.raises(InputError) as info:
+        render(film, AnimaticGenerator(), tmp_path / "a.mp4")
+    assert (info.value.shot, info.value.field) == (1, "characters.OLD JIA.image")
+    assert not (tmp_path / "a.mp4").exists()
