@@ -246,3 +246,16 @@ def test_an_empty_or_null_body_says_so_instead_of_asking_for_a_multipart_field(h
         for content in (b"", b"null"):
             err = assert_error(http.post(path, content=content, headers=headers), 400)
             assert "empty" in err["message"] and "multipart" not in err["message"], (path, content, err)
+
+
+def test_every_response_forbids_sniffing_framing_and_referrers(http):
+    for r in (
+        http.get("/"),  # the studio
+        http.get(TASKS),
+        http.post(TASKS, content=b"{", headers=JSON),  # an error echoing client text
+        http.post(TASKS, content=b"x", headers={**JSON, "content-length": str(1 << 30)}),  # BodyLimit's 413
+    ):
+        assert r.headers["x-content-type-options"] == "nosniff", r.status_code
+        assert r.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["referrer-policy"] == "no-referrer"

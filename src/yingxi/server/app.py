@@ -59,6 +59,32 @@ class BodyLimit:
         return await self.app(scope, counted, send)
 
 
+# On every response: no MIME sniffing (error bodies echo client text), no framing of the studio (it holds
+# the key and has delete buttons: clickjacking), and no Referer carrying a signed file URL elsewhere.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     """The app over settings.data_dir (the job store is created there if missing). Workers run apart
     (see `yingxi.server.run`); this process only queues, reports and serves files."""
@@ -130,4 +156,5 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                        allow_headers=["Authorization", "Content-Type"])  # fmt: skip
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: the 413s of BodyLimit carry them too
     return app
