@@ -81,3 +81,19 @@ def test_python_api_load_pipeline(ti2v):
     again = pipe(prompt="a kite", width=64, height=64, num_frames=9, num_inference_steps=2, seed=1)
     assert frames.dtype == np.uint8 and frames.shape == (9, 64, 64, 3)
     assert np.array_equal(frames, again)  # seeded: the same clip
+
+
+def test_wan_shots_use_wans_own_negative_prompt(ti2v, tmp_path, monkeypatch):
+    from yingxi.models.wan.config import WAN_NEGATIVE_PROMPT
+
+    backend = WanGenerator(str(ti2v), steps=1)
+    seen = {}
+    real = type(backend.pipeline).__call__
+
+    def spy(self, **kw):
+        seen.update(kw)
+        return real(self, **kw)
+
+    monkeypatch.setattr(type(backend.pipeline), "__call__", spy)
+    render(replace(parse_prompt("a kite"), custom_size=(64, 64)), backend, tmp_path / "n.mp4")
+    assert seen["negative_prompt"] == WAN_NEGATIVE_PROMPT

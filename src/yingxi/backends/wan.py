@@ -17,7 +17,7 @@ import numpy as np
 from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
 from yingxi.errors import CapabilityError, InputError, ModelNotFoundError
 from yingxi.models import hub
-from yingxi.models.wan.config import WanVariant, variants_with
+from yingxi.models.wan.config import WAN_NEGATIVE_PROMPT, WanVariant, variants_with
 
 __all__ = ["OPTIONS", "WanGenerator"]
 
@@ -223,7 +223,7 @@ class WanGenerator:
         guidance = request.guidance if request.guidance is not None else self.guidance
         frames = pipe(
             prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
+            negative_prompt=request.negative_prompt or WAN_NEGATIVE_PROMPT,  # what Wan was sampled with
             image=request.first_frame,
             last_image=request.last_frame,
             width=int(request.width),

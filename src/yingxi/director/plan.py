@@ -11,7 +11,9 @@ from yingxi.director.capabilities import Capabilities
 from yingxi.errors import CapabilityError
 from yingxi.film.model import Film, Shot, Transition
 
-DEFAULT_NEGATIVE_PROMPT = "blurry, low quality, distorted faces, extra limbs, watermark, text artifacts, static noise, jpeg artifacts"
+# The plan carries no negative prompt of its own: each neural backend has the one its model was sampled
+# with (Wan: models.wan.config.WAN_NEGATIVE_PROMPT), and a generic list would only displace it.
+DEFAULT_NEGATIVE_PROMPT = ""
 
 
 # Keyframes the director chose (rather than the user): dropped, with a note, for text-only backends.
