@@ -40,10 +40,8 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", type=Path, help="first frame of the first shot")
     p.add_argument("--ref", action="append", default=[], metavar="NAME=IMAGE",
                    help="a character's reference image (repeatable)")  # fmt: skip
-    p.add_argument(
-        "--resolution", choices=RESOLUTIONS, help="output resolution (default 720p, or the script's)"
-    )
-    p.add_argument("--ratio", choices=RATIOS, help="aspect ratio (default 16:9, or the script's)")
+    p.add_argument("--resolution", help=f"{', '.join(RESOLUTIONS)} (default 720p, or the script's)")
+    p.add_argument("--ratio", help=f"{', '.join(RATIOS)} (default 16:9, or the script's)")
     p.add_argument("--size", help="exact WIDTHxHEIGHT (e.g. 832x480), instead of --resolution and --ratio")
     p.add_argument("--fps", type=int, help="frames per second, 1 to 60 (default 24, or the script's)")
     p.add_argument("--seed", type=int, help="film seed, 0 to 4294967295; each shot's seed derives from it")
@@ -112,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def film_from_args(args: argparse.Namespace) -> Film:
     """The Film the arguments describe; CLI flags override the script's settings."""
     from yingxi.film import load_script, parse_prompt
-    from yingxi.film.vocabulary import parse_fps, parse_seed, parse_size
+    from yingxi.film.vocabulary import parse_fps, parse_ratio, parse_resolution, parse_seed, parse_size
 
     if args.script and args.prompt:
         raise InputError("give a prompt or --script, not both")
@@ -122,7 +120,11 @@ def film_from_args(args: argparse.Namespace) -> Film:
         raise InputError(
             "--duration is for a prompt; a script gives each shot its duration", field="--duration"
         )
-    overrides = {k: getattr(args, k) for k in ("resolution", "ratio") if getattr(args, k) is not None}
+    overrides = {}  # the same words, spellings and did-you-mean hints as scripts ("720", "16x9")
+    if args.resolution is not None:
+        overrides["resolution"] = parse_resolution(args.resolution, field="--resolution")
+    if args.ratio is not None:
+        overrides["ratio"] = parse_ratio(args.ratio, field="--ratio")
     if args.size:
         overrides["custom_size"] = parse_size(args.size, field="--size")
     if args.fps is not None:

@@ -163,3 +163,14 @@ def test_ref_with_spaces_around_the_equals_sign(tmp_path):
     r = yingxi("plan", 'Shot 1 (1s): a\nOLD JIA: "Hi."', "--ref", "OLD JIA = jia.png", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["shots"][0]["keyframe"] == "character (jia.png)"
+
+
+def test_resolution_and_ratio_flags_take_the_script_spellings_and_hint(tmp_path):
+    r = yingxi("plan", "a", "--resolution", "480", "--ratio", "9x16", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["shots"][0]["size"] == "480x864"
+    r = yingxi("plan", "a", "--ratio", "16:10", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith(
+        'yingxi: error: --ratio: unknown aspect ratio "16:10" (did you mean'
+    )
+    assert "accepted: 16:9, 9:16" in r.stderr
