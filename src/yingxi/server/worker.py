@@ -21,6 +21,7 @@ from yingxi.server.settings import ServerSettings
 from yingxi.server.store import Job, JobStore
 
 log = logging.getLogger("yingxi.worker")
+CALLBACK_TRIES = 3
 
 
 class Lost(Exception):
@@ -180,7 +181,11 @@ class Worker:
         url_for = signed_url_maker(job.request.get("base_url", ""), secret_for(self.settings.data_dir))
         body = ark_task(job, url_for)
         url = job.request["api"]["callback_url"]
-        for attempt in range(3):
+        for attempt in range(CALLBACK_TRIES):
+            if attempt:
+                time.sleep(
+                    2.0 * attempt - 1.0
+                )  # 1 s, then 3 s; the worker waits, so never after the last try
             reason = None if self.settings.allow_private_urls else private_reason(url)  # DNS may have moved
             if reason:
                 log.warning("callback for %s not sent: %s", job_id, reason)
@@ -190,7 +195,6 @@ class Worker:
                 return
             except httpx.HTTPError as e:
                 log.warning("callback for %s failed (try %d): %s", job_id, attempt + 1, e)
-                time.sleep(1.0 + 2 * attempt)
 
 
 def worker_main(settings_dict: dict[str, Any], index: int, parent_pid: int | None) -> None:
