@@ -31,6 +31,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that fails with one line and exit code 2, like every other bad input."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if "arguments are required: command" in message:  # plain `yingxi`: say what it can do
+            message = "give a command: generate, plan, models, serve or keys (yingxi --help says more)"
         raise InputError(message)
 
 

@@ -174,3 +174,12 @@ def test_resolution_and_ratio_flags_take_the_script_spellings_and_hint(tmp_path)
         'yingxi: error: --ratio: unknown aspect ratio "16:10" (did you mean'
     )
     assert "accepted: 16:9, 9:16" in r.stderr
+
+
+def test_no_command_names_the_commands(tmp_path):
+    r = yingxi(cwd=tmp_path)
+    assert r.returncode == 2
+    assert (
+        r.stderr
+        == "yingxi: error: give a command: generate, plan, models, serve or keys (yingxi --help says more)\n"
+    )
