@@ -259,3 +259,16 @@ def test_every_response_forbids_sniffing_framing_and_referrers(http):
         assert r.headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
         assert r.headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize("field", ["seed", "duration", "frames", "execution_expires_after"])
+def test_ark_whole_numbers_refuse_booleans(http, field):
+    body = {"model": "m", "content": [{"type": "text", "text": "a boat"}], field: True}  # was read as 1
+    err = assert_error(http.post(TASKS, json=body), 422)
+    assert err["param"] == field and "boolean" in err["message"]
+
+
+@pytest.mark.parametrize("seconds", [True, 8.5, [8], {"s": 8}, "eight", "9" * 5000])
+def test_openai_seconds_that_are_not_whole_numbers_are_400_naming_seconds(http, seconds):
+    err = assert_error(http.post("/v1/videos", json={"prompt": "a boat", "seconds": seconds}), 400)
+    assert err["param"] == "seconds"

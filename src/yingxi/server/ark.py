@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from yingxi.server.common import (
     ARK_QUEUE_SECONDS,
+    Int,
     ctx,
     owned_job,
     parse_json,
@@ -62,12 +63,12 @@ class CreateTask(BaseModel):
     generate_audio: bool | None = None
     camera_fixed: bool | None = None
     watermark: bool | None = None
-    seed: int | None = None
+    seed: Int | None = None
     resolution: str | None = Field(default=None, max_length=32)
     ratio: str | None = Field(default=None, max_length=32)
-    duration: int | None = None
-    frames: int | None = Field(default=None, ge=1, le=100_000)
-    execution_expires_after: int | None = Field(default=None, ge=3600, le=259200)
+    duration: Int | None = None
+    frames: Int | None = Field(default=None, ge=1, le=100_000)
+    execution_expires_after: Int | None = Field(default=None, ge=3600, le=259200)
 
 
 def parse_flags(text: str) -> tuple[str, dict[str, str]]:

@@ -10,10 +10,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from yingxi.errors import InputError, ModelNotFoundError
@@ -189,6 +189,15 @@ def plain_data(value: Any, what: str = "the body") -> Any:
         elif isinstance(v, (list, tuple, set, frozenset)):
             stack.extend(v)
     return value
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic's lax mode reads true as 1
+        raise ValueError("expected a whole number, got a boolean")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]  # an int field of a request body: true/false refused
 
 
 def validate(model: type[BaseModel], data: Any) -> Any:

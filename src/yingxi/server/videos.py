@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
@@ -28,17 +28,20 @@ class CreateVideo(BaseModel):
     model_config = ConfigDict(extra="ignore")
     prompt: str
     model: str = Field(default="sora-2", min_length=1, max_length=200)
-    seconds: int | Annotated[str, Field(max_length=16)] = "4"
+    seconds: Any = "4"  # "4", "8", "12" in OpenAI's API; any whole number of seconds here (see _seconds)
     size: str = Field(default="720x1280", max_length=32)
     input_reference: ImageReference | str | None = None
 
 
-def _seconds(value: int | str) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ApiError(400, f'seconds must be a whole number like "4" or "8", got {str(value)[:20]!r}',
-                       param="seconds") from None  # fmt: skip
+def _seconds(value: Any) -> int:
+    """A whole number of seconds, as OpenAI's string ("8") or a JSON number; never true/false or 8.5."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            pass
+    raise ApiError(400, f'seconds must be a whole number like "4" or "8", got {str(value)[:20]!r}',
+                   param="seconds")  # fmt: skip
 
 
 def build_request(
