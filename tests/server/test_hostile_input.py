@@ -192,7 +192,7 @@ def test_strings_echoed_back_are_bounded(http):
     long = "x" * 100_000
     role = {"type": "image_url", "image_url": {"url": "data:,"}, "role": long}
     for body, param in [
-        ({"model": "m", "content": [{"type": "text", "text": "a"}, role]}, "content.1.role"),
+        ({"model": "m", "content": [{"type": "text", "text": "a"}, role]}, "content[1].role"),
         ({"model": "m", "content": [{"type": "text", "text": "a"}], "callback_url": "http://" + long}, "callback_url"),
         ({"model": "m", "content": [{"type": "text", "text": "a"}], "ratio": long}, "ratio"),
         ({"model": "m", "content": [{"type": "text", "text": "a"}], "resolution": long}, "resolution"),
@@ -272,3 +272,11 @@ def test_ark_whole_numbers_refuse_booleans(http, field):
 def test_openai_seconds_that_are_not_whole_numbers_are_400_naming_seconds(http, seconds):
     err = assert_error(http.post("/v1/videos", json={"prompt": "a boat", "seconds": seconds}), 400)
     assert err["param"] == "seconds"
+
+
+def test_validation_errors_spell_list_positions_as_the_routes_do(http):
+    body = {"model": "m", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}]}
+    err = assert_error(http.post(TASKS, json=body), 422)
+    assert err["param"] == "content[1].image_url.url" and err["message"].startswith(
+        "content[1].image_url.url:"
+    )

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from yingxi import __version__
 from yingxi.server import ark, films, videos
 from yingxi.server.common import Context, ctx, tenant_of
-from yingxi.server.http_errors import ApiError, error_response
+from yingxi.server.http_errors import ApiError, error_response, param_path
 from yingxi.server.keys import check_signature, secret_for
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import JobStatus, JobStore
@@ -106,7 +106,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+        param = param_path([p for p in err.get("loc", ()) if p not in ("query", "path", "body")])
         return error_response(422, f"{param}: {err.get('msg')}", param=param or None)
 
     @app.exception_handler(StarletteHTTPException)

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.film.model import Film
-from yingxi.server.http_errors import ApiError
+from yingxi.server.http_errors import ApiError, param_path
 from yingxi.server.inputs import Inputs, Upload, validated_film
 from yingxi.server.keys import hash_key
 from yingxi.server.settings import ServerSettings
@@ -208,7 +208,7 @@ def validate(model: type[BaseModel], data: Any) -> Any:
         return model.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        param = ".".join(str(p) for p in err["loc"])
+        param = param_path(err["loc"])
         raise ApiError(422, f"{param}: {err['msg']}", param=param) from None
 
 

@@ -42,3 +42,12 @@ def error_response(
     body = {"error": {"code": code or default_code, "message": message, "param": param, "type": kind}}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def param_path(loc: tuple | list) -> str:
+    """A validation error's location as the API's messages write it: ("content", 1, "role") ->
+    "content[1].role", the same spelling the routes' own checks use."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
+    return out
