@@ -280,3 +280,9 @@ def test_validation_errors_spell_list_positions_as_the_routes_do(http):
     assert err["param"] == "content[1].image_url.url" and err["message"].startswith(
         "content[1].image_url.url:"
     )
+
+
+def test_a_content_length_of_thousands_of_digits_is_not_a_500(http):
+    assert_error(http.post(TASKS, content=b"{}", headers={**JSON, "content-length": "9" * 5000}), 413)
+    # Leading zeros: the length is 2, and the body is read (and found wanting) as usual.
+    assert_error(http.post(TASKS, content=b"{}", headers={**JSON, "content-length": "0" * 5000 + "2"}), 422)
