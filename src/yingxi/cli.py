@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-callbacks", action="store_true", help="POST finished tasks to their callback_url"
     )
+    serve.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let URL fetches and callbacks reach loopback/private addresses (LAN setups)",
+    )
     serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
     serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
 
@@ -329,6 +334,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             allow_url_fetch=args.allow_url_fetch,
             allow_callbacks=args.allow_callbacks,
+            allow_private_urls=args.allow_private_urls,
             output_ttl_hours=args.output_ttl_hours,
             public_url=args.public_url,
         )
