@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let URL fetches and callbacks reach loopback/private addresses (LAN setups)",
     )
+    serve.add_argument("--offload", choices=("none", "model", "blocks"), default="none",
+                       help="wan: keep components (model) or also transformer blocks (blocks) off the GPU when idle")  # fmt: skip
     serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
     serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
 
@@ -335,6 +337,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             allow_url_fetch=args.allow_url_fetch,
             allow_callbacks=args.allow_callbacks,
             allow_private_urls=args.allow_private_urls,
+            offload=args.offload,
             output_ttl_hours=args.output_ttl_hours,
             public_url=args.public_url,
         )

@@ -59,3 +59,16 @@ def test_the_model_limits_are_checked_at_the_door(client):
 def test_the_wan_backend_needs_a_model(tmp_path):
     with pytest.raises(ValueError, match="needs a model"):
         create_app(ServerSettings(data_dir=tmp_path, backend="wan"))
+
+
+def test_worker_builds_wan_with_the_offload_setting(tmp_path):
+    from yingxi.server.worker import make_backend
+
+    folder = save_tiny_wan(tmp_path / "tiny", "t2v")
+    settings = ServerSettings(data_dir=tmp_path / "data", backend="wan", model=str(folder), device="cpu",
+                              offload="blocks")  # fmt: skip
+    backend = make_backend(settings, 0)
+    assert backend._load_args["offload"] == "blocks" and backend._load_args["device"] == "cpu"
+    assert ServerSettings.from_dict(settings.to_dict()).offload == "blocks"  # survives the trip to a worker
+    with pytest.raises(ValueError, match="offload"):
+        ServerSettings(data_dir=tmp_path, offload="gpu")

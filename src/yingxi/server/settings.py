@@ -41,6 +41,7 @@ class ServerSettings:
     backend: str = "animatic"  # "animatic" (CPU, no weights) | "wan"
     model: str | None = None  # Wan variant name or folder; None: the backend's default
     device: str | None = None  # torch device for neural backends; None: cuda:<worker index> if any, else cpu
+    offload: str = "none"  # wan: "none" | "model" (5B on 24 GB) | "blocks" (14B on 24 GB)
     workers: int = 1  # render processes; one per GPU, or one on CPU
     allow_url_fetch: bool = False  # fetch http(s) references server-side (SSRF risk: off by default)
     allow_callbacks: bool = False  # POST the task to callback_url when it finishes
@@ -58,6 +59,8 @@ class ServerSettings:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f'unknown backend "{self.backend}"; accepted: {", ".join(BACKENDS)}')
+        if self.offload not in ("none", "model", "blocks"):
+            raise ValueError(f'unknown offload "{self.offload}"; accepted: none, model, blocks')
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         object.__setattr__(self, "data_dir", Path(self.data_dir))

@@ -43,7 +43,9 @@ def make_backend(settings: ServerSettings, index: int):
         import torch
 
         device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-    return WanGenerator(settings.model, device=device)  # weights load on the first shot
+    return WanGenerator(
+        settings.model, device=device, offload=settings.offload
+    )  # weights load on the first shot
 
 
 def door_backend(settings: ServerSettings):
