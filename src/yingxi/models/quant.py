@@ -1,0 +1,125 @@
+"""Quantized weights as a storage choice, not a model fork (the idea of ComfyUI's `comfy/ops.py`).
+
+A checkpoint reader returns plain tensors and `QuantizedTensor`s; a `QuantLinear` keeps the stored bytes
+(fp8, or GGUF blocks) on the device and dequantizes them just before its matmul, so the weights take the
+memory they take on disk. Each storage type registers one dequantizer (`register_qtype`); GGUF's block types
+live in `yingxi.models.gguf`, which registers them when imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from yingxi.errors import InputError, unknown_word
+
+__all__ = ["Dequantizer", "QuantLinear", "QuantizedTensor", "dequantize", "qtypes", "register_qtype"]
+
+# (stored data, scale or None, logical shape, dtype wanted) -> dequantized tensor of `shape` in `dtype`
+Dequantizer = Callable[[Tensor, "Tensor | None", tuple[int, ...], torch.dtype], Tensor]
+_DEQUANT: dict[str, Dequantizer] = {}
+_PROVIDERS = ("yingxi.models.gguf",)  # modules that register more types when imported
+
+
+@dataclass
+class QuantizedTensor:
+    """One stored weight that is not a plain float tensor.
+
+    qtype: "fp8_e4m3fn", "fp8_e5m2", or a GGUF type name ("Q8_0", "Q4_K", ...);
+    data: what the file holds (a float8 tensor of `shape`, or uint8 blocks);
+    shape: the logical (dequantized) shape; scale: float32, () per tensor or (out, 1) per output channel.
+    """
+
+    qtype: str
+    data: Tensor
+    shape: tuple[int, ...]
+    scale: Tensor | None = None
+
+    @property
+    def nbytes(self) -> int:
+        n = self.data.numel() * self.data.element_size()
+        return n + (self.scale.numel() * self.scale.element_size() if self.scale is not None else 0)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        return dequantize(self.qtype, self.data, self.scale, self.shape, dtype)
+
+
+def register_qtype(name: str, fn: Dequantizer) -> None:
+    """Make `name` a storage type every `QuantLinear` and `dequantize` understands."""
+    _DEQUANT[name] = fn
+
+
+def qtypes() -> list[str]:
+    """The storage types known so far (importing the providers first)."""
+    for module in _PROVIDERS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # the provider or its package (gguf) is not installed here
+            if exc.name not in (module, module.rsplit(".", 1)[-1]):
+                raise
+    return list(_DEQUANT)
+
+
+def dequantize(
+    qtype: str, data: Tensor, scale: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype
+) -> Tensor:
+    """The float tensor of `shape` in `dtype` that stored `data` (+ `scale`) stands for."""
+    if qtype not in _DEQUANT:
+        qtypes()  # a GGUF type: its provider registers it on import
+    fn = _DEQUANT.get(qtype)
+    if fn is None:
+        raise InputError(unknown_word("weight storage type", qtype, _DEQUANT), field="weights")
+    return fn(data, scale, tuple(shape), dtype)
+
+
+def _fp8(data: Tensor, scale: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    w = data.to(torch.float32) if scale is not None else data.to(dtype)  # (out, in)
+    if scale is not None:
+        w = (w * scale.to(torch.float32)).to(dtype)  # scale () or (out, 1)
+    return w.reshape(shape)
+
+
+register_qtype("fp8_e4m3fn", _fp8)
+register_qtype("fp8_e5m2", _fp8)
+
+
+class QuantLinear(nn.Module):
+    """nn.Linear whose weight is stored quantized (`qweight`, optional `scale` buffers) and dequantized to
+    the input's dtype in each forward: the device holds the stored bytes, plus one layer's float weight
+    while it runs."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, qtype: str) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.qtype = in_features, out_features, qtype
+        self.register_buffer("qweight", torch.empty(0, dtype=torch.uint8))  # replaced by the stored data
+        self.register_buffer("scale", None)
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+
+    @classmethod
+    def from_quantized(cls, q: QuantizedTensor, bias: Tensor | None) -> QuantLinear:
+        out_features, in_features = q.shape[0], math.prod(q.shape[1:])
+        with torch.device(q.data.device):
+            layer = cls(in_features, out_features, bias is not None, q.qtype)
+        layer.qweight = q.data
+        layer.scale = q.scale
+        if bias is not None:
+            layer.bias = nn.Parameter(bias, requires_grad=False)
+        return layer
+
+    def weight_as(self, dtype: torch.dtype) -> Tensor:
+        """The dequantized (out, in) weight."""
+        return dequantize(self.qtype, self.qweight, self.scale, (self.out_features, self.in_features), dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight_as(x.dtype)  # (out, in)
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
+        return F.linear(x, w, bias)  # (..., out)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, qtype={self.qtype}, bias={self.bias is not None}"
