@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 from fastapi.testclient import TestClient
 
 from tests.server.conftest import TEST_LIMITS
@@ -44,32 +43,70 @@ def test_a_video_deleted_while_rendering_leaves_no_record_and_no_files(tmp_path)
     assert not (tmp_path / "tasks" / video_id).exists()  # the attempt's files went with the record
 
 
-def test_a_failing_callback_is_tried_three_times_without_a_pause_after_the_last(tmp_path, monkeypatch):
+def _refused_port() -> int:
     import socket
-
-    from yingxi.server import worker as worker_module
 
     with socket.socket() as s:  # a port nobody listens on: every POST is refused at once
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def test_a_failing_callback_is_tried_three_times_without_a_pause_after_the_last():
+    from yingxi.server.callbacks import CallbackSender
+
+    pauses = []
+    sender = CallbackSender(allow_private=True, sleep=pauses.append)
+    assert sender.submit("cgt-1", f"http://127.0.0.1:{_refused_port()}/hook", {"id": "cgt-1"})
+    sender.close(timeout=30)
+    assert pauses == [1.0, 3.0] and sender.given_up == ["cgt-1"] and sender.delivered == []
+
+
+def test_a_callback_to_a_private_address_is_not_retried():
+    from yingxi.server.callbacks import CallbackSender
+
+    pauses = []
+    sender = CallbackSender(allow_private=False, sleep=pauses.append)
+    sender.submit("cgt-2", f"http://127.0.0.1:{_refused_port()}/hook", {})
+    sender.close(timeout=30)
+    assert pauses == [] and sender.given_up == ["cgt-2"]
+
+
+def test_a_hanging_callback_does_not_hold_the_worker(tmp_path):
+    """The hook answers only when the test lets it; the worker's run_once returns long before."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release, received = threading.Event(), []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(self.rfile.read(int(self.headers["content-length"])))
+            release.wait(30)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
     key = create_key(tmp_path, "alice")
     settings = ServerSettings(
         data_dir=tmp_path, limits=TEST_LIMITS, allow_callbacks=True, allow_private_urls=True
     )
     body = {"model": "m", "content": [{"type": "text", "text": "a boat --dur 2 --rs 480p --fps 8"}],
-            "callback_url": f"http://127.0.0.1:{port}/hook"}  # fmt: skip
+            "callback_url": f"http://127.0.0.1:{hook.server_address[1]}/hook"}  # fmt: skip
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {key}"}) as client:
         created = client.post("/api/v3/contents/generations/tasks", json=body)
         assert created.status_code == 200, created.text
-    pauses = []
-    monkeypatch.setattr(worker_module.time, "sleep", pauses.append)
-    posts = []
-    real_post = httpx.post
-
-    def post(url, **kw):
-        posts.append(url)
-        return real_post(url, **kw)  # refused: httpx.ConnectError
-
-    monkeypatch.setattr(httpx, "post", post)
-    assert Worker(settings).run_once()
-    assert len(posts) == 3 and pauses == [1.0, 3.0]  # was 1, 3 and 5 s: the last pause held the worker idle
+    worker = Worker(settings)
+    try:
+        assert worker.run_once()  # rendered, published, callback queued
+        assert not release.is_set()  # returned while the hook still holds the request (or before it came)
+        assert worker.store.get(created.json()["id"]).status.value == "succeeded"
+    finally:
+        release.set()
+        worker.close(timeout=30)
+        hook.shutdown()
+    assert worker._callbacks.delivered == [created.json()["id"]]
+    assert b'"status":"succeeded"' in received[0].replace(b" ", b"")

@@ -7,6 +7,7 @@ signed, expiring URL (`?expires=...&signature=...`, HMAC-SHA256 with the server'
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from yingxi.server.store import JobStatus, JobStore
 from yingxi.server.views import OUTPUT_FILES
 
 STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger("yingxi.server")
 
 
 class BodyLimit:
@@ -61,6 +63,38 @@ class BodyLimit:
             return message
 
         return await self.app(scope, counted, send)
+
+
+class InternalErrors:
+    """A bug answers 500 in the API's error shape with `Connection: close`, and goes no further.
+
+    Left to Starlette, the 500 handler runs inside its error middleware, which re-raises after answering:
+    the server then dropped the keep-alive connection without saying so, and a client's next pooled
+    request failed. Here the exception ends with the response, and the client knows to reconnect."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # a bug: log it, answer in the API's shape, keep serving
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # part of a response went out: only dropping the connection is honest now
+            response = error_response(500, f"internal error: {type(exc).__name__}")
+            response.headers["connection"] = "close"
+            await response(scope, receive, send)
 
 
 # On every response: no MIME sniffing (error bodies echo client text), no framing of the studio (it holds
@@ -120,10 +154,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
             message = f"no such route: {request.method} {request.url.path[:100]}"
         return error_response(exc.status_code, message)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):  # a bug: answer in the API's shape, keep serving
-        return error_response(500, f"internal error: {type(exc).__name__}")
-
     app.include_router(ark.router)
     app.include_router(videos.router)
     app.include_router(films.router)
@@ -157,6 +187,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="studio")
     # Same-origin needs nothing; other origins (a studio served elsewhere) are listed in settings.
+    app.add_middleware(InternalErrors)  # innermost: inside Starlette's error middleware, which re-raises
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                        allow_headers=["Authorization", "Content-Type"])  # fmt: skip
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)

@@ -164,30 +164,50 @@ def parse_yaml(raw: bytes | str, what: str = "the body") -> Any:
 
 
 def plain_data(value: Any, what: str = "the body") -> Any:
-    """`value` when it is data we can store and echo back: finite numbers, strings that encode as UTF-8
-    (a lone surrogate such as "\\ud800" cannot be written to SQLite or to a JSON response), at most
-    MAX_NODES values in all (YAML aliases reuse one node many times: a few bytes can stand for billions)."""
+    """`value` when it is data we can store and echo back unchanged: dicts with string keys, lists, strings
+    that encode as UTF-8 (a lone surrogate such as "\\ud800" cannot be written to SQLite or to a JSON
+    response), finite numbers, booleans and null, at most MAX_NODES values in all (YAML aliases reuse one
+    node many times: a few bytes can stand for billions). YAML's dates, binary and non-string keys are
+    refused with their path: JSON would fail on them, or turn 42 into "42" and so store another film."""
     budget = MAX_NODES
-    stack = [value]
+    stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
-        v = stack.pop()
+        v, path = stack.pop()
         budget -= 1
         if budget < 0:
             raise ApiError(400, f"{what} holds more than {MAX_NODES} values")
+        where = f"{what}, at {path}" if path else what
         if isinstance(v, str):
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError:
                 raise ApiError(
-                    400, f"{what} holds a string that is not valid Unicode (a lone surrogate)"
+                    400,
+                    f"{where}: holds a string that is not valid Unicode (a lone surrogate)",
+                    param=path or None,
                 ) from None
         elif isinstance(v, float) and not math.isfinite(v):
-            raise ApiError(400, f"{what} holds a number that is not finite ({v})")
+            raise ApiError(400, f"{where}: holds a number that is not finite ({v})", param=path or None)
         elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple, set, frozenset)):
-            stack.extend(v)
+            for key, item in v.items():
+                if not isinstance(key, str):
+                    shown = str(key)[:60]
+                    raise ApiError(
+                        400,
+                        f'{where}: the key "{shown}" is a {type(key).__name__}, not text; quote it',
+                        param=path or None,
+                    )
+                stack.append((key, path))
+                stack.append((item, f"{path}.{key}" if path else key))
+        elif isinstance(v, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(v))
+        elif v is not None and not isinstance(v, (bool, int, float)):
+            raise ApiError(
+                400,
+                f"{where}: a {type(v).__name__} value is not plain data (text, a number, true/false, null, "
+                "a list or a mapping); quote it",
+                param=path or None,
+            )
     return value
 
 

@@ -139,12 +139,26 @@ def save_image(inputs: Inputs, data: bytes, stem: str, param: str, max_pixels: i
 
 
 def _image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image's header alone; None when PIL cannot tell (the decoder then says why)."""
+    """(width, height) from the image's header alone; None when PIL cannot tell (the decoder then says why).
+    Pillow's own bomb check refuses headers over 2x its limit before saying the size; the format's header
+    is then read without it, so every oversized image gets the same 413 naming its size."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
+    except Image.DecompressionBombError:
+        Image.init()
+        for kind in Image.ID:
+            factory, accept = Image.OPEN[kind]
+            if accept is not None and not accept(data[:16]):
+                continue
+            try:
+                with factory(io.BytesIO(data)) as image:  # the plugin alone: header parsed, no bomb check
+                    return image.size
+            except Exception:  # not this format after all
+                continue
+        return None
     except Exception:  # any unreadable header is reported by decode_image_bytes next
         return None
 

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from yingxi.errors import InputError
+from yingxi.server.callbacks import CallbackSender
 from yingxi.server.common import public_message
 from yingxi.server.keys import secret_for
-from yingxi.server.outbound import private_reason
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import Job, JobStore
 
 log = logging.getLogger("yingxi.worker")
-CALLBACK_TRIES = 3
 
 
 class Lost(Exception):
@@ -69,6 +68,7 @@ class Worker:
         self.pid = os.getpid()
         self._backend = None
         self.stopping = threading.Event()
+        self._callbacks: CallbackSender | None = None  # started with the first callback
 
     @property
     def backend(self):
@@ -170,40 +170,35 @@ class Worker:
         self.notify(job.id)
 
     def notify(self, job_id: str) -> None:
-        """POST the Ark task object to callback_url when the job finished (only when callbacks are on)."""
+        """Queue the Ark task object for callback_url when the job finished (only when callbacks are on);
+        the POST happens on the sender's thread, never in the render path."""
         if not self.settings.allow_callbacks:
             return
         job = self.store.get(job_id)
         if job is None or not job.status.finished or not job.request.get("api", {}).get("callback_url"):
             return
-        import httpx
-
         from yingxi.server.views import ark_task, signed_url_maker
 
         url_for = signed_url_maker(job.request.get("base_url", ""), secret_for(self.settings.data_dir))
-        body = ark_task(job, url_for)
-        url = job.request["api"]["callback_url"]
-        for attempt in range(CALLBACK_TRIES):
-            if attempt:
-                time.sleep(
-                    2.0 * attempt - 1.0
-                )  # 1 s, then 3 s; the worker waits, so never after the last try
-            reason = None if self.settings.allow_private_urls else private_reason(url)  # DNS may have moved
-            if reason:
-                log.warning("callback for %s not sent: %s", job_id, reason)
-                return
-            try:
-                httpx.post(url, json=body, timeout=10.0).raise_for_status()  # redirects are not followed
-                return
-            except httpx.HTTPError as e:
-                log.warning("callback for %s failed (try %d): %s", job_id, attempt + 1, e)
+        if self._callbacks is None:
+            self._callbacks = CallbackSender(self.settings.allow_private_urls)
+        self._callbacks.submit(job_id, job.request["api"]["callback_url"], ark_task(job, url_for))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let queued callbacks go out (at most `timeout` seconds) before the process ends."""
+        if self._callbacks is not None:
+            self._callbacks.close(timeout)
 
 
 def worker_main(settings_dict: dict[str, Any], index: int, parent_pid: int | None) -> None:
     """Entry point of a spawned worker process."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us with SIGTERM
-    Worker(ServerSettings.from_dict(settings_dict), index, parent_pid).run_forever()
+    worker = Worker(ServerSettings.from_dict(settings_dict), index, parent_pid)
+    try:
+        worker.run_forever()
+    finally:
+        worker.close()
 
 
 def main(argv: list[str] | None = None) -> None:
