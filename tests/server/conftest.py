@@ -53,6 +53,16 @@ def start_live(data_dir: Path, **overrides) -> Live:
     return Live(ServerProcess(make_settings(data_dir, **overrides)).start(), alice, bob)
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session (a fresh database per test: `postgres.new_database()`)."""
+    from tests.server.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     server = start_live(tmp_path_factory.mktemp("server"))

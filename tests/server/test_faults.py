@@ -16,8 +16,8 @@ import pytest
 
 from tests.server.conftest import start_live, wait_for
 from yingxi.media.video import read_video
+from yingxi.server.jobs import pid_alive
 from yingxi.server.process import ServerProcess
-from yingxi.server.store import pid_alive
 
 TASKS = "/api/v3/contents/generations/tasks"
 LONG = "Shot 1 (2s, wide, pan left): a long road.\nShot 2 (2s): a hill.\nShot 3 (2s, dolly in): a house. --fps 8"  # 48 frames
@@ -44,7 +44,7 @@ def finished(task):
 def wait_running(live, http, task_id):
     """Until the job is mid-render: claimed and past its first progress report."""
     wait_for(lambda: get(http, task_id), lambda t: t["status"] == "running" and t["progress"] > 0, timeout=60)
-    return row(live, task_id)["worker_pid"]
+    return int(row(live, task_id)["worker"].split(":")[1])  # host:pid:nonce
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -73,7 +73,7 @@ def test_worker_killed_mid_job_is_retried_with_one_output(live, tmp_path):
         os.kill(pid, signal.SIGKILL)
         task = wait_for(lambda: get(http, task_id), finished, timeout=90)
         assert task["status"] == "succeeded" and task["attempts"] == 2
-        assert row(live, task_id)["worker_pid"] not in (None, pid)  # a new worker finished it
+        assert int(row(live, task_id)["worker"].split(":")[1]) != pid  # a new worker finished it
         out = live.data_dir / "tasks" / task_id / "out"
         assert sorted(p.name for p in out.iterdir()) == ["last_frame.png", "video.mp4"]  # nothing left over
         path = tmp_path / "v.mp4"

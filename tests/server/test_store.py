@@ -1,4 +1,7 @@
-"""The job store alone: exclusive claims, lease-guarded completion, recovery, attempts, expiry, quotas."""
+"""The job store alone: exclusive claims, lease-guarded completion, recovery, attempts, expiry, quotas.
+
+One suite for every `JobQueue` (as dramatiq runs one suite on every broker): each test runs on SQLite and
+on a real PostgreSQL server started for the session."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import pytest
 from yingxi.server.keys import check_signature, create_key, hash_key, sign
 from yingxi.server.runner import Supervisor
 from yingxi.server.settings import ServerSettings
-from yingxi.server.store import JobStatus, JobStore, QuotaExceeded
+from yingxi.server.store import JobStatus, JobStore, QuotaExceeded, open_queue
 
 
 class Clock:
@@ -22,19 +25,40 @@ class Clock:
         return self.t
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def queue_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.db'}"  # an absolute path: four slashes
+    return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture
+def open_store(queue_url, tmp_path):
+    """Opens the test's store; each call is another connection to the same database, as a process has."""
+    opened = []
+
+    def open_(clock=time.time):
+        opened.append(open_queue(queue_url, tmp_path, clock))
+        return opened[-1]
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
 def make(store: JobStore, tenant: str = "t", **kw):
     return store.create(tenant=tenant, kind="ark", model="m", request={"text": "x"}, max_attempts=3, **kw)
 
 
-def test_concurrent_claims_take_each_job_exactly_once(tmp_path):
-    store = JobStore(tmp_path / "jobs.db")
+def test_concurrent_claims_take_each_job_exactly_once(tmp_path, open_store):
+    store = open_store()
     ids = {make(store).id for _ in range(40)}
     claimed: list[str] = []
     lock = threading.Lock()
 
     def claimer(pid: int) -> None:
-        own = JobStore(tmp_path / "jobs.db")  # its own connection, as a worker process has
-        while (got := own.claim(pid)) is not None:
+        own = open_store()  # its own connection, as a worker process has
+        while (got := own.claim(f"w{pid}")) is not None:
             with lock:
                 claimed.append(got[0].id)
 
@@ -47,14 +71,14 @@ def test_concurrent_claims_take_each_job_exactly_once(tmp_path):
     assert {j.status for j in store.list("t", limit=100)[0]} == {JobStatus.RUNNING}
 
 
-def test_a_zombie_cannot_complete_a_job_twice(tmp_path):
+def test_a_zombie_cannot_complete_a_job_twice(tmp_path, open_store):
     clock = Clock()
-    store = JobStore(tmp_path / "jobs.db", clock=clock)
+    store = open_store(clock)
     job = make(store)
-    _, old = store.claim(pid=1)
+    _, old = store.claim("w1")
     clock.t += 60  # no heartbeat for longer than the lease
     assert store.recover(lease_seconds=30, ttl_seconds=100) == [job.id]
-    _, new = store.claim(pid=2)
+    _, new = store.claim("w2")
     published = []
     assert not store.finish(job.id, old, {"v": 1}, 100, lambda: published.append("zombie"))
     assert not store.heartbeat(job.id, old) and not store.report_progress(job.id, old, 0.5, 1, 1, "")
@@ -66,10 +90,10 @@ def test_a_zombie_cannot_complete_a_job_twice(tmp_path):
     assert not store.fail(job.id, new, "X", "late", retry=True, ttl_seconds=1)  # finished: nothing changes
 
 
-def test_publish_failure_rolls_back_and_the_job_stays_running(tmp_path):
-    store = JobStore(tmp_path / "jobs.db")
+def test_publish_failure_rolls_back_and_the_job_stays_running(tmp_path, open_store):
+    store = open_store()
     job = make(store)
-    _, lease = store.claim(pid=1)
+    _, lease = store.claim("w1")
 
     def broken() -> None:
         raise OSError("disk full")
@@ -79,26 +103,26 @@ def test_publish_failure_rolls_back_and_the_job_stays_running(tmp_path):
     assert store.get(job.id).status == JobStatus.RUNNING and store.heartbeat(job.id, lease)
 
 
-def test_dead_workers_use_up_attempts_then_the_job_fails(tmp_path):
-    store = JobStore(tmp_path / "jobs.db")
+def test_dead_workers_use_up_attempts_then_the_job_fails(tmp_path, open_store):
+    store = open_store()
     job = make(store)
     for attempt in (1, 2, 3):
-        got, _ = store.claim(pid=4242)
+        got, _ = store.claim("w4242")
         assert got.attempts == attempt
-        store.recover(lease_seconds=1e9, ttl_seconds=10, dead_pids=[4242])
+        store.recover(lease_seconds=1e9, ttl_seconds=10, dead_workers=["w4242"])
     failed = store.get(job.id)
     assert failed.status == JobStatus.FAILED and failed.error_code == "InternalServiceError"
-    assert "3 attempts" in failed.error_message and store.claim(pid=1) is None
+    assert "3 attempts" in failed.error_message and store.claim("w1") is None
 
 
-def test_retryable_failures_requeue_until_attempts_run_out(tmp_path):
-    store = JobStore(tmp_path / "jobs.db")
+def test_retryable_failures_requeue_until_attempts_run_out(tmp_path, open_store):
+    store = open_store()
     job = make(store)
     for _ in range(2):
-        _, lease = store.claim(pid=1)
+        _, lease = store.claim("w1")
         store.fail(job.id, lease, "InternalServiceError", "CUDA out of memory", retry=True, ttl_seconds=10)
         assert store.get(job.id).status == JobStatus.QUEUED
-    _, lease = store.claim(pid=1)
+    _, lease = store.claim("w1")
     store.fail(job.id, lease, "InternalServiceError", "CUDA out of memory", retry=True, ttl_seconds=10)
     assert (store.get(job.id).status, store.get(job.id).error_message) == (
         JobStatus.FAILED,
@@ -106,16 +130,16 @@ def test_retryable_failures_requeue_until_attempts_run_out(tmp_path):
     )
 
 
-def test_graceful_release_does_not_cost_an_attempt(tmp_path):
-    store = JobStore(tmp_path / "jobs.db")
+def test_graceful_release_does_not_cost_an_attempt(tmp_path, open_store):
+    store = open_store()
     job = make(store)
-    store.claim(pid=7)
-    assert store.release([7]) == [job.id]
+    store.claim("w7")
+    assert store.release(["w7"]) == [job.id]
     assert (store.get(job.id).status, store.get(job.id).attempts) == (JobStatus.QUEUED, 0)
 
 
-def test_quota_and_cancel(tmp_path):
-    store = JobStore(tmp_path / "jobs.db")
+def test_quota_and_cancel(tmp_path, open_store):
+    store = open_store()
     a, b = make(store, max_unfinished=2), make(store, max_unfinished=2)
     with pytest.raises(QuotaExceeded):
         make(store, max_unfinished=2)
@@ -125,17 +149,17 @@ def test_quota_and_cancel(tmp_path):
     )  # not theirs
     assert store.cancel(a.id, "t", 10).status == JobStatus.CANCELLED
     make(store, max_unfinished=2)  # room again
-    assert store.claim(pid=1)[0].id == b.id  # the cancelled job is never claimed
+    assert store.claim("w1")[0].id == b.id  # the cancelled job is never claimed
 
 
-def test_expiry_deletes_outputs_and_marks_expired(tmp_path):
-    settings = ServerSettings(data_dir=tmp_path)
+def test_expiry_deletes_outputs_and_marks_expired(tmp_path, open_store, queue_url):
+    settings = ServerSettings(data_dir=tmp_path, database_url=queue_url)
     clock = Clock()
-    store = JobStore(settings.db_path, clock=clock)
+    store = open_store(clock)
     done = make(store)
     clock.t += 1
     stale = make(store, queue_seconds=5)
-    assert store.claim(pid=1)[0].id == done.id  # oldest first
+    assert store.claim("w1")[0].id == done.id  # oldest first
     lease = store.get(done.id).lease
     out = settings.tasks_dir / done.id / "out"
     out.mkdir(parents=True)
@@ -146,21 +170,22 @@ def test_expiry_deletes_outputs_and_marks_expired(tmp_path):
     assert expired == {done.id, stale.id}
     assert store.get(done.id).status == JobStatus.EXPIRED and store.get(stale.id).status == JobStatus.EXPIRED
     # The supervisor's expiry pass removes files (real clock: a job that expired long ago).
-    old = JobStore(settings.db_path, clock=Clock(1.0))
+    old = open_store(Clock(1.0))
     job = make(old)
-    _, lease = old.claim(pid=1)
+    _, lease = old.claim("w1")
     (settings.tasks_dir / job.id / "out").mkdir(parents=True)
     old.finish(job.id, lease, {}, ttl_seconds=1, publish=lambda: None)
     Supervisor(settings).expire()
     assert not (settings.tasks_dir / job.id).exists() and old.get(job.id).status == JobStatus.EXPIRED
 
 
-def test_keys_are_stored_hashed_and_signatures_expire(tmp_path: Path):
-    key = create_key(tmp_path, "studio-1")
-    store = JobStore(tmp_path / "jobs.db")
+def test_keys_are_stored_hashed_and_signatures_expire(tmp_path: Path, open_store, queue_url):
+    key = create_key(tmp_path, "studio-1", queue_url)
+    store = open_store()
     assert store.tenant_for(hash_key(key)) == "studio-1" and store.tenant_for(hash_key(key + "x")) is None
-    assert key.encode() not in (tmp_path / "jobs.db").read_bytes()
-    assert create_key(tmp_path, "studio-1") != key
+    if queue_url.startswith("sqlite"):
+        assert key.encode() not in (tmp_path / "jobs.db").read_bytes()
+    assert create_key(tmp_path, "studio-1", queue_url) != key
     with pytest.raises(Exception, match="key name"):
         create_key(tmp_path, "../etc")
     secret = b"s" * 32
@@ -199,11 +224,11 @@ def test_supervisor_restarts_a_crash_looping_worker_with_growing_pauses(tmp_path
     assert gaps[:5] == [0.5, 2.5, 4.5, 8.5, 16.5] and max(gaps) <= 30.5
 
 
-def test_a_running_job_past_its_deadline_expires_and_its_worker_cannot_finish(tmp_path):
+def test_a_running_job_past_its_deadline_expires_and_its_worker_cannot_finish(tmp_path, open_store):
     clock = Clock()
-    store = JobStore(tmp_path / "jobs.db", clock=clock)
+    store = open_store(clock)
     job = make(store, queue_seconds=60)
-    _, lease = store.claim(pid=1)
+    _, lease = store.claim("w1")
     clock.t += 30
     assert store.expire() == [] and store.heartbeat(job.id, lease)
     clock.t += 31  # past execution_expires_after while rendering
@@ -242,11 +267,11 @@ def test_the_signing_secret_is_never_readable_by_others(tmp_path, monkeypatch):
     assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600
 
 
-def test_task_folders_that_no_job_owns_are_removed_once_old(tmp_path):
+def test_task_folders_that_no_job_owns_are_removed_once_old(tmp_path, open_store, queue_url):
     import os
 
-    settings = ServerSettings(data_dir=tmp_path)
-    store = JobStore(settings.db_path)
+    settings = ServerSettings(data_dir=tmp_path, database_url=queue_url)
+    store = open_store()
     owned = make(store)
     for name in (owned.id, "cgt-20200101000000-0badf00d", "cgt-20200101000000-00c0ffee"):
         (settings.tasks_dir / name / "inputs").mkdir(parents=True)
@@ -258,3 +283,53 @@ def test_task_folders_that_no_job_owns_are_removed_once_old(tmp_path):
     assert sorted(p.name for p in settings.tasks_dir.iterdir()) == sorted(
         [owned.id, "cgt-20200101000000-00c0ffee"]
     )
+
+
+def test_the_shared_signing_secret_is_one_for_every_server(queue_url, tmp_path, open_store):
+    from yingxi.server.keys import signing_secret
+
+    a, b = open_store(), open_store()
+    first, second = signing_secret(a, tmp_path / "a"), signing_secret(b, tmp_path / "b")
+    if a.shared:  # in the database: servers with different data folders verify each other's links
+        assert first == second and len(first) == 32 and not (tmp_path / "a" / "secret").exists()
+    else:  # one machine: the file in the data folder, as before
+        assert len(first) == 32 and (tmp_path / "a" / "secret").is_file()
+
+
+def test_recovery_goes_by_lease_and_named_workers_never_by_local_pids(open_store):
+    """A job held by a worker on another machine (its pid means nothing here) stays running while its
+    heartbeat is fresh, whatever process has that pid on this host."""
+    clock = Clock()
+    store = open_store(clock)
+    make(store), make(store)
+    mine, _ = store.claim("here:1:aaaa")
+    theirs, _ = store.claim(f"elsewhere:{2**22 + 7}:bbbb")  # a pid no process here has
+    clock.t += 5
+    assert store.recover(lease_seconds=30, ttl_seconds=10) == []
+    assert store.recover(lease_seconds=30, ttl_seconds=10, dead_workers=["here:1:aaaa"]) == [mine.id]
+    assert store.get(theirs.id).status == JobStatus.RUNNING
+    clock.t += 31
+    assert store.recover(lease_seconds=30, ttl_seconds=10) == [theirs.id]
+
+
+def test_an_idle_worker_wakes_when_a_job_is_queued(open_store):
+    store = open_store()
+    waiter = open_store()
+    woke = threading.Event()
+
+    def wait() -> None:
+        waiter.wait_for_work(20 if store.shared else 0.2)
+        woke.set()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.3)
+    make(store)
+    thread.join(25)
+    assert woke.is_set() and waiter.claim("w1") is not None
+
+
+def test_unknown_database_urls_are_refused_with_the_accepted_forms(tmp_path):
+    for url, word in (("mysql://x/y", "unknown database URL scheme"), ("sqlite://jobs.db", "sqlite:///")):
+        with pytest.raises(ValueError, match=word):
+            open_queue(url, tmp_path)

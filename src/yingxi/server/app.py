@@ -22,9 +22,9 @@ from yingxi import __version__
 from yingxi.server import ark, films, videos
 from yingxi.server.common import Context, ctx, tenant_of
 from yingxi.server.http_errors import ApiError, error_response, param_path
-from yingxi.server.keys import check_signature, secret_for
+from yingxi.server.keys import check_signature, signing_secret
 from yingxi.server.settings import ServerSettings
-from yingxi.server.store import JobStatus, JobStore
+from yingxi.server.store import JobStatus, open_queue
 from yingxi.server.views import OUTPUT_FILES
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -133,9 +133,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
     app = FastAPI(title="yingxi", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json",
                   redoc_url=None)  # fmt: skip
-    app.state.ctx = Context(
-        settings=settings, store=JobStore(settings.db_path), secret=secret_for(settings.data_dir)
-    )
+    store = open_queue(settings.database_url, settings.data_dir)
+    app.state.ctx = Context(settings=settings, store=store, secret=signing_secret(store, settings.data_dir))
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):

@@ -22,7 +22,7 @@ from yingxi.server.http_errors import ApiError, param_path
 from yingxi.server.inputs import Inputs, Upload, validated_film
 from yingxi.server.keys import hash_key
 from yingxi.server.settings import ServerSettings
-from yingxi.server.store import Job, JobStore, QuotaExceeded, new_job_id
+from yingxi.server.store import Job, JobQueue, QuotaExceeded, new_job_id
 from yingxi.server.views import UrlFor, signed_url_maker
 
 MAX_PARTS = 32  # multipart parts per request (files + fields)
@@ -33,7 +33,7 @@ ARK_QUEUE_SECONDS = 48 * 3600  # Ark's default execution_expires_after
 @dataclass
 class Context:
     settings: ServerSettings
-    store: JobStore
+    store: JobQueue
     secret: bytes
 
     _backend: Any = None

@@ -10,7 +10,8 @@ import secrets
 from pathlib import Path
 
 from yingxi.errors import InputError
-from yingxi.server.store import JobStore
+from yingxi.server.jobs import JobQueue
+from yingxi.server.store import open_queue
 
 KEY_PREFIX = "yx-"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -20,15 +21,16 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(data_dir: str | Path, name: str) -> str:
-    """A new key for tenant `name` (keys with the same name share that tenant's tasks). Prints nothing."""
+def create_key(data_dir: str | Path, name: str, database_url: str | None = None) -> str:
+    """A new key for tenant `name` (keys with the same name share that tenant's tasks), kept in the job
+    database (`database_url`, or data_dir/jobs.db). Prints nothing."""
     if not NAME_RE.match(name or ""):
         raise InputError(
             "a key name is 1-64 letters, digits, '_', '-', '.', '@', starting with a letter or digit",
             field="name",
         )
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    store = JobStore(Path(data_dir) / "jobs.db")
+    store = open_queue(database_url, Path(data_dir))
     try:
         store.add_key(hash_key(key), tenant=name, name=name)
     finally:
@@ -56,6 +58,14 @@ def secret_for(data_dir: Path) -> bytes:
         finally:
             tmp.unlink(missing_ok=True)
     return path.read_bytes()
+
+
+def signing_secret(store: JobQueue, data_dir: Path) -> bytes:
+    """The secret signing file URLs: in the shared database when there is one (every API server then
+    verifies the links any of them handed out), else in data_dir/secret."""
+    if not store.shared:
+        return secret_for(data_dir)
+    return bytes.fromhex(store.setting("url_signing_secret", lambda: secrets.token_hex(32)))
 
 
 def sign(secret: bytes, resource: str, expires: int) -> str:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import secrets
 import shutil
 import signal
+import socket
 import threading
 import time
 
 from yingxi.server.settings import ServerSettings
-from yingxi.server.store import JobStore
+from yingxi.server.store import open_queue
 
 log = logging.getLogger("yingxi.server")
 
@@ -24,7 +26,8 @@ class Supervisor:
         self.settings = settings
         self.interval = interval
         self.expire_every = expire_every
-        self.store = JobStore(settings.db_path)
+        self.store = open_queue(settings.database_url, settings.data_dir)
+        self.names: list[str | None] = [None] * settings.workers  # host:pid:nonce of each child
         self.mp = multiprocessing.get_context("spawn")
         self.workers: list = [None] * settings.workers
         self._stop = threading.Event()
@@ -38,15 +41,20 @@ class Supervisor:
         from yingxi.server.worker import worker_main
 
         self._started[index] = time.monotonic()
-        p = self.mp.Process(target=worker_main, args=(self.settings.to_dict(), index, os.getpid()),
+        nonce = secrets.token_hex(4)
+        p = self.mp.Process(target=worker_main, args=(self.settings.to_dict(), index, os.getpid(), nonce),
                             name=f"yingxi-worker-{index}", daemon=True)  # fmt: skip
         p.start()
+        self.names[index] = f"{socket.gethostname()}:{p.pid}:{nonce}"
         log.info("started worker %d (pid %d)", index, p.pid)
         return p
 
     def start(self) -> None:
-        # Nothing of ours runs yet: jobs left running by a previous server (crash) go back to the queue.
-        requeued = self.store.recover(lease_seconds=0, ttl_seconds=self._ttl, all_running=True)
+        # Nothing of ours runs yet: on a store of this machine alone, jobs left running by a previous server
+        # (crash) go back to the queue now; on a shared one other machines' workers may hold them, so only
+        # expired leases count (the supervisor's regular recovery).
+        requeued = self.store.recover(lease_seconds=self.settings.lease_seconds, ttl_seconds=self._ttl,
+                                      all_running=not self.store.shared)  # fmt: skip
         if requeued:
             log.info("requeued %d jobs left running by the previous server", len(requeued))
         orphans = self.remove_orphans()
@@ -75,7 +83,7 @@ class Supervisor:
                 continue
             if p.pid not in self._reported:
                 self._reported.add(p.pid)
-                dead.append(p.pid)
+                dead.append(self.names[i])
                 # A worker that dies soon after starting (bad model path, broken GPU) is restarted with
                 # growing pauses instead of in a tight loop.
                 quick = now - self._started[i] < 10.0
@@ -87,7 +95,7 @@ class Supervisor:
             if now >= self._restart_at[i]:
                 self.workers[i] = self._spawn(i)
         touched = self.store.recover(lease_seconds=self.settings.lease_seconds, ttl_seconds=self._ttl,
-                                     dead_pids=dead)  # fmt: skip
+                                     dead_workers=dead)  # fmt: skip
         if touched:
             log.warning("requeued or failed jobs of stopped workers: %s", ", ".join(touched))
         self._since_expire += self.interval
@@ -118,7 +126,7 @@ class Supervisor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        pids = [p.pid for p in self.workers if p is not None]
+        names = [n for n, p in zip(self.names, self.workers, strict=True) if p is not None and n]
         for p in self.workers:
             if p is not None and p.is_alive():
                 p.terminate()
@@ -128,7 +136,7 @@ class Supervisor:
                 if p.is_alive():
                     p.kill()
                     p.join(timeout=5)
-        released = self.store.release(pids)
+        released = self.store.release(names)
         if released:
             log.info("requeued %d running jobs for the next start", len(released))
 

@@ -48,6 +48,7 @@ class ServerSettings:
     allow_private_urls: bool = False  # let those two reach loopback/private/link-local hosts (LAN only)
     output_ttl_hours: float = 24.0 * 7  # finished outputs are deleted (status "expired") after this
     public_url: str | None = None  # base of the URLs we hand out; None: taken from each request
+    database_url: str | None = None  # sqlite:///PATH or postgresql://...; None: data_dir/jobs.db
     cors_origins: tuple[str, ...] = ()  # extra origins allowed to call the API from a browser
     max_attempts: int = 3  # a job whose worker dies this many times fails
     lease_seconds: float = 30.0  # a running job without a heartbeat for this long is requeued

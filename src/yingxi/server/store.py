@@ -1,41 +1,29 @@
-"""The persistent job store: one SQLite table of jobs (WAL), claimed by workers under a lease token.
+"""Job stores behind the `JobQueue` protocol: the SQL both dialects share, and SQLite (WAL) for one machine.
 
-A job is never lost: it is written before the request is answered, and a running job whose worker
-dies (lease expired or pid gone) goes back to the queue, up to `max_attempts`. A job never completes
-twice: every write a worker makes is guarded by its lease token, so a late zombie changes nothing.
+`SqlJobQueue` holds every query once, written with `?` placeholders; a dialect supplies connections,
+the write transaction and a few words (PostgreSQL, in `store_pg.py`, claims with FOR UPDATE SKIP LOCKED
+and wakes idle workers with LISTEN/NOTIFY). `open_queue(url)` picks one from a database URL.
 """
 
 from __future__ import annotations
 
-import enum
+import dataclasses
 import json
-import os
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from yingxi.server.jobs import Job, JobQueue, JobStatus, QuotaExceeded, new_job_id, pid_alive, worker_id
 
-class JobStatus(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
+__all__ = ["Job", "JobQueue", "JobStatus", "JobStore", "QuotaExceeded", "SqlJobQueue", "SqliteJobQueue",
+           "new_job_id", "open_queue", "pid_alive", "worker_id"]  # fmt: skip
 
-    @property
-    def finished(self) -> bool:
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
-
-
-class QuotaExceeded(Exception):
-    """The tenant already has as many unfinished tasks as it may."""
-
+COLUMNS = ", ".join(f.name for f in dataclasses.fields(Job))
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -45,24 +33,24 @@ CREATE TABLE IF NOT EXISTS jobs (
     model TEXT NOT NULL,
     request TEXT NOT NULL,            -- JSON: the normalised request the worker renders from
     status TEXT NOT NULL,
-    progress REAL NOT NULL DEFAULT 0, -- fraction of the film done, [0, 1]
+    progress {real} NOT NULL DEFAULT 0, -- fraction of the film done, [0, 1]
     current_shot INTEGER NOT NULL DEFAULT 0,
     total_shots INTEGER NOT NULL DEFAULT 0,
     message TEXT NOT NULL DEFAULT '',
     attempts INTEGER NOT NULL DEFAULT 0,
     max_attempts INTEGER NOT NULL,
     lease TEXT,                       -- token of the worker that holds the job while running
-    worker_pid INTEGER,
-    heartbeat_at REAL,
+    worker TEXT,                      -- host:pid:nonce of that worker
+    heartbeat_at {real},
     error_code TEXT,
     error_message TEXT,
     result TEXT,                      -- JSON: output files and what was rendered
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    expires_at REAL,                  -- outputs deleted after this (finished jobs)
-    queue_deadline REAL               -- a job still queued or running after this expires (Ark's
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL,
+    started_at {real},
+    finished_at {real},
+    expires_at {real},                -- outputs deleted after this (finished jobs)
+    queue_deadline {real}             -- a job still queued or running after this expires (Ark's
                                       -- execution_expires_after); its worker loses the lease
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
@@ -71,97 +59,52 @@ CREATE TABLE IF NOT EXISTS api_keys (
     hash TEXT PRIMARY KEY,            -- SHA-256 hex of the key; the key itself is never stored
     tenant TEXT NOT NULL,
     name TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (   -- values every API server shares (the URL-signing secret)
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 """
 
-ID_PREFIX = {"ark": "cgt", "openai": "video", "film": "film"}
 
+class SqlJobQueue:
+    """Every query of the job store, for any DB-API connection with `?` placeholders (see `_q`)."""
 
-@dataclass(frozen=True)
-class Job:
-    id: str
-    tenant: str
-    kind: str
-    model: str
-    request: dict[str, Any]
-    status: JobStatus
-    progress: float
-    current_shot: int
-    total_shots: int
-    message: str
-    attempts: int
-    max_attempts: int
-    lease: str | None
-    worker_pid: int | None
-    heartbeat_at: float | None
-    error_code: str | None
-    error_message: str | None
-    result: dict[str, Any] | None
-    created_at: float
-    updated_at: float
-    started_at: float | None
-    finished_at: float | None
-    expires_at: float | None
-    queue_deadline: float | None
+    shared = False
+    greatest = "MAX"  # the two-argument maximum of the dialect
+    lock_rows = ""  # appended to the claim's SELECT
 
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Job:
-        d = dict(row)
-        d["request"] = json.loads(d["request"])
-        d["result"] = json.loads(d["result"]) if d["result"] else None
-        d["status"] = JobStatus(d["status"])
-        return cls(**d)
-
-
-def new_job_id(kind: str) -> str:
-    """Ark-like ids: cgt-20250331175019-1f2e3d4c (time first, so ids sort by creation)."""
-    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    return f"{ID_PREFIX.get(kind, 'task')}-{stamp}-{secrets.token_hex(4)}"
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class JobStore:
-    """Thread-safe (one connection per thread) and process-safe (SQLite locking, BEGIN IMMEDIATE)."""
-
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._local = threading.local()
-        self._db().executescript(SCHEMA)
 
-    # -- connections ---------------------------------------------------------------------------
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            self._local.db = db
-        return db
+    # -- what a dialect supplies ---------------------------------------------------------------------
+    def _db(self) -> Any:
+        raise NotImplementedError
 
-    def _write(self) -> _Transaction:
-        return _Transaction(self._db())
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        raise NotImplementedError
+        yield
+
+    def _q(self, sql: str) -> str:
+        return sql
+
+    def _notify(self, db: Any) -> None:
+        """Tell idle workers a job was queued (inside the creating transaction)."""
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Return when a job may have been queued, or after `timeout` seconds."""
+        time.sleep(timeout)
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        raise NotImplementedError
+
+    def _exec(self, db: Any, sql: str, args: Iterable[Any] = ()) -> Any:
+        return db.execute(self._q(sql), tuple(args))
+
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        return self._exec(self._db(), sql, args).fetchone()
 
     # -- API side ------------------------------------------------------------------------------
     def create(
@@ -181,28 +124,32 @@ class JobStore:
         job_id = job_id or new_job_id(kind)
         with self._write() as db:
             if max_unfinished is not None:
-                (open_jobs,) = db.execute(
-                    "SELECT COUNT(*) FROM jobs WHERE tenant=? AND status IN ('queued','running')", (tenant,)
+                row = self._exec(
+                    db,
+                    "SELECT COUNT(*) AS n FROM jobs WHERE tenant=? AND status IN ('queued','running')",
+                    (tenant,),
                 ).fetchone()
-                if open_jobs >= max_unfinished:
+                if row["n"] >= max_unfinished:
                     raise QuotaExceeded(
-                        f"{open_jobs} tasks are already queued or running (at most {max_unfinished})"
+                        f"{row['n']} tasks are already queued or running (at most {max_unfinished})"
                     )
-            db.execute(
+            self._exec(
+                db,
                 "INSERT INTO jobs (id, tenant, kind, model, request, status, max_attempts, created_at, updated_at,"
                 " queue_deadline) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (job_id, tenant, kind, model, json.dumps(request), JobStatus.QUEUED.value, max_attempts, now, now,
                  now + queue_seconds if queue_seconds else None),
             )  # fmt: skip
+            self._notify(db)
         job = self.get(job_id)
         assert job is not None
         return job
 
     def get(self, job_id: str, tenant: str | None = None) -> Job | None:
-        sql, args = "SELECT * FROM jobs WHERE id=?", [job_id]
+        sql, args = f"SELECT {COLUMNS} FROM jobs WHERE id=?", [job_id]
         if tenant is not None:
             sql, args = sql + " AND tenant=?", args + [tenant]
-        row = self._db().execute(sql, args).fetchone()
+        row = self._one(sql, args)
         return Job.from_row(row) if row else None
 
     def list(
@@ -230,13 +177,14 @@ class JobStore:
         order = "DESC" if newest_first else "ASC"
         cond = " AND ".join(where)
         db = self._db()
-        (total,) = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {cond}", args).fetchone()
+        total = self._exec(db, f"SELECT COUNT(*) AS n FROM jobs WHERE {cond}", args).fetchone()["n"]
         if after is not None:  # cursor paging: the rows past `after` in this order
             cmp = "<" if newest_first else ">"
             cond += f" AND (created_at, id) {cmp} (SELECT created_at, id FROM jobs WHERE id=?)"
             args = args + [after]
-        rows = db.execute(
-            f"SELECT * FROM jobs WHERE {cond} ORDER BY created_at {order}, id {order} LIMIT ? OFFSET ?",
+        rows = self._exec(
+            db,
+            f"SELECT {COLUMNS} FROM jobs WHERE {cond} ORDER BY created_at {order}, id {order} LIMIT ? OFFSET ?",
             args + [limit, offset],
         ).fetchall()
         return [Job.from_row(r) for r in rows], total
@@ -245,7 +193,8 @@ class JobStore:
         """Queued or running -> cancelled (a running worker notices at its next heartbeat)."""
         now = self.clock()
         with self._write() as db:
-            db.execute(
+            self._exec(
+                db,
                 "UPDATE jobs SET status='cancelled', lease=NULL, updated_at=?, finished_at=?, error_code=?,"
                 " error_message=?, expires_at=? WHERE id=? AND tenant=? AND status IN ('queued','running')",
                 (now, now, "TaskCancelled", "the task was cancelled", now + ttl_seconds, job_id, tenant),
@@ -255,30 +204,33 @@ class JobStore:
     def delete(self, job_id: str, tenant: str) -> bool:
         """Remove a finished job's record (the caller deletes its files)."""
         with self._write() as db:
-            cur = db.execute(
+            cur = self._exec(
+                db,
                 "DELETE FROM jobs WHERE id=? AND tenant=? AND status NOT IN ('queued','running')",
                 (job_id, tenant),
             )
             return cur.rowcount == 1
 
     # -- worker side ---------------------------------------------------------------------------
-    def claim(self, pid: int) -> tuple[Job, str] | None:
+    def claim(self, worker: str) -> tuple[Job, str] | None:
         """Take the oldest queued job atomically; returns it with the lease token that guards it."""
-        if self._db().execute("SELECT 1 FROM jobs WHERE status='queued' LIMIT 1").fetchone() is None:
+        if self._one("SELECT 1 AS one FROM jobs WHERE status='queued' LIMIT 1") is None:
             return None  # the common idle case, without taking the write lock
         now = self.clock()
         lease = secrets.token_hex(8)
         with self._write() as db:
-            row = db.execute(
-                "SELECT id FROM jobs WHERE status='queued' ORDER BY created_at, id LIMIT 1"
+            row = self._exec(
+                db,
+                f"SELECT id FROM jobs WHERE status='queued' ORDER BY created_at, id LIMIT 1{self.lock_rows}",
             ).fetchone()
             if row is None:
                 return None
-            cur = db.execute(
-                "UPDATE jobs SET status='running', lease=?, worker_pid=?, heartbeat_at=?, attempts=attempts+1,"
+            cur = self._exec(
+                db,
+                "UPDATE jobs SET status='running', lease=?, worker=?, heartbeat_at=?, attempts=attempts+1,"
                 " started_at=COALESCE(started_at, ?), updated_at=?, progress=0, current_shot=0, message=''"
                 " WHERE id=? AND status='queued'",
-                (lease, pid, now, now, now, row["id"]),
+                (lease, worker, now, now, now, row["id"]),
             )
             if cur.rowcount != 1:
                 return None
@@ -288,11 +240,11 @@ class JobStore:
 
     def heartbeat(self, job_id: str, lease: str) -> bool:
         """False when the job is no longer ours (cancelled, requeued, deleted): stop working on it."""
-        now = self.clock()
         with self._write() as db:
-            cur = db.execute(
+            cur = self._exec(
+                db,
                 "UPDATE jobs SET heartbeat_at=? WHERE id=? AND lease=? AND status='running'",
-                (now, job_id, lease),
+                (self.clock(), job_id, lease),
             )
             return cur.rowcount == 1
 
@@ -301,7 +253,8 @@ class JobStore:
     ) -> bool:
         now = self.clock()
         with self._write() as db:
-            cur = db.execute(
+            cur = self._exec(
+                db,
                 "UPDATE jobs SET progress=?, current_shot=?, total_shots=?, message=?, heartbeat_at=?, updated_at=?"
                 " WHERE id=? AND lease=? AND status='running'",
                 (min(max(fraction, 0.0), 1.0), shot, total, message[:200], now, now, job_id, lease),
@@ -311,11 +264,12 @@ class JobStore:
     def finish(
         self, job_id: str, lease: str, result: dict[str, Any], ttl_seconds: float, publish: Callable[[], None]
     ) -> bool:
-        """Mark succeeded and call `publish` (the atomic rename of the outputs) inside the same write lock,
-        only when we still hold the lease; False (nothing published) when a zombie tries."""
+        """Mark succeeded and call `publish` (the atomic rename of the outputs) inside the same write
+        transaction, only when we still hold the lease; False (nothing published) when a zombie tries."""
         now = self.clock()
         with self._write() as db:
-            cur = db.execute(
+            cur = self._exec(
+                db,
                 "UPDATE jobs SET status='succeeded', result=?, progress=1, lease=NULL, updated_at=?, finished_at=?,"
                 " expires_at=?, message='done' WHERE id=? AND lease=? AND status='running'",
                 (json.dumps(result), now, now, now + ttl_seconds, job_id, lease),
@@ -331,46 +285,51 @@ class JobStore:
         """Failed for good, or back to the queue when `retry` and attempts remain."""
         now = self.clock()
         with self._write() as db:
-            row = db.execute(
-                "SELECT attempts, max_attempts FROM jobs WHERE id=? AND lease=? AND status='running'",
+            row = self._exec(
+                db,
+                f"SELECT attempts, max_attempts FROM jobs WHERE id=? AND lease=? AND status='running'{self.lock_rows}",
                 (job_id, lease),
             ).fetchone()
             if row is None:
                 return False
             if retry and row["attempts"] < row["max_attempts"]:
-                db.execute(
-                    "UPDATE jobs SET status='queued', lease=NULL, worker_pid=NULL, updated_at=?, message=? WHERE id=?",
-                    (now, f"retrying after: {message}"[:200], job_id),
-                )
+                self._requeue(db, job_id, f"retrying after: {message}", now)
             else:
                 self._fail_row(db, job_id, code, message, now, ttl_seconds)
             return True
 
-    @staticmethod
-    def _fail_row(
-        db: sqlite3.Connection, job_id: str, code: str, message: str, now: float, ttl: float
-    ) -> None:
-        db.execute(
+    def _requeue(self, db: Any, job_id: str, message: str, now: float) -> None:
+        self._exec(
+            db,
+            "UPDATE jobs SET status='queued', lease=NULL, worker=NULL, updated_at=?, message=? WHERE id=?",
+            (now, message[:200], job_id),
+        )
+        self._notify(db)
+
+    def _fail_row(self, db: Any, job_id: str, code: str, message: str, now: float, ttl: float) -> None:
+        self._exec(
+            db,
             "UPDATE jobs SET status='failed', lease=NULL, error_code=?, error_message=?, updated_at=?, finished_at=?,"
             " expires_at=? WHERE id=?",
             (code, message, now, now, now + ttl, job_id),
         )
 
     # -- supervisor side ---------------------------------------------------------------------------
-    def recover(self, *, lease_seconds: float, ttl_seconds: float, dead_pids: Iterable[int] = (),
+    def recover(self, *, lease_seconds: float, ttl_seconds: float, dead_workers: Iterable[str] = (),
                 all_running: bool = False) -> list[str]:  # fmt: skip
-        """Requeue running jobs whose worker is gone (pid in dead_pids, pid not alive, lease expired, or
-        every running job when `all_running`, at startup); fail those that used up their attempts."""
+        """Requeue running jobs whose lease expired (no heartbeat for `lease_seconds`) or whose worker is
+        in `dead_workers` (names a supervisor saw die), or every running job when `all_running` (a
+        single-machine store at startup); fail those that used up their attempts."""
         now = self.clock()
-        dead = set(dead_pids)
+        dead = set(dead_workers)
         touched = []
         with self._write() as db:
-            for row in db.execute("SELECT * FROM jobs WHERE status='running'").fetchall():
+            rows = self._exec(
+                db, f"SELECT {COLUMNS} FROM jobs WHERE status='running'{self.lock_rows}"
+            ).fetchall()
+            for row in rows:
                 gone = (
-                    all_running
-                    or row["worker_pid"] in dead
-                    or not pid_alive(row["worker_pid"])
-                    or (row["heartbeat_at"] or 0) < now - lease_seconds
+                    all_running or row["worker"] in dead or (row["heartbeat_at"] or 0) < now - lease_seconds
                 )
                 if not gone:
                     continue
@@ -379,29 +338,32 @@ class JobStore:
                     msg = f"the worker stopped during each of {row['attempts']} attempts; giving up"
                     self._fail_row(db, row["id"], "InternalServiceError", msg, now, ttl_seconds)
                 else:
-                    db.execute(
-                        "UPDATE jobs SET status='queued', lease=NULL, worker_pid=NULL, updated_at=?, message=?"
-                        " WHERE id=?",
-                        (now, f"requeued: the worker stopped during attempt {row['attempts']}", row["id"]),
+                    self._requeue(
+                        db, row["id"], f"requeued: the worker stopped during attempt {row['attempts']}", now
                     )
         return touched
 
-    def release(self, pids: Iterable[int]) -> list[str]:
+    def release(self, workers: Iterable[str]) -> list[str]:
         """Requeue the running jobs of workers we stopped on purpose (a graceful shutdown); the attempt
         they were on is not counted against the job."""
-        now = self.clock()
-        pids = list(pids)
-        if not pids:
+        workers = list(workers)
+        if not workers:
             return []
-        marks = ",".join("?" * len(pids))
+        now = self.clock()
+        marks = ",".join("?" * len(workers))
         with self._write() as db:
-            rows = db.execute(f"SELECT id FROM jobs WHERE status='running' AND worker_pid IN ({marks})", pids)
-            ids = [r["id"] for r in rows.fetchall()]
-            db.execute(
-                "UPDATE jobs SET status='queued', lease=NULL, worker_pid=NULL, attempts=MAX(attempts-1, 0),"
-                f" updated_at=?, message='requeued: the server stopped' WHERE status='running' AND worker_pid IN ({marks})",
-                [now, *pids],
+            rows = self._exec(
+                db, f"SELECT id FROM jobs WHERE status='running' AND worker IN ({marks})", workers
             )
+            ids = [r["id"] for r in rows.fetchall()]
+            self._exec(
+                db,
+                f"UPDATE jobs SET status='queued', lease=NULL, worker=NULL, attempts={self.greatest}(attempts-1, 0),"
+                f" updated_at=?, message='requeued: the server stopped' WHERE status='running' AND worker IN ({marks})",
+                [now, *workers],
+            )
+            if ids:
+                self._notify(db)
         return ids
 
     def expire(self) -> list[Job]:
@@ -410,14 +372,16 @@ class JobStore:
         lease gone and stops). Returns them (the caller deletes files)."""
         now = self.clock()
         with self._write() as db:
-            rows = db.execute(
-                "SELECT * FROM jobs WHERE (status IN ('succeeded','failed','cancelled') AND expires_at < ?)"
-                " OR (status IN ('queued','running') AND queue_deadline < ?)",
+            rows = self._exec(
+                db,
+                f"SELECT {COLUMNS} FROM jobs WHERE (status IN ('succeeded','failed','cancelled') AND expires_at < ?)"
+                f" OR (status IN ('queued','running') AND queue_deadline < ?){self.lock_rows}",
                 (now, now),
             ).fetchall()
             for row in rows:
                 status = row["status"] if row["status"] in ("failed", "cancelled") else "expired"
-                db.execute(
+                self._exec(
+                    db,
                     "UPDATE jobs SET status=?, lease=NULL, updated_at=?, finished_at=COALESCE(finished_at, ?),"
                     " expires_at=NULL WHERE id=?",
                     (status, now, now, row["id"]),
@@ -425,30 +389,93 @@ class JobStore:
         return [Job.from_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        """Jobs per status, for the health endpoint."""
-        rows = self._db().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+        """Jobs per status, for the health endpoint and the metrics."""
+        rows = self._exec(self._db(), "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
         return {r["status"]: r["n"] for r in rows}
 
-    # -- API keys ------------------------------------------------------------------------------
+    # -- API keys and shared settings ----------------------------------------------------------------
     def add_key(self, key_hash: str, tenant: str, name: str) -> None:
         with self._write() as db:
-            db.execute("INSERT INTO api_keys VALUES (?,?,?,?)", (key_hash, tenant, name, self.clock()))
+            self._exec(db, "INSERT INTO api_keys VALUES (?,?,?,?)", (key_hash, tenant, name, self.clock()))
 
     def tenant_for(self, key_hash: str) -> str | None:
-        row = self._db().execute("SELECT tenant FROM api_keys WHERE hash=?", (key_hash,)).fetchone()
+        row = self._one("SELECT tenant FROM api_keys WHERE hash=?", (key_hash,))
         return row["tenant"] if row else None
 
+    def setting(self, name: str, default: Callable[[], str]) -> str:
+        """The shared value called `name`, set to `default()` by whichever server asks first."""
+        row = self._one("SELECT value FROM settings WHERE name=?", (name,))
+        if row is not None:
+            return row["value"]
+        with self._write() as db:
+            self._exec(
+                db, "INSERT INTO settings VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, default())
+            )
+        return self._one("SELECT value FROM settings WHERE name=?", (name,))["value"]
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): the write lock is taken up front, so two claims
-    can never both see the same queued row."""
 
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
+class SqliteJobQueue(SqlJobQueue):
+    """One machine: thread-safe (one connection per thread) and process-safe (SQLite locking, BEGIN
+    IMMEDIATE takes the write lock up front, so two claims can never both see the same queued row)."""
 
-    def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
+        super().__init__(clock)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        db = self._db()
+        db.executescript(SCHEMA.format(real="REAL"))
+        columns = {r["name"] for r in db.execute("PRAGMA table_info(jobs)").fetchall()}
+        if "worker" not in columns:  # a store written before workers had names
+            db.execute("ALTER TABLE jobs ADD COLUMN worker TEXT")
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+JobStore = SqliteJobQueue  # the name the single-machine server has always used
+
+
+def open_queue(url: str | None, data_dir: Path, clock: Callable[[], float] = time.time) -> JobQueue:
+    """The job store a `--database-url` names: sqlite:///PATH, postgresql://..., or None for
+    `data_dir/jobs.db`. An unknown scheme is a ValueError naming the accepted ones."""
+    if not url:
+        return SqliteJobQueue(Path(data_dir) / "jobs.db", clock)
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        rest = url.split(":", 1)[1]
+        if not rest.startswith("///") or len(rest) == 3:  # sqlite:///relative.db, sqlite:////absolute.db
+            raise ValueError(
+                "write a SQLite database URL as sqlite:///relative/jobs.db or sqlite:////abs/jobs.db"
+            )
+        return SqliteJobQueue(Path(rest[3:]), clock)
+    if scheme in ("postgresql", "postgres"):
+        from yingxi.server.store_pg import PostgresJobQueue
+
+        return PostgresJobQueue(url, clock)
+    raise ValueError(f'unknown database URL scheme "{scheme}"; accepted: sqlite:///PATH, postgresql://...')

@@ -8,6 +8,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -16,9 +17,9 @@ from typing import Any
 from yingxi.errors import InputError
 from yingxi.server.callbacks import CallbackSender
 from yingxi.server.common import public_message
-from yingxi.server.keys import secret_for
+from yingxi.server.keys import signing_secret
 from yingxi.server.settings import ServerSettings
-from yingxi.server.store import Job, JobStore
+from yingxi.server.store import Job, open_queue, worker_id
 
 log = logging.getLogger("yingxi.worker")
 
@@ -60,12 +61,15 @@ def door_backend(settings: ServerSettings):
 
 
 class Worker:
-    def __init__(self, settings: ServerSettings, index: int = 0, parent_pid: int | None = None):
+    def __init__(
+        self, settings: ServerSettings, index: int = 0, parent_pid: int | None = None, name: str | None = None
+    ):
         self.settings = settings
         self.index = index
         self.parent_pid = parent_pid
-        self.store = JobStore(settings.db_path)
+        self.store = open_queue(settings.database_url, settings.data_dir)
         self.pid = os.getpid()
+        self.name = name or worker_id()  # host:pid:nonce; a supervisor names its children to know them
         self._backend = None
         self.stopping = threading.Event()
         self._callbacks: CallbackSender | None = None  # started with the first callback
@@ -84,11 +88,11 @@ class Worker:
         log.info("worker %d (pid %d) ready, backend %s", self.index, self.pid, self.settings.backend)
         while not self.stopping.is_set() and not self.orphaned():
             if not self.run_once():
-                time.sleep(self.settings.poll_seconds)
+                self.store.wait_for_work(self.settings.poll_seconds)
 
     def run_once(self) -> bool:
         """Claim and render one job; False when the queue was empty."""
-        claimed = self.store.claim(self.pid)
+        claimed = self.store.claim(self.name)
         if claimed is None:
             return False
         job, lease = claimed
@@ -179,7 +183,9 @@ class Worker:
             return
         from yingxi.server.views import ark_task, signed_url_maker
 
-        url_for = signed_url_maker(job.request.get("base_url", ""), secret_for(self.settings.data_dir))
+        url_for = signed_url_maker(
+            job.request.get("base_url", ""), signing_secret(self.store, self.settings.data_dir)
+        )
         if self._callbacks is None:
             self._callbacks = CallbackSender(self.settings.allow_private_urls)
         self._callbacks.submit(job_id, job.request["api"]["callback_url"], ark_task(job, url_for))
@@ -190,11 +196,14 @@ class Worker:
             self._callbacks.close(timeout)
 
 
-def worker_main(settings_dict: dict[str, Any], index: int, parent_pid: int | None) -> None:
+def worker_main(
+    settings_dict: dict[str, Any], index: int, parent_pid: int | None, nonce: str | None = None
+) -> None:
     """Entry point of a spawned worker process."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us with SIGTERM
-    worker = Worker(ServerSettings.from_dict(settings_dict), index, parent_pid)
+    name = worker_id() if nonce is None else f"{socket.gethostname()}:{os.getpid()}:{nonce}"
+    worker = Worker(ServerSettings.from_dict(settings_dict), index, parent_pid, name)
     try:
         worker.run_forever()
     finally:
