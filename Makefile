@@ -32,7 +32,7 @@ system:
 # The tests also drive the web studio in chromium and start a real PostgreSQL (initdb in a temp folder).
 system-test: system
 	@command -v chromium >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  { $(SUDO) apt-get update -qq && $(APT_INSTALL) chromium fonts-dejavu-core postgresql; }
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core postgresql; }
 
 $(VENV)/.venv-created:
 	$(PYTHON) -m venv $(VENV)
