@@ -32,7 +32,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         if "arguments are required: command" in message:  # plain `yingxi`: say what it can do
-            message = "give a command: generate, plan, models, serve or keys (yingxi --help says more)"
+            message = (
+                "give a command: generate, plan, models, serve, worker or keys (yingxi --help says more)"
+            )
         raise InputError(message)
 
 
@@ -107,13 +109,32 @@ def build_parser() -> argparse.ArgumentParser:
                        help="wan: keep components (model) or also transformer blocks (blocks) off the GPU when idle")  # fmt: skip
     serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
     serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
+    _scale_args(serve)
+
+    worker = sub.add_parser("worker", help="render jobs from a shared job database (no API; see serve)")
+    worker.add_argument("--data-dir", type=Path, default=Path("yingxi-data"),
+                        help="the folder every API server and worker shares (inputs and outputs)")  # fmt: skip
+    worker.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
+    worker.add_argument("--model")
+    worker.add_argument("--device", help="torch device (default: cuda:<worker> if present)")
+    worker.add_argument("--gpus", type=int, default=1, help="worker processes here, one per GPU (default 1)")
+    worker.add_argument("--offload", choices=("none", "model", "blocks"), default="none")
+    worker.add_argument("--output-ttl-hours", type=float, default=24.0 * 7)
+    _scale_args(worker)
 
     keys = sub.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
     create = ksub.add_parser("create", help="create an API key (printed once)")
     create.add_argument("--name", required=True)
     create.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
+    _scale_args(create)
     return parser
+
+
+def _scale_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", default=os.environ.get("YINGXI_DATABASE_URL"),
+                   help="the job database: sqlite:///PATH or postgresql://USER@HOST:PORT/DB, shared by every "
+                        "API server and worker (default: DATA_DIR/jobs.db; env YINGXI_DATABASE_URL)")  # fmt: skip
 
 
 def film_from_args(args: argparse.Namespace) -> Film:
@@ -340,6 +361,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             offload=args.offload,
             output_ttl_hours=args.output_ttl_hours,
             public_url=args.public_url,
+            database_url=args.database_url,
         )
     except ValueError as e:
         raise InputError(str(e)) from None
@@ -347,10 +369,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from yingxi.server.runner import run_workers
+    from yingxi.server.settings import ServerSettings
+
+    if args.gpus < 1:
+        raise InputError("--gpus must be at least 1", field="--gpus")
+    try:
+        settings = ServerSettings(data_dir=args.data_dir, backend=args.backend, model=args.model,
+                                  device=args.device, workers=args.gpus, offload=args.offload,
+                                  output_ttl_hours=args.output_ttl_hours, database_url=args.database_url)  # fmt: skip
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    run_workers(settings)
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from yingxi.server.keys import create_key
 
-    print(create_key(args.data_dir, args.name))
+    print(create_key(args.data_dir, args.name, args.database_url))
     return 0
 
 
@@ -360,6 +398,7 @@ COMMANDS = {
     "models": cmd_models,
     "serve": cmd_serve,
     "keys": cmd_keys,
+    "worker": cmd_worker,
 }
 
 

@@ -141,6 +141,22 @@ class Supervisor:
             log.info("requeued %d running jobs for the next start", len(released))
 
 
+def run_workers(settings: ServerSettings) -> None:
+    """`yingxi worker`: settings.workers render processes on this machine, watched and restarted, taking
+    jobs from the shared job database, until SIGINT/SIGTERM (their running jobs then go back to the queue)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    supervisor = Supervisor(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    supervisor.start()
+    log.info("%d workers taking jobs from %s", settings.workers, settings.database_url or settings.db_path)
+    try:
+        stop.wait()
+    finally:
+        supervisor.stop()
+
+
 def run(settings: ServerSettings) -> None:
     """Serve the API on settings.host:port with settings.workers render processes, until SIGINT/SIGTERM."""
     import uvicorn

@@ -42,7 +42,9 @@ class ServerSettings:
     model: str | None = None  # Wan variant name or folder; None: the backend's default
     device: str | None = None  # torch device for neural backends; None: cuda:<worker index> if any, else cpu
     offload: str = "none"  # wan: "none" | "model" (5B on 24 GB) | "blocks" (14B on 24 GB)
-    workers: int = 1  # render processes; one per GPU, or one on CPU
+    workers: int = (
+        1  # render processes; one per GPU, or one on CPU; 0: an API server whose workers run elsewhere
+    )
     allow_url_fetch: bool = False  # fetch http(s) references server-side (SSRF risk: off by default)
     allow_callbacks: bool = False  # POST the task to callback_url when it finishes
     allow_private_urls: bool = False  # let those two reach loopback/private/link-local hosts (LAN only)
@@ -62,8 +64,14 @@ class ServerSettings:
             raise ValueError(f'unknown backend "{self.backend}"; accepted: {", ".join(BACKENDS)}')
         if self.offload not in ("none", "model", "blocks"):
             raise ValueError(f'unknown offload "{self.offload}"; accepted: none, model, blocks')
-        if self.workers < 1:
-            raise ValueError("workers must be at least 1")
+        if self.workers < 0:
+            raise ValueError("workers must be 0 (API only: run `yingxi worker` elsewhere) or more")
+        if self.database_url and self.database_url.split(":", 1)[0].lower() not in (
+            "sqlite",
+            "postgresql",
+            "postgres",
+        ):
+            raise ValueError("--database-url must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
 
     @property
