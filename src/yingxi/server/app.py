@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from yingxi import __version__
-from yingxi.server import ark, films, videos
+from yingxi.server import ark, films, metrics, videos
 from yingxi.server.common import Context, ctx, tenant_of
 from yingxi.server.http_errors import ApiError, error_response, param_path
 from yingxi.server.keys import check_signature, signing_secret
@@ -156,6 +156,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(ark.router)
     app.include_router(videos.router)
     app.include_router(films.router)
+    app.include_router(metrics.router)
 
     @app.get("/api/v1/health")
     def health(request: Request) -> dict:

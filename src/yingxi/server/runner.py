@@ -104,6 +104,7 @@ class Supervisor:
             self.expire()
 
     def expire(self) -> None:
+        self.store.forget_workers(older_than=max(600.0, 10 * self.settings.lease_seconds))
         for job in self.store.expire():
             shutil.rmtree(self.settings.tasks_dir / job.id, ignore_errors=True)
 

@@ -65,7 +65,24 @@ CREATE TABLE IF NOT EXISTS settings (   -- values every API server shares (the U
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS workers (    -- every worker says it is alive, idle or not (readiness, metrics)
+    name TEXT PRIMARY KEY,            -- host:pid:nonce
+    backend TEXT NOT NULL,
+    started_at {real} NOT NULL,
+    heartbeat_at {real} NOT NULL,
+    device_bytes BIGINT               -- accelerator memory the worker's process holds, where known
+);
+CREATE TABLE IF NOT EXISTS shot_timings (
+    job_id TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    seconds {real} NOT NULL,
+    at {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shot_timings_at ON shot_timings (at);
 """
+
+# Upper bounds (seconds) of the duration histograms: an animatic shot takes a second, a Wan film an hour.
+BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 
 
 class SqlJobQueue:
@@ -392,6 +409,65 @@ class SqlJobQueue:
         """Jobs per status, for the health endpoint and the metrics."""
         rows = self._exec(self._db(), "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
         return {r["status"]: r["n"] for r in rows}
+
+    # -- workers and what operations watch ---------------------------------------------------------------
+    def worker_alive(self, name: str, backend: str, device_bytes: int | None = None) -> None:
+        """A worker's heartbeat, idle or not."""
+        now = self.clock()
+        with self._write() as db:
+            self._exec(
+                db,
+                "INSERT INTO workers (name, backend, started_at, heartbeat_at, device_bytes) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (name) DO UPDATE SET heartbeat_at=excluded.heartbeat_at,"
+                " device_bytes=excluded.device_bytes",
+                (name, backend, now, now, device_bytes),
+            )
+
+    def worker_gone(self, name: str) -> None:
+        with self._write() as db:
+            self._exec(db, "DELETE FROM workers WHERE name=?", (name,))
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker that said it was alive, with `age` (seconds since its last heartbeat)."""
+        now = self.clock()
+        rows = self._exec(
+            self._db(), "SELECT name, backend, heartbeat_at, device_bytes FROM workers"
+        ).fetchall()
+        return [{**dict(r), "age": now - r["heartbeat_at"]} for r in rows]
+
+    def forget_workers(self, older_than: float) -> None:
+        """Drop workers silent for `older_than` seconds (killed without saying goodbye)."""
+        with self._write() as db:
+            self._exec(db, "DELETE FROM workers WHERE heartbeat_at < ?", (self.clock() - older_than,))
+
+    def record_shots(self, job_id: str, backend: str, seconds: Iterable[float]) -> None:
+        now = self.clock()
+        with self._write() as db:
+            for s in seconds:
+                self._exec(db, "INSERT INTO shot_timings VALUES (?,?,?,?)", (job_id, backend, float(s), now))
+
+    def histogram(self, what: str) -> tuple[list[tuple[float, int]], float, int]:
+        """(cumulative counts per BUCKETS bound, sum, count) of "job" durations (started -> finished, jobs
+        that succeeded) or "shot" durations, computed in the database, so every API server reports the same."""
+        expr, source = {
+            "job": ("finished_at - started_at", "jobs WHERE status='succeeded' AND started_at IS NOT NULL"),
+            "shot": ("seconds", "shot_timings WHERE 1=1"),
+        }[what]
+        cases = ", ".join(
+            f"SUM(CASE WHEN {expr} <= {float(b)} THEN 1 ELSE 0 END) AS b{i}" for i, b in enumerate(BUCKETS)
+        )
+        row = self._one(f"SELECT COUNT(*) AS n, COALESCE(SUM({expr}), 0) AS total, {cases} FROM {source}")
+        buckets = [(b, int(row[f"b{i}"] or 0)) for i, b in enumerate(BUCKETS)]
+        return buckets, float(row["total"]), int(row["n"])
+
+    def retries(self) -> int:
+        """Attempts beyond the first, over every job the store holds."""
+        row = self._one("SELECT COALESCE(SUM(attempts - 1), 0) AS n FROM jobs WHERE attempts > 1")
+        return int(row["n"])
+
+    def ping(self) -> None:
+        """Raise when the database cannot answer."""
+        self._one("SELECT 1 AS one")
 
     # -- API keys and shared settings ----------------------------------------------------------------
     def add_key(self, key_hash: str, tenant: str, name: str) -> None:

@@ -60,6 +60,16 @@ def door_backend(settings: ServerSettings):
     return WanGenerator(settings.model)  # weights load only on first generate(), which never runs here
 
 
+def device_bytes() -> int | None:
+    """Accelerator memory this process holds (torch's CUDA allocator), or None where there is none."""
+    import sys
+
+    torch = sys.modules.get("torch")  # only a worker that already loaded torch can hold device memory
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return int(sum(torch.cuda.memory_reserved(i) for i in range(torch.cuda.device_count())))
+
+
 class Worker:
     def __init__(
         self, settings: ServerSettings, index: int = 0, parent_pid: int | None = None, name: str | None = None
@@ -84,11 +94,26 @@ class Worker:
         """Our supervisor died (kill -9): stop, the next server requeues our job."""
         return self.parent_pid is not None and os.getppid() != self.parent_pid
 
+    def alive(self) -> None:
+        """Tell the store this worker lives (and what accelerator memory it holds, where known)."""
+        try:
+            self.store.worker_alive(self.name, self.settings.backend, device_bytes())
+        except Exception:  # a database hiccup must not stop the worker; the next beat tries again
+            log.warning("worker heartbeat failed", exc_info=True)
+
     def run_forever(self) -> None:
-        log.info("worker %d (pid %d) ready, backend %s", self.index, self.pid, self.settings.backend)
-        while not self.stopping.is_set() and not self.orphaned():
-            if not self.run_once():
-                self.store.wait_for_work(self.settings.poll_seconds)
+        log.info("worker %s (index %d) ready, backend %s", self.name, self.index, self.settings.backend)
+        self.alive()
+        last_beat = time.monotonic()
+        try:
+            while not self.stopping.is_set() and not self.orphaned():
+                if not self.run_once():
+                    self.store.wait_for_work(self.settings.poll_seconds)
+                if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
+                    self.alive()
+                    last_beat = time.monotonic()
+        finally:
+            self.store.worker_gone(self.name)
 
     def run_once(self) -> bool:
         """Claim and render one job; False when the queue was empty."""
@@ -118,16 +143,22 @@ class Worker:
             while not done.wait(settings.heartbeat_seconds):
                 if self.orphaned():
                     os._exit(3)  # nobody to report to; the next server requeues the job
+                self.alive()
                 if not store.heartbeat(job.id, lease):
                     lost.set()
                     return
 
         last_report = [0.0, -1]
+        shot_started, shot_seconds = [time.monotonic(), 0], []
 
         def progress(event: ProgressEvent) -> None:
             if lost.is_set():
                 raise Lost()
             now = time.monotonic()
+            if event.shot != shot_started[1]:  # a shot (1..N) ended when the next phase began
+                if 1 <= shot_started[1] <= event.total_shots:
+                    shot_seconds.append(now - shot_started[0])
+                shot_started[:] = [now, event.shot]
             if now - last_report[0] >= 0.25 or event.shot != last_report[1] or event.fraction >= 1.0:
                 last_report[:] = [now, event.shot]
                 if not store.report_progress(job.id, lease, event.fraction, event.shot, event.total_shots,
@@ -153,6 +184,7 @@ class Worker:
                     os.replace(last, out / "last_frame.png")
 
             if store.finish(job.id, lease, facts, ttl, publish):
+                store.record_shots(job.id, settings.backend, shot_seconds)
                 log.info("job %s succeeded in %.1fs (attempt %d)", job.id, facts["seconds"], job.attempts)
             else:
                 log.warning("job %s was taken from us before it finished; output dropped", job.id)
