@@ -138,3 +138,27 @@ def test_server_crash_and_graceful_restart_lose_no_job(live):
     with live.http(live.alice) as http:
         task = wait_for(lambda: get(http, again), finished, timeout=90)
         assert (task["status"], task["attempts"]) == ("succeeded", 1)
+
+
+def test_a_stopped_worker_is_killed_and_its_job_finished_by_another(live):
+    """SIGSTOP: the process is there but does nothing; after the lease the supervisor kills it."""
+    with live.http(live.alice) as http:
+        task_id = http.post(TASKS, json=body(LONG)).json()["id"]
+        pid = wait_running(live, http, task_id)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: not pid_alive(pid) or _zombie(pid), bool, timeout=60)
+        finally:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGCONT)
+        task = wait_for(lambda: get(http, task_id), finished, timeout=90)
+        assert task["status"] == "succeeded" and task["attempts"] == 2
+        assert int(row(live, task_id)["worker"].split(":")[1]) != pid
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1].startswith("Z")  # killed, not yet reaped by its parent
+    except FileNotFoundError:
+        return True

@@ -333,3 +333,21 @@ def test_unknown_database_urls_are_refused_with_the_accepted_forms(tmp_path):
     for url, word in (("mysql://x/y", "unknown database URL scheme"), ("sqlite://jobs.db", "sqlite:///")):
         with pytest.raises(ValueError, match=word):
             open_queue(url, tmp_path)
+
+
+def test_partial_outputs_of_a_job_that_failed_with_dead_workers_are_removed(tmp_path, queue_url, open_store):
+    settings = ServerSettings(data_dir=tmp_path, database_url=queue_url)
+    store = open_store()
+    job = make(store)
+    out = settings.tasks_dir / job.id / "out"
+    out.mkdir(parents=True)
+    sup = Supervisor(settings)
+    touched = []
+    for attempt in (1, 2, 3):
+        store.claim(f"h:{attempt}:n")
+        (out / f".attempt-{attempt:04x}.mp4.partial-1-2").write_bytes(b"half a film")
+        (out / f"attempt-{attempt:04x}.png").write_bytes(b"x")
+        touched = sup.store.recover(lease_seconds=1e9, ttl_seconds=10, dead_workers=[f"h:{attempt}:n"])
+    assert store.get(job.id).status == JobStatus.FAILED
+    sup.clean_failed(touched)
+    assert list(out.iterdir()) == []

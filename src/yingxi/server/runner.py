@@ -94,14 +94,44 @@ class Supervisor:
                 log.warning("worker %d (pid %d) exited with %s; restarting it", i, p.pid, p.exitcode)
             if now >= self._restart_at[i]:
                 self.workers[i] = self._spawn(i)
+        self.kill_hung()
         touched = self.store.recover(lease_seconds=self.settings.lease_seconds, ttl_seconds=self._ttl,
                                      dead_workers=dead)  # fmt: skip
         if touched:
             log.warning("requeued or failed jobs of stopped workers: %s", ", ".join(touched))
+            self.clean_failed(touched)
         self._since_expire += self.interval
         if self._since_expire >= self.expire_every:
             self._since_expire = 0.0
             self.expire()
+
+    def kill_hung(self) -> list[int]:
+        """SIGKILL our children whose heartbeat is older than the lease (a SIGSTOPped or wholly deadlocked
+        process): they would keep their slot forever. The next step restarts them and requeues the job."""
+        ages = {w["name"]: w["age"] for w in self.store.workers()}
+        killed = []
+        for i, p in enumerate(self.workers):
+            name = self.names[i]
+            if p is None or not p.is_alive() or name not in ages or ages[name] <= self.settings.lease_seconds:
+                continue
+            if time.monotonic() - self._started[i] <= self.settings.lease_seconds:
+                continue  # just started: its first heartbeat may still be on its way
+            log.warning("worker %d (%s) sent no heartbeat for %.0fs; killing it", i, name, ages[name])
+            os.kill(p.pid, signal.SIGKILL)
+            killed.append(p.pid)
+        return killed
+
+    def clean_failed(self, job_ids: list[str]) -> None:
+        """Partial outputs of jobs that failed for good when their workers died (a worker's own cleanup never
+        ran): they would otherwise stay for the output TTL."""
+        for job_id in job_ids:
+            job = self.store.get(job_id)
+            out = self.settings.tasks_dir / job_id / "out"
+            if job is None or job.status.value != "failed" or not out.is_dir():
+                continue
+            for leftover in out.iterdir():
+                if leftover.name.startswith(("attempt-", ".attempt-")):
+                    leftover.unlink(missing_ok=True)
 
     def expire(self) -> None:
         self.store.forget_workers(older_than=max(600.0, 10 * self.settings.lease_seconds))
