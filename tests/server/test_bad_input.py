@@ -151,6 +151,7 @@ def test_queued_tasks_per_tenant_is_429(live):
                 ids.append(r.json()["id"])
             err = assert_error(r, 429, "QuotaExceeded")
             assert "at most 8" in err["message"] and len(ids) >= 8
+            assert int(r.headers["retry-after"]) > 0
         finally:
             for t in ids:
                 bob.delete(f"{TASKS}/{t}")

@@ -351,3 +351,46 @@ def test_partial_outputs_of_a_job_that_failed_with_dead_workers_are_removed(tmp_
     assert store.get(job.id).status == JobStatus.FAILED
     sup.clean_failed(touched)
     assert list(out.iterdir()) == []
+
+
+def test_jobs_per_hour_count_deleted_jobs_and_say_when_to_retry(open_store):
+    from yingxi.server.store import Quota
+
+    clock = Clock(60.0 * 1000)  # on a minute boundary
+    store = open_store(clock)
+    quota = Quota(jobs_per_hour=3)
+    first = make(store, quota=quota)
+    clock.t += 120
+    for _ in range(2):
+        make(store, quota=quota)
+    store.cancel(first.id, "t", 10)
+    assert store.delete(first.id, "t")  # deleting does not give the creation back
+    with pytest.raises(QuotaExceeded, match="3 tasks were created in the last hour") as err:
+        make(store, quota=quota)
+    assert err.value.retry_after == 60 * 61 - 120  # when the first minute leaves the hour
+    make(store, tenant="other", quota=quota)  # per tenant
+    clock.t += err.value.retry_after
+    make(store, quota=quota)  # room again
+
+
+def test_output_bytes_quota_and_row_retention(open_store):
+    from yingxi.server.store import Quota
+
+    clock = Clock()
+    store = open_store(clock)
+    job = make(store)
+    _, lease = store.claim("w1")
+    store.finish(job.id, lease, {"bytes": 5000}, ttl_seconds=100, publish=lambda: None)
+    assert store.get(job.id).output_bytes == 5000
+    with pytest.raises(QuotaExceeded, match="outputs kept"):
+        make(store, quota=Quota(output_bytes=5000))
+    make(store, quota=Quota(output_bytes=5001))
+    clock.t += 101
+    assert [j.id for j in store.expire(retention_seconds=1000)] == [job.id]
+    make(store, quota=Quota(output_bytes=5000))  # expired outputs no longer count
+    clock.t += 500
+    store.expire(retention_seconds=1000)
+    assert store.get(job.id) is not None  # kept for the retention period
+    clock.t += 501
+    store.expire(retention_seconds=1000)
+    assert store.get(job.id) is None  # then the record goes too

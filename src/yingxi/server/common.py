@@ -22,7 +22,7 @@ from yingxi.server.http_errors import ApiError, param_path
 from yingxi.server.inputs import Inputs, Upload, validated_film
 from yingxi.server.keys import hash_key
 from yingxi.server.settings import ServerSettings
-from yingxi.server.store import Job, JobQueue, QuotaExceeded, new_job_id
+from yingxi.server.store import Job, JobQueue, Quota, QuotaExceeded, new_job_id
 from yingxi.server.views import UrlFor, signed_url_maker
 
 MAX_PARTS = 32  # multipart parts per request (files + fields)
@@ -288,10 +288,12 @@ async def submit(
             request_data.update(api=api, base_url=base, facts={**film_facts(film), "notes": notes})
             return c.store.create(tenant=tenant, kind=kind, model=model, request=request_data,
                                   max_attempts=c.settings.max_attempts, max_unfinished=limit,
-                                  queue_seconds=queue_seconds, job_id=job_id)  # fmt: skip
+                                  queue_seconds=queue_seconds, job_id=job_id,
+                                  quota=Quota(c.settings.limits.max_jobs_per_hour,
+                                              c.settings.limits.max_output_bytes_per_tenant))  # fmt: skip
         except QuotaExceeded as e:
             c.remove_files(job_id)
-            raise ApiError(429, f"too many unfinished tasks: {e}; wait for some to finish") from None
+            raise ApiError(429, f"quota reached: {e}", retry_after=e.retry_after) from None
         except BaseException:
             c.remove_files(job_id)
             raise
@@ -299,7 +301,8 @@ async def submit(
     # Refuse early (before decoding references) when the tenant is already at its limit.
     _, open_jobs = c.store.list(tenant, statuses=("queued", "running"), limit=1)
     if open_jobs >= limit:
-        raise ApiError(429, f"too many unfinished tasks: {open_jobs} are queued or running (at most {limit})")
+        raise ApiError(429, f"quota reached: {open_jobs} tasks are queued or running (at most {limit}); wait for "
+                       "some to finish", retry_after=30)  # fmt: skip
     return await run_in_threadpool(work)
 
 

@@ -24,24 +24,30 @@ DEFAULTS = {
 class ApiError(Exception):
     """Raised anywhere in a request; the app turns it into the error body with this status."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 retry_after: int | None = None):  # fmt: skip
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code or DEFAULTS.get(status, DEFAULTS[400])[0]
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429)
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, param=self.param, code=self.code)
+        return error_response(self.status, self.message, param=self.param, code=self.code,
+                              retry_after=self.retry_after)  # fmt: skip
 
 
 def error_response(
-    status: int, message: str, *, param: str | None = None, code: str | None = None
-) -> JSONResponse:
+    status: int, message: str, *, param: str | None = None, code: str | None = None,
+    retry_after: int | None = None,
+) -> JSONResponse:  # fmt: skip
     default_code, kind = DEFAULTS.get(status, ("Error", "invalid_request_error"))
     body = {"error": {"code": code or default_code, "message": message, "param": param, "type": kind}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def param_path(loc: tuple | list) -> str:

@@ -34,7 +34,11 @@ class JobStatus(str, enum.Enum):
 
 
 class QuotaExceeded(Exception):
-    """The tenant already has as many unfinished tasks as it may."""
+    """The tenant is at one of its limits; `retry_after` says in how many seconds to try again."""
+
+    def __init__(self, message: str, retry_after: float = 30.0):
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))
 
 
 ID_PREFIX = {"ark": "cgt", "openai": "video", "film": "film"}
@@ -66,6 +70,7 @@ class Job:
     finished_at: float | None
     expires_at: float | None
     queue_deadline: float | None
+    output_bytes: int | None = None  # bytes of the published outputs (per-tenant storage quota)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -106,6 +111,14 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Quota:
+    """Per-tenant limits checked when a job is created (None: no limit)."""
+
+    jobs_per_hour: int | None = None  # jobs created in the last 60 minutes, deleted ones included
+    output_bytes: int | None = None  # bytes of outputs kept (succeeded, not yet expired or deleted)
+
+
 class JobQueue(Protocol):
     """The durable job store; one test suite runs against every implementation."""
 
@@ -113,7 +126,7 @@ class JobQueue(Protocol):
 
     def create(self, *, tenant: str, kind: str, model: str, request: dict[str, Any], max_attempts: int,
                max_unfinished: int | None = None, queue_seconds: float | None = None,
-               job_id: str | None = None) -> Job: ...  # fmt: skip
+               job_id: str | None = None, quota: Quota | None = None) -> Job: ...  # fmt: skip
     def get(self, job_id: str, tenant: str | None = None) -> Job | None: ...
     def list(self, tenant: str, *, statuses: Iterable[str] = (), ids: Iterable[str] = (),
              model: str | None = None, kinds: Iterable[str] = (), offset: int = 0, limit: int = 20,

@@ -135,7 +135,7 @@ class Supervisor:
 
     def expire(self) -> None:
         self.store.forget_workers(older_than=max(600.0, 10 * self.settings.lease_seconds))
-        for job in self.store.expire():
+        for job in self.store.expire(retention_seconds=self.settings.row_retention_hours * 3600):
             shutil.rmtree(self.settings.tasks_dir / job.id, ignore_errors=True)
 
     def remove_orphans(self, min_age_seconds: float = 3600.0) -> list[str]:

@@ -31,6 +31,8 @@ class Limits:
     resolutions: tuple[str, ...] = ("480p", "720p", "1080p")
     max_fps: int = 30
     max_queued_per_tenant: int = 20  # queued + running tasks of one tenant; one more answers 429
+    max_jobs_per_hour: int = 600  # tasks one tenant may create in 60 minutes (cancelled and deleted count)
+    max_output_bytes_per_tenant: int = 50 * 2**30  # outputs kept for one tenant; past it, new tasks get 429
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class ServerSettings:
     allow_callbacks: bool = False  # POST the task to callback_url when it finishes
     allow_private_urls: bool = False  # let those two reach loopback/private/link-local hosts (LAN only)
     output_ttl_hours: float = 24.0 * 7  # finished outputs are deleted (status "expired") after this
+    row_retention_hours: float = 24.0 * 30  # the records of expired/failed/cancelled tasks, after they end
     public_url: str | None = None  # base of the URLs we hand out; None: taken from each request
     database_url: str | None = None  # sqlite:///PATH or postgresql://...; None: data_dir/jobs.db
     cors_origins: tuple[str, ...] = ()  # extra origins allowed to call the API from a browser

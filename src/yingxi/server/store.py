@@ -18,7 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from yingxi.server.jobs import Job, JobQueue, JobStatus, QuotaExceeded, new_job_id, pid_alive, worker_id
+from yingxi.server.jobs import (
+    Job,
+    JobQueue,
+    JobStatus,
+    Quota,
+    QuotaExceeded,
+    new_job_id,
+    pid_alive,
+    worker_id,
+)
 
 __all__ = ["Job", "JobQueue", "JobStatus", "JobStore", "QuotaExceeded", "SqlJobQueue", "SqliteJobQueue",
            "new_job_id", "open_queue", "pid_alive", "worker_id"]  # fmt: skip
@@ -50,8 +59,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at {real},
     finished_at {real},
     expires_at {real},                -- outputs deleted after this (finished jobs)
-    queue_deadline {real}             -- a job still queued or running after this expires (Ark's
+    queue_deadline {real},            -- a job still queued or running after this expires (Ark's
                                       -- execution_expires_after); its worker loses the lease
+    output_bytes BIGINT               -- bytes of the published outputs
+);
+CREATE TABLE IF NOT EXISTS tenant_usage (  -- jobs created per tenant per minute (rate quota; never deleted
+    tenant TEXT NOT NULL,                  -- with the job, so create-and-delete cannot reset it)
+    minute BIGINT NOT NULL,
+    jobs INTEGER NOT NULL,
+    PRIMARY KEY (tenant, minute)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, created_at);
@@ -135,8 +151,10 @@ class SqlJobQueue:
         max_unfinished: int | None = None,
         queue_seconds: float | None = None,
         job_id: str | None = None,
+        quota: Quota | None = None,
     ) -> Job:
-        """Insert a queued job; QuotaExceeded when the tenant already has max_unfinished open jobs."""
+        """Insert a queued job; QuotaExceeded when the tenant already has max_unfinished open jobs or is at
+        one of its `quota` limits."""
         now = self.clock()
         job_id = job_id or new_job_id(kind)
         with self._write() as db:
@@ -148,8 +166,10 @@ class SqlJobQueue:
                 ).fetchone()
                 if row["n"] >= max_unfinished:
                     raise QuotaExceeded(
-                        f"{row['n']} tasks are already queued or running (at most {max_unfinished})"
+                        f"{row['n']} tasks are already queued or running (at most {max_unfinished}); "
+                        "wait for some to finish"
                     )
+            self._check_quota(db, tenant, quota or Quota(), now)
             self._exec(
                 db,
                 "INSERT INTO jobs (id, tenant, kind, model, request, status, max_attempts, created_at, updated_at,"
@@ -161,6 +181,43 @@ class SqlJobQueue:
         job = self.get(job_id)
         assert job is not None
         return job
+
+    def _check_quota(self, db: Any, tenant: str, quota: Quota, now: float) -> None:
+        minute = int(now // 60)
+        if quota.jobs_per_hour is not None:
+            rows = self._exec(
+                db, "SELECT minute, jobs FROM tenant_usage WHERE tenant=? AND minute > ? ORDER BY minute",
+                (tenant, minute - 60),
+            ).fetchall()  # fmt: skip
+            made = sum(r["jobs"] for r in rows)
+            if made >= quota.jobs_per_hour:
+                # Room comes back when the oldest minutes with jobs in them leave the hour.
+                freed, wait = 0, 60.0
+                for r in rows:
+                    freed += r["jobs"]
+                    if made - freed < quota.jobs_per_hour:
+                        wait = (r["minute"] + 61) * 60 - now
+                        break
+                raise QuotaExceeded(
+                    f"{made} tasks were created in the last hour (at most {quota.jobs_per_hour})", wait
+                )
+        if quota.output_bytes is not None:
+            row = self._exec(
+                db, "SELECT COALESCE(SUM(output_bytes), 0) AS n FROM jobs WHERE tenant=? AND status='succeeded'",
+                (tenant,),
+            ).fetchone()  # fmt: skip
+            if row["n"] >= quota.output_bytes:
+                raise QuotaExceeded(
+                    f"the outputs kept take {row['n'] / 2**20:.0f} MiB (at most {quota.output_bytes / 2**20:.0f} "
+                    "MiB); delete some tasks or wait for their outputs to expire",
+                    3600,
+                )
+        self._exec(
+            db,
+            "INSERT INTO tenant_usage (tenant, minute, jobs) VALUES (?, ?, 1)"
+            " ON CONFLICT (tenant, minute) DO UPDATE SET jobs = tenant_usage.jobs + 1",
+            (tenant, minute),
+        )
 
     def get(self, job_id: str, tenant: str | None = None) -> Job | None:
         sql, args = f"SELECT {COLUMNS} FROM jobs WHERE id=?", [job_id]
@@ -288,8 +345,16 @@ class SqlJobQueue:
             cur = self._exec(
                 db,
                 "UPDATE jobs SET status='succeeded', result=?, progress=1, lease=NULL, updated_at=?, finished_at=?,"
-                " expires_at=?, message='done' WHERE id=? AND lease=? AND status='running'",
-                (json.dumps(result), now, now, now + ttl_seconds, job_id, lease),
+                " expires_at=?, message='done', output_bytes=? WHERE id=? AND lease=? AND status='running'",
+                (
+                    json.dumps(result),
+                    now,
+                    now,
+                    now + ttl_seconds,
+                    int(result.get("bytes") or 0),
+                    job_id,
+                    lease,
+                ),
             )
             if cur.rowcount != 1:
                 return False
@@ -383,12 +448,21 @@ class SqlJobQueue:
                 self._notify(db)
         return ids
 
-    def expire(self) -> list[Job]:
+    def expire(self, retention_seconds: float | None = None) -> list[Job]:
         """Outputs past their expiry: succeeded jobs become `expired`, failed/cancelled ones keep their status;
         jobs still queued or running past their deadline expire too (a running one's worker then finds its
-        lease gone and stops). Returns them (the caller deletes files)."""
+        lease gone and stops). Returns them (the caller deletes files). Records whose outputs are gone are
+        deleted `retention_seconds` after they finished, and rate counts once older than an hour."""
         now = self.clock()
         with self._write() as db:
+            if retention_seconds is not None:
+                self._exec(
+                    db,
+                    "DELETE FROM jobs WHERE status IN ('expired','failed','cancelled') AND expires_at IS NULL"
+                    " AND finished_at < ?",
+                    (now - retention_seconds,),
+                )
+            self._exec(db, "DELETE FROM tenant_usage WHERE minute <= ?", (int(now // 60) - 60,))
             rows = self._exec(
                 db,
                 f"SELECT {COLUMNS} FROM jobs WHERE (status IN ('succeeded','failed','cancelled') AND expires_at < ?)"
@@ -502,8 +576,9 @@ class SqliteJobQueue(SqlJobQueue):
         db = self._db()
         db.executescript(SCHEMA.format(real="REAL"))
         columns = {r["name"] for r in db.execute("PRAGMA table_info(jobs)").fetchall()}
-        if "worker" not in columns:  # a store written before workers had names
-            db.execute("ALTER TABLE jobs ADD COLUMN worker TEXT")
+        for column, kind in (("worker", "TEXT"), ("output_bytes", "BIGINT")):  # a store from an older version
+            if column not in columns:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

@@ -178,6 +178,8 @@ class Worker:
                      "notes": list(result.notes), "seconds": round(time.monotonic() - started, 3),
                      "video": "video.mp4", "last_frame": "last_frame.png" if result.last_frame_path else None}  # fmt: skip
 
+            facts["bytes"] = sum(p.stat().st_size for p in (video, last) if p.is_file())
+
             def publish() -> None:  # inside the store's write lock, only if the lease is still ours
                 os.replace(video, out / "video.mp4")
                 if result.last_frame_path is not None:
