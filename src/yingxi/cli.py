@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
     serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
     _scale_args(serve)
+    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="json: one object a line with request id, tenant and job id")  # fmt: skip
 
     worker = sub.add_parser("worker", help="render jobs from a shared job database (no API; see serve)")
     worker.add_argument("--data-dir", type=Path, default=Path("yingxi-data"),
@@ -121,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--offload", choices=("none", "model", "blocks"), default="none")
     worker.add_argument("--output-ttl-hours", type=float, default=24.0 * 7)
     _scale_args(worker)
+    worker.add_argument("--log-format", choices=("text", "json"), default="text")
 
     keys = sub.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
@@ -362,6 +365,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             output_ttl_hours=args.output_ttl_hours,
             public_url=args.public_url,
             database_url=args.database_url,
+            log_format=args.log_format,
         )
     except ValueError as e:
         raise InputError(str(e)) from None
@@ -378,7 +382,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         settings = ServerSettings(data_dir=args.data_dir, backend=args.backend, model=args.model,
                                   device=args.device, workers=args.gpus, offload=args.offload,
-                                  output_ttl_hours=args.output_ttl_hours, database_url=args.database_url)  # fmt: skip
+                                  output_ttl_hours=args.output_ttl_hours, database_url=args.database_url,
+                                  log_format=args.log_format)  # fmt: skip
     except ValueError as e:
         raise InputError(str(e)) from None
     run_workers(settings)

@@ -58,3 +58,30 @@ def test_an_api_server_without_live_workers_is_not_ready(tmp_path):
             assert "no worker" in ready.json()["problems"][0]
     finally:
         live.proc.stop()
+
+
+def test_json_logs_carry_request_tenant_and_job_ids(tmp_path):
+    import json
+
+    live = start_live(tmp_path, log_format="json")
+    try:
+        with live.http(live.alice) as http:
+            r = http.post(TASKS, json={"model": "m", "content": [{"type": "text", "text": "a boat --dur 2 --fps 8"}]},
+                          headers={"X-Request-Id": "trace-42"})  # fmt: skip
+            assert r.headers["x-request-id"] == "trace-42"
+            task_id = r.json()["id"]
+            wait_for(lambda: http.get(f"{TASKS}/{task_id}").json(), lambda t: t["status"] == "succeeded", 90)
+            own = http.get("/api/v1/health").headers["x-request-id"]
+            assert len(own) == 16  # one made up when the client sends none
+    finally:
+        live.proc.stop()
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "server.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    create = [x for x in lines if x.get("path") == TASKS and x.get("method") == "POST"]
+    assert create and create[0]["request_id"] == "trace-42" and create[0]["tenant"] == "alice"
+    assert create[0]["job_id"] == task_id and create[0]["status"] == 200 and create[0]["ms"] > 0
+    rendered = [x for x in lines if x["logger"] == "yingxi.worker" and "succeeded" in x["message"]]
+    assert rendered and rendered[0]["job_id"] == task_id and rendered[0]["request_id"] == "trace-42"

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from yingxi import __version__
-from yingxi.server import ark, films, metrics, videos
+from yingxi.server import ark, films, logs, metrics, videos
 from yingxi.server.common import Context, ctx, tenant_of
 from yingxi.server.http_errors import ApiError, error_response, param_path
 from yingxi.server.keys import check_signature, signing_secret
@@ -191,5 +191,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                        allow_headers=["Authorization", "Content-Type"])  # fmt: skip
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
-    app.add_middleware(SecurityHeaders)  # outermost: the 413s of BodyLimit carry them too
+    app.add_middleware(SecurityHeaders)  # the 413s of BodyLimit carry them too
+    app.add_middleware(logs.RequestLog)  # outermost: every answer gets a request id and an access line
     return app

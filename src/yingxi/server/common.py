@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.film.model import Film
+from yingxi.server import logs
 from yingxi.server.http_errors import ApiError, param_path
 from yingxi.server.inputs import Inputs, Upload, validated_film
 from yingxi.server.keys import hash_key
@@ -70,6 +71,7 @@ def tenant_of(request: Request) -> str:
     tenant = ctx(request).store.tenant_for(hash_key(key.strip()))
     if tenant is None:
         raise ApiError(401, "the API key is not valid", code="AuthenticationError")
+    logs.context()["tenant"] = tenant
     return tenant
 
 
@@ -277,6 +279,7 @@ async def submit(
     c = ctx(request)
     limit = c.settings.limits.max_queued_per_tenant
     job_id = new_job_id(kind)
+    logs.context()["job_id"] = job_id
     task_dir = c.task_dir(job_id)
     base = base_url(request)
 
@@ -285,7 +288,8 @@ async def submit(
             request_data = build(Inputs(task_dir / "inputs"))
             film = validated_film(request_data, task_dir, c.settings)
             film, notes = checked_by_backend(film, c.backend)
-            request_data.update(api=api, base_url=base, facts={**film_facts(film), "notes": notes})
+            request_data.update(api=api, base_url=base, facts={**film_facts(film), "notes": notes},
+                                request_id=logs.context().get("request_id"))  # fmt: skip
             return c.store.create(tenant=tenant, kind=kind, model=model, request=request_data,
                                   max_attempts=c.settings.max_attempts, max_unfinished=limit,
                                   queue_seconds=queue_seconds, job_id=job_id,
@@ -308,6 +312,7 @@ async def submit(
 
 def owned_job(request: Request, tenant: str, job_id: str) -> Job:
     """The tenant's job or 404 (another tenant's id is indistinguishable from a missing one)."""
+    logs.context()["job_id"] = job_id[:80]
     job = ctx(request).store.get(job_id, tenant)
     if job is None:
         raise ApiError(404, f'no task with id "{job_id[:80]}"', param="id")

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 
+from yingxi.server import logs
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import open_queue
 
@@ -175,7 +176,7 @@ class Supervisor:
 def run_workers(settings: ServerSettings) -> None:
     """`yingxi worker`: settings.workers render processes on this machine, watched and restarted, taking
     jobs from the shared job database, until SIGINT/SIGTERM (their running jobs then go back to the queue)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(settings.log_format)
     supervisor = Supervisor(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -194,7 +195,7 @@ def run(settings: ServerSettings) -> None:
 
     from yingxi.server.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(settings.log_format)
     app = create_app(settings)
     _ = app.state.ctx.backend  # build the door backend now (Wan imports torch), not on the first request
     supervisor = Supervisor(settings)

@@ -54,6 +54,7 @@ class ServerSettings:
     row_retention_hours: float = 24.0 * 30  # the records of expired/failed/cancelled tasks, after they end
     public_url: str | None = None  # base of the URLs we hand out; None: taken from each request
     database_url: str | None = None  # sqlite:///PATH or postgresql://...; None: data_dir/jobs.db
+    log_format: str = "text"  # "text" | "json": one JSON object a line, with request, tenant and job ids
     cors_origins: tuple[str, ...] = ()  # extra origins allowed to call the API from a browser
     max_attempts: int = 3  # a job whose worker dies this many times fails
     lease_seconds: float = 30.0  # a running job without a heartbeat for this long is requeued
@@ -67,6 +68,8 @@ class ServerSettings:
             raise ValueError(f'unknown backend "{self.backend}"; accepted: {", ".join(BACKENDS)}')
         if self.offload not in ("none", "model", "blocks"):
             raise ValueError(f'unknown offload "{self.offload}"; accepted: none, model, blocks')
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f'unknown log format "{self.log_format}"; accepted: text, json')
         if self.workers < 0:
             raise ValueError("workers must be 0 (API only: run `yingxi worker` elsewhere) or more")
         if self.database_url and self.database_url.split(":", 1)[0].lower() not in (

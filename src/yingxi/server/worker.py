@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from yingxi.errors import InputError
+from yingxi.server import logs
 from yingxi.server.callbacks import CallbackSender
 from yingxi.server.common import public_message
 from yingxi.server.keys import signing_secret
@@ -125,6 +126,13 @@ class Worker:
         return True
 
     def render_job(self, job: Job, lease: str) -> None:
+        token = logs.bind(job_id=job.id, request_id=job.request.get("request_id"))  # its lines carry the ids
+        try:
+            self._render_job(job, lease)
+        finally:
+            logs.reset(token)
+
+    def _render_job(self, job: Job, lease: str) -> None:
         from yingxi.render import ProgressEvent, render
         from yingxi.server.inputs import build_film
 
@@ -234,10 +242,11 @@ def worker_main(
     settings_dict: dict[str, Any], index: int, parent_pid: int | None, nonce: str | None = None
 ) -> None:
     """Entry point of a spawned worker process."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = ServerSettings.from_dict(settings_dict)
+    logs.configure(settings.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us with SIGTERM
     name = worker_id() if nonce is None else f"{socket.gethostname()}:{os.getpid()}:{nonce}"
-    worker = Worker(ServerSettings.from_dict(settings_dict), index, parent_pid, name)
+    worker = Worker(settings, index, parent_pid, name)
     try:
         worker.run_forever()
     finally:
