@@ -52,6 +52,7 @@ class ContentItem(BaseModel):
     audio_url: UrlObject | None = None
     video_url: UrlObject | None = None
     role: str | None = Field(default=None, max_length=64)
+    name: str | None = Field(default=None, max_length=64)  # yingxi: the character a reference_image shows
 
 
 class CreateTask(BaseModel):
@@ -126,7 +127,7 @@ def build_request(
             if kind != "image" or len(images) != 1:
                 raise ApiError(400, f"{param}.role is required here", param=f"{param}.role")
             role = "first_frame"
-        add_reference(inputs, kind, role, ref.url, uploads, settings, f"{param}.{item.type}.url")
+        add_reference(inputs, kind, role, ref.url, uploads, settings, f"{param}.{item.type}.url", item.name)
     if not prompt and inputs.first_frame is None:
         raise ApiError(400, "give a text prompt or a first_frame image", param="content")
     duration = body.duration if body.duration is not None else _flag_number(flags.get("duration"), "duration")

@@ -15,7 +15,8 @@ router = APIRouter(prefix="/api/v1")
 @router.post("/films")
 async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dict:
     """Body: the script (JSON, or YAML with content-type application/yaml); or multipart with the script
-    in a field named "script" and files referred to by their part name or filename."""
+    in a field named "script" and files referred to by their part name or filename. Character references:
+    the script's `refs: ["NAME=file"]`, or multipart fields `ref=NAME=file` (repeatable), as `--ref`."""
     script, uploads, fields = await read_body(request, yaml_ok=True)
     if script is None:
         if "script" not in fields:
@@ -23,6 +24,8 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
                 400, 'a multipart request carries the script (JSON or YAML) in a field named "script"'
             )
         script = parse_yaml(fields["script"], 'the "script" field')  # YAML is a superset of JSON
+        if "ref" in fields and isinstance(script, dict):  # ref=NAME=file parts, as the CLI's --ref
+            script = {**script, "refs": [*_as_list(script.get("refs")), *fields["ref"].splitlines()]}
     model = ctx(request).settings.model or ctx(request).settings.backend
     if isinstance(script, dict) and "model" in script:
         script = dict(script)
@@ -37,6 +40,14 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
         api={"return_last_frame": True},
     )
     return film_task(job, url_maker(request))
+
+
+def _as_list(value) -> list:
+    if value in (None, ""):
+        return []
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items()]
+    return list(value) if isinstance(value, list) else [value]
 
 
 @router.get("/films/{film_id}")

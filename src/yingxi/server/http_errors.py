@@ -24,22 +24,26 @@ DEFAULTS = {
 class ApiError(Exception):
     """Raised anywhere in a request; the app turns it into the error body with this status."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 shot: int | None = None):  # fmt: skip
         super().__init__(message)
+        self.shot = shot  # the 1-based shot the error is about, so a client can show it beside that shot
         self.status = status
         self.message = message
         self.param = param
         self.code = code or DEFAULTS.get(status, DEFAULTS[400])[0]
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, param=self.param, code=self.code)
+        return error_response(self.status, self.message, param=self.param, code=self.code, shot=self.shot)
 
 
 def error_response(
-    status: int, message: str, *, param: str | None = None, code: str | None = None
+    status: int, message: str, *, param: str | None = None, code: str | None = None, shot: int | None = None
 ) -> JSONResponse:
     default_code, kind = DEFAULTS.get(status, ("Error", "invalid_request_error"))
     body = {"error": {"code": code or default_code, "message": message, "param": param, "type": kind}}
+    if shot is not None:  # a yingxi extension: which shot, for errors about one
+        body["error"]["shot"] = shot
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)
 

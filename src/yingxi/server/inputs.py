@@ -20,6 +20,12 @@ from typing import Any
 from yingxi.errors import InputError
 from yingxi.film import parse_prompt, parse_script
 from yingxi.film.model import RATIOS, SIZES, CameraMove, Film
+from yingxi.film.references import (
+    attach_references,
+    check_mentions,
+    check_reference_name,
+    with_character_image,
+)
 from yingxi.film.vocabulary import parse_fps, parse_ratio, parse_resolution, parse_seed
 from yingxi.media.image import decode_image_bytes, save_png
 from yingxi.server.http_errors import ApiError
@@ -52,6 +58,9 @@ class Inputs:
     first_frame: str | None = None
     last_frame: str | None = None
     reference_images: list[str] = field(default_factory=list)
+    reference_names: list[str | None] = field(
+        default_factory=list
+    )  # the character each image shows, if named
     reference_audio: list[str] = field(default_factory=list)
     reference_videos: list[str] = field(default_factory=list)
     image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (width, height)
@@ -62,6 +71,7 @@ class Inputs:
             "first_frame": self.first_frame,
             "last_frame": self.last_frame,
             "reference_images": self.reference_images,
+            "reference_names": self.reference_names,
             "reference_audio": self.reference_audio,
             "reference_videos": self.reference_videos,
         }
@@ -178,8 +188,12 @@ def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, ma
 
 
 def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[str, Upload],
-                  settings: ServerSettings, param: str) -> None:  # fmt: skip
-    """One content item (image/audio/video with a role) into `inputs`."""
+                  settings: ServerSettings, param: str, name: str | None = None) -> None:  # fmt: skip
+    """One content item (image/audio/video with a role) into `inputs`; `name`: the character a
+    reference_image shows (a yingxi extension of Ark's item; the prompt can also say "NAME (@image1)")."""
+    if name is not None and (kind != "image" or role != "reference_image"):
+        raise ApiError(400, "only a reference_image item takes a name (the character it shows)",
+                       param=param.rsplit(".", 2)[0] + ".name")  # fmt: skip
     roles = {"image": ("first_frame", "last_frame", "reference_image"), "audio": ("reference_audio",),
              "video": ("reference_video",)}[kind]  # fmt: skip
     if role not in roles:
@@ -192,6 +206,7 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
                 raise ApiError(400, f"only one image may have the role {role}", param=param)
             setattr(inputs, role, save_image(inputs, data, role, param, settings.limits.max_image_pixels))
         else:
+            inputs.reference_names.append(name.strip() if name and name.strip() else None)
             inputs.reference_images.append(
                 save_image(
                     inputs,
@@ -277,6 +292,11 @@ def prompt_request(
     except InputError as e:
         raise ApiError(400, e.message, param=e.field) from None
     single = not SHOT_HEADER_RE.search(text)
+    try:  # Seedance's "@image2" / "@视频1" mentions must name items of this request
+        check_mentions(text, {"image": len(inputs.reference_images), "video": len(inputs.reference_videos),
+                              "audio": len(inputs.reference_audio)})  # fmt: skip
+    except InputError as e:
+        raise ApiError(400, e.message, param="prompt") from None
     default_duration = None
     if duration is not None:
         if isinstance(duration, bool) or not isinstance(duration, (int, float)):
@@ -307,15 +327,21 @@ def build_film(request: dict[str, Any], task_dir: Path) -> Film:
         return folder / name if name else None
 
     if request["source"] == "script":
-        return parse_script(request["script"], folder)
+        film = parse_script(request["script"], folder)
+        for where, (name, file) in request.get("refs", {}).items():  # NAME=file, as the CLI's --ref
+            film = with_character_image(film, check_reference_name(film, name, where), folder / file)
+        return film
     fields = dict(request["fields"])
     refs = [folder / n for n in request.get("reference_images", [])]
-    if refs and not request.get("first_frame"):
-        fields["style_image"] = refs[0]  # the keyframe of last resort: the first reference image
     if request.get("reference_audio"):
         fields["reference_audio"] = tuple(folder / n for n in request["reference_audio"])
         fields["music"] = fields["reference_audio"][0]  # heard: the editor lays it under the film as its bed
     film = parse_prompt(request["text"], default_duration=request.get("default_duration"), **fields)
+    # Each reference is a character's image, used in that character's shots (a first frame only takes
+    # shot 1's keyframe); names come from the items or the prompt's "NAME (@image1)".
+    film = attach_references(
+        film, refs, list(request.get("reference_names", [])), single=request.get("single", True)
+    )
     shots = list(film.shots)
     if request.get("first_frame"):
         shots[0] = replace(shots[0], first_frame=path(request["first_frame"]))
@@ -331,7 +357,7 @@ def validated_film(request: dict[str, Any], task_dir: Path, settings: ServerSett
     try:
         film = build_film(request, task_dir)
     except InputError as e:
-        raise ApiError(400, str(e), param=e.field or "prompt") from None
+        raise ApiError(400, str(e), param=e.field or "prompt", shot=e.shot) from None
     limits = settings.limits
     if film.resolution not in limits.resolutions:
         raise ApiError(400, f"resolution {film.resolution} is not served here; accepted: "
@@ -342,7 +368,7 @@ def validated_film(request: dict[str, Any], task_dir: Path, settings: ServerSett
         for i, shot in enumerate(film.shots, start=1):
             if not limits.min_shot_seconds <= shot.duration <= limits.max_shot_seconds:
                 raise ApiError(400, f"shot {i}, duration: {shot.duration:g}s is out of range; a shot lasts "
-                               f"{limits.min_shot_seconds:g}-{limits.max_shot_seconds:g}s", param="duration")  # fmt: skip
+                               f"{limits.min_shot_seconds:g}-{limits.max_shot_seconds:g}s", param="duration", shot=i)  # fmt: skip
     elif not limits.min_seconds <= film.duration <= limits.max_seconds:
         raise ApiError(400, f"duration {film.duration:g}s is out of range; "
                        f"{limits.min_seconds:g}-{limits.max_seconds:g}s", param="duration")  # fmt: skip
@@ -395,6 +421,7 @@ def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], sett
             return save_image(inputs, data, stem, param, settings.limits.max_image_pixels)
         return save_media(inputs, data, stem, kind, param, settings.limits.max_image_pixels)
 
+    refs = _script_refs(script.pop("refs", None), resolve)
     for key, kind in (("style_image", "image"), ("music", "audio")):
         if script.get(key) is None:
             script.pop(key, None)  # "style_image:" with no value in YAML: as if absent
@@ -421,4 +448,27 @@ def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], sett
     if chars > settings.limits.max_prompt_chars:
         raise ApiError(400, f"the script's text (title, style, descriptions, prompts, dialogue) holds {chars} "
                        f"characters; at most {settings.limits.max_prompt_chars}", param="shots")  # fmt: skip
-    return {"source": "script", "script": script, "single": False, **inputs.as_request()}
+    return {"source": "script", "script": script, "single": False, "refs": refs, **inputs.as_request()}
+
+
+def _script_refs(value: Any, resolve: Any) -> dict[str, tuple[str, str]]:
+    """A script's `refs`: ["NAME=file", ...] (as the CLI's --ref NAME=IMAGE) or {NAME: file}; each file an
+    upload's name or a data URL. Returns {param: (NAME, saved file)}; the names are checked on the Film."""
+    if value in (None, "", [], {}):
+        return {}
+    if isinstance(value, str):
+        value = [line for line in value.splitlines() if line.strip()]  # multipart: one ref per line
+    if isinstance(value, dict):
+        pairs = [(f"refs.{k}", str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        pairs = []
+        for i, item in enumerate(value):
+            name, sep, file = str(item).partition("=") if isinstance(item, str) else ("", "", "")
+            if not sep or not name.strip() or not file.strip():
+                raise ApiError(
+                    400, f"write each reference as NAME=file, got {str(item)[:80]!r}", param=f"refs[{i}]"
+                )
+            pairs.append((f"refs[{i}]", name.strip(), file.strip()))
+    else:
+        raise ApiError(400, 'refs is a list of "NAME=file" or a mapping {NAME: file}', param="refs")
+    return {param: (name, resolve(file, "image", param)) for param, name, file in pairs}
