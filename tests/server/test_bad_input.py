@@ -73,7 +73,7 @@ def test_semantic_errors_name_the_field(http):
     err = assert_error(http.post(TASKS, json=ark_body(text="Shot 1 (4s, wide, pan leftt): a boat")), 400)
     assert "shot 1" in err["message"] and "pan left" in err["message"]  # the film parser's hint comes through
     assert_error(http.post(TASKS, json=ark_body(text="x" * 5001)), 400)
-    assert_error(http.post(TASKS, json=ark_body(duration=30)), 400)
+    assert_error(http.post(TASKS, json=ark_body(duration=61)), 400)
     assert_error(http.post(TASKS, json=ark_body(text="a boat --dur 1")), 400)
     assert_error(http.post(TASKS, json=ark_body(ratio="5:1")), 400)
     assert_error(http.post(TASKS, json=ark_body(resolution="4k")), 400)

@@ -30,6 +30,14 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
     if isinstance(script, dict) and "model" in script:
         script = dict(script)
         model = str(script.pop("model"))[:200]
+    burn = False
+    if isinstance(script, dict) and "burn_subtitles" in script:  # yingxi: subtitles drawn onto the picture
+        script = dict(script)
+        burn = script.pop("burn_subtitles")
+        if not isinstance(burn, bool):
+            raise ApiError(
+                400, f"burn_subtitles is true or false, got {str(burn)[:20]!r}", param="burn_subtitles"
+            )
     settings = ctx(request).settings
     job = await submit(
         request,
@@ -37,7 +45,7 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
         kind="film",
         model=model,
         build=lambda inputs: script_request(script, inputs, uploads, settings),
-        api={"return_last_frame": True},
+        api={"return_last_frame": True, "burn_subtitles": burn},
     )
     return film_task(job, url_maker(request))
 

@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     hash TEXT PRIMARY KEY,            -- SHA-256 hex of the key; the key itself is never stored
     tenant TEXT NOT NULL,
     name TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    last_used_at REAL                 -- the last request it authenticated (to the minute)
 );
 """
 
@@ -141,6 +142,11 @@ class JobStore:
         self.clock = clock
         self._local = threading.local()
         self._db().executescript(SCHEMA)
+        columns = {r["name"] for r in self._db().execute("PRAGMA table_info(api_keys)")}
+        if "last_used_at" not in columns:  # a data dir made before keys recorded their last use
+            with self._write() as db:
+                if "last_used_at" not in {r["name"] for r in db.execute("PRAGMA table_info(api_keys)")}:
+                    db.execute("ALTER TABLE api_keys ADD COLUMN last_used_at REAL")
 
     # -- connections ---------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -432,11 +438,34 @@ class JobStore:
     # -- API keys ------------------------------------------------------------------------------
     def add_key(self, key_hash: str, tenant: str, name: str) -> None:
         with self._write() as db:
-            db.execute("INSERT INTO api_keys VALUES (?,?,?,?)", (key_hash, tenant, name, self.clock()))
+            db.execute("INSERT INTO api_keys (hash, tenant, name, created_at) VALUES (?,?,?,?)",
+                       (key_hash, tenant, name, self.clock()))  # fmt: skip
 
     def tenant_for(self, key_hash: str) -> str | None:
-        row = self._db().execute("SELECT tenant FROM api_keys WHERE hash=?", (key_hash,)).fetchone()
-        return row["tenant"] if row else None
+        """The key's tenant; its last use is recorded, at most once a minute (a write per request is not)."""
+        row = (
+            self._db()
+            .execute("SELECT tenant, last_used_at FROM api_keys WHERE hash=?", (key_hash,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        now = self.clock()
+        if row["last_used_at"] is None or now - row["last_used_at"] >= 60:
+            with self._write() as db:
+                db.execute("UPDATE api_keys SET last_used_at=? WHERE hash=?", (now, key_hash))
+        return row["tenant"]
+
+    def list_keys(self) -> list[dict]:
+        """Every key's name, tenant, short id (the hash's start: never the key), created and last used."""
+        rows = self._db().execute("SELECT * FROM api_keys ORDER BY created_at, hash").fetchall()
+        return [{"id": r["hash"][:8], "name": r["name"], "tenant": r["tenant"], "created_at": r["created_at"],
+                 "last_used_at": r["last_used_at"]} for r in rows]  # fmt: skip
+
+    def remove_keys(self, name: str) -> int:
+        """Delete the keys named `name`; how many there were. Their tenant's tasks stay."""
+        with self._write() as db:
+            return db.execute("DELETE FROM api_keys WHERE name=?", (name,)).rowcount
 
 
 class _Transaction:
