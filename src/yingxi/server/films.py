@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/v1")
 async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dict:
     """Body: the script (JSON, or YAML with content-type application/yaml); or multipart with the script
     in a field named "script" and files referred to by their part name or filename. Character references:
-    the script's `refs: ["NAME=file"]`, or multipart fields `ref=NAME=file` (repeatable), as `--ref`."""
+    the script's `refs: ["NAME=file"]`, or multipart fields `ref=NAME=file` (repeatable), as `--ref`; `music=PART` and `burn_subtitles=true` fields too."""
     script, uploads, fields = await read_body(request, yaml_ok=True)
     if script is None:
         if "script" not in fields:
@@ -26,6 +26,11 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
         script = parse_yaml(fields["script"], 'the "script" field')  # YAML is a superset of JSON
         if "ref" in fields and isinstance(script, dict):  # ref=NAME=file parts, as the CLI's --ref
             script = {**script, "refs": [*_as_list(script.get("refs")), *fields["ref"].splitlines()]}
+        if isinstance(script, dict):  # the studio's music and burn-in beside a script that has none
+            if fields.get("music") and not script.get("music"):
+                script = {**script, "music": fields["music"]}
+            if fields.get("burn_subtitles", "").lower() in ("true", "1", "on"):
+                script = {**script, "burn_subtitles": True}
     model = ctx(request).settings.model or ctx(request).settings.backend
     if isinstance(script, dict) and "model" in script:
         script = dict(script)
