@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from yingxi.server.common import ctx, owned_job, parse_yaml, read_body, submit, tenant_of, url_maker
 from yingxi.server.http_errors import ApiError
-from yingxi.server.inputs import script_request
+from yingxi.server.scripts import script_request
 from yingxi.server.views import film_task
 
 router = APIRouter(prefix="/api/v1")
