@@ -81,8 +81,7 @@ def test_ark_sdk_prompt_mentions_tie_each_reference_to_its_characters_shots(live
                           image_item(solid(BLUE), "reference_image")])  # fmt: skip
     colours = shot_colours(httpx.get(task.content.video_url, timeout=30).content, tmp_path, 3)
     assert near(colours[0], RED) and near(colours[1], BLUE) and near(colours[2], RED), colours
-    # The prompt a neural backend reads names the characters, not the mentions.
-    assert "@image" not in task.revised_prompt or "(@image1)" in task.revised_prompt  # the text as sent
+    assert task.revised_prompt == MENTIONS.strip() or task.revised_prompt == MENTIONS  # the text as sent
 
 
 def test_ark_sdk_named_items_and_a_first_frame_are_both_used(live, tmp_path):
@@ -156,6 +155,9 @@ def test_native_film_api_takes_name_equals_file_references(live, tmp_path):
         assert done["status"] == "succeeded", done["error"]
         colours = shot_colours(httpx.get(done["video_url"]).content, tmp_path, 2)
         assert near(colours[0], RED) and near(colours[1], BLUE), colours
+        srt = httpx.get(done["subtitles_url"])  # the dialogue as SubRip, served beside the video
+        assert srt.status_code == 200 and srt.headers["content-type"].startswith("application/x-subrip")
+        assert "Cold." in srt.text and "Warm." in srt.text and " --> " in srt.text
 
         script = {**FILM, "refs": [f"XIAO LI={data_url(solid(GREEN))}"]}
         r = http.post("/api/v1/films", json=script)
