@@ -145,7 +145,11 @@ def attach_references(film: Film, images: list[Path], names: list[str | None], *
         if name and (single or i in mentioned):  # used where it is mentioned; the film's spelling if known
             by_number[i] = next((k for k in known if k.lower() == name.lower()), name)
         elif name:  # used only where the character speaks or is listed: so the name must be one of those
-            by_number[i] = check_reference_name(film, name, f"reference_images[{i}].name")
+            try:
+                by_number[i] = check_reference_name(film, name, f"reference_images[{i}].name")
+            except InputError as e:
+                raise InputError(f"{e.message}; or mention @image{i} in the shots that show {name}",
+                                 field=e.field) from None  # fmt: skip
         elif i in mentioned or single:
             by_number[i] = f"@image{i}"
         else:
