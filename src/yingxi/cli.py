@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
     _scale_args(create)
+    listing = ksub.add_parser("list", help="the keys: names, created, last used (never a key itself)")
+    listing.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
+    _scale_args(listing)
+    revoke = ksub.add_parser("revoke", help="remove the keys named NAME; they stop working at once")
+    revoke.add_argument("name")
+    revoke.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
+    _scale_args(revoke)
     return parser
 
 
@@ -391,9 +398,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from yingxi.server.keys import create_key
+    from yingxi.server.keys import create_key, keys_table, list_keys, revoke_key
 
-    print(create_key(args.data_dir, args.name, args.database_url))
+    if args.keys_command == "list":
+        keys = list_keys(args.data_dir, args.database_url)
+        print(
+            keys_table(keys)
+            if keys
+            else f"no keys in {args.database_url or args.data_dir} (yingxi keys create --name NAME)"
+        )
+    elif args.keys_command == "revoke":
+        n = revoke_key(args.data_dir, args.name, args.database_url)
+        print(f"revoked {n} key{'s' if n != 1 else ''} named {args.name}")
+    else:
+        print(create_key(args.data_dir, args.name, args.database_url))
     return 0
 
 

@@ -73,8 +73,10 @@ def test_semantic_errors_name_the_field(http):
     err = assert_error(http.post(TASKS, json=ark_body(text="Shot 1 (4s, wide, pan leftt): a boat")), 400)
     assert "shot 1" in err["message"] and "pan left" in err["message"]  # the film parser's hint comes through
     assert_error(http.post(TASKS, json=ark_body(text="x" * 5001)), 400)
-    assert_error(http.post(TASKS, json=ark_body(duration=30)), 400)
-    assert_error(http.post(TASKS, json=ark_body(text="a boat --dur 1")), 400)
+    assert_error(http.post(TASKS, json=ark_body(duration=61)), 400)
+    assert_error(
+        http.post(TASKS, json=ark_body(text="a boat --dur 0.2")), 400
+    )  # under the 0.25 s of film/limits.py
     assert_error(http.post(TASKS, json=ark_body(ratio="5:1")), 400)
     assert_error(http.post(TASKS, json=ark_body(resolution="4k")), 400)
     long_film = "\n".join(f"Shot {i} (10s): scene {i}" for i in range(1, 8))

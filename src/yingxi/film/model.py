@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from yingxi.film.limits import MAX_SHOT_SECONDS, MIN_SHOT_SECONDS  # noqa: F401  (re-exported: one limit table)
+
 FRAMINGS = ("extreme wide", "wide", "medium", "close-up", "extreme close-up")
 MOVES = ("static", "pan", "tilt", "zoom", "dolly", "truck", "orbit", "crane", "handheld")
 # Which directions each move takes; an empty tuple means the move has no direction.
@@ -35,8 +37,6 @@ SIZES: dict[str, dict[str, tuple[int, int]]] = {
     "1080p": {"16:9": (1920, 1080), "4:3": (1664, 1248), "1:1": (1440, 1440), "3:4": (1248, 1664),
               "9:16": (1080, 1920), "21:9": (2206, 946)},
 }  # fmt: skip
-MAX_SHOT_SECONDS = 60.0
-MIN_SHOT_SECONDS = 0.25
 DEFAULT_SHOT_SECONDS = 5.0  # a shot that does not say how long it lasts, in prompts and scripts alike
 
 

@@ -23,7 +23,7 @@ from yingxi.server import ark, films, logs, metrics, videos
 from yingxi.server.common import Context, ctx, tenant_of
 from yingxi.server.http_errors import ApiError, error_response, param_path
 from yingxi.server.keys import check_signature, signing_secret
-from yingxi.server.settings import ServerSettings
+from yingxi.server.settings import ServerSettings, limits_view
 from yingxi.server.store import JobStatus, open_queue
 from yingxi.server.views import OUTPUT_FILES
 
@@ -164,6 +164,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return {"status": "ok", "version": __version__, "backend": settings.backend, "model": settings.model,
                 "queued": counts.get("queued", 0), "running": counts.get("running", 0)}  # fmt: skip
 
+    @app.get("/api/v1/limits")
+    def limits() -> dict:
+        """What a request may ask for (the studio sets its fields from this): see film/limits.py."""
+        return limits_view(settings.limits)
+
     @app.api_route("/api/v3/files/{task_id}/{name}", methods=["GET", "HEAD"])
     def output_file(task_id: str, name: str, request: Request, expires: int | None = None,
                     signature: str | None = None) -> FileResponse:  # fmt: skip
@@ -181,7 +186,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         path = c.task_dir(task_id) / "out" / name
         if not path.is_file():
             raise ApiError(404, "no such file (it expired or was not asked for)")
-        media = "video/mp4" if name.endswith(".mp4") else "image/png"
+        media = {".mp4": "video/mp4", ".srt": "application/x-subrip; charset=utf-8"}.get(
+            path.suffix, "image/png"
+        )
         return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
     STATIC_DIR.mkdir(exist_ok=True)

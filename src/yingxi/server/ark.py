@@ -52,6 +52,7 @@ class ContentItem(BaseModel):
     audio_url: UrlObject | None = None
     video_url: UrlObject | None = None
     role: str | None = Field(default=None, max_length=64)
+    name: str | None = Field(default=None, max_length=64)  # yingxi: the character a reference_image shows
 
 
 class CreateTask(BaseModel):
@@ -63,6 +64,7 @@ class CreateTask(BaseModel):
     generate_audio: bool | None = None
     camera_fixed: bool | None = None
     watermark: bool | None = None
+    burn_subtitles: bool | None = None  # yingxi: draw the dialogue's subtitles onto the picture
     seed: Int | None = None
     resolution: str | None = Field(default=None, max_length=32)
     ratio: str | None = Field(default=None, max_length=32)
@@ -126,7 +128,7 @@ def build_request(
             if kind != "image" or len(images) != 1:
                 raise ApiError(400, f"{param}.role is required here", param=f"{param}.role")
             role = "first_frame"
-        add_reference(inputs, kind, role, ref.url, uploads, settings, f"{param}.{item.type}.url")
+        add_reference(inputs, kind, role, ref.url, uploads, settings, f"{param}.{item.type}.url", item.name)
     if not prompt and inputs.first_frame is None:
         raise ApiError(400, "give a text prompt or a first_frame image", param="content")
     duration = body.duration if body.duration is not None else _flag_number(flags.get("duration"), "duration")
@@ -167,7 +169,8 @@ async def create_task(request: Request, tenant: str = Depends(tenant_of)) -> dic
         await run_in_threadpool(check_public, body.callback_url, settings.allow_private_urls, "callback_url")
     api = {"return_last_frame": bool(body.return_last_frame), "generate_audio": bool(body.generate_audio),
            "callback_url": body.callback_url, "watermark": bool(body.watermark),
-           "execution_expires_after": body.execution_expires_after or ARK_QUEUE_SECONDS}  # fmt: skip
+           "execution_expires_after": body.execution_expires_after or ARK_QUEUE_SECONDS,
+           "burn_subtitles": bool(body.burn_subtitles)}  # fmt: skip
     job = await submit(
         request,
         tenant,

@@ -103,8 +103,8 @@ async def read_body(
         uploads: dict[str, Upload] = {}
         fields: dict[str, str] = {}
         for name, value in form.multi_items():
-            if isinstance(value, str):
-                fields[name] = value
+            if isinstance(value, str):  # a repeated field (ref=A=a.png, ref=B=b.png): its values, one a line
+                fields[name] = f"{fields[name]}\n{value}" if name in fields else value
                 continue
             data = await value.read()
             if len(data) > limits.max_upload_bytes:
@@ -257,7 +257,7 @@ def checked_by_backend(film: Film, backend: Any) -> tuple[Film, list[str]]:
         ready = prepare(film, backend)
         film, notes = ready.film, ready.notes
     except InputError as e:  # CapabilityError included
-        raise ApiError(400, public_message(str(e)), param=e.field) from None
+        raise ApiError(400, public_message(str(e)), param=e.field, shot=e.shot) from None
     except ModelNotFoundError as e:
         raise ApiError(
             503, public_message(f"the server's model is not available: {e}"), code="ModelNotAvailable"

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from yingxi.server.common import ctx, owned_job, parse_yaml, read_body, submit, tenant_of, url_maker
 from yingxi.server.http_errors import ApiError
-from yingxi.server.inputs import script_request
+from yingxi.server.scripts import script_request
 from yingxi.server.views import film_task
 
 router = APIRouter(prefix="/api/v1")
@@ -15,7 +15,8 @@ router = APIRouter(prefix="/api/v1")
 @router.post("/films")
 async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dict:
     """Body: the script (JSON, or YAML with content-type application/yaml); or multipart with the script
-    in a field named "script" and files referred to by their part name or filename."""
+    in a field named "script" and files referred to by their part name or filename. Character references:
+    the script's `refs: ["NAME=file"]`, or multipart fields `ref=NAME=file` (repeatable), as `--ref`; `music=PART` and `burn_subtitles=true` fields too."""
     script, uploads, fields = await read_body(request, yaml_ok=True)
     if script is None:
         if "script" not in fields:
@@ -23,10 +24,25 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
                 400, 'a multipart request carries the script (JSON or YAML) in a field named "script"'
             )
         script = parse_yaml(fields["script"], 'the "script" field')  # YAML is a superset of JSON
+        if "ref" in fields and isinstance(script, dict):  # ref=NAME=file parts, as the CLI's --ref
+            script = {**script, "refs": [*_as_list(script.get("refs")), *fields["ref"].splitlines()]}
+        if isinstance(script, dict):  # the studio's music and burn-in beside a script that has none
+            if fields.get("music") and not script.get("music"):
+                script = {**script, "music": fields["music"]}
+            if fields.get("burn_subtitles", "").lower() in ("true", "1", "on"):
+                script = {**script, "burn_subtitles": True}
     model = ctx(request).settings.model or ctx(request).settings.backend
     if isinstance(script, dict) and "model" in script:
         script = dict(script)
         model = str(script.pop("model"))[:200]
+    burn = False
+    if isinstance(script, dict) and "burn_subtitles" in script:  # yingxi: subtitles drawn onto the picture
+        script = dict(script)
+        burn = script.pop("burn_subtitles")
+        if not isinstance(burn, bool):
+            raise ApiError(
+                400, f"burn_subtitles is true or false, got {str(burn)[:20]!r}", param="burn_subtitles"
+            )
     settings = ctx(request).settings
     job = await submit(
         request,
@@ -34,9 +50,17 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
         kind="film",
         model=model,
         build=lambda inputs: script_request(script, inputs, uploads, settings),
-        api={"return_last_frame": True},
+        api={"return_last_frame": True, "burn_subtitles": burn},
     )
     return film_task(job, url_maker(request))
+
+
+def _as_list(value) -> list:
+    if value in (None, ""):
+        return []
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items()]
+    return list(value) if isinstance(value, list) else [value]
 
 
 @router.get("/films/{film_id}")

@@ -25,8 +25,9 @@ class ApiError(Exception):
     """Raised anywhere in a request; the app turns it into the error body with this status."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 retry_after: int | None = None):  # fmt: skip
+                 shot: int | None = None, retry_after: int | None = None):  # fmt: skip
         super().__init__(message)
+        self.shot = shot  # the 1-based shot the error is about, so a client can show it beside that shot
         self.status = status
         self.message = message
         self.param = param
@@ -34,16 +35,18 @@ class ApiError(Exception):
         self.retry_after = retry_after  # seconds, sent as Retry-After (429)
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, param=self.param, code=self.code,
+        return error_response(self.status, self.message, param=self.param, code=self.code, shot=self.shot,
                               retry_after=self.retry_after)  # fmt: skip
 
 
 def error_response(
-    status: int, message: str, *, param: str | None = None, code: str | None = None,
+    status: int, message: str, *, param: str | None = None, code: str | None = None, shot: int | None = None,
     retry_after: int | None = None,
 ) -> JSONResponse:  # fmt: skip
     default_code, kind = DEFAULTS.get(status, ("Error", "invalid_request_error"))
     body = {"error": {"code": code or default_code, "message": message, "param": param, "type": kind}}
+    if shot is not None:  # a yingxi extension: which shot, for errors about one
+        body["error"]["shot"] = shot
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     if retry_after is not None:
         headers["Retry-After"] = str(int(retry_after))

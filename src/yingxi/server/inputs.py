@@ -20,6 +20,12 @@ from typing import Any
 from yingxi.errors import InputError
 from yingxi.film import parse_prompt, parse_script
 from yingxi.film.model import RATIOS, SIZES, CameraMove, Film
+from yingxi.film.references import (
+    attach_references,
+    check_mentions,
+    check_reference_name,
+    with_character_image,
+)
 from yingxi.film.vocabulary import parse_fps, parse_ratio, parse_resolution, parse_seed
 from yingxi.media.image import decode_image_bytes, save_png
 from yingxi.server.http_errors import ApiError
@@ -52,6 +58,9 @@ class Inputs:
     first_frame: str | None = None
     last_frame: str | None = None
     reference_images: list[str] = field(default_factory=list)
+    reference_names: list[str | None] = field(
+        default_factory=list
+    )  # the character each image shows, if named
     reference_audio: list[str] = field(default_factory=list)
     reference_videos: list[str] = field(default_factory=list)
     image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (width, height)
@@ -62,6 +71,7 @@ class Inputs:
             "first_frame": self.first_frame,
             "last_frame": self.last_frame,
             "reference_images": self.reference_images,
+            "reference_names": self.reference_names,
             "reference_audio": self.reference_audio,
             "reference_videos": self.reference_videos,
         }
@@ -112,7 +122,7 @@ def reference_bytes(url: Any, uploads: dict[str, Upload], settings: ServerSettin
     return data
 
 
-def _check_count(inputs: Inputs, kind: str, settings: ServerSettings, param: str) -> None:
+def check_count(inputs: Inputs, kind: str, settings: ServerSettings, param: str) -> None:
     limit = {"image": settings.limits.max_images, "audio": settings.limits.max_audios,
              "video": settings.limits.max_videos}[kind]  # fmt: skip
     inputs.count[kind] += 1
@@ -192,13 +202,17 @@ def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, ma
 
 
 def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[str, Upload],
-                  settings: ServerSettings, param: str) -> None:  # fmt: skip
-    """One content item (image/audio/video with a role) into `inputs`."""
+                  settings: ServerSettings, param: str, name: str | None = None) -> None:  # fmt: skip
+    """One content item (image/audio/video with a role) into `inputs`; `name`: the character a
+    reference_image shows (a yingxi extension of Ark's item; the prompt can also say "NAME (@image1)")."""
+    if name is not None and (kind != "image" or role != "reference_image"):
+        raise ApiError(400, "only a reference_image item takes a name (the character it shows)",
+                       param=param.rsplit(".", 2)[0] + ".name")  # fmt: skip
     roles = {"image": ("first_frame", "last_frame", "reference_image"), "audio": ("reference_audio",),
              "video": ("reference_video",)}[kind]  # fmt: skip
     if role not in roles:
         raise ApiError(400, f'unknown role "{role}" for a {kind}; accepted: {", ".join(roles)}', param=param)
-    _check_count(inputs, kind, settings, param)
+    check_count(inputs, kind, settings, param)
     data = reference_bytes(url, uploads, settings, param)
     if kind == "image":
         if role in ("first_frame", "last_frame"):
@@ -206,6 +220,7 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
                 raise ApiError(400, f"only one image may have the role {role}", param=param)
             setattr(inputs, role, save_image(inputs, data, role, param, settings.limits.max_image_pixels))
         else:
+            inputs.reference_names.append(name.strip() if name and name.strip() else None)
             inputs.reference_images.append(
                 save_image(
                     inputs,
@@ -291,6 +306,11 @@ def prompt_request(
     except InputError as e:
         raise ApiError(400, e.message, param=e.field) from None
     single = not SHOT_HEADER_RE.search(text)
+    try:  # Seedance's "@image2" / "@视频1" mentions must name items of this request
+        check_mentions(text, {"image": len(inputs.reference_images), "video": len(inputs.reference_videos),
+                              "audio": len(inputs.reference_audio)})  # fmt: skip
+    except InputError as e:
+        raise ApiError(400, e.message, param="prompt") from None
     default_duration = None
     if duration is not None:
         if isinstance(duration, bool) or not isinstance(duration, (int, float)):
@@ -321,15 +341,21 @@ def build_film(request: dict[str, Any], task_dir: Path) -> Film:
         return folder / name if name else None
 
     if request["source"] == "script":
-        return parse_script(request["script"], folder)
+        film = parse_script(request["script"], folder)
+        for where, (name, file) in request.get("refs", {}).items():  # NAME=file, as the CLI's --ref
+            film = with_character_image(film, check_reference_name(film, name, where), folder / file)
+        return film
     fields = dict(request["fields"])
     refs = [folder / n for n in request.get("reference_images", [])]
-    if refs and not request.get("first_frame"):
-        fields["style_image"] = refs[0]  # the keyframe of last resort: the first reference image
     if request.get("reference_audio"):
         fields["reference_audio"] = tuple(folder / n for n in request["reference_audio"])
         fields["music"] = fields["reference_audio"][0]  # heard: the editor lays it under the film as its bed
     film = parse_prompt(request["text"], default_duration=request.get("default_duration"), **fields)
+    # Each reference is a character's image, used in that character's shots (a first frame only takes
+    # shot 1's keyframe); names come from the items or the prompt's "NAME (@image1)".
+    film = attach_references(
+        film, refs, list(request.get("reference_names", [])), single=request.get("single", True)
+    )
     shots = list(film.shots)
     if request.get("first_frame"):
         shots[0] = replace(shots[0], first_frame=path(request["first_frame"]))
@@ -345,7 +371,7 @@ def validated_film(request: dict[str, Any], task_dir: Path, settings: ServerSett
     try:
         film = build_film(request, task_dir)
     except InputError as e:
-        raise ApiError(400, str(e), param=e.field or "prompt") from None
+        raise ApiError(400, str(e), param=e.field or "prompt", shot=e.shot) from None
     limits = settings.limits
     if film.resolution not in limits.resolutions:
         raise ApiError(400, f"resolution {film.resolution} is not served here; accepted: "
@@ -356,7 +382,7 @@ def validated_film(request: dict[str, Any], task_dir: Path, settings: ServerSett
         for i, shot in enumerate(film.shots, start=1):
             if not limits.min_shot_seconds <= shot.duration <= limits.max_shot_seconds:
                 raise ApiError(400, f"shot {i}, duration: {shot.duration:g}s is out of range; a shot lasts "
-                               f"{limits.min_shot_seconds:g}-{limits.max_shot_seconds:g}s", param="duration")  # fmt: skip
+                               f"{limits.min_shot_seconds:g}-{limits.max_shot_seconds:g}s", param="duration", shot=i)  # fmt: skip
     elif not limits.min_seconds <= film.duration <= limits.max_seconds:
         raise ApiError(400, f"duration {film.duration:g}s is out of range; "
                        f"{limits.min_seconds:g}-{limits.max_seconds:g}s", param="duration")  # fmt: skip
@@ -364,75 +390,3 @@ def validated_film(request: dict[str, Any], task_dir: Path, settings: ServerSett
         raise ApiError(400, f"the film lasts {film.duration:g}s; at most {limits.max_film_seconds:g}s in all",
                        param="duration")  # fmt: skip
     return film
-
-
-# -- scripts (native films API) ----------------------------------------------------------------------
-def _script_chars(script: dict[str, Any]) -> int:
-    """Characters of the text a script asks us to keep, list and render: the title and style (echoed in
-    every listing), character descriptions, shot prompts, and dialogue (spoken at the door to fit it)."""
-    texts = [script.get("title"), script.get("style")]
-    if isinstance(script.get("characters"), dict):
-        texts += [c.get("description") for c in script["characters"].values() if isinstance(c, dict)]
-    for shot in script.get("shots") if isinstance(script.get("shots"), list) else []:
-        if not isinstance(shot, dict):
-            texts.append(shot)
-            continue
-        texts.append(shot.get("prompt"))
-        lines = shot.get("dialogue") if isinstance(shot.get("dialogue"), list) else []
-        texts += [line.get("line") if isinstance(line, dict) else line for line in lines]
-    return sum(len(str(t)) for t in texts if t is not None)
-
-
-def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], settings: ServerSettings) -> dict:
-    """A script's file fields point at uploads or data URLs only (never at the server's disk): each is
-    decoded, saved under our own name, and the script rewritten to that name."""
-    if not isinstance(script, dict):
-        raise ApiError(400, "a film script is a mapping with a 'shots' list", param="script")
-    script = dict(script)
-    counter = {"n": 0}
-
-    def resolve(value: Any, kind: str, param: str) -> Any:
-        if value in (None, ""):
-            return value
-        if not isinstance(value, str):
-            raise ApiError(400, f"expected a file reference, got {value!r}"[:200], param=param)
-        url = (
-            value
-            if value.startswith(("data:", "http://", "https://", UPLOAD_SCHEME))
-            else UPLOAD_SCHEME + value
-        )
-        _check_count(inputs, kind, settings, param)
-        data = reference_bytes(url, uploads, settings, param)
-        counter["n"] += 1
-        stem = f"file_{counter['n']}"
-        if kind == "image":
-            return save_image(inputs, data, stem, param, settings.limits.max_image_pixels)
-        return save_media(inputs, data, stem, kind, param, settings.limits.max_image_pixels)
-
-    for key, kind in (("style_image", "image"), ("music", "audio")):
-        if script.get(key) is None:
-            script.pop(key, None)  # "style_image:" with no value in YAML: as if absent
-        else:
-            script[key] = resolve(script[key], kind, key)
-    if isinstance(script.get("characters"), dict):
-        chars = {}
-        for name, spec in script["characters"].items():
-            if isinstance(spec, dict) and "image" in spec:
-                spec = {**spec, "image": resolve(spec["image"], "image", f"characters.{name}.image")}
-            chars[name] = spec
-        script["characters"] = chars
-    if isinstance(script.get("shots"), list):
-        shots = []
-        for i, shot in enumerate(script["shots"], start=1):
-            if isinstance(shot, dict):
-                shot = dict(shot)
-                for key in ("first_frame", "last_frame"):
-                    if key in shot:
-                        shot[key] = resolve(shot[key], "image", f"shots[{i}].{key}")
-            shots.append(shot)
-        script["shots"] = shots
-    chars = _script_chars(script)
-    if chars > settings.limits.max_prompt_chars:
-        raise ApiError(400, f"the script's text (title, style, descriptions, prompts, dialogue) holds {chars} "
-                       f"characters; at most {settings.limits.max_prompt_chars}", param="shots")  # fmt: skip
-    return {"source": "script", "script": script, "single": False, **inputs.as_request()}

@@ -7,9 +7,10 @@ import hmac
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 
-from yingxi.errors import InputError
+from yingxi.errors import InputError, unknown_word
 from yingxi.server.jobs import JobQueue
 from yingxi.server.store import open_queue
 
@@ -36,6 +37,39 @@ def create_key(data_dir: str | Path, name: str, database_url: str | None = None)
     finally:
         store.close()
     return key
+
+
+def _store_with_keys(data_dir: str | Path, database_url: str | None) -> JobQueue | None:
+    if database_url is None and not (Path(data_dir) / "jobs.db").is_file():
+        return None  # nothing was ever created there: do not make an empty store just to look
+    return open_queue(database_url, Path(data_dir))
+
+
+def list_keys(data_dir: str | Path, database_url: str | None = None) -> list[dict]:
+    """The keys (names, created, last used; never a key itself: only hashes are kept)."""
+    store = _store_with_keys(data_dir, database_url)
+    if store is None:
+        return []
+    try:
+        return store.list_keys()
+    finally:
+        store.close()
+
+
+def revoke_key(data_dir: str | Path, name: str, database_url: str | None = None) -> int:
+    """Remove every key named `name` (they stop working at once); InputError naming the closest name."""
+    store = _store_with_keys(data_dir, database_url)
+    if store is None:
+        raise InputError(f'no key is named "{name}"; {data_dir} holds no keys', field="name")
+    try:
+        names = list(dict.fromkeys(k["name"] for k in store.list_keys()))
+        if name not in names:
+            if not names:
+                raise InputError(f'no key is named "{name}"; there are no keys', field="name")
+            raise InputError(unknown_word("key name", name, names), field="name")
+        return store.remove_keys(name)
+    finally:
+        store.close()
 
 
 def secret_for(data_dir: Path) -> bytes:
@@ -76,3 +110,15 @@ def check_signature(secret: bytes, resource: str, expires: int, signature: str, 
     # compare_digest refuses non-ASCII str (TypeError): compare bytes, whatever the client sent.
     expected = sign(secret, resource, expires).encode()
     return expires >= now and hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
+
+
+def keys_table(keys: list[dict]) -> str:
+    """`yingxi keys list`: one key a line, times in UTC."""
+
+    def when(t: float | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) if t else "never"
+
+    rows = [("NAME", "ID", "CREATED (UTC)", "LAST USED (UTC)")]
+    rows += [(k["name"], k["id"], when(k["created_at"]), when(k["last_used_at"])) for k in keys]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

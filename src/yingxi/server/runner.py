@@ -189,6 +189,29 @@ def run_workers(settings: ServerSettings) -> None:
         supervisor.stop()
 
 
+def _announcing_server():
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        """uvicorn that prints where it listens once it accepts connections (not before: a URL printed
+        early would be refused)."""
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started and self.servers and self.servers[0].sockets:
+                print(f"yingxi: serving at {ready_url(self.config.host, self.servers[0].sockets[0].getsockname()[1])}"
+                      " (the studio; the APIs under /api/v3, /v1, /api/v1); Ctrl-C stops", flush=True)  # fmt: skip
+
+    return AnnouncingServer
+
+
+def ready_url(host: str, port: int) -> str:
+    """The URL a person can open: a wildcard host is reached as localhost; IPv6 in brackets."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1" if host != "::" else "::1"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
 def run(settings: ServerSettings) -> None:
     """Serve the API on settings.host:port with settings.workers render processes, until SIGINT/SIGTERM."""
     import uvicorn
@@ -205,9 +228,10 @@ def run(settings: ServerSettings) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _exit)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5
+    )
     try:
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5
-        )
+        _announcing_server()(config).run()
     finally:
         supervisor.stop()

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yingxi.film.limits import MAX_FILM_SECONDS, MAX_SHOT_SECONDS, MIN_SHOT_SECONDS
+
 BACKENDS = ("animatic", "wan")
 
 
@@ -23,11 +25,12 @@ class Limits:
     # 8192x8192 px (seconds of CPU, GBs of memory to decode); a 1080p frame needs 2 Mpx.
     max_image_pixels: int = 4096 * 4096
     max_body_bytes: int = 64 * 1024 * 1024  # one HTTP request body (base64 data URLs inflate by 4/3)
-    min_seconds: float = 2.0  # a single-prompt task
-    max_seconds: float = 15.0
-    min_shot_seconds: float = 1.0  # each shot of a multi-shot film
-    max_shot_seconds: float = 15.0
-    max_film_seconds: float = 60.0  # all shots together
+    # Durations: the film's own limit table by default (film/limits.py), the same as the CLI's.
+    min_seconds: float = MIN_SHOT_SECONDS  # a single-prompt task
+    max_seconds: float = MAX_SHOT_SECONDS
+    min_shot_seconds: float = MIN_SHOT_SECONDS  # each shot of a multi-shot film
+    max_shot_seconds: float = MAX_SHOT_SECONDS
+    max_film_seconds: float = MAX_FILM_SECONDS  # all shots together
     resolutions: tuple[str, ...] = ("480p", "720p", "1080p")
     max_fps: int = 30
     max_queued_per_tenant: int = 20  # queued + running tasks of one tenant; one more answers 429
@@ -101,3 +104,12 @@ class ServerSettings:
         limits["resolutions"] = tuple(limits.get("resolutions", Limits.resolutions))
         d["cors_origins"] = tuple(d.get("cors_origins", ()))
         return cls(**d, limits=Limits(**limits))
+
+
+def limits_view(limits: Limits) -> dict[str, Any]:
+    """The limits a client shows in its fields (the studio's duration, its file counts)."""
+    return {"seconds": {"min": limits.min_seconds, "max": limits.max_seconds},
+            "shot_seconds": {"min": limits.min_shot_seconds, "max": limits.max_shot_seconds},
+            "film_seconds": {"max": limits.max_film_seconds}, "max_images": limits.max_images,
+            "max_audios": limits.max_audios, "max_prompt_chars": limits.max_prompt_chars,
+            "resolutions": list(limits.resolutions), "max_fps": limits.max_fps}  # fmt: skip

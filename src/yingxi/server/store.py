@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     hash TEXT PRIMARY KEY,            -- SHA-256 hex of the key; the key itself is never stored
     tenant TEXT NOT NULL,
     name TEXT NOT NULL,
-    created_at {real} NOT NULL
+    created_at {real} NOT NULL,
+    last_used_at {real}               -- the last request it authenticated (to the minute)
 );
 CREATE TABLE IF NOT EXISTS settings (   -- values every API server shares (the URL-signing secret)
     name TEXT PRIMARY KEY,
@@ -546,11 +547,30 @@ class SqlJobQueue:
     # -- API keys and shared settings ----------------------------------------------------------------
     def add_key(self, key_hash: str, tenant: str, name: str) -> None:
         with self._write() as db:
-            self._exec(db, "INSERT INTO api_keys VALUES (?,?,?,?)", (key_hash, tenant, name, self.clock()))
+            self._exec(db, "INSERT INTO api_keys (hash, tenant, name, created_at) VALUES (?,?,?,?)",
+                       (key_hash, tenant, name, self.clock()))  # fmt: skip
 
     def tenant_for(self, key_hash: str) -> str | None:
-        row = self._one("SELECT tenant FROM api_keys WHERE hash=?", (key_hash,))
-        return row["tenant"] if row else None
+        """The key's tenant; its last use is recorded, at most once a minute (a write per request is not)."""
+        row = self._one("SELECT tenant, last_used_at FROM api_keys WHERE hash=?", (key_hash,))
+        if row is None:
+            return None
+        now = self.clock()
+        if row["last_used_at"] is None or now - row["last_used_at"] >= 60:
+            with self._write() as db:
+                self._exec(db, "UPDATE api_keys SET last_used_at=? WHERE hash=?", (now, key_hash))
+        return row["tenant"]
+
+    def list_keys(self) -> list[dict]:
+        """Every key's name, tenant, short id (the hash's start: never the key), created and last used."""
+        rows = self._exec(self._db(), "SELECT * FROM api_keys ORDER BY created_at, hash").fetchall()
+        return [{"id": r["hash"][:8], "name": r["name"], "tenant": r["tenant"], "created_at": r["created_at"],
+                 "last_used_at": r["last_used_at"]} for r in rows]  # fmt: skip
+
+    def remove_keys(self, name: str) -> int:
+        """Delete the keys named `name`; how many there were. Their tenant's tasks stay."""
+        with self._write() as db:
+            return self._exec(db, "DELETE FROM api_keys WHERE name=?", (name,)).rowcount
 
     def setting(self, name: str, default: Callable[[], str]) -> str:
         """The shared value called `name`, set to `default()` by whichever server asks first."""
@@ -579,6 +599,10 @@ class SqliteJobQueue(SqlJobQueue):
         for column, kind in (("worker", "TEXT"), ("output_bytes", "BIGINT")):  # a store from an older version
             if column not in columns:
                 db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        if "last_used_at" not in {r["name"] for r in db.execute("PRAGMA table_info(api_keys)")}:
+            db.execute(
+                "ALTER TABLE api_keys ADD COLUMN last_used_at REAL"
+            )  # keys made before they recorded it
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

@@ -179,12 +179,14 @@ class Worker:
         started = time.monotonic()
         try:
             film = build_film(job.request, task_dir)
-            result = render(film, self.backend, video, progress, last_frame_png=last)
+            burn = bool(job.request.get("api", {}).get("burn_subtitles"))
+            result = render(film, self.backend, video, progress, last_frame_png=last, burn_subtitles=burn)
             if lost.is_set():
                 raise Lost()
             facts = {"duration": result.duration, "num_frames": result.num_frames, "fps": result.fps,
                      "notes": list(result.notes), "seconds": round(time.monotonic() - started, 3),
-                     "video": "video.mp4", "last_frame": "last_frame.png" if result.last_frame_path else None}  # fmt: skip
+                     "video": "video.mp4", "last_frame": "last_frame.png" if result.last_frame_path else None,
+                     "subtitles": "video.srt" if result.srt_path else None}  # fmt: skip
 
             facts["bytes"] = sum(p.stat().st_size for p in (video, last) if p.is_file())
 
@@ -192,6 +194,8 @@ class Worker:
                 os.replace(video, out / "video.mp4")
                 if result.last_frame_path is not None:
                     os.replace(last, out / "last_frame.png")
+                if result.srt_path is not None:
+                    os.replace(result.srt_path, out / "video.srt")
 
             if store.finish(job.id, lease, facts, ttl, publish):
                 store.record_shots(job.id, settings.backend, shot_seconds)
@@ -213,6 +217,7 @@ class Worker:
             beat.join()
             video.unlink(missing_ok=True)
             last.unlink(missing_ok=True)
+            video.with_suffix(".srt").unlink(missing_ok=True)
         self.notify(job.id)
 
     def notify(self, job_id: str) -> None:

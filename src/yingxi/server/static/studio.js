@@ -3,6 +3,9 @@
 "use strict";
 
 const API = "/api/v3/contents/generations/tasks";
+const FILMS_API = "/api/v1/films"; // the YAML tab's scripts go to the native film API
+const YAML_STORE = "yingxi.yamlDraft";
+const MODE_STORE = "yingxi.mode";
 const KEY_STORE = "yingxi.apiKey";
 const DRAFT_STORE = "yingxi.draft";
 const PAGE_SIZE = 10;
@@ -11,6 +14,8 @@ const LIST_POLL_MS = 3000; // the reels refresh while any film on the page is un
 const MAX_IMAGES = 9; // the server's limit on images per task (first + last + references)
 const SHOT_HEADER = /^\s*(?:shot|镜头)\s*(\d+)\s*(?:[(（]([^)）]*)[)）])?\s*[:：]\s*(.*)$/i;
 const DEFAULT_SHOT_SECONDS = 5;
+// Until /api/v1/limits answers: the film's own table (film/limits.py), which the server serves.
+const DEFAULT_LIMITS = { seconds: { min: 0.25, max: 60 }, shot_seconds: { min: 0.25, max: 60 } };
 const REDUNDANT_MESSAGE = /^(shooting shot \d+|editing and encoding|done)$/; // already said by phase()
 const FINISHED = new Set(["succeeded", "failed", "cancelled", "expired"]);
 
@@ -25,7 +30,10 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   key: "",
-  refs: { first_frame: [], last_frame: [], reference_image: [] }, // [{name, url}]
+  refs: { first_frame: [], last_frame: [], reference_image: [], music: [] }, // [{name, url, file, label}]
+  mode: "prompt", // "prompt" (Ark task) | "yaml" (native film API)
+  limits: DEFAULT_LIMITS,
+  contentMap: [], // what each item of the last request's content list was, to place its errors
   current: null, // id of the task on the monitor
   pollTimer: null,
   listTimer: null,
@@ -37,17 +45,21 @@ const state = {
 
 // -- the API ------------------------------------------------------------------------------------
 class ApiFailure extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, param = null, shot = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.param = param;
+    this.shot = shot;
   }
 }
 
 async function api(method, path, body) {
   if (!state.key) throw new ApiFailure(0, "NoKey", "Enter your API key first (top right), then try again.");
   const opts = { method, headers: { Authorization: `Bearer ${state.key}` } };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    opts.body = body; // the browser writes the multipart boundary
+  } else if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
   }
@@ -66,7 +78,7 @@ async function api(method, path, body) {
   if (!res.ok) {
     const err = (data && data.error) || {};
     const message = err.message || `${res.status} ${res.statusText}`;
-    throw new ApiFailure(res.status, err.code || `HTTP${res.status}`, message);
+    throw new ApiFailure(res.status, err.code || `HTTP${res.status}`, message, err.param ?? null, err.shot ?? null);
   }
   return data;
 }
@@ -151,14 +163,117 @@ function renderOutline() {
     const t = document.createElement("span");
     t.textContent = [`${seconds}s`, ...s.attrs].join(" · ");
     t.title = s.text;
+    li.dataset.shot = s.number;
     li.append(n, t);
     list.append(li);
+    const { min, max } = state.limits.shot_seconds;
+    if (seconds < min || seconds > max) markShot(s.number, `${seconds}s is out of range; a shot lasts ${min}s to ${max}s`);
   }
   $("outline-summary").textContent = `${shots.length} shot${shots.length > 1 ? "s" : ""} · ~${+total.toFixed(2)}s`;
 }
 
 function saveDraft() {
   localStorage.setItem(DRAFT_STORE, $("prompt").value);
+  localStorage.setItem(YAML_STORE, $("yaml").value);
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  localStorage.setItem(MODE_STORE, mode);
+  $("tab-prompt").setAttribute("aria-selected", String(mode === "prompt"));
+  $("tab-yaml").setAttribute("aria-selected", String(mode === "yaml"));
+  $("prompt-pane").hidden = mode !== "prompt";
+  $("yaml-pane").hidden = mode !== "yaml";
+  $("insert-example").hidden = mode !== "prompt";
+  $("outline-summary").hidden = mode !== "prompt"; // the prompt's shot count; a script's is not counted here
+  // A script sets its own size and durations; those fields are for prompts.
+  for (const id of ["duration", "seed"]) $(id).disabled = mode === "yaml" || (id === "duration" && parseOutline($("prompt").value).length > 0);
+  document.querySelectorAll('#ratio input, #resolution input').forEach((el) => (el.disabled = mode === "yaml"));
+  clearErrors();
+}
+
+async function loadLimits() {
+  try {
+    const res = await fetch("/api/v1/limits");
+    if (!res.ok) return;
+    state.limits = await res.json();
+  } catch (e) {
+    return; /* the film's own table stays */
+  }
+  const { min, max } = state.limits.seconds;
+  const d = $("duration");
+  d.min = String(Math.max(1, Math.ceil(min))); // Ark durations are whole seconds
+  d.max = String(Math.floor(max));
+  d.title = d.title || `${d.min} to ${d.max} seconds`;
+  renderOutline();
+}
+
+// -- errors beside what they are about ------------------------------------------------------------
+function clearErrors() {
+  for (const el of document.querySelectorAll(".field-error")) {
+    if (el.closest(".thumb") || el.closest(".outline")) el.remove();
+    else el.hidden = true;
+  }
+  for (const el of document.querySelectorAll(".has-error")) el.classList.remove("has-error");
+  for (const el of document.querySelectorAll(".shot-error")) el.remove();
+}
+
+function fieldError(id, message, input) {
+  const box = $(id);
+  box.textContent = message;
+  box.hidden = false;
+  if (input) input.classList.add("has-error");
+  return box;
+}
+
+/** Shot N's entry in the outline, marked with the message; false when the outline has no such shot. */
+function markShot(number, message) {
+  const li = document.querySelector(`#outline li[data-shot="${CSS.escape(String(number))}"]`);
+  if (!li) return false;
+  li.classList.add("has-error");
+  li.querySelector(".shot-error")?.remove();
+  const note = document.createElement("div");
+  note.className = "shot-error";
+  note.setAttribute("role", "alert");
+  note.textContent = message;
+  li.append(note);
+  return true;
+}
+
+function markRef(role, index, message) {
+  const thumb = document.querySelectorAll(`#thumbs-${role} .thumb`)[index];
+  if (!thumb) return false;
+  thumb.classList.add("has-error");
+  const note = document.createElement("div");
+  note.className = "field-error";
+  note.setAttribute("role", "alert");
+  note.textContent = message;
+  thumb.append(note);
+  return true;
+}
+
+/** Put an API error where the person is looking: beside its shot, field or file (the banner says it too). */
+function showErrorNear(err) {
+  const message = err.message || "";
+  const param = err.param || "";
+  const shot = err.shot ?? (message.match(/^shot (\d+)\b/i) || [])[1];
+  if (state.mode === "yaml" && (shot || /^(shots|characters|refs|style|title|music|script)/.test(param) || !param)) {
+    return fieldError("yaml-error", message, $("yaml"));
+  }
+  if (shot && markShot(shot, message.replace(/^shot \d+,\s*/i, ""))) return true;
+  let m = param.match(/^content\[(\d+)\]/);
+  if (m && state.contentMap[+m[1]] && state.contentMap[+m[1]].role) {
+    const { role, index } = state.contentMap[+m[1]];
+    if (markRef(role, index, message)) return true;
+  }
+  m = param.match(/^reference_images\[(\d+)\]/);
+  if (m && markRef("reference_image", +m[1] - 1, message)) return true;
+  if (param === "duration" && !shot) return fieldError("duration-error", message, $("duration"));
+  if (param === "seed") return fieldError("seed-error", message, $("seed"));
+  if (shot || /^(prompt|style|shots|header|camera|framing|transition|dialogue)/.test(param)) {
+    return fieldError("prompt-error", message, $("prompt"));
+  }
+  return false;
 }
 
 // -- references ---------------------------------------------------------------------------------
@@ -172,11 +287,19 @@ function readAsDataUrl(file) {
 }
 
 function imageCount() {
-  return Object.values(state.refs).reduce((n, list) => n + list.length, 0);
+  return ["first_frame", "last_frame", "reference_image"].reduce((n, role) => n + state.refs[role].length, 0);
 }
 
 async function addFiles(role, files) {
   for (const file of files) {
+    if (role === "music") {
+      if (!file.type.startsWith("audio/")) {
+        showBanner(`"${file.name}" is not an audio file; music must be MP3, WAV, OGG, FLAC or M4A.`);
+        continue;
+      }
+      state.refs.music = [{ name: file.name, url: await readAsDataUrl(file), file }];
+      continue;
+    }
     if (!file.type.startsWith("image/")) {
       showBanner(`"${file.name}" is not an image; references must be PNG, JPEG or WebP files.`);
       continue;
@@ -187,8 +310,8 @@ async function addFiles(role, files) {
       break;
     }
     const url = await readAsDataUrl(file);
-    if (single) state.refs[role] = [{ name: file.name, url }];
-    else state.refs[role].push({ name: file.name, url });
+    if (single) state.refs[role] = [{ name: file.name, url, file }];
+    else state.refs[role].push({ name: file.name, url, file, label: "" });
   }
   renderRefs();
 }
@@ -201,9 +324,6 @@ function renderRefs() {
       const div = document.createElement("div");
       div.className = "thumb";
       div.dataset.role = role;
-      const img = document.createElement("img");
-      img.src = ref.url;
-      img.alt = `${role.replace("_", " ")}: ${ref.name}`;
       const name = document.createElement("span");
       name.className = "thumb-name";
       name.textContent = ref.name;
@@ -216,7 +336,36 @@ function renderRefs() {
         state.refs[role].splice(i, 1);
         renderRefs();
       });
-      div.append(img, name, remove);
+      if (role === "music") {
+        div.classList.add("audio");
+        div.title = ref.name;
+        div.append(name, remove);
+      } else {
+        const img = document.createElement("img");
+        img.src = ref.url;
+        img.alt = `${role.replace("_", " ")}: ${ref.name}`;
+        if (role === "reference_image") {
+          // Each reference is a character's: the name ties it to the shots where they speak or are mentioned.
+          div.classList.add("named");
+          const frame = document.createElement("div");
+          frame.className = "frame";
+          frame.append(img, name, remove);
+          const label = document.createElement("input");
+          label.type = "text";
+          label.className = "ref-name";
+          label.placeholder = "character name";
+          label.value = ref.label || "";
+          label.setAttribute("aria-label", `Character shown in ${ref.name}`);
+          label.addEventListener("input", () => (ref.label = label.value));
+          const mention = document.createElement("span");
+          mention.className = "ref-mention";
+          mention.textContent = `@image${i + 1}`;
+          mention.title = `Write @image${i + 1} (or @图片${i + 1}) in a shot to put this image in it`;
+          div.append(frame, label, mention);
+        } else {
+          div.append(img, name, remove);
+        }
+      }
       box.append(div);
     });
   }
@@ -231,10 +380,23 @@ function radioValue(name) {
 function buildRequest() {
   const text = $("prompt").value;
   const content = [];
-  if (text.trim()) content.push({ type: "text", text });
-  for (const role of ["first_frame", "last_frame", "reference_image"]) {
-    for (const ref of state.refs[role]) content.push({ type: "image_url", image_url: { url: ref.url }, role });
+  state.contentMap = [];
+  if (text.trim()) {
+    content.push({ type: "text", text });
+    state.contentMap.push({});
   }
+  for (const role of ["first_frame", "last_frame", "reference_image"]) {
+    state.refs[role].forEach((ref, index) => {
+      const item = { type: "image_url", image_url: { url: ref.url }, role };
+      if (role === "reference_image" && ref.label && ref.label.trim()) item.name = ref.label.trim();
+      content.push(item);
+      state.contentMap.push({ role, index });
+    });
+  }
+  state.refs.music.forEach((ref, index) => {
+    content.push({ type: "audio_url", audio_url: { url: ref.url }, role: "reference_audio" }); // the music bed
+    state.contentMap.push({ role: "music", index });
+  });
   const body = {
     model: $("model").value.trim() || $("model").placeholder || "yingxi",
     content,
@@ -243,13 +405,37 @@ function buildRequest() {
   };
   if (!parseOutline(text).length && $("duration").value) body.duration = parseInt($("duration").value, 10);
   if ($("seed").value !== "") body.seed = parseInt($("seed").value, 10);
+  if ($("burn-subtitles").checked) body.burn_subtitles = true;
   return body;
+}
+
+/** The YAML tab's request: the script plus every attached file as a part named by its file name. */
+function buildFilmForm() {
+  const form = new FormData();
+  form.append("script", $("yaml").value);
+  for (const role of ["first_frame", "last_frame", "reference_image", "music"]) {
+    for (const ref of state.refs[role]) {
+      form.append(ref.name, ref.file, ref.name);
+      if (role === "reference_image" && ref.label && ref.label.trim()) form.append("ref", `${ref.label.trim()}=${ref.name}`);
+      if (role === "music") form.append("music", ref.name);
+    }
+  }
+  if ($("burn-subtitles").checked) form.append("burn_subtitles", "true");
+  const model = $("model").value.trim();
+  if (model) form.append("model", model);
+  return form;
 }
 
 async function submitFilm(ev) {
   ev.preventDefault();
   const text = $("prompt").value;
-  if (!text.trim() && !state.refs.first_frame.length) {
+  clearErrors();
+  if (state.mode === "yaml" && !$("yaml").value.trim()) {
+    showBanner("Write a YAML script first (a mapping with a shots: list).");
+    $("yaml").focus();
+    return;
+  }
+  if (state.mode === "prompt" && !text.trim() && !state.refs.first_frame.length) {
     showBanner("Write a prompt or a script first (or attach a first frame).");
     $("prompt").focus();
     return;
@@ -264,13 +450,15 @@ async function submitFilm(ev) {
   button.textContent = "Submitting…";
   hideBanner();
   try {
-    const created = await api("POST", API, buildRequest());
+    const created =
+      state.mode === "yaml" ? await api("POST", FILMS_API, buildFilmForm()) : await api("POST", API, buildRequest());
     setKeyState("ok", "connected");
     openTask(created.id);
     loadTasks();
   } catch (err) {
     if (err.status === 401) setKeyState("bad", "rejected");
     showBanner(describe(err));
+    showErrorNear(err);
   } finally {
     button.disabled = false;
     button.textContent = "Shoot the film";
@@ -296,6 +484,7 @@ function openTask(id) {
   $("screen-text").textContent = "Loading…";
   $("task-error").hidden = true;
   $("download").hidden = true;
+  $("subtitles").hidden = true;
   $("reuse").hidden = true;
   $("progress-wrap").hidden = true;
   $("task-id").textContent = id;
@@ -352,6 +541,10 @@ function showMonitorError(error, status) {
   code.textContent = error.code || "Error";
   box.append(code, document.createTextNode(error.message || "the task failed"));
   box.hidden = false;
+  // A render that failed on one shot: mark that shot in the editor too, when the editor holds this film.
+  if (state.lastTask && state.lastTask.id === state.current && state.lastTask.revised_prompt === $("prompt").value) {
+    showErrorNear({ message: error.message || "" });
+  }
 }
 
 function renderMonitor(task) {
@@ -386,6 +579,12 @@ function renderMonitor(task) {
       a.href = task.content.video_url;
       a.setAttribute("download", `${task.id}.mp4`);
       a.hidden = false;
+      const srt = $("subtitles");
+      srt.hidden = !task.content.subtitles_url;
+      if (task.content.subtitles_url) {
+        srt.href = task.content.subtitles_url;
+        srt.setAttribute("download", `${task.id}.srt`);
+      }
     }
   } else if (task.status === "succeeded") {
     showMonitorError({ code: "NoVideo", message: "the task succeeded but its video is gone" }, "expired");
@@ -560,9 +759,22 @@ async function loadDefaultModel() {
 function init() {
   $("api-key").value = localStorage.getItem(KEY_STORE) || "";
   $("prompt").value = localStorage.getItem(DRAFT_STORE) || "";
+  $("yaml").value = localStorage.getItem(YAML_STORE) || "";
   $("model").placeholder = "yingxi";
   renderOutline();
   renderRefs();
+  setMode(localStorage.getItem(MODE_STORE) === "yaml" ? "yaml" : "prompt");
+  loadLimits();
+  $("tab-prompt").addEventListener("click", () => setMode("prompt"));
+  $("tab-yaml").addEventListener("click", () => setMode("yaml"));
+  $("yaml").addEventListener("input", () => {
+    clearErrors();
+    saveDraft();
+  });
+  $("yaml").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) $("film-form").requestSubmit();
+  });
+  $("music").addEventListener("change", (ev) => addFiles("music", ev.target.files).then(() => (ev.target.value = "")));
 
   $("key-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -576,6 +788,7 @@ function init() {
   });
   $("banner-close").addEventListener("click", hideBanner);
   $("prompt").addEventListener("input", () => {
+    clearErrors();
     renderOutline();
     saveDraft();
   });
