@@ -2,6 +2,11 @@
 against a real server this script starts (temp data dir, animatic backend, tiny films) and stops.
 
     .venv/bin/python bench/server_load.py [--clients 8] [--seconds 20] [--polls 4] [--workers 1]
+        [--database-url URL | --postgres] [--servers 2]
+
+`--postgres` starts a throwaway PostgreSQL (Debian's binaries, initdb in a temp folder, loopback) as the
+tests do; `--servers 2` runs two API processes on one database and splits the clients between them
+(the second has no workers).
 
 Each client loops: create a task (a 2 s 480p film at 8 fps), then GET it `--polls` times. Prints a table:
 requests per second, p50/p99 latency of create and get, errors (must be 0), and how many films the
@@ -12,8 +17,10 @@ GET /api/v1/health: the floor of uvicorn + FastAPI + httpx on this machine, with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -83,40 +90,59 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--polls", type=int, default=4, help="GETs per created task")
     p.add_argument("--workers", type=int, default=1, help="render worker processes")
+    p.add_argument("--database-url", help="the job database (default: SQLite in the temp data dir)")
+    p.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL for the run")
+    p.add_argument("--servers", type=int, default=1, choices=(1, 2), help="API processes on one database")
     args = p.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="yingxi-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="yingxi-load-") as tmp, contextlib.ExitStack() as stack:
         data = Path(tmp)
-        keys = [create_key(data, f"client-{i}") for i in range(args.clients)]
-        limits = Limits(max_queued_per_tenant=1_000_000)
-        settings = ServerSettings(port=0, data_dir=data, workers=args.workers, limits=limits)
-        with ServerProcess(settings) as server:
-            results: dict = {"create": [], "get": [], "health (ref)": [], "errors": []}
-            lock = threading.Lock()
-            ref_seconds = min(5.0, args.seconds / 4)
-            ref_stop = time.monotonic() + ref_seconds
-            refs = [threading.Thread(target=reference_loop, args=(server.url, ref_stop, results, lock))
-                    for _ in keys]  # fmt: skip
-            for t in refs:
-                t.start()
-            for t in refs:
-                t.join()
-            start = time.monotonic()
-            stop_at = start + args.seconds
-            threads = [threading.Thread(target=client_loop, args=(server.url, k, stop_at, args.polls, results, lock))
-                       for k in keys]  # fmt: skip
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.monotonic() - start
-            health = httpx.get(server.url + "/api/v1/health").json()
-            rendered = sum(1 for d in (data / "tasks").iterdir() if (d / "out" / "video.mp4").exists())
+        url = args.database_url
+        if args.postgres:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.server.postgres import PostgresServer
+
+            pg = PostgresServer().start()
+            stack.callback(pg.stop)
+            url = pg.new_database()
+        keys = [create_key(data, f"client-{i}", url) for i in range(args.clients)]
+        limits = Limits(max_queued_per_tenant=1_000_000, max_jobs_per_hour=10**9)
+        settings = ServerSettings(
+            port=0, data_dir=data, workers=args.workers, limits=limits, database_url=url
+        )
+        servers = [stack.enter_context(ServerProcess(settings, log_path=data / "a.log"))]
+        if args.servers == 2:
+            second = ServerSettings(port=0, data_dir=data, workers=0, limits=limits, database_url=url)
+            servers.append(stack.enter_context(ServerProcess(second, log_path=data / "b.log")))
+        server = servers[0]
+        results: dict = {"create": [], "get": [], "health (ref)": [], "errors": []}
+        lock = threading.Lock()
+        ref_seconds = min(5.0, args.seconds / 4)
+        ref_stop = time.monotonic() + ref_seconds
+        refs = [threading.Thread(target=reference_loop, args=(server.url, ref_stop, results, lock))
+                for _ in keys]  # fmt: skip
+        for t in refs:
+            t.start()
+        for t in refs:
+            t.join()
+        start = time.monotonic()
+        stop_at = start + args.seconds
+        threads = [threading.Thread(target=client_loop, args=(servers[i % len(servers)].url, k, stop_at,
+                                                              args.polls, results, lock))
+                   for i, k in enumerate(keys)]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - start
+        health = httpx.get(server.url + "/api/v1/health").json()
+        rendered = sum(1 for d in (data / "tasks").iterdir() if (d / "out" / "video.mp4").exists())
 
     total = len(results["create"]) + len(results["get"])  # the reference phase ran before, on its own
     ms = 1000.0
     print(f"server load: {args.clients} clients, {args.seconds:g} s, {args.polls} GETs per task, "
-          f"{args.workers} worker(s), {os.cpu_count()} CPUs")  # fmt: skip
+          f"{args.workers} worker(s), {os.cpu_count()} CPUs, {'PostgreSQL' if url and url.startswith('postgres') else 'SQLite'}, "
+          f"{args.servers} API server(s)")  # fmt: skip
     print(f"{'':<14}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for name, seconds in (("create", wall), ("get", wall), ("health (ref)", ref_seconds)):
         v = results[name]
