@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from yingxi import __version__
-from yingxi.server import ark, films, logs, metrics, videos
+from yingxi.server import ark, films, logs, metrics, openapi, videos
 from yingxi.server.common import Context, ctx, tenant_of
 from yingxi.server.http_errors import ApiError, error_response, param_path
 from yingxi.server.keys import check_signature, signing_secret
@@ -157,6 +157,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(videos.router)
     app.include_router(films.router)
     app.include_router(metrics.router)
+    openapi.install(app)
 
     @app.get("/api/v1/health")
     def health(request: Request) -> dict:
@@ -169,7 +170,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         """What a request may ask for (the studio sets its fields from this): see film/limits.py."""
         return limits_view(settings.limits)
 
-    @app.api_route("/api/v3/files/{task_id}/{name}", methods=["GET", "HEAD"])
+    @app.get("/api/v3/files/{task_id}/{name}", operation_id="output_file")
     def output_file(task_id: str, name: str, request: Request, expires: int | None = None,
                     signature: str | None = None) -> FileResponse:  # fmt: skip
         c = ctx(request)
@@ -190,6 +191,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
             path.suffix, "image/png"
         )
         return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+    app.add_api_route(
+        "/api/v3/files/{task_id}/{name}", output_file, methods=["HEAD"], operation_id="output_file_head"
+    )
 
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="studio")
