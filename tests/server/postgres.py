@@ -42,8 +42,9 @@ class PostgresServer:
         self.user = "postgres" if os.geteuid() == 0 else None  # the OS user that runs the server
         self.proc: subprocess.Popen | None = None
 
-    def _as_owner(self, argv: list[str]) -> list[str]:
-        return ["runuser", "-u", self.user, "--", *argv] if self.user else argv
+    def _as_owner(self) -> dict:
+        """Popen arguments that run a command as the cluster's owner (directly: signals reach it)."""
+        return {"user": self.user, "group": self.user, "extra_groups": []} if self.user else {}
 
     def start(self) -> PostgresServer:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -51,15 +52,20 @@ class PostgresServer:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         subprocess.run(
-            self._as_owner([_bin("initdb"), "-D", str(self.data), "-U", "yingxi", "--auth=trust", "-E", "UTF8",
-                            "--no-sync", "--no-instructions"]),  # fmt: skip
-            check=True, capture_output=True, cwd=self.root,
+            [_bin("initdb"), "-D", str(self.data), "-U", "yingxi", "--auth=trust", "-E", "UTF8", "--no-sync",
+             "--no-instructions"],
+            check=True, capture_output=True, cwd=self.root, **self._as_owner(),
         )  # fmt: skip
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
         self.proc = subprocess.Popen(
-            self._as_owner([_bin("postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
-                            "-k", str(self.root), "-c", "fsync=off", "-c", "max_connections=200",
-                            "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),  # fmt: skip
-            stdout=subprocess.DEVNULL, stderr=open(self.root / "postgres.log", "wb"), cwd=self.root,
+            [_bin("postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.root),
+             "-c", "fsync=off", "-c", "max_connections=200", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off"],
+            stdout=subprocess.DEVNULL, stderr=open(self.root / "postgres.log", "ab"), cwd=self.root,
+            **self._as_owner(),
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while subprocess.run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
@@ -69,7 +75,15 @@ class PostgresServer:
                     f"postgres did not start: {(self.root / 'postgres.log').read_text()[-2000:]}"
                 )
             time.sleep(0.1)
-        return self
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the server (fast shutdown: clients are cut off), stay down a while, start it again on the
+        same port and data: what a database failover looks like to its clients."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(30)
+        time.sleep(down_seconds)
+        self._launch()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://yingxi@127.0.0.1:{self.port}/{database}"

@@ -102,3 +102,41 @@ def test_a_standalone_worker_takes_jobs_from_the_shared_database(postgres, tmp_p
         worker.terminate()
         assert worker.wait(30) == 0  # SIGTERM: a clean stop
         api.stop()
+
+
+def test_a_database_restart_mid_job_loses_nothing_and_completes_once(tmp_path):
+    """PostgreSQL goes down while a film renders and comes back: the API answers 503 meanwhile (never a
+    500), and the job ends succeeded exactly once with one output."""
+    import httpx
+
+    from tests.server.postgres import PostgresServer
+
+    pg = PostgresServer().start()
+    server = None
+    try:
+        url = pg.new_database()
+        server = ServerProcess(make_settings(tmp_path, database_url=url)).start()
+        key = create_key(tmp_path, "alice", url)
+        long = "Shot 1 (3s, wide, pan left): a road.\nShot 2 (3s): a hill.\nShot 3 (3s): a house. --fps 8"
+        with httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as http:
+            task_id = http.post(TASKS, json=body(long)).json()["id"]
+            wait_for(lambda: http.get(f"{TASKS}/{task_id}").json(), lambda t: t.get("progress", 0) > 0, 90)
+            pg.restart(down_seconds=2)
+            statuses = set()
+
+            def poll() -> dict:
+                r = http.get(f"{TASKS}/{task_id}")
+                statuses.add(r.status_code)
+                return r.json() if r.status_code == 200 else {"status": "running"}
+
+            task = wait_for(poll, finished, timeout=120)
+        assert task["status"] == "succeeded", task
+        assert statuses <= {200, 503}, statuses
+        out = tmp_path / "tasks" / task_id / "out"
+        assert sorted(p.name for p in out.iterdir() if p.suffix == ".mp4") == ["video.mp4"]
+    finally:
+        if server is not None:
+            server.stop()
+        pg.stop()

@@ -8,6 +8,7 @@ signed, expiring URL (`?expires=...&signature=...`, HMAC-SHA256 with the server'
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -65,6 +66,14 @@ class BodyLimit:
         return await self.app(scope, counted, send)
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """The job database cannot be reached (restarting, failing over, network): a 503, not a bug."""
+    if isinstance(exc, ConnectionError):
+        return True
+    psycopg = sys.modules.get("psycopg")  # loaded only when the store is PostgreSQL
+    return psycopg is not None and isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
 class InternalErrors:
     """A bug answers 500 in the API's error shape with `Connection: close`, and goes no further.
 
@@ -89,9 +98,15 @@ class InternalErrors:
         try:
             await self.app(scope, receive, tracked)
         except Exception as exc:  # a bug: log it, answer in the API's shape, keep serving
-            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise  # part of a response went out: only dropping the connection is honest now
+            if database_unavailable(exc):  # not a bug: the next request reconnects
+                log.warning("the job database does not answer: %s", exc)
+                response = error_response(503, "the job database does not answer; try again shortly",
+                                          code="ServiceUnavailable", retry_after=2)  # fmt: skip
+                await response(scope, receive, send)
+                return
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
             response = error_response(500, f"internal error: {type(exc).__name__}")
             response.headers["connection"] = "close"
             await response(scope, receive, send)

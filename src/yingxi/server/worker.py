@@ -152,7 +152,12 @@ class Worker:
                 if self.orphaned():
                     os._exit(3)  # nobody to report to; the next server requeues the job
                 self.alive()
-                if not store.heartbeat(job.id, lease):
+                try:
+                    ours = store.heartbeat(job.id, lease)
+                except Exception:  # the database restarts or the network blips: keep rendering, keep trying
+                    log.warning("heartbeat for %s failed; retrying", job.id, exc_info=True)
+                    continue
+                if not ours:
                     lost.set()
                     return
 
@@ -169,8 +174,13 @@ class Worker:
                 shot_started[:] = [now, event.shot]
             if now - last_report[0] >= 0.25 or event.shot != last_report[1] or event.fraction >= 1.0:
                 last_report[:] = [now, event.shot]
-                if not store.report_progress(job.id, lease, event.fraction, event.shot, event.total_shots,
-                                             event.message):  # fmt: skip
+                try:
+                    ours = store.report_progress(job.id, lease, event.fraction, event.shot, event.total_shots,
+                                                 event.message)  # fmt: skip
+                except Exception:  # progress is news, not state: a database blip skips one report
+                    log.warning("progress report for %s failed", job.id, exc_info=True)
+                    return
+                if not ours:
                     lost.set()
                     raise Lost()
 
