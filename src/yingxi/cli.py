@@ -255,6 +255,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     backend = make_backend(args)
     ready = prepare(film, backend)
     film, plans, notes = ready.film, ready.plans, ready.notes
+    from yingxi.editor.dialogue import choose_voices  # each speaker's voice and why (issue 8, item 6)
+
+    voices = {c.name: {"voice": c.voice, "why": c.why} for c in choose_voices(film).values()}
     rows = [
         {
             "shot": p.index,
@@ -268,13 +271,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "keyframe": p.keyframe.source + (f" ({p.keyframe.path})" if p.keyframe.path else ""),
             "seed": p.seed,
             "dialogue": [f"{d.character}: {d.line}" for d in p.shot.dialogue],
+            "voices": {t.character: t.voice for t in ready.takes[p.index - 1]},
             "prompt": p.prompt,
         }
         for p in plans
     ]
     if args.json:
         print(
-            json.dumps({"duration": sum(p.duration for p in plans), "shots": rows, "notes": notes}, indent=2)
+            json.dumps(
+                {"duration": sum(p.duration for p in plans), "shots": rows, "voices": voices, "notes": notes},
+                indent=2,
+                ensure_ascii=False,
+            )
         )
         return 0
     from rich.console import Console
@@ -294,6 +302,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         table.add_row(*(Text("\n".join(r[c]) if c == "dialogue" else str(r[c])) for c in columns))
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole words
     console.print(table)
+    for name, v in voices.items():
+        console.print(Text(f"voice: {name}: {v['voice']} ({v['why']})"))
     for note in notes:
         console.print(Text(f"note: {note}"))
     return 0
