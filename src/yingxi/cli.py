@@ -45,7 +45,9 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", help=f"{', '.join(RESOLUTIONS)} (default 720p, or the script's)")
     p.add_argument("--ratio", help=f"{', '.join(RATIOS)} (default 16:9, or the script's)")
     p.add_argument("--size", help="exact WIDTHxHEIGHT (e.g. 832x480), instead of --resolution and --ratio")
-    p.add_argument("--fps", type=int, help="frames per second, 1 to 60 (default 24, or the script's)")
+    p.add_argument(
+        "--fps", help="frames per second: 1 to 60, or 23.976, 29.97, 59.94 (default 24, or the script's)"
+    )
     p.add_argument("--seed", type=int, help="film seed, 0 to 4294967295; each shot's seed derives from it")
     p.add_argument("--duration", type=float, help="seconds, for a plain one-shot prompt (default 5)")
     p.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
