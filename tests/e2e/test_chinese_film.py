@@ -1,0 +1,117 @@
+"""A Chinese prompt rendered end to end and checked on the decoded film: 23.976 fps exactly (average rate
+24000/1001, frame count), Mandarin speech of a reading's length, every subtitle glyph drawn (no boxes),
+and the closing fade out."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from tests.e2e.helpers import decode
+from yingxi.backends.animatic import AnimaticGenerator
+from yingxi.editor.dialogue import trim_silence
+from yingxi.editor.subtitles import SubtitleOverlay, subtitle_text
+from yingxi.film import parse_prompt
+from yingxi.media.fonts import font_for
+from yingxi.media.speech import synthesize_speech, to_pinyin
+from yingxi.render import render
+
+LINE = "今年的黄河冰封千里我们又一起过年了真好啊"  # 20 characters
+SYMBOLS = "Café ü ß ñ Ç — • ½ € £"
+SCRIPT = f"""水墨画风格。
+镜头一（2秒，远景，缓慢左摇）：冰封的黄河。
+老贾：“{LINE}”
+镜头二（2秒、特写、推、叠化、淡出）：烟花。
+MEI: "{SYMBOLS}"
+"""
+SIZE = (480, 270)  # subtitles 14 px high
+
+
+@pytest.fixture(scope="module")
+def film_mp4(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zh") / "film.mp4"
+    film = parse_prompt(SCRIPT, fps=Fraction(24000, 1001), custom_size=SIZE)
+    result = render(film, AnimaticGenerator(), out, burn_subtitles=True, encoder_preset="veryfast")
+    return out, result, decode(out)
+
+
+def test_the_stream_is_23_976_fps_exactly_with_the_right_frame_count(film_mp4):
+    out, result, (frames, _, _, _) = film_mp4
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].average_rate == Fraction(24000, 1001)
+    # The shots grew to fit their lines; the film is round(seconds * 24000/1001) frames.
+    seconds = sum(grown(result))
+    expected = round(seconds * Fraction(24000, 1001))
+    assert frames.shape[0] == result.num_frames == expected
+    assert result.duration == pytest.approx(expected * 1001 / 24000)
+
+
+def test_the_mandarin_line_lasts_as_long_as_its_pinyin_reading(film_mp4):
+    _, result, (_, _, audio, rate) = film_mp4
+    # The shot grew only as far as the Mandarin line needs (the English letter names took 8.8 s).
+    assert "shot 1 grew from 2s to" in result.notes[0]
+    pinyin = len(trim_silence(synthesize_speech(to_pinyin(LINE), "cmn-latn-pinyin+m3", sample_rate=48000)))
+    pinyin_seconds = pinyin / 48000
+    # Voiced span of shot 1's audio (the line sits alone there), measured on the decoded AAC.
+    shot1 = grown(result)[0]
+    first = np.abs(audio[: int(shot1 * rate)])
+    loud = np.flatnonzero(np.convolve(first > 0.01, np.ones(rate // 50), "same") > 0)
+    spoken = (loud[-1] - loud[0]) / rate
+    assert spoken == pytest.approx(pinyin_seconds, rel=0.25)
+    assert 3.75 < spoken < 6.5
+
+
+def test_every_subtitle_glyph_is_drawn_on_the_decoded_frame(film_mp4):
+    _, result, (frames, _, _, _) = film_mp4
+    shot1 = round(grown(result)[0] * 24000 / 1001)
+    frame = frames[shot1 + 24].astype(np.float32)  # inside shot 2, while MEI's line is up, before the fade
+    text = subtitle_text("MEI", SYMBOLS)
+    overlay = SubtitleOverlay(*SIZE)
+    black = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    drawn = overlay.draw(black, text).astype(np.float32)
+    # The same line with each symbol replaced by a character no font has: the "box" it would have been.
+    boxed = SubtitleOverlay(*SIZE).draw(black, "".join(c if c.isascii() else "\ue000" for c in text))
+    font = font_for(text, overlay.size)
+    left = (SIZE[0] - font.getlength(text)) / 2
+    rows = slice(*_text_rows(drawn))
+    checked = 0
+    for k, ch in enumerate(text):
+        if ch.isascii():
+            continue
+        x0 = int(left + font.getlength(text[:k]))
+        x1 = int(np.ceil(left + font.getlength(text[: k + 1])))
+        real, box = drawn[rows, x0:x1].mean(axis=2), boxed.astype(np.float32)[rows, x0:x1].mean(axis=2)
+        seen = frame[rows, x0:x1].mean(axis=2)
+        assert not np.allclose(real, box, atol=30), ch  # the chain draws a glyph unlike the box
+        # The film shows the glyph (the subtitle's dark band over a picture: compare edges, not levels).
+        assert _corr(seen, real) > _corr(seen, box) and _corr(seen, real) > 0.5, ch
+        checked += 1
+    assert checked == 10
+
+
+def test_the_film_fades_out_to_black(film_mp4):
+    _, _, (frames, _, audio, rate) = film_mp4
+    means = frames.reshape(len(frames), -1).mean(axis=1)
+    assert means[-1] < 3 and means[-1] < 0.1 * means[-30]
+    assert np.all(np.diff(means[-20:]) <= 1.0)  # getting darker, frame by frame
+    assert np.abs(audio[-rate // 100 :]).max() < 0.02  # the sound fades with it
+
+
+def grown(result) -> list[float]:
+    """Each shot's seconds after growing to fit its dialogue (both shots grow in this film)."""
+    notes = [n for n in result.notes if "grew from" in n]
+    assert len(notes) == 2, result.notes
+    return [float(n.split(" to ")[1].split("s ")[0].rstrip("s")) for n in notes]
+
+
+def _text_rows(img: np.ndarray) -> tuple[int, int]:
+    bright = np.flatnonzero((img.mean(axis=2) > 128).any(axis=1))
+    return int(bright[0]), int(bright[-1]) + 1
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-9))
