@@ -115,3 +115,48 @@ def _text_rows(img: np.ndarray) -> tuple[int, int]:
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-9))
+
+
+def test_29_97_fps_end_to_end_frame_counts_and_time_base(tmp_path):
+    from yingxi.director.plan import plan
+    from yingxi.media.video import read_video, write_mp4
+
+    film = parse_prompt("\n".join(f"Shot {k} (1s): x" for k in range(1, 61)), fps=Fraction(30000, 1001))
+    frames = [p.num_frames for p in plan(film)]
+    # Sixty 1 s shots at 29.97 fps are 1798 frames (round(60 * 29.97)), not 60 x 30 = 1800: each cut lands
+    # on the frame nearest its time, so a 29-frame shot comes now and then.
+    assert sum(frames) == 1798 and frames.count(29) == 2 and frames[:10] == [30] * 10
+    out = tmp_path / "ntsc.mp4"
+    write_mp4(out, (np.full((32, 48, 3), 40 * k, np.uint8) for k in range(6)), fps=Fraction(30000, 1001),
+              width=48, height=32)  # fmt: skip
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].average_rate == Fraction(30000, 1001)
+    info = read_video(out)
+    assert info.num_frames == 6 and info.duration == pytest.approx(6 * 1001 / 30000, abs=1e-6)
+
+
+def test_the_cli_takes_fps_23_976(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "PATH": "/usr/bin:/bin"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "yingxi.cli",
+        "plan",
+        "镜头一（4秒，远景，推）：冰河。",
+        "--fps",
+        "23.976",
+        "--json",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    shot = json.loads(r.stdout)["shots"][0]
+    assert (
+        shot["frames"] == 96 and shot["fps"] == pytest.approx(24000 / 1001) and shot["camera"] == "dolly in"
+    )
+    r = subprocess.run([*cmd[:-3], "--fps", "23.9"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "--fps" in r.stderr and "23.976" in r.stderr

@@ -93,3 +93,14 @@ def test_plan_shows_each_speakers_voice():
     assert data["shots"][1]["voices"] == {"OLD JIA": data["voices"]["OLD JIA"]["voice"]}
     table = subprocess.run(cmd, capture_output=True, env=env, check=True, text=True).stdout
     assert "voice: XIAO LI: cmn-latn-pinyin+m" in table
+
+
+def test_a_japanese_line_says_in_a_note_which_kanji_stay_silent():
+    film = Film(shots=(Shot("a", dialogue=(DialogueLine("Yuki", "あけましておめでとう、新年です。"),)),))
+    takes = record_dialogue(film)
+    take = takes[0][0]
+    assert take.voice.startswith("ja+") and "新年" in take.note and "kana" in take.note
+    notes = fit_dialogue(film, takes)[1]
+    assert notes[0] == take.note and notes[0].startswith("shot 1: Yuki:")
+    chinese = Film(shots=(Shot("a", dialogue=(DialogueLine("Li", "新年快樂"),)),))  # traditional characters
+    assert record_dialogue(chinese)[0][0].note == "" and 0.6 < record_dialogue(chinese)[0][0].seconds < 2.0
