@@ -281,7 +281,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"duration": sum(p.duration for p in plans), "shots": rows, "voices": voices, "notes": notes},
+                {
+                    "duration": sum(p.duration for p in plans),
+                    "shots": rows,
+                    "voices": voices,
+                    "fade_out": film.fade_out,
+                    "notes": notes,
+                },
                 indent=2,
                 ensure_ascii=False,
             )
@@ -306,6 +312,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console.print(table)
     for name, v in voices.items():
         console.print(Text(f"voice: {name}: {v['voice']} ({v['why']})"))
+    if film.fade_out:
+        console.print(Text(f"ending: the film fades out to black over its last {film.fade_out:g}s"))
     for note in notes:
         console.print(Text(f"note: {note}"))
     return 0
