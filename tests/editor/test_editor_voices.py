@@ -104,3 +104,19 @@ def test_a_japanese_line_says_in_a_note_which_kanji_stay_silent():
     assert notes[0] == take.note and notes[0].startswith("shot 1: Yuki:")
     chinese = Film(shots=(Shot("a", dialogue=(DialogueLine("Li", "新年快樂"),)),))  # traditional characters
     assert record_dialogue(chinese)[0][0].note == "" and 0.6 < record_dialogue(chinese)[0][0].seconds < 2.0
+
+
+def test_each_choice_says_why_and_keeps_the_speakers_spelling():
+    from yingxi.editor.dialogue import choose_voices
+
+    film = two_speakers("the same man at twenty", "")
+    film = Film(
+        shots=(Shot("a", dialogue=(*film.shots[0].dialogue, DialogueLine("Mei Lin", "Hi."))),),
+        characters=(film.characters[0], Character("LI", voice="en-us+m3")),
+    )
+    choices = choose_voices(film)
+    assert choices["jia"].why == "from the description: man, at twenty" and choices["jia"].voice.endswith(
+        "+m7"
+    )
+    assert choices["li"].why == "set in the script" and choices["li"].voice == "en-us+m3"
+    assert (choices["mei lin"].name, choices["mei lin"].why) == ("Mei Lin", "default")

@@ -109,9 +109,11 @@ def choose_voices(film: Film) -> dict[str, VoiceChoice]:
     language of the script their first line is written in (English for Latin letters), of the gender and
     age their description gives (editor.voices); with no such words, defaults alternate pitch."""
     speakers: dict[str, str | None] = {}  # name -> language, in order of first appearance
+    spelled: dict[str, str] = {}  # name -> as the dialogue first writes it
     for shot in film.shots:
         for line in shot.dialogue:
             speakers.setdefault(line.character.lower(), spoken_language(line.line))
+            spelled.setdefault(line.character.lower(), line.character)
     voices: dict[str, VoiceChoice] = {}
     for name in speakers:
         character = film.character(name)
@@ -136,7 +138,7 @@ def choose_voices(film: Film) -> dict[str, VoiceChoice]:
         used[(language, defaults)] = n + 1
         taken.add(voice)
         why = f"from the description: {described.words}" if described.variants else "default"
-        voices[name] = VoiceChoice(character.name if character is not None else name, voice, why)
+        voices[name] = VoiceChoice(character.name if character is not None else spelled[name], voice, why)
     return voices
 
 

@@ -28,7 +28,6 @@ CJK_FONTS = (
     "/System/Library/Fonts/PingFang.ttc",
     "C:/Windows/Fonts/msyh.ttc",
 )
-WIDE_FONTS = LATIN_FONTS  # kept for callers that name the non-CJK list
 
 
 def script_of(text: str) -> str:
@@ -155,16 +154,10 @@ class FontChain:
 
     def getmetrics(self) -> tuple[int, int]:
         """(ascent, descent) covering every font of the chain, so mixed lines share one baseline."""
-        metrics = [f.getmetrics() for f in self.fonts if hasattr(f, "getmetrics")]
+        metrics = [f.getmetrics() for f in self.fonts if hasattr(f, "getmetrics")] or [
+            (self.size, self.size // 4)
+        ]
         return max(a for a, _ in metrics), max(d for _, d in metrics)
-
-    def font_for_text(self, text: str):
-        """The font that draws most of `text`'s characters (for callers that need one font)."""
-        counts: dict[int, tuple[int, object]] = {}
-        for piece, font in self.runs(text):
-            n, _ = counts.get(id(font), (0, font))
-            counts[id(font)] = (n + len(piece.strip()), font)
-        return max(counts.values(), key=lambda v: v[0])[1] if counts else self.fonts[0]
 
 
 Font = FontChain
@@ -191,6 +184,8 @@ def draw_text(
         if isinstance(f, ImageFont.FreeTypeFont):
             draw.text((x, baseline), piece, font=f, fill=fill, anchor="ls", stroke_width=stroke_width,
                       stroke_fill=stroke_fill)  # fmt: skip
+        else:  # Pillow without FreeType: its bitmap font takes no anchor; its top sits about 0.8 em up
+            draw.text((x, baseline - 0.8 * font.size), piece, font=f, fill=fill)
         x += f.getlength(piece)
 
 
