@@ -135,28 +135,27 @@ def test_29_97_fps_end_to_end_frame_counts_and_time_base(tmp_path):
     assert info.num_frames == 6 and info.duration == pytest.approx(6 * 1001 / 30000, abs=1e-6)
 
 
-def test_the_cli_takes_fps_23_976(tmp_path):
+def test_the_cli_takes_fps_23_976(capsys):
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "PATH": "/usr/bin:/bin"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "yingxi.cli",
-        "plan",
-        "镜头一（4秒，远景，推）：冰河。",
-        "--fps",
-        "23.976",
-        "--json",
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    shot = json.loads(r.stdout)["shots"][0]
+    from yingxi.cli import main
+
+    assert main(["plan", "镜头一（4秒，远景，推）：冰河。", "--fps", "23.976", "--json"]) == 0
+    shot = json.loads(capsys.readouterr().out)["shots"][0]
     assert (
         shot["frames"] == 96 and shot["fps"] == pytest.approx(24000 / 1001) and shot["camera"] == "dolly in"
     )
-    r = subprocess.run([*cmd[:-3], "--fps", "23.9"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert r.returncode == 2 and "--fps" in r.stderr and "23.976" in r.stderr
+    assert main(["plan", "镜头一（4秒）：冰河。", "--fps", "23.9"]) == 2
+    err = capsys.readouterr().err
+    assert "--fps" in err and "23.976" in err
+
+
+@pytest.mark.parametrize("ch", list("éüßñÇ—•½€£新"))
+def test_title_cards_draw_every_glyph_not_the_box(ch):
+    from yingxi.backends.animatic_card import title_card
+
+    card = title_card(320, 180, ch, seed=3).astype(np.float32)
+    boxed = title_card(320, 180, "\ue000", seed=3).astype(np.float32)  # the missing-glyph box, same card
+    plain = title_card(320, 180, " ", seed=3).astype(np.float32)
+    glyph, box = np.abs(card - plain).mean(axis=2) > 40, np.abs(boxed - plain).mean(axis=2) > 40
+    assert glyph.sum() > 20 and (glyph != box).sum() > 0.3 * max(glyph.sum(), box.sum()), ch
