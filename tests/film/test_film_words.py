@@ -266,3 +266,23 @@ def test_a_yaml_script_in_chinese(tmp_path):
     ]
     assert [s.transition.kind for s in film.shots] == ["cut", "crossfade", "fade"]
     assert [s.camera.framing for s in film.shots] == ["extreme wide", "medium", "extreme wide"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "镜头一：冰河。镜头二：烟花。",
+        "镜头一：冰河。\n远处，镜头二（3秒）：烟花。",
+        "Shot 1: a dog. Shot 2 (3s): a cat",
+    ],
+)
+def test_a_header_inside_a_line_is_an_error_not_part_of_the_previous_shot(text):
+    err = pytest.raises(InputError, parse_prompt, text).value
+    assert (err.shot, err.field) == (2, "header") and "its own line" in str(err)
+
+
+def test_headers_mentioned_in_passing_stay_text():
+    assert (
+        parse_prompt("Shot 1: as in shot 2 of the old film: snow").shots[0].prompt.startswith("as in shot 2")
+    )
+    assert parse_prompt("镜头一：冰河，如同第二镜头所见。").shots[0].prompt == "冰河，如同第二镜头所见。"

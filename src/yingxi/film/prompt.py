@@ -51,6 +51,12 @@ LOOSE_HEADER_RE = re.compile(
     rf"^\s*(?:shot\s*{_NUM}\s*(?:$|{_PUNCT})|(?:镜头\s*{_NUM}|第\s*{_NUM}\s*个?\s*(?:镜头|镜))(?:$|\s|{_PUNCT}))",
     re.IGNORECASE,
 )
+# A header in the middle of a line ("...冰河。镜头二（3秒）：烟花。"): the number, optional attributes, a colon.
+INLINE_HEADER_RE = re.compile(
+    rf"(?:\bshot\s*(?:\d+|{'|'.join(ENGLISH_NUMBERS)})|镜头\s*{_NUM}|第\s*{_NUM}\s*个?\s*(?:镜头|镜))"
+    r"\s*(?:[(（][^)）]*[)）])\s*[:：]|(?:镜头\s*[一二三四五六七八九十\d]+|第\s*[一二三四五六七八九十\d]+\s*个?\s*(?:镜头|镜))\s*[:：]",
+    re.IGNORECASE,
+)
 ATTRIBUTE_SEPARATORS = r"[,，、;；]"
 _ZH_DIGITS = {
     "零": 0,
@@ -91,6 +97,7 @@ def parse_prompt(text: str, *, default_duration: float | None = None, **film_fie
         if not line:
             continue
         header = HEADER_RE.match(line)
+        _refuse_inline_header(line[header.start(4) :] if header else line, len(drafts) + (2 if header else 1))
         if header:
             number = shot_number(header.group(1) or header.group(2))
             drafts.append(_ShotDraft(number, header.group(3)))
@@ -134,6 +141,18 @@ def parse_prompt(text: str, *, default_duration: float | None = None, **film_fie
     if endings:
         film_fields = {"fade_out": FADE_OUT_SECONDS, **film_fields}
     return Film(shots=shots, style=" ".join(style_lines), **film_fields)
+
+
+def _refuse_inline_header(text: str, n: int) -> None:
+    """ "镜头一：冰河。镜头二：烟花。" on one line would be one shot whose text holds the second; say so."""
+    inline = INLINE_HEADER_RE.search(text)
+    if inline and inline.start() > 0:
+        raise InputError(
+            f'"{inline.group(0).strip()}" starts a shot inside a line; put each shot header at the start of '
+            "its own line",
+            shot=n,
+            field="header",
+        )
 
 
 def shot_number(text: str) -> int:
