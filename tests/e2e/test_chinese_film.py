@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from tests.e2e.helpers import decode
+from tests.media.test_media_speech import median_pitch
 from yingxi.backends.animatic import AnimaticGenerator
 from yingxi.editor.dialogue import trim_silence
 from yingxi.editor.subtitles import SubtitleOverlay, subtitle_text
 from yingxi.film import parse_prompt
+from yingxi.film.model import Character
 from yingxi.media.fonts import font_for
 from yingxi.media.speech import synthesize_speech, to_pinyin
 from yingxi.render import render
@@ -33,7 +35,8 @@ SIZE = (480, 270)  # subtitles 14 px high
 @pytest.fixture(scope="module")
 def film_mp4(tmp_path_factory):
     out = tmp_path_factory.mktemp("zh") / "film.mp4"
-    film = parse_prompt(SCRIPT, fps=Fraction(24000, 1001), custom_size=SIZE)
+    cast = (Character("老贾", description="一位老先生"), Character("MEI", description="a young woman"))
+    film = parse_prompt(SCRIPT, fps=Fraction(24000, 1001), custom_size=SIZE, characters=cast)
     result = render(film, AnimaticGenerator(), out, burn_subtitles=True, encoder_preset="veryfast")
     return out, result, decode(out)
 
@@ -62,6 +65,11 @@ def test_the_mandarin_line_lasts_as_long_as_its_pinyin_reading(film_mp4):
     spoken = (loud[-1] - loud[0]) / rate
     assert spoken == pytest.approx(pinyin_seconds, rel=0.25)
     assert 3.75 < spoken < 6.5
+    # 老贾 is described as an old gentleman (一位老先生): a male voice, measured on the decoded AAC; MEI, "a
+    # young woman", speaks higher.
+    mei = audio[int(shot1 * rate) :]
+    jia = audio[: int(shot1 * rate)]
+    assert median_pitch(jia, rate) < 160 and median_pitch(mei, rate) > 1.3 * median_pitch(jia, rate)
 
 
 def test_every_subtitle_glyph_is_drawn_on_the_decoded_frame(film_mp4):
