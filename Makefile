@@ -23,11 +23,13 @@ test: system-test $(VENV)/.full
 setup: system $(VENV)/.core
 setup-full: system-test $(VENV)/.full
 
-# espeak-ng speaks dialogue; WenQuanYi Micro Hei draws Chinese/Japanese/Korean titles and subtitles.
+# espeak-ng speaks dialogue; titles and subtitles are drawn by DejaVu Sans (Latin, Greek, Cyrillic,
+# symbols) with WenQuanYi Micro Hei for Chinese/Japanese/Korean (media/fonts.py, per-character fallback).
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+LATIN_FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 system:
-	@command -v espeak-ng >/dev/null 2>&1 && [ -f $(CJK_FONT) ] || \
-	  { $(SUDO) apt-get update -qq && $(APT_INSTALL) espeak-ng fonts-wqy-microhei; }
+	@command -v espeak-ng >/dev/null 2>&1 && [ -f $(CJK_FONT) ] && [ -f $(LATIN_FONT) ] || \
+	  { $(SUDO) apt-get update -qq && $(APT_INSTALL) espeak-ng fonts-wqy-microhei fonts-dejavu-core; }
 
 # The tests also drive the web studio in chromium and start a real PostgreSQL (initdb in a temp folder).
 system-test: system

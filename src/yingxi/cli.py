@@ -47,7 +47,9 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", help=f"{', '.join(RESOLUTIONS)} (default 720p, or the script's)")
     p.add_argument("--ratio", help=f"{', '.join(RATIOS)} (default 16:9, or the script's)")
     p.add_argument("--size", help="exact WIDTHxHEIGHT (e.g. 832x480), instead of --resolution and --ratio")
-    p.add_argument("--fps", type=int, help="frames per second, 1 to 60 (default 24, or the script's)")
+    p.add_argument(
+        "--fps", help="frames per second: 1 to 60, or 23.976, 29.97, 59.94 (default 24, or the script's)"
+    )
     p.add_argument("--seed", type=int, help="film seed, 0 to 4294967295; each shot's seed derives from it")
     p.add_argument("--duration", type=float, help="seconds, for a plain one-shot prompt (default 5)")
     p.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
@@ -286,6 +288,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     backend = make_backend(args)
     ready = prepare(film, backend)
     film, plans, notes = ready.film, ready.plans, ready.notes
+    from yingxi.editor.dialogue import choose_voices  # each speaker's voice and why (issue 8, item 6)
+
+    voices = {c.name: {"voice": c.voice, "why": c.why} for c in choose_voices(film).values()}
     rows = [
         {
             "shot": p.index,
@@ -299,13 +304,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "keyframe": p.keyframe.source + (f" ({p.keyframe.path})" if p.keyframe.path else ""),
             "seed": p.seed,
             "dialogue": [f"{d.character}: {d.line}" for d in p.shot.dialogue],
+            "voices": {t.character: t.voice for t in ready.takes[p.index - 1]},
             "prompt": p.prompt,
         }
         for p in plans
     ]
     if args.json:
         print(
-            json.dumps({"duration": sum(p.duration for p in plans), "shots": rows, "notes": notes}, indent=2)
+            json.dumps(
+                {
+                    "duration": sum(p.duration for p in plans),
+                    "shots": rows,
+                    "voices": voices,
+                    "fade_out": film.fade_out,
+                    "notes": notes,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
         )
         return 0
     from rich.console import Console
@@ -325,6 +341,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         table.add_row(*(Text("\n".join(r[c]) if c == "dialogue" else str(r[c])) for c in columns))
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole words
     console.print(table)
+    for name, v in voices.items():
+        console.print(Text(f"voice: {name}: {v['voice']} ({v['why']})"))
+    if film.fade_out:
+        console.print(Text(f"ending: the film fades out to black over its last {film.fade_out:g}s"))
     for note in notes:
         console.print(Text(f"note: {note}"))
     return 0

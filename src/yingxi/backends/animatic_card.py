@@ -8,7 +8,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from yingxi.media.fonts import font_for_script, script_of, wrap_text
+from yingxi.media.fonts import draw_text, font_for_script, script_of, wrap_text
 
 __all__ = ["title_card", "type_size"]
 
@@ -120,7 +120,7 @@ def title_card(
     mask = Image.new("L", (width, height), 0)
     mdraw = ImageDraw.Draw(mask)
     for i, line in enumerate(lines):
-        mdraw.text((cx, top + i * pitch), line, font=font, fill=255, anchor="mm", stroke_width=stroke)
+        draw_text(mdraw, (cx, top + i * pitch), line, font, fill=255, anchor="mm", stroke_width=stroke)
     shift = max(1, round(px * 0.06))
     radius = max(1.0, px * 0.12)
     x0, y0, x1, y1 = mask.getbbox() or (0, 0, width, height)
@@ -130,10 +130,11 @@ def title_card(
     card.paste((0, 0, 0), (box[0] + shift, box[1] + shift), mask=shadow)  # blurred only around the text
     draw = ImageDraw.Draw(card)
     for i, line in enumerate(lines):
-        draw.text(
+        draw_text(
+            draw,
             (cx, top + i * pitch),
             line,
-            font=font,
+            font,
             fill=TEXT_FILL,
             anchor="mm",
             stroke_width=stroke,

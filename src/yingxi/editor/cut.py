@@ -17,7 +17,7 @@ from yingxi.director.plan import ShotPlan
 from yingxi.editor.dialogue import SAMPLE_RATE, DialogueTake, place_lines
 from yingxi.editor.mix import mix
 from yingxi.editor.subtitles import Subtitle, SubtitleOverlay, active_subtitle, subtitle_text
-from yingxi.editor.transitions import Window, plan_windows
+from yingxi.editor.transitions import Window, fade_out, plan_windows
 from yingxi.editor.transitions import mix as mix_frames
 from yingxi.errors import InputError
 from yingxi.film.model import Film
@@ -45,6 +45,7 @@ class Cut:
     clips: list[Clip] = field(repr=False)
     burn_subtitles: bool = False
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
+    fade_out_frames: int = 0  # the film's closing fade to black ("fade out"), in frames
 
     @property
     def duration(self) -> float:
@@ -92,7 +93,7 @@ class Cut:
             sub = active_subtitle(self.subtitles, index / self.fps)
             if sub is not None:
                 out = self._overlay.draw(out, sub.text)
-        return out
+        return fade_out(out, index, self.num_frames, self.fade_out_frames)
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         """Every output frame in order, composed as it is asked for."""
@@ -169,6 +170,10 @@ def assemble(
     if music is None:
         music = load_music(film)
     audio = mix(n_samples, lines, music, SAMPLE_RATE)
+    fade_frames = min(round(film.fade_out * fps), shot_frames[-1])  # "fade out": picture and sound together
+    if fade_frames:
+        n = min(len(audio), round(fade_frames / fps * SAMPLE_RATE))
+        audio[len(audio) - n :] *= np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None]
     return Cut(
         width=width,
         height=height,
@@ -182,4 +187,5 @@ def assemble(
         windows=windows,
         clips=list(clips),
         burn_subtitles=burn_subtitles,
+        fade_out_frames=fade_frames,
     )

@@ -7,9 +7,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from yingxi.editor.voices import describe
 from yingxi.errors import InputError
 from yingxi.film.model import MAX_SHOT_SECONDS, Film
-from yingxi.media.speech import resolve_voice, synthesize_speech
+from yingxi.media.speech import PINYIN_VOICE, resolve_voice, synthesize_speech, unreadable_kanji
 from yingxi.media.video import AUDIO_RATE
 
 SAMPLE_RATE = AUDIO_RATE  # the project's one audio rate, set in media
@@ -31,7 +32,8 @@ DEFAULT_VOICES = (
 # A speaker whose lines are in another script gets a voice of its language: an English voice would spell
 # each letter or character out by name ("Привет" as "pe er i ve ie te"). Variants alternate pitch as above.
 VARIANTS = ("m3", "f3", "f4", "m5", "f2", "m4")
-MANDARIN_VOICES = tuple(f"cmn+{v}" for v in VARIANTS)
+# Mandarin speaks through espeak-ng's pinyin voice (media.speech turns the characters into pinyin).
+MANDARIN_VOICES = tuple(f"{PINYIN_VOICE}+{v}" for v in VARIANTS)
 SCRIPT_LANGUAGES = (  # (first, last code point, espeak-ng language)
     (0x3040, 0x30FF, "ja"),  # hiragana and katakana (Japanese also writes kanji: counted with them)
     (0x1100, 0x11FF, "ko"),  # Hangul jamo
@@ -55,6 +57,14 @@ class DialogueTake:
     voice: str
     audio: np.ndarray  # float32 (N,) mono at SAMPLE_RATE, silence trimmed
     seconds: float
+    note: str = ""  # what the voice could not say (kanji for espeak-ng's Japanese), for the render's notes
+
+
+@dataclass(frozen=True)
+class VoiceChoice:
+    name: str  # as the cast list spells it (or the dialogue, for a speaker not in it)
+    voice: str  # espeak-ng voice, e.g. "cmn-latn-pinyin+m3"
+    why: str  # "set in the script", "from the description: man, young" or "default"
 
 
 def spoken_language(text: str) -> str | None:
@@ -77,36 +87,58 @@ def spoken_language(text: str) -> str | None:
     return best if counts[best] * 2 >= letters else None
 
 
-def language_voices(language: str | None) -> tuple[str, ...]:
-    """The default voices, in the order they are given out, for speakers of `language` (None: English)."""
-    return DEFAULT_VOICES if language is None else tuple(f"{language}+{v}" for v in VARIANTS)
+def language_voices(language: str | None, variants: tuple[str, ...] = VARIANTS) -> tuple[str, ...]:
+    """The default voices, in the order they are given out, for speakers of `language` (None: English),
+    restricted to `variants` (in that order) when a description asks for them."""
+    if language is None:
+        if variants == VARIANTS:
+            return DEFAULT_VOICES
+        by_variant = {v.partition("+")[2]: v for v in DEFAULT_VOICES}
+        return tuple(by_variant.get(v, f"en-us+{v}") for v in variants)
+    language = PINYIN_VOICE if language == "cmn" else language
+    return tuple(f"{language}+{v}" for v in variants)
 
 
 def assign_voices(film: Film) -> dict[str, str]:
-    """Speaker name (lower case) -> espeak-ng voice: the character's own, else the next unused default in the
-    language of the script their first line is written in (English for Latin letters)."""
+    """Speaker name (lower case) -> espeak-ng voice (see choose_voices)."""
+    return {name: choice.voice for name, choice in choose_voices(film).items()}
+
+
+def choose_voices(film: Film) -> dict[str, VoiceChoice]:
+    """Speaker name (lower case) -> their voice: the character's own, else the next unused default in the
+    language of the script their first line is written in (English for Latin letters), of the gender and
+    age their description gives (editor.voices); with no such words, defaults alternate pitch."""
     speakers: dict[str, str | None] = {}  # name -> language, in order of first appearance
+    spelled: dict[str, str] = {}  # name -> as the dialogue first writes it
     for shot in film.shots:
         for line in shot.dialogue:
             speakers.setdefault(line.character.lower(), spoken_language(line.line))
-    voices: dict[str, str] = {}
+            spelled.setdefault(line.character.lower(), line.character)
+    voices: dict[str, VoiceChoice] = {}
     for name in speakers:
         character = film.character(name)
         if character is not None and character.voice:
             try:
-                voices[name] = resolve_voice(character.voice)
+                voices[name] = VoiceChoice(
+                    character.name, resolve_voice(character.voice), "set in the script"
+                )
             except InputError as e:
                 raise InputError(f'character "{character.name}": {e.message}', field="voice") from None
-    taken = set(voices.values())
-    used: dict[str | None, int] = {}  # language -> default voices given out so far
+    taken = {c.voice for c in voices.values()}
+    used: dict[tuple, int] = {}  # (language, variants) -> default voices given out so far
     for name, language in speakers.items():
         if name in voices:
             continue
-        defaults = language_voices(language)
-        pool = [v for v in defaults if v not in taken] or list(defaults)
-        n = used.get(language, 0)
-        voices[name] = pool[n % len(pool)]  # more speakers than voices: they repeat, in order
-        used[language] = n + 1
+        character = film.character(name)
+        described = describe(character.description if character is not None else "")
+        defaults = language_voices(language, described.variants or VARIANTS)
+        pool = [v for v in defaults if v not in taken]
+        n = used.get((language, defaults), 0)
+        voice = pool[0] if pool else defaults[n % len(defaults)]  # more speakers than voices: they repeat
+        used[(language, defaults)] = n + 1
+        taken.add(voice)
+        why = f"from the description: {described.words}" if described.variants else "default"
+        voices[name] = VoiceChoice(character.name if character is not None else spelled[name], voice, why)
     return voices
 
 
@@ -139,7 +171,14 @@ def record_dialogue(film: Film) -> list[list[DialogueTake]]:
             audio = cache[key]
             character = film.character(line.character)
             name = character.name if character is not None else line.character  # as the cast list spells it
-            shot_takes.append(DialogueTake(name, line.line, voice, audio, len(audio) / SAMPLE_RATE))
+            kanji = unreadable_kanji(line.line, voice)
+            note = (
+                f"shot {i}: {name}: espeak-ng's Japanese voice cannot read kanji, so {'、'.join(kanji)} "
+                "stays silent (write it in kana to hear it)"
+                if kanji
+                else ""
+            )
+            shot_takes.append(DialogueTake(name, line.line, voice, audio, len(audio) / SAMPLE_RATE, note))
         takes.append(shot_takes)
     return takes
 
@@ -175,7 +214,7 @@ def fit_dialogue(film: Film, takes: list[list[DialogueTake]], *, grow: bool = Tr
         raise ValueError(
             f"fit_dialogue needs one take list per shot: {len(film.shots)} shots, {len(takes)} lists"
         )
-    notes: list[str] = []
+    notes = list(dict.fromkeys(t.note for shot_takes in takes for t in shot_takes if t.note))
     for i, (shot, shot_takes) in enumerate(zip(film.shots, takes, strict=True), start=1):
         need = needed_seconds(shot_takes)
         if need <= shot.duration + 1e-9:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from yingxi.media.files import replaced_when_done
-from yingxi.media.fonts import font_for, wrap_text
+from yingxi.media.fonts import draw_text, font_for, wrap_text
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,11 @@ class SubtitleOverlay:
         draw.rectangle((left, 0, left + box_w, band_h), fill=(0, 0, 0, 150))  # dark box: legible on white
         for k, (line, w) in enumerate(zip(lines, widths, strict=True)):
             xy = ((self.width - w) / 2, pad + k * line_h)
-            draw.text(
+            draw_text(
+                draw,
                 xy,
                 line,
-                font=font,
+                font,
                 fill=(255, 255, 255, 255),
                 stroke_width=stroke,
                 stroke_fill=(0, 0, 0, 255),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 
 from yingxi.film.limits import MAX_SHOT_SECONDS, MIN_SHOT_SECONDS  # noqa: F401  (re-exported: one limit table)
@@ -120,13 +121,14 @@ class Film:
     style: str = ""  # text that applies to every shot
     style_image: Path | None = None  # keyframe of last resort before a title card
     characters: tuple[Character, ...] = ()
-    fps: int = 24
+    fps: int | Fraction = 24  # 23.976 and 29.97 are kept exact: Fraction(24000, 1001), Fraction(30000, 1001)
     resolution: str = "720p"
     ratio: str = "16:9"
     seed: int = 0
     music: Path | None = None
     reference_audio: tuple[Path, ...] = ()
     custom_size: tuple[int, int] | None = None  # exact (width, height), overriding resolution and ratio
+    fade_out: float = 0.0  # seconds over which the film's end fades to black ("fade out"); 0: none
 
     @property
     def size(self) -> tuple[int, int]:

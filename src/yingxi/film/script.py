@@ -25,8 +25,17 @@ from typing import Any
 import yaml
 
 from yingxi.errors import InputError, unknown_word
-from yingxi.film.model import DEFAULT_SHOT_SECONDS, RATIOS, Character, DialogueLine, Film, Shot
+from yingxi.film.model import (
+    DEFAULT_SHOT_SECONDS,
+    MAX_SHOT_SECONDS,
+    RATIOS,
+    Character,
+    DialogueLine,
+    Film,
+    Shot,
+)
 from yingxi.film.vocabulary import (
+    FADE_OUT_SECONDS,
     camera_from,
     parse_camera_move,
     parse_duration,
@@ -51,6 +60,7 @@ FILM_KEYS = (
     "characters",
     "music",
     "shots",
+    "fade_out",  # true, or seconds: the film's end fades to black
 )
 SHOT_KEYS = ("prompt", "duration", "framing", "camera", "transition", "dialogue", "characters",
              "first_frame", "last_frame", "continue", "seed")  # fmt: skip
@@ -114,7 +124,17 @@ def parse_script(data: Any, base_dir: Path | None = None) -> Film:
         seed=parse_seed(data.get("seed", 0)),
         music=_path(data.get("music"), base, field="music"),
         custom_size=parse_size(data["size"]) if data.get("size") is not None else None,
+        fade_out=_fade_out(data.get("fade_out", False)),
     )
+
+
+def _fade_out(value: Any) -> float:
+    """`fade_out: true` (FADE_OUT_SECONDS), false, or seconds of fade to black at the film's end."""
+    if isinstance(value, bool):
+        return FADE_OUT_SECONDS if value else 0.0
+    if isinstance(value, (int, float)) and 0 <= value <= MAX_SHOT_SECONDS:
+        return float(value)
+    raise InputError(f"fade_out is true, false or seconds (e.g. 1.5), got {value!r}", field="fade_out")
 
 
 def _shot(n: int, data: Any, base: Path) -> Shot:

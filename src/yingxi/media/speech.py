@@ -69,6 +69,14 @@ def list_variants() -> tuple[str, ...]:
     return tuple(sorted({f[3:] for f in files}))
 
 
+def phonemes(text: str, voice: str = "en-us") -> str:
+    """espeak-ng's phoneme transcription (`-x`) of `text` as synthesize_speech would speak it; a language
+    switch shows as "(en)", as when a Mandarin voice falls back to English."""
+    text, name = speakable_text(text, voice)
+    result = _run(["-q", "-x", "-v", name], text)
+    return result.stdout.decode("utf-8", "replace").strip()
+
+
 def resolve_voice(voice: str) -> str:
     """The voice as espeak-ng spells it ("EN-US+M3" -> "en-us+m3"); InputError with close matches if unknown."""
     lang, _, variant = voice.strip().partition("+")
@@ -128,12 +136,60 @@ def resample_mono(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     return y[: round(x.size * target / rate)].astype(np.float32, copy=False)
 
 
+# espeak-ng 1.51's `cmn` voice reads each Chinese character as pinyin spelt out in English ("新年" ->
+# "(en)zI55nw..."); its `cmn-latn-pinyin` voice speaks numbered pinyin ("xin1 nian2") as Mandarin. So Chinese
+# text goes to that voice as pinyin from pypinyin, which reads words, not characters (行 in 银行 is hang2).
+PINYIN_VOICE = "cmn-latn-pinyin"
+MANDARIN_FILES = ("cmn", "cmn-latn-pinyin")  # voice files whose Chinese characters are spoken as pinyin
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+HAN_RE = re.compile(f"[{_HAN}]")
+_KANJI_RUN_RE = re.compile(f"[{_HAN}々〆ヶ]+")
+# Full-width punctuation as the ASCII espeak-ng pauses on (pypinyin passes it through unchanged).
+_CJK_PUNCTUATION = str.maketrans({"，": ", ", "、": ", ", "。": ". ", "！": "! ", "？": "? ", "；": "; ",
+                                  "：": ": ", "…": "... ", "—": ", ", "「": " ", "」": " ", "『": " ",
+                                  "』": " ", "“": " ", "”": " ", "（": " (", "）": ") ", "《": " ", "》": " "})  # fmt: skip
+
+
+def to_pinyin(text: str) -> str:
+    """Chinese characters as numbered pinyin, word-aware ("新年快乐，老朋友" -> "xin1 nian2 kuai4 le4, lao3
+    peng2 you3"); other text is kept. Neutral tones get 5, which cmn-latn-pinyin reads as unstressed."""
+    from pypinyin import Style, lazy_pinyin  # MIT licence; its dictionaries ship inside the package
+
+    parts = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True, v_to_u=False)
+    out = " ".join(p.strip() for p in parts if p.strip()).translate(_CJK_PUNCTUATION)
+    return re.sub(r"\s+([,.!?;:)])", r"\1", " ".join(out.split()))
+
+
+def unreadable_kanji(text: str, voice: str) -> list[str]:
+    """Runs of kanji that `voice` cannot read: espeak-ng's Japanese voice knows kana only and says
+    "Chinese letter" in English for each kanji. Empty for every other voice."""
+    if resolve_voice(voice).partition("+")[0] != "ja":
+        return []
+    return _KANJI_RUN_RE.findall(text)
+
+
+def speakable_text(text: str, voice: str) -> tuple[str, str]:
+    """(text as espeak-ng should get it, the voice to speak it with): Chinese characters as pinyin for a
+    Mandarin voice, kanji left out (a short pause) for the Japanese voice."""
+    name = resolve_voice(voice)
+    file, plus, variant = name.partition("+")
+    if _voice_files().get(file, file) in MANDARIN_FILES and HAN_RE.search(text):
+        return to_pinyin(text), f"{PINYIN_VOICE}{plus}{variant}"
+    if unreadable_kanji(text, name):
+        return _KANJI_RUN_RE.sub("、", text), name
+    return text, name
+
+
 def synthesize_speech(
     text: str, voice: str = "en-us", *, sample_rate: int = 48000, words_per_minute: int | None = None
 ) -> np.ndarray:
-    """float32 mono in [-1, 1] at sample_rate: `text` spoken by espeak-ng in `voice`."""
-    name = resolve_voice(voice)
+    """float32 mono in [-1, 1] at sample_rate: `text` spoken by espeak-ng in `voice` (Chinese characters
+    as Mandarin, see speakable_text)."""
+    resolve_voice(voice)
     if not text.strip():
+        return np.zeros(0, np.float32)
+    text, name = speakable_text(text, voice)
+    if not text.strip(" 、,"):
         return np.zeros(0, np.float32)
     args = ["--stdout", "-v", name]
     if words_per_minute is not None:

@@ -96,8 +96,13 @@ def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
     return out.reshape(h * 3 // 2, w)
 
 
-def _fps_fraction(fps: float) -> Fraction:
-    """23.976 -> 24000/1001; 24.0 -> 24."""
+def _fps_fraction(fps: float | Fraction) -> Fraction:
+    """23.976 -> 24000/1001; 24.0 -> 24; a Fraction as it is."""
+    if isinstance(fps, Fraction):
+        return fps
+    for k in (24, 30, 48, 60):  # NTSC rates written as decimals (23.976 alone would be 2997/125)
+        if abs(fps - k * 1000 / 1001) < 5e-4:
+            return Fraction(k * 1000, 1001)
     return Fraction(fps).limit_denominator(1001)
 
 

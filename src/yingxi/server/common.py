@@ -237,7 +237,7 @@ def validate(model: type[BaseModel], data: Any) -> Any:
 def film_facts(film: Film) -> dict[str, Any]:
     width, height = film.size
     return {"title": film.title, "shots": len(film.shots), "duration": film.duration, "resolution": film.resolution,
-            "ratio": film.ratio, "fps": film.fps, "width": width, "height": height, "seed": film.seed}  # fmt: skip
+            "ratio": film.ratio, "fps": float(film.fps), "width": width, "height": height, "seed": film.seed}  # fmt: skip
 
 
 _ABSOLUTE_PATH = re.compile(r"(?:[A-Za-z]:)?[/\\](?:[^\s,;:\"'/\\]+[/\\])+([^\s,;:\"'/\\]+)")
