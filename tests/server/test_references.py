@@ -177,3 +177,19 @@ def test_native_film_api_takes_name_equals_file_references(live, tmp_path):
         assert error["param"] == "refs.XIAO LEE"
         error = assert_error(http.post("/api/v1/films", json={**FILM, "refs": ["XIAO LI"]}), 400)
         assert error["param"] == "refs[0]" and "NAME=file" in error["message"]
+
+
+def test_build_film_reads_the_shots_it_got_not_the_requests_flag(tmp_path):
+    """What the worker renders from: a multi-shot text never has every reference in every shot, whatever
+    the stored `single` says (a header the door's pattern missed, a request stored by an older server)."""
+    from yingxi.director.plan import keyframe_for
+    from yingxi.server.inputs import SHOT_HEADER_RE, build_film
+
+    text = 'Shot 1 (1s): @image1 waits.\nShot 2 (1s): Rain.\nJIA: "Hi."'
+    request = {"source": "prompt", "text": text, "default_duration": None, "single": True,
+               "fields": {"resolution": "480p", "ratio": "16:9", "fps": 24, "seed": 1},
+               "reference_images": ["a.png", "b.png"], "reference_names": [None, "JIA"]}  # fmt: skip
+    film = build_film(request, tmp_path)
+    folder = tmp_path / "inputs"
+    assert [keyframe_for(film, i).path for i in (1, 2)] == [folder / "a.png", folder / "b.png"]
+    assert all(SHOT_HEADER_RE.search(t) for t in ("镜头一：冰河", "第二镜：烟花", "Shot 3 (2s): x"))

@@ -32,7 +32,11 @@ from yingxi.server.http_errors import ApiError
 from yingxi.server.outbound import fetch
 from yingxi.server.settings import ServerSettings
 
-SHOT_HEADER_RE = re.compile(r"^\s*(?:shot|镜头)\s*\d+", re.IGNORECASE | re.MULTILINE)
+# A multi-shot prompt: "Shot 1", "镜头1", and the Chinese numbering "镜头一" / "第一镜" (film/prompt.py).
+NUMBER = r"(?:\d+|[一二三四五六七八九十百零〇两]+)"
+SHOT_HEADER_RE = re.compile(
+    rf"^\s*(?:(?:shot|镜头)\s*{NUMBER}|第\s*{NUMBER}\s*镜)", re.IGNORECASE | re.MULTILINE
+)
 DATA_URL_RE = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[^;,]*)*)(;base64)?,", re.IGNORECASE)
 UPLOAD_SCHEME = "upload://"  # a multipart part named by its field name or filename
 AUDIO_FORMATS = {"mp3": "mp3", "wav": "wav", "ogg": "ogg", "flac": "flac", "aac": "aac", "matroska,webm": "webm",
@@ -354,7 +358,7 @@ def build_film(request: dict[str, Any], task_dir: Path) -> Film:
     # Each reference is a character's image, used in that character's shots (a first frame only takes
     # shot 1's keyframe); names come from the items or the prompt's "NAME (@image1)".
     film = attach_references(
-        film, refs, list(request.get("reference_names", [])), single=request.get("single", True)
+        film, refs, list(request.get("reference_names", [])), single=len(film.shots) == 1
     )
     shots = list(film.shots)
     if request.get("first_frame"):
