@@ -131,3 +131,13 @@ def test_style_colour_words(style, words):
 def test_subdued_softens_the_colour():
     (_, vivid), (_, soft) = style_palette("blue")[0], style_palette("subdued blue")[0]
     assert max(soft) - min(soft) < max(vivid) - min(vivid)
+
+
+def test_a_continued_shot_is_framed_relative_to_the_shot_it_continues(tmp_path):
+    frame = png(tmp_path / "a.png")
+    shots = (Shot("a", camera=Camera(framing="close-up"), first_frame=frame),
+             Shot("b", camera=Camera(framing="close-up"), continue_previous=True),
+             Shot("c", camera=Camera(framing="extreme close-up"), continue_previous=True),
+             Shot("d", camera=Camera(framing="wide")), Shot("e", camera=Camera(framing="close-up"), continue_previous=True))  # fmt: skip
+    scales = [p.camera.framing for p in plan(Film(shots=shots))]
+    assert scales == pytest.approx([1.5, 1.0, 2.4 / 1.5, 0.85, 1.5])  # d is a title card: no size of its own

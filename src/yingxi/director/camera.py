@@ -104,8 +104,10 @@ def camera_path(
     framing: str = "medium",
     focus: tuple[float, float] | None = None,
     fill: str = "blur",
+    keyframe_framing: str = "medium",
 ) -> CameraPath:
-    """An eased, speed-scaled motion curve with one sample per frame, seen at the framing's shot size."""
+    """An eased, speed-scaled motion curve with one sample per frame, seen at the framing's shot size.
+    `keyframe_framing` is the shot size the keyframe already has (a continued shot's: the previous shot's)."""
     n = num_frames
     t = ease(np.linspace(0.0, 1.0, n)) if n > 1 else np.zeros(1)  # (F,) progress 0 -> 1
     s = SPEED_FACTOR[speed]
@@ -129,7 +131,8 @@ def camera_path(
     elif kind == "handheld":
         x, y, roll = _shake(n, seed, s)
     return CameraPath(offset_x=x, offset_y=y, zoom=np.maximum(zoom, 0.5), roll=roll, yaw=yaw,
-                      framing=FRAMING_SCALE[framing], focus=focus or (0.5, 0.5), fill=fill)  # fmt: skip
+                      framing=FRAMING_SCALE[framing] / FRAMING_SCALE[keyframe_framing],
+                      focus=focus or (0.5, 0.5), fill=fill)  # fmt: skip
 
 
 def _shake(n: int, seed: int, strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -220,6 +220,7 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
     ends, wanted_so_far = 0.0, 0
     palette = style_palette(film.style)
     previous: Keyframe | None = None
+    shown_size = "medium"  # the shot size the previous shot's frames have
     for i, shot in enumerate(film.shots, start=1):
         notes = []
         if (width, height) != film.size:
@@ -249,6 +250,13 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
         seed = shot.seed if shot.seed is not None else shot_seed(film.seed, i)
         move = shot.camera.move
         phrase = camera_phrase(shot.camera.framing, move.kind, move.direction, move.speed)
+        # A continued shot's keyframe already has the previous shot's size (a title card has none): frame
+        # relative to it, so close-up after close-up stays a close-up.
+        before = shown_size if keyframe.source == "continue" else "medium"
+        shown_size = "medium" if keyframe.source == "title" else shot.camera.framing
+        fill = "black" if _fit(film, shot) == "contain" else "blur"
+        path = camera_path(move.kind, move.direction, move.speed, frames, seed, framing=shot.camera.framing,
+                           focus=shot.focus, fill=fill, keyframe_framing=before)  # fmt: skip
         plans.append(
             ShotPlan(
                 index=i,
@@ -260,16 +268,7 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
                 width=width,
                 height=height,
                 seed=seed,
-                camera=camera_path(
-                    move.kind,
-                    move.direction,
-                    move.speed,
-                    frames,
-                    seed,
-                    framing=shot.camera.framing,
-                    focus=shot.focus,
-                    fill="black" if _fit(film, shot) == "contain" else "blur",
-                ),  # fmt: skip
+                camera=path,
                 camera_phrase=phrase,
                 keyframe=keyframe,
                 last_frame=shot.last_frame,
