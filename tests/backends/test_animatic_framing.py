@@ -152,3 +152,15 @@ def test_without_colour_words_cards_keep_their_seeded_colours():
             round(_hue_sat(AnimaticGenerator().generate(request).frames[0].reshape(-1, 3).mean(0))[0] / 30)
         )
     assert len(hues) >= 3
+
+
+def test_title_cards_are_not_reframed():
+    """A card's text is laid out for the frame: a close-up of it would cut words off."""
+    cards = []
+    for framing in ("extreme wide", "extreme close-up"):
+        path = camera_path("static", None, "normal", 1, framing=framing)
+        request = ClipRequest(
+            prompt="On the ice", width=W, height=H, num_frames=1, fps=12.0, seed=3, camera=path
+        )
+        cards.append(AnimaticGenerator().generate(request).frames[0])
+    assert np.array_equal(cards[0], cards[1])

@@ -11,6 +11,7 @@ from PIL import Image
 from yingxi.director.camera import FRAMING_SCALE
 from yingxi.director.palette import style_palette
 from yingxi.director.plan import plan
+from yingxi.errors import InputError
 from yingxi.film.model import Camera, Character, DialogueLine, Film, Shot
 
 
@@ -141,3 +142,14 @@ def test_a_continued_shot_is_framed_relative_to_the_shot_it_continues(tmp_path):
              Shot("d", camera=Camera(framing="wide")), Shot("e", camera=Camera(framing="close-up"), continue_previous=True))  # fmt: skip
     scales = [p.camera.framing for p in plan(Film(shots=shots))]
     assert scales == pytest.approx([1.5, 1.0, 2.4 / 1.5, 0.85, 1.5])  # d is a title card: no size of its own
+
+
+@pytest.mark.parametrize(
+    ("shot", "film_fit", "field"),
+    [(Shot("a", fit="stretch"), "cover", "fit"), (Shot("a"), "blurr", "fit"),
+     (Shot("a", compose="three-shot"), "cover", "compose"), (Shot("a", focus=(0.5, 1.5)), "cover", "focus")],
+)  # fmt: skip
+def test_films_built_in_python_are_checked_too(shot, film_fit, field):
+    with pytest.raises(InputError) as e:
+        plan(Film(shots=(shot,), fit=film_fit))
+    assert e.value.field == field

@@ -9,8 +9,8 @@ from pathlib import Path
 from yingxi.director.camera import CameraPath, camera_path, camera_phrase
 from yingxi.director.capabilities import Capabilities
 from yingxi.director.palette import RGB, palette_words, style_palette
-from yingxi.errors import CapabilityError
-from yingxi.film.model import Film, Shot, Transition
+from yingxi.errors import CapabilityError, InputError, unknown_word
+from yingxi.film.model import COMPOSITIONS, FITS, Film, Shot, Transition
 from yingxi.media.image import cover_kept, image_size
 
 # The plan carries no negative prompt of its own: each neural backend has the one its model was sampled
@@ -114,6 +114,24 @@ def shot_prompt(film: Film, shot: Shot, phrase: str) -> str:
 
 def _fit(film: Film, shot: Shot) -> str:
     return shot.fit or film.fit
+
+
+def _check_framing(film: Film, shot: Shot, index: int) -> None:
+    """The parsers only make valid fits, compositions and focus points; a Film built in Python may not."""
+    if film.fit not in FITS:
+        raise InputError(unknown_word("fit", str(film.fit), FITS), field="fit")
+    if shot.fit is not None and shot.fit not in FITS:
+        raise InputError(unknown_word("fit", str(shot.fit), FITS), shot=index, field="fit")
+    if shot.compose is not None and shot.compose not in COMPOSITIONS:
+        raise InputError(
+            unknown_word("composition", str(shot.compose), COMPOSITIONS), shot=index, field="compose"
+        )
+    focus = shot.focus
+    if focus is not None and not (
+        len(focus) == 2 and all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in focus)
+    ):
+        raise InputError(f"focus is (x, y), fractions of the keyframe in 0..1, got {focus!r}", shot=index,
+                         field="focus")  # fmt: skip
 
 
 def _composed(film: Film, shot: Shot, notes: list[str]) -> Keyframe | None:
@@ -222,6 +240,7 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
     previous: Keyframe | None = None
     shown_size = "medium"  # the shot size the previous shot's frames have
     for i, shot in enumerate(film.shots, start=1):
+        _check_framing(film, shot, i)
         notes = []
         if (width, height) != film.size:
             notes.append(f"size {film.size[0]}x{film.size[1]} -> {width}x{height} for this backend")
