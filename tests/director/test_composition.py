@@ -153,3 +153,9 @@ def test_films_built_in_python_are_checked_too(shot, film_fit, field):
     with pytest.raises(InputError) as e:
         plan(Film(shots=(shot,), fit=film_fit))
     assert e.value.field == field
+
+
+def test_compose_beside_a_first_frame_is_noted(cast, tmp_path):
+    shot = Shot("a", characters=("JIA", "LI"), compose="two-shot", first_frame=png(tmp_path / "f.png"))
+    p = one(Film(shots=(shot,), characters=cast))
+    assert p.keyframe.source == "first_frame" and "compose: two-shot is not used" in p.notes[0]

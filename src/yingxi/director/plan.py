@@ -173,6 +173,8 @@ def keyframe_for(
     shot = film.shots[index - 1]
     fit = _fit(film, shot)
     if shot.first_frame is not None:
+        if shot.compose is not None:
+            notes.append(f"compose: {shot.compose} is not used: the shot opens on its first_frame")
         return Keyframe("first_frame", path=shot.first_frame, on_screen=shot.featured, fit=fit)
     composed = _composed(film, shot, notes)
     if shot.continue_previous and index > 1:
