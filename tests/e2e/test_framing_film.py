@@ -167,3 +167,19 @@ def test_the_demo_puts_both_characters_on_screen():
     half = frame.shape[1] // 2
     jia, li = frame[:, :half].mean(axis=(0, 1)), frame[:, half:].mean(axis=(0, 1))
     assert jia[0] > jia[2] and li[2] > li[0] - 20 and np.abs(jia - li).max() > 5  # two different pictures
+
+
+@pytest.mark.parametrize("style", ["Ink-wash painting, subdued blue-grey palette.", "水墨画，蓝灰色调"])
+def test_title_cards_take_the_styles_colours(tmp_path, style):
+    """The bug as filed: "subdued blue-grey palette" gave green and red title cards."""
+    import colorsys
+
+    shots = [{"prompt": f"Card {i}.", "duration": 0.5, "camera": "static", "seed": 11 + i} for i in range(3)]
+    result = render(load_script(script(tmp_path, {"style": style, "shots": shots})), AnimaticGenerator(),
+                    tmp_path / "cards.mp4")  # fmt: skip
+    frames, *_ = decode(tmp_path / "cards.mp4")
+    for i in range(3):
+        r, g, b = frames[i * 6 + 3].reshape(-1, 3).astype(np.float64).mean(axis=0) / 255.0
+        hue, sat, _ = colorsys.rgb_to_hsv(r, g, b)
+        assert 195 <= hue * 360 <= 235 and 0.06 <= sat <= 0.4, (i, hue * 360, sat)
+    assert "palette" in result.plans[0].keyframe_words and "#" in result.plans[0].keyframe_words
