@@ -78,6 +78,23 @@ def portrait(seed: int = 5) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
+def young_portrait(seed: int = 7) -> Image.Image:
+    """XIAO LI's reference: an ink sketch of a young man, bare-headed, in a red scarf."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (W, H), (196, 204, 210))
+    d = ImageDraw.Draw(img)
+    cx = W // 2
+    d.ellipse([cx - 80, 150, cx + 80, 330], fill=(96, 84, 76))  # head
+    d.chord([cx - 84, 140, cx + 84, 260], 180, 360, fill=(28, 26, 30))  # short black hair
+    d.polygon([(cx - 230, H), (cx + 230, H), (cx + 130, 340), (cx - 130, 340)], fill=(62, 66, 74))  # jacket
+    d.rounded_rectangle([cx - 120, 320, cx + 120, 380], radius=24, fill=(176, 36, 34))  # red scarf
+    d.polygon(
+        [(cx + 40, 360), (cx + 100, 360), (cx + 90, 520), (cx + 50, 520)], fill=(176, 36, 34)
+    )  # its tail
+    arr = np.asarray(img.filter(ImageFilter.GaussianBlur(2)), float) + rng.normal(0, 5, (H, W, 1))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
 def music(path: Path, seconds: float = 16.0, rate: int = 48000) -> None:
     """A slow pentatonic melody over a drone, encoded as AAC in .m4a."""
     t = np.arange(int(seconds * rate)) / rate
@@ -114,5 +131,6 @@ if __name__ == "__main__":
     ink_landscape(seed=3).save(HERE / "river-dusk.png", optimize=True)
     ink_landscape(seed=11, dusk=False).save(HERE / "river-night.png", optimize=True)
     portrait().save(HERE / "old-jia.png", optimize=True)
+    young_portrait().save(HERE / "xiao-li.png", optimize=True)
     music(HERE / "theme.m4a")
     print("wrote", *(p.name for p in sorted(HERE.glob("*.png"))), "theme.m4a")

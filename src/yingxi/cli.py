@@ -52,6 +52,8 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, help="film seed, 0 to 4294967295; each shot's seed derives from it")
     p.add_argument("--duration", type=float, help="seconds, for a plain one-shot prompt (default 5)")
+    p.add_argument("--fit", help="how first frames and keyframes meet the frame: cover (crop, the default), "
+                   "contain (bars) or blur (blurred fill); overrides the script's film-wide fit")  # fmt: skip
     p.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
     p.add_argument("--model", help="Wan variant name (see `yingxi models list`) or a model folder")
     p.add_argument("--device", default=None, help="torch device for --backend wan (default: cuda if present)")
@@ -173,6 +175,10 @@ def film_from_args(args: argparse.Namespace) -> Film:
         overrides["fps"] = parse_fps(args.fps, field="--fps")
     if args.seed is not None:
         overrides["seed"] = parse_seed(args.seed, field="--seed")  # the range scripts and the API accept
+    if getattr(args, "fit", None) is not None:
+        from yingxi.film.composition import parse_fit
+
+        overrides["fit"] = parse_fit(args.fit, field="--fit")
     if args.script:
         film = replace(load_script(args.script), **overrides)
     else:
@@ -301,7 +307,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "framing": p.shot.camera.framing,
             "camera": p.shot.camera.move.words,
             "transition": p.transition.words,
-            "keyframe": p.keyframe.source + (f" ({p.keyframe.path})" if p.keyframe.path else ""),
+            "keyframe": p.keyframe_words,  # composition (two-shot, speaker), fit and title-card palette
             "seed": p.seed,
             "dialogue": [f"{d.character}: {d.line}" for d in p.shot.dialogue],
             "voices": {t.character: t.voice for t in ready.takes[p.index - 1]},

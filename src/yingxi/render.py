@@ -14,6 +14,7 @@ from yingxi.director.plan import ShotPlan, plan
 from yingxi.editor import assemble, fit_dialogue, load_music, record_dialogue, write_srt
 from yingxi.errors import InputError, RenderError
 from yingxi.film.model import Film
+from yingxi.keyframes import keyframe_images, load_fitted
 from yingxi.media.image import fit_image, load_image, save_png
 from yingxi.media.video import write_mp4
 
@@ -68,7 +69,7 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -
     plans = plan(film, backend.capabilities)
     notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
     references_ok = "references" in backend.capabilities.conditionings
-    requests = [_request(film, p, references_ok) for p in plans]
+    requests = [_request(film, p, references_ok, takes[p.index - 1]) for p in plans]
     check = getattr(backend, "check", None)
     if check is not None:
         for p, r in zip(plans, requests, strict=True):
@@ -167,18 +168,13 @@ def _image(path: Path, p: ShotPlan, field: str) -> np.ndarray:
         raise InputError(e.message, shot=p.index, field=field, file=e.file or str(path)) from None
 
 
-def _request(film: Film, p: ShotPlan, references_ok: bool = True) -> ClipRequest:
+def _request(film: Film, p: ShotPlan, references_ok: bool = True, takes: list | None = None) -> ClipRequest:
     """The backend's view of a shot: pixels, not paths; no film, no transitions."""
     key = p.keyframe
-    first = None
-    if key.source in ("first_frame", "character", "style") and key.path is not None:
-        field = {"first_frame": "first_frame", "style": "style_image"}.get(
-            key.source, f"characters.{key.character}.image"
-        )  # the same name as the script's field, and as the reference-image error below
-        first = _image(key.path, p, field)
-    elif key.source == "continue":
+    first, cuts = keyframe_images(p, takes or [], film.fps)  # fitted, composed, cut to each speaker
+    if key.source == "continue":
         first = np.zeros((p.height, p.width, 3), np.uint8)  # placeholder until the previous shot exists
-    last = _image(p.last_frame, p, "last_frame") if p.last_frame is not None else None
+    last = load_fitted(p.last_frame, p, "last_frame", key.fit) if p.last_frame is not None else None
     refs = []
     for name in p.shot.featured if references_ok else ():
         character = film.character(name)
@@ -197,6 +193,8 @@ def _request(film: Film, p: ShotPlan, references_ok: bool = True) -> ClipRequest
         reference_images=tuple(refs),
         camera=p.camera,
         title=p.shot.prompt,
+        cuts=cuts,
+        palette=tuple(rgb for _, rgb in p.palette),
     )
 
 

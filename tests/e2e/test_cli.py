@@ -82,7 +82,7 @@ def test_plan_table_and_json(tmp_path):
     assert [s["keyframe"].split(" ")[0] for s in data["shots"]] == [
         "first_frame",
         "character",
-        "continue",
+        "two-shot:",  # OLD JIA | XIAO LI: XIAO LI speaks, so XIAO LI is on screen (issue 8, item 4)
         "first_frame",
     ]
     r = yingxi("plan", "Shot 1 (3s, close-up, orbit right): a", cwd=tmp_path)

@@ -6,6 +6,7 @@ seconds and every camera move the director plans can be seen before a neural mod
 
 from __future__ import annotations
 
+import bisect
 import math
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Real
@@ -17,6 +18,7 @@ from yingxi.backends.animatic_card import TEXT_HEIGHT, TEXT_WIDTH, title_card, t
 from yingxi.backends.base import CameraPath, Capabilities, Clip, ClipRequest, ShotProgress
 from yingxi.director.camera import ease
 from yingxi.errors import CapabilityError
+from yingxi.media.image import blurred_fill
 
 __all__ = ["AnimaticGenerator", "view_homographies"]
 
@@ -73,6 +75,13 @@ def _check_path(path: CameraPath, num_frames: int) -> None:
         raise ValueError("camera path zoom must be > 0")
     if np.any(np.abs(arrays["yaw"]) > 1.0):
         raise ValueError("camera path yaw must be in [-1, 1]")
+    framing, focus = path.framing, path.focus
+    if not (isinstance(framing, Real) and math.isfinite(framing) and 0.1 <= framing <= 10.0):
+        raise ValueError(f"camera path framing must be a scale in [0.1, 10], got {framing!r}")
+    if not (len(focus) == 2 and all(isinstance(v, Real) and 0.0 <= v <= 1.0 for v in focus)):
+        raise ValueError(f"camera path focus must be (x, y) fractions in [0, 1], got {focus!r}")
+    if path.fill not in ("blur", "black"):
+        raise ValueError(f'camera path fill must be "blur" or "black", got {path.fill!r}')
 
 
 def view_homographies(path: CameraPath | None, width: int, height: int, num_frames: int) -> np.ndarray:
@@ -169,6 +178,31 @@ class _Sheen:
         sub += self.band[:, xa + o : xb + o]
 
 
+def _framed(
+    key: np.ndarray, path: CameraPath | None, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The keyframe seen at the shot size: (source uint8 (Hs, Ws, 3), (3, 3) frame-pixel -> source-pixel map).
+
+    Closer than medium (framing > 1) looks at the middle 1/framing of the keyframe around the focus point,
+    kept inside the keyframe; wider (framing < 1) shrinks it about the centre onto a canvas whose margin is
+    the keyframe's blurred copy (or black), so the moves that follow stay inside that wider view.
+    """
+    s = 1.0 if path is None else float(path.framing)
+    w, h = float(width), float(height)
+    if abs(s - 1.0) < 1e-12:
+        return key, np.eye(3)
+    if s > 1.0:
+        fx, fy = path.focus
+        cx = min(max(fx * w, w / (2 * s)), w - w / (2 * s))
+        cy = min(max(fy * h, h / (2 * s)), h - h / (2 * s))
+        return key, _translate(cx, cy) @ _scale(1.0 / s) @ _translate(-w / 2, -h / 2)
+    ox, oy = math.ceil(w / 2 * (1 / s - 1)), math.ceil(h / 2 * (1 / s - 1))  # the margin around the keyframe
+    cw, ch = width + 2 * ox, height + 2 * oy
+    canvas = np.zeros((ch, cw, 3), np.uint8) if path.fill == "black" else blurred_fill(key, cw, ch)
+    canvas[oy : oy + height, ox : ox + width] = key
+    return canvas, _translate(cw / 2, ch / 2) @ _scale(1.0 / s) @ _translate(-w / 2, -h / 2)
+
+
 def _card_keyframe(request: ClipRequest, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A title card laid out for the camera path: (uint8 (Hc, Wc, 3) card, (F, 3, 3) maps onto it).
 
@@ -195,7 +229,8 @@ def _card_keyframe(request: ClipRequest, maps: np.ndarray) -> tuple[np.ndarray, 
     cx, cy = (left + right) / 2, (top + bottom) / 2
     box = (cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2)
     text = request.title or request.prompt
-    card = title_card(wc, hc, text, request.seed, text_box=box, size=type_size(w, h) * zoom_out)
+    card = title_card(wc, hc, text, request.seed, text_box=box, size=type_size(w, h) * zoom_out,
+                      palette=request.palette)  # fmt: skip
     return card, to_card[None] @ maps
 
 
@@ -228,6 +263,17 @@ def _check_request(request: ClipRequest) -> None:
         )
     _check_image("first_frame", request.first_frame, request.width, request.height)
     _check_image("last_frame", request.last_frame, request.width, request.height)
+    previous = 0
+    for j, cut in enumerate(request.cuts):
+        frame, image = cut if isinstance(cut, tuple) and len(cut) == 2 else (None, None)
+        if not isinstance(frame, (int, np.integer)) or not previous < frame < request.num_frames:
+            raise ValueError(
+                f"cuts[{j}] must start at a frame after the one before, within the shot, got {frame!r}"
+            )
+        _check_image(f"cuts[{j}]", image, request.width, request.height)
+        if request.first_frame is None:
+            raise ValueError("cuts need a first_frame to cut from")
+        previous = frame
 
 
 class AnimaticGenerator:
@@ -257,24 +303,31 @@ class AnimaticGenerator:
     def generate(self, request: ClipRequest, progress: ShotProgress | None = None) -> Clip:
         _check_request(request)
         w, h, n = int(request.width), int(request.height), int(request.num_frames)
-        maps = view_homographies(request.camera, w, h, n)  # (F, 3, 3)
+        maps = view_homographies(request.camera, w, h, n)  # (F, 3, 3) frame -> virtual keyframe at medium
         is_card = request.first_frame is None
-        key = request.first_frame
+        segments = []  # (first frame, source image, (F, 3, 3) maps onto it, still): the keyframe and its cuts
         if is_card:
-            key, maps = _card_keyframe(request, maps)
-        key_img = Image.fromarray(np.ascontiguousarray(key), "RGB")
+            key, card_maps = _card_keyframe(request, maps)
+            segments.append((0, key, card_maps))
+        else:
+            for start, image in ((0, request.first_frame), *request.cuts):
+                source, framing = _framed(image, request.camera, w, h)
+                segments.append((int(start), source, framing[None] @ maps))
+        starts = [start for start, _, _ in segments]
+        images = [Image.fromarray(np.ascontiguousarray(src), "RGB") for _, src, _ in segments]
         sheen = _Sheen(w, h, n) if is_card and request.options.get("sheen", True) and n > 1 else None
         # The dissolve always lands on last_frame: weight 256/256 on the final frame (also for a 1-frame shot).
         weights = np.rint(256 * (ease(np.linspace(0.0, 1.0, n)) if n > 1 else np.ones(1))).astype(np.uint16)
         last16 = request.last_frame.astype(np.uint16) if request.last_frame is not None else None
-        still = key.shape == (h, w, 3)
         frames = np.empty((n, h, w, 3), dtype=np.uint8)
 
         def shoot(i: int) -> None:
-            if still and np.allclose(maps[i], np.eye(3), rtol=0.0, atol=1e-9):
-                frames[i] = key
+            k = bisect.bisect_right(starts, i) - 1  # the segment frame i is in
+            _, source, seg_maps = segments[k]
+            if source.shape == (h, w, 3) and np.allclose(seg_maps[i], np.eye(3), rtol=0.0, atol=1e-9):
+                frames[i] = source
             else:
-                frames[i] = _warp(key_img, maps[i], w, h)
+                frames[i] = _warp(images[k], seg_maps[i], w, h)
             if sheen is not None:
                 sheen.apply(frames[i], i)
             if last16 is not None and weights[i] > 0:

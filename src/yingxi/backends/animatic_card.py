@@ -19,6 +19,7 @@ TEXT_WIDTH = 0.84  # fraction of the frame width the text block may use
 TEXT_HEIGHT = 0.72  # fraction of the frame height the text block may use
 MAX_LINES = 6
 LINE_GAP = 1.22  # line pitch as a multiple of the font size
+PALETTE_HUE_JITTER = 0.015  # a style's colour varies this much (fraction of the hue circle) from card to card
 
 
 def _with_ellipsis(line: str, font: ImageFont.FreeTypeFont, max_width: float) -> str:
@@ -63,12 +64,31 @@ def _layout(
     return font, lines, size, True
 
 
-def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+def _tones(rng: np.random.Generator, palette: tuple[tuple[int, int, int], ...]) -> tuple[tuple, tuple]:
+    """The gradient's (dark, light) RGB in 0..1: from the palette's first two colours (the first twice when
+    it has one), at the card's brightness, with a little seeded variation; else a seeded analogous pair."""
+    if not palette:
+        hue = rng.uniform()
+        hue2 = (hue + rng.uniform(0.06, 0.18) * rng.choice((-1.0, 1.0))) % 1.0  # an analogous neighbour
+        dark = colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 0.75), rng.uniform(0.16, 0.26))
+        light = colorsys.hsv_to_rgb(hue2, rng.uniform(0.40, 0.65), rng.uniform(0.40, 0.55))
+        return dark, light
+    tones = []
+    for rgb, value in (
+        (palette[0], rng.uniform(0.16, 0.26)),
+        (palette[min(1, len(palette) - 1)], rng.uniform(0.40, 0.55)),
+    ):
+        h, s, _ = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
+        h = (h + rng.uniform(-PALETTE_HUE_JITTER, PALETTE_HUE_JITTER)) % 1.0
+        tones.append(colorsys.hsv_to_rgb(h, min(s, 0.75), value))
+    return tones[0], tones[1]
+
+
+def _background(
+    width: int, height: int, rng: np.random.Generator, palette: tuple[tuple[int, int, int], ...] = ()
+) -> np.ndarray:
     """Diagonal two-colour gradient, a soft light behind the text, vignette and fine grain: uint8 (H, W, 3)."""
-    hue = rng.uniform()
-    hue2 = (hue + rng.uniform(0.06, 0.18) * rng.choice((-1.0, 1.0))) % 1.0  # an analogous neighbour
-    dark = colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 0.75), rng.uniform(0.16, 0.26))
-    light = colorsys.hsv_to_rgb(hue2, rng.uniform(0.40, 0.65), rng.uniform(0.40, 0.55))
+    dark, light = _tones(rng, palette)
     angle = rng.uniform(0.0, 2.0 * math.pi)
     aspect = width / height
     ys = (np.arange(height, dtype=np.float32) + 0.5) / height - 0.5  # (H,)
@@ -95,14 +115,16 @@ def title_card(
     *,
     text_box: tuple[float, float, float, float] | None = None,
     size: float | None = None,
+    palette: tuple[tuple[int, int, int], ...] = (),
 ) -> np.ndarray:
-    """A title card: uint8 (H, W, 3). Colours come from the seed, so a film's cards vary but reproduce.
+    """A title card: uint8 (H, W, 3). Colours come from the palette (the style's colour words, RGB) when it
+    has any, else from the seed; a film's cards vary with the seed but reproduce.
 
     text_box (x0, y0, x1, y1) is where the text block must fit, centred in it (default: the middle
     84% x 72% of the card); size is the nominal type size in pixels (default: `type_size(width, height)`).
     """
     rng = np.random.default_rng(seed % (1 << 63))
-    card = Image.fromarray(_background(width, height, rng), "RGB")
+    card = Image.fromarray(_background(width, height, rng, palette), "RGB")
     text = " ".join(text.split()) if "\n" not in text else text.strip()
     if not text:
         return np.asarray(card).copy()

@@ -34,6 +34,8 @@ class ClipRequest:
     camera: CameraPath | None = None  # the director's motion curve (the animatic applies it)
     title: str = ""  # text for a title card when there is no keyframe
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific, validated by the backend
+    cuts: tuple[tuple[int, np.ndarray], ...] = ()  # (frame, uint8 (H, W, 3)): the keyframe from that frame on
+    palette: tuple[tuple[int, int, int], ...] = ()  # title-card colours (RGB) from the style's colour words
 
 
 @dataclass(frozen=True)

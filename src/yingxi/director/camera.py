@@ -22,6 +22,11 @@ class CameraPath:
     zoom: np.ndarray  # (F,)
     roll: np.ndarray  # (F,)
     yaw: np.ndarray  # (F,)
+    framing: float = (
+        1.0  # FRAMING_SCALE of the shot size: >1 closer into the focus, <1 shows beyond the edges
+    )
+    focus: tuple[float, float] = (0.5, 0.5)  # (x, y) fractions of the keyframe a closer framing centres on
+    fill: str = "blur"  # what a wider framing shows beyond the keyframe: "blur" (its blurred copy) or "black"
 
     @property
     def num_frames(self) -> int:
@@ -35,6 +40,16 @@ ZOOM_TRAVEL = 0.35  # zoom in: 1 -> 1.35
 DOLLY_TRAVEL = 0.25
 HANDHELD_SHAKE = 0.012  # std of the smoothed shake, fraction of frame
 SPEED_FACTOR = {"slow": 0.5, "normal": 1.0, "fast": 2.0}
+# Shot size as magnification of the keyframe, which is taken to be a medium shot of its subject: a close-up
+# shows the middle 1/1.5 of it (about head and shoulders of a waist-up picture), an extreme wide shrinks it
+# to 70% of the frame with the rest filled. The animatic applies it on top of the move.
+FRAMING_SCALE = {
+    "extreme wide": 0.7,
+    "wide": 0.85,
+    "medium": 1.0,
+    "close-up": 1.5,
+    "extreme close-up": 2.4,
+}
 
 # Prompt phrases for neural backends, in the words video models are captioned with.
 FRAMING_PHRASES = {
@@ -79,8 +94,20 @@ def camera_phrase(framing: str, kind: str, direction: str | None, speed: str = "
     return f"{FRAMING_PHRASES[framing]}, {move}"
 
 
-def camera_path(kind: str, direction: str | None, speed: str, num_frames: int, seed: int = 0) -> CameraPath:
-    """An eased, speed-scaled motion curve with one sample per frame."""
+def camera_path(
+    kind: str,
+    direction: str | None,
+    speed: str,
+    num_frames: int,
+    seed: int = 0,
+    *,
+    framing: str = "medium",
+    focus: tuple[float, float] | None = None,
+    fill: str = "blur",
+    keyframe_framing: str = "medium",
+) -> CameraPath:
+    """An eased, speed-scaled motion curve with one sample per frame, seen at the framing's shot size.
+    `keyframe_framing` is the shot size the keyframe already has (a continued shot's: the previous shot's)."""
     n = num_frames
     t = ease(np.linspace(0.0, 1.0, n)) if n > 1 else np.zeros(1)  # (F,) progress 0 -> 1
     s = SPEED_FACTOR[speed]
@@ -103,7 +130,9 @@ def camera_path(kind: str, direction: str | None, speed: str, num_frames: int, s
         yaw = sign * np.clip(0.5 * s, 0, 1) * t
     elif kind == "handheld":
         x, y, roll = _shake(n, seed, s)
-    return CameraPath(offset_x=x, offset_y=y, zoom=np.maximum(zoom, 0.5), roll=roll, yaw=yaw)
+    return CameraPath(offset_x=x, offset_y=y, zoom=np.maximum(zoom, 0.5), roll=roll, yaw=yaw,
+                      framing=FRAMING_SCALE[framing] / FRAMING_SCALE[keyframe_framing],
+                      focus=focus or (0.5, 0.5), fill=fill)  # fmt: skip
 
 
 def _shake(n: int, seed: int, strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,6 +22,8 @@ MOVE_DIRECTIONS: dict[str, tuple[str, ...]] = {
     "crane": ("up", "down"),
     "handheld": (),
 }
+FITS = ("cover", "contain", "blur")  # how a keyframe meets the frame: crop, bars, or a blurred fill
+COMPOSITIONS = ("two-shot", "speaker")  # several characters: side by side, or whoever speaks
 TRANSITIONS = ("cut", "crossfade", "fade", "wipe")
 TRANSITION_ALIASES = {"dissolve": "crossfade", "cross-fade": "crossfade", "fade to black": "fade",
                       "fade through black": "fade", "fade from black": "fade"}  # fmt: skip
@@ -106,6 +108,9 @@ class Shot:
     last_frame: Path | None = None
     continue_previous: bool = False  # carry on from the previous shot's last frame
     seed: int | None = None  # None: derived from the film's seed
+    focus: tuple[float, float] | None = None  # (x, y) fractions of the keyframe a closer framing centres on
+    compose: str | None = None  # one of COMPOSITIONS for several characters; None: a two-shot
+    fit: str | None = None  # one of FITS for this shot's keyframes; None: the film's
 
     @property
     def featured(self) -> tuple[str, ...]:
@@ -129,6 +134,7 @@ class Film:
     reference_audio: tuple[Path, ...] = ()
     custom_size: tuple[int, int] | None = None  # exact (width, height), overriding resolution and ratio
     fade_out: float = 0.0  # seconds over which the film's end fades to black ("fade out"); 0: none
+    fit: str = "cover"  # one of FITS: how first frames and keyframes meet the frame
 
     @property
     def size(self) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from yingxi.errors import InputError, unknown_word
+from yingxi.film.composition import parse_compose, parse_fit, parse_focus
 from yingxi.film.model import (
     DEFAULT_SHOT_SECONDS,
     MAX_SHOT_SECONDS,
@@ -61,9 +62,10 @@ FILM_KEYS = (
     "music",
     "shots",
     "fade_out",  # true, or seconds: the film's end fades to black
+    "fit",
 )
 SHOT_KEYS = ("prompt", "duration", "framing", "camera", "transition", "dialogue", "characters",
-             "first_frame", "last_frame", "continue", "seed")  # fmt: skip
+             "first_frame", "last_frame", "continue", "seed", "focus", "compose", "fit")  # fmt: skip
 CHARACTER_KEYS = ("description", "image", "voice")
 MAX_SHOTS = 100
 SCRIPT_SUFFIXES = (".yaml", ".yml", ".json")
@@ -125,6 +127,7 @@ def parse_script(data: Any, base_dir: Path | None = None) -> Film:
         music=_path(data.get("music"), base, field="music"),
         custom_size=parse_size(data["size"]) if data.get("size") is not None else None,
         fade_out=_fade_out(data.get("fade_out", False)),
+        fit=parse_fit(data["fit"]) if data.get("fit") is not None else "cover",
     )
 
 
@@ -168,6 +171,9 @@ def _shot(n: int, data: Any, base: Path) -> Shot:
         last_frame=_path(data.get("last_frame"), base, shot=n, field="last_frame"),
         continue_previous=keep_going,
         seed=parse_seed(data["seed"], shot=n) if data.get("seed") is not None else None,
+        focus=parse_focus(data["focus"], shot=n) if data.get("focus") is not None else None,
+        compose=parse_compose(data["compose"], shot=n) if data.get("compose") is not None else None,
+        fit=parse_fit(data["fit"], shot=n) if data.get("fit") is not None else None,
     )
 
 

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from yingxi.errors import InputError
 from yingxi.media.files import replaced_when_done
@@ -78,20 +78,70 @@ def decode_image_bytes(data: bytes, *, name: str = "upload") -> np.ndarray:
     return _decode(io.BytesIO(data), name, MAX_IMAGE_SIDE)
 
 
-def fit_image(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Scale to cover width x height and crop the centre (Lanczos), so the frame is filled without bars."""
+FITS = (
+    "cover",
+    "contain",
+    "blur",
+)  # crop to fill; whole image with black bars; whole image on a blurred fill
+BLUR_RADIUS = 0.04  # blurred fill's Gaussian radius, fraction of the frame's longer side
+BLUR_DIM = 0.7  # the fill is darkened to this, so the picture itself stands out
+
+
+def cover_kept(src_w: int, src_h: int, width: int, height: int) -> float:
+    """Fraction of a src_w x src_h image's area that a cover fit to width x height keeps (1.0: nothing cut)."""
+    a, b = src_w / src_h, width / height
+    return min(a, b) / max(a, b)
+
+
+def _resize(img: np.ndarray, width: int, height: int, box: tuple[float, float, float, float] | None = None):
+    image = Image.fromarray(np.ascontiguousarray(img[..., :3]))
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS, box=box), dtype=np.uint8)
+
+
+def blurred_fill(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """uint8 (height, width, 3): the image covering the frame, blurred and dimmed, to sit behind it."""
+    small_w, small_h = max(2, width // 8), max(2, height // 8)  # blur at 1/8 size: same look, 64x cheaper
+    back = Image.fromarray(fit_image(img, small_w, small_h, "cover"))
+    back = back.filter(ImageFilter.GaussianBlur(BLUR_RADIUS * max(small_w, small_h)))
+    back = back.resize((width, height), Image.Resampling.BILINEAR)
+    return (np.asarray(back, dtype=np.float32) * BLUR_DIM + 0.5).astype(np.uint8)
+
+
+def fit_image(img: np.ndarray, width: int, height: int, fit: str = "cover") -> np.ndarray:
+    """The image at width x height (Lanczos). cover: scaled to fill and the centre cropped; contain: all of it,
+    with black bars; blur: all of it, on a blurred, dimmed copy of itself instead of bars."""
+    if fit not in FITS:
+        raise ValueError(f"fit is one of {', '.join(FITS)}, got {fit!r}")
     h, w = img.shape[:2]
     if (w, h) == (width, height):
         return img
-    scale = max(width / w, height / h)
-    # Crop box in source pixels whose aspect matches the target, centred.
-    crop_w, crop_h = width / scale, height / scale
-    left, top = (w - crop_w) / 2, (h - crop_h) / 2
-    image = Image.fromarray(np.ascontiguousarray(img[..., :3]))
-    out = image.resize(
-        (width, height), Image.Resampling.LANCZOS, box=(left, top, left + crop_w, top + crop_h)
-    )
-    return np.asarray(out, dtype=np.uint8)
+    if fit == "cover":
+        scale = max(width / w, height / h)
+        crop_w, crop_h = width / scale, height / scale  # crop box in source pixels, the target's aspect
+        left, top = (w - crop_w) / 2, (h - crop_h) / 2
+        return _resize(img, width, height, (left, top, left + crop_w, top + crop_h))
+    scale = min(width / w, height / h)
+    inner_w, inner_h = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
+    if fit == "contain":
+        out = np.zeros((height, width, 3), np.uint8)
+    else:
+        out = blurred_fill(img, width, height)
+    x0, y0 = (width - inner_w) // 2, (height - inner_h) // 2
+    out[y0 : y0 + inner_h, x0 : x0 + inner_w] = _resize(img, inner_w, inner_h)
+    return out
+
+
+def side_by_side(images: list[np.ndarray], width: int, height: int, fit: str = "cover") -> np.ndarray:
+    """A group shot: uint8 (height, width, 3) with each image fitted into its own equal-width column, left to
+    right in order (a two-shot for two)."""
+    if not images:
+        raise ValueError("side_by_side needs at least one image")
+    n = len(images)
+    edges = [round(i * width / n) for i in range(n + 1)]
+    out = np.empty((height, width, 3), np.uint8)
+    for img, x0, x1 in zip(images, edges, edges[1:], strict=False):
+        out[:, x0:x1] = fit_image(img, x1 - x0, height, fit)
+    return out
 
 
 def save_png(img: np.ndarray, path: str | Path) -> Path:
@@ -100,3 +150,15 @@ def save_png(img: np.ndarray, path: str | Path) -> Path:
     with replaced_when_done(path) as tmp:
         Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG")
     return path
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) as shown (EXIF rotation applied) from the file's header alone, or None when it cannot
+    be read: the planner's notes use it, and the decode that follows reports the error with its field."""
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+            orientation = image.getexif().get(0x0112, 1)  # 5-8: stored turned a quarter
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

@@ -71,6 +71,7 @@ class CreateTask(BaseModel):
     duration: Int | None = None
     frames: Int | None = Field(default=None, ge=1, le=100_000)
     execution_expires_after: Int | None = Field(default=None, ge=3600, le=259200)
+    fit: str | None = Field(default=None, max_length=32)  # yingxi: cover | contain | blur for the first frame
 
 
 def parse_flags(text: str) -> tuple[str, dict[str, str]]:
@@ -148,6 +149,7 @@ def build_request(
         fps=_flag_number(flags.get("fps"), "fps"),
         seed=seed,
         camera_fixed=bool(camera_fixed),
+        fit=body.fit,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from yingxi.errors import InputError
 from yingxi.film import parse_prompt, parse_script
+from yingxi.film.composition import parse_fit
 from yingxi.film.model import RATIOS, SIZES, CameraMove, Film
 from yingxi.film.references import (
     attach_references,
@@ -289,6 +290,7 @@ def prompt_request(
     fps: Any = None,
     seed: Any = None,
     camera_fixed: bool = False,
+    fit: Any = None,
 ) -> dict[str, Any]:
     """The stored request of a prompt task (plain or multi-shot grammar), fields validated."""
     limits = settings.limits
@@ -307,6 +309,7 @@ def prompt_request(
             ratio_word = parse_ratio(ratio)
         frames_per_second = parse_fps(fps if fps is not None else settings.default_fps)
         seed_value = random_seed() if seed in (None, -1, "-1") else parse_seed(seed)
+        fit_word = parse_fit(fit) if fit is not None else "cover"  # how the first frame meets the frame
     except InputError as e:
         raise ApiError(400, e.message, param=e.field) from None
     single = not SHOT_HEADER_RE.search(text)
@@ -331,7 +334,13 @@ def prompt_request(
         "text": text,
         "default_duration": default_duration,
         "single": single,
-        "fields": {"resolution": res, "ratio": ratio_word, "fps": frames_per_second, "seed": seed_value},
+        "fields": {
+            "resolution": res,
+            "ratio": ratio_word,
+            "fps": frames_per_second,
+            "seed": seed_value,
+            "fit": fit_word,
+        },  # fmt: skip
         "camera_fixed": bool(camera_fixed),
         **inputs.as_request(),
     }
