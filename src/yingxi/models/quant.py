@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from yingxi.errors import InputError, unknown_word
+from yingxi.models.fp8_matmul import fp8_matmul_kind, scaled_mm_linear
 
 __all__ = ["Dequantizer", "QuantLinear", "QuantizedTensor", "dequantize", "qtypes", "register_qtype"]
 
@@ -101,7 +102,7 @@ register_qtype("fp8_e5m2", _fp8)
 class QuantLinear(nn.Module):
     """nn.Linear whose weight is stored quantized (`qweight`, optional `scale` buffers) and dequantized to
     the input's dtype in each forward: the device holds the stored bytes, plus one layer's float weight
-    while it runs."""
+    while it runs. On Ada/Hopper an e4m3fn weight multiplies in fp8 instead (`yingxi.models.fp8_matmul`)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, qtype: str) -> None:
         super().__init__()
@@ -128,6 +129,9 @@ class QuantLinear(nn.Module):
         return dequantize(self.qtype, self.qweight, self.scale, (self.out_features, self.in_features), dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        kind = fp8_matmul_kind(self, x)  # Ada/Hopper with fp8 weights: a float8 matmul, else None
+        if kind is not None:
+            return scaled_mm_linear(self, x, kind)  # (..., out)
         w = self.weight_as(x.dtype)  # (out, in)
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return F.linear(x, w, bias)  # (..., out)
