@@ -14,7 +14,7 @@ from yingxi.models.fp8_matmul import scaled_mm_linear, select_fp8_matmul
 from yingxi.models.quant import QuantizedTensor, QuantLinear
 from yingxi.models.wan.config import VARIANTS, WanDiTConfig
 from yingxi.models.wan.dit import KEEP_FP32, WanDiT
-from yingxi.models.wan.loading import FP8_LAYERS, load_transformer
+from yingxi.models.wan.loading import FP8_LAYERS, load_transformer, weight_bytes
 
 # A narrow-but-deep model: like the real ones, the blocks' Linears hold most weights (here 12 blocks of
 # width 128; 14B: 40 of 5120), so its byte ratio says something about the full-size one.
@@ -161,3 +161,13 @@ def test_scaled_mm_linear_matches_the_dequantized_matmul_within_fp8_input_roundi
     assert got.shape == (3, 7, 64) and got.dtype == torch.bfloat16
     # The only extra error is the activations' rounding to e4m3 (<= 2^-4 relative each): ~2-3% relative.
     assert rel(got.float(), exact) < 0.05
+
+
+@pytest.mark.parametrize("added_kv", [None, 32])
+def test_weight_bytes_arithmetic_equals_the_built_model(added_kv):
+    cfg = replace(MID, num_layers=2, added_kv_proj_dim=added_kv, image_dim=16 if added_kv else None)
+    model = WanDiT(cfg).to(torch.bfloat16)
+    assert weight_bytes(cfg, torch.bfloat16) == module_bytes(model)
+    assert weight_bytes(cfg, torch.bfloat16, "fp8") == module_bytes(
+        quantize_linears_(model, FP8_LAYERS.match)
+    )
