@@ -171,3 +171,25 @@ def test_weight_bytes_arithmetic_equals_the_built_model(added_kv):
     assert weight_bytes(cfg, torch.bfloat16, "fp8") == module_bytes(
         quantize_linears_(model, FP8_LAYERS.match)
     )
+
+
+def test_bench_wan_formats_runs_its_cpu_tables_small(monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "bench" / "wan_formats.py"
+    argv = [str(script), "--sizes", "", "--dim", "128", "--layers", "1", "--tokens", "32", "--repeats", "1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    rows = {
+        line[:24].strip(): line.split()
+        for line in out.splitlines()
+        if line.startswith(("fp32", "bf16", "fp8"))
+    }
+    assert set(rows) == {"fp32 (plain)", "bf16 (plain)", "fp8 e4m3fn per-row", "fp8 e4m3fn per-tensor",
+                         "fp8 e5m2 per-tensor"}  # fmt: skip
+    assert float(rows["fp8 e4m3fn per-row"][-3]) > 0  # a measured forward time
+    assert float(rows["fp8 e4m3fn per-row"][-1]) < 0.05  # its relative error against fp32
+    assert float(rows["fp8 e4m3fn per-row"][-4]) < float(rows["fp32 (plain)"][-4])  # fewer MB
