@@ -124,6 +124,18 @@ class QuantLinear(nn.Module):
             layer.bias = nn.Parameter(bias, requires_grad=False)
         return layer
 
+    def _apply(self, fn, recurse: bool = True):
+        """`.to(device)` moves the stored bytes; `.to(dtype)` / `.half()` leave them (and the float32
+        scales) as stored, as they would otherwise widen a float8 weight in place. The bias follows."""
+        stored = {name: b for name, b in self._buffers.items() if b is not None}
+        for name in stored:
+            self._buffers[name] = None
+        super()._apply(fn, recurse)
+        for name, b in stored.items():
+            moved = fn(b)
+            self._buffers[name] = moved if moved.dtype == b.dtype else b.to(moved.device)
+        return self
+
     def weight_as(self, dtype: torch.dtype) -> Tensor:
         """The dequantized (out, in) weight."""
         return dequantize(self.qtype, self.qweight, self.scale, (self.out_features, self.in_features), dtype)
