@@ -16,15 +16,17 @@ the kernels refuse (dims not multiples of 16): dequantize-then-matmul.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-__all__ = ["Fp8Kind", "fp8_matmul_kind", "scaled_mm_linear", "select_fp8_matmul"]
+__all__ = ["Fp8Kind", "fp8_linear", "fp8_matmul_kind", "scaled_mm_linear", "select_fp8_matmul"]
 
 Fp8Kind = Literal["tensorwise", "rowwise"]
 E4M3_MAX = 448.0
+_failed: list[str] = []  # the first error a `_scaled_mm` call raised in this process: never tried again
 
 
 def select_fp8_matmul(
@@ -60,13 +62,28 @@ def _enabled() -> bool:
 
 def fp8_matmul_kind(layer, x: Tensor) -> Fp8Kind | None:
     """`select_fp8_matmul` for a QuantLinear and its input (CPU inputs: always None)."""
-    if x.device.type != "cuda":
+    if x.device.type != "cuda" or _failed:
         return None
     scales = layer.scale.numel() if layer.scale is not None else 1
     capability = torch.cuda.get_device_capability(x.device)
     return select_fp8_matmul(
         capability, layer.qtype, x.dtype, scales, layer.in_features, layer.out_features, enabled=_enabled()
     )
+
+
+def fp8_linear(layer, x: Tensor) -> Tensor | None:
+    """The layer's output through `_scaled_mm` where that is chosen, else None (dequantize-then-matmul).
+    A kernel that refuses (an older torch, a driver without the row-wise kernels) is reported once and
+    the dequantizing path is used from then on."""
+    kind = fp8_matmul_kind(layer, x)
+    if kind is None:
+        return None
+    try:
+        return scaled_mm_linear(layer, x, kind)
+    except RuntimeError as exc:
+        _failed.append(str(exc))
+        warnings.warn(f"fp8 matmul unavailable ({exc}); dequantizing fp8 weights instead", stacklevel=2)
+        return None
 
 
 def _to_e4m3(x: Tensor, scale: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from yingxi.errors import InputError, unknown_word
-from yingxi.models.fp8_matmul import fp8_matmul_kind, scaled_mm_linear
+from yingxi.models.fp8_matmul import fp8_linear
 
 __all__ = ["Dequantizer", "QuantLinear", "QuantizedTensor", "dequantize", "qtypes", "register_qtype"]
 
@@ -141,9 +141,9 @@ class QuantLinear(nn.Module):
         return dequantize(self.qtype, self.qweight, self.scale, (self.out_features, self.in_features), dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        kind = fp8_matmul_kind(self, x)  # Ada/Hopper with fp8 weights: a float8 matmul, else None
-        if kind is not None:
-            return scaled_mm_linear(self, x, kind)  # (..., out)
+        out = fp8_linear(self, x)  # Ada/Hopper with e4m3fn weights: a float8 matmul; else None
+        if out is not None:
+            return out  # (..., out)
         w = self.weight_as(x.dtype)  # (out, in)
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return F.linear(x, w, bias)  # (..., out)

@@ -193,3 +193,28 @@ def test_bench_wan_formats_runs_its_cpu_tables_small(monkeypatch, capsys):
     assert float(rows["fp8 e4m3fn per-row"][-3]) > 0  # a measured forward time
     assert float(rows["fp8 e4m3fn per-row"][-1]) < 0.05  # its relative error against fp32
     assert float(rows["fp8 e4m3fn per-row"][-4]) < float(rows["fp32 (plain)"][-4])  # fewer MB
+
+
+def test_forward_takes_the_fp8_matmul_when_chosen_and_falls_back_once_if_the_kernel_refuses(monkeypatch):
+    """The CPU never chooses it; pretend it did (torch's CPU `_scaled_mm` computes the same maths)."""
+    from yingxi.models import fp8_matmul
+
+    layer = QuantLinear.from_quantized(quantize_fp8(torch.randn(64, 128)), torch.randn(64))
+    x = torch.randn(4, 128, dtype=torch.bfloat16)
+    dequantized = F.linear(x, layer.weight_as(torch.bfloat16), layer.bias.to(torch.bfloat16))
+    monkeypatch.setattr(fp8_matmul, "_failed", [])
+    real_kind = fp8_matmul.fp8_matmul_kind
+    monkeypatch.setattr(
+        fp8_matmul, "fp8_matmul_kind", lambda lyr, t: None if fp8_matmul._failed else "rowwise"
+    )
+    fast = layer(x)
+    assert not torch.equal(fast, dequantized) and rel(fast.float(), dequantized.float()) < 0.05
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no row-wise kernel here")
+
+    monkeypatch.setattr(torch, "_scaled_mm", refuse)
+    with pytest.warns(UserWarning, match="fp8 matmul unavailable .no row-wise kernel here."):
+        assert torch.equal(layer(x), dequantized)
+    assert torch.equal(layer(x), dequantized) and fp8_matmul._failed == ["no row-wise kernel here"]
+    monkeypatch.setattr(fp8_matmul, "fp8_matmul_kind", real_kind)
