@@ -62,7 +62,7 @@ def _enabled() -> bool:
 
 def fp8_matmul_kind(layer, x: Tensor) -> Fp8Kind | None:
     """`select_fp8_matmul` for a QuantLinear and its input (CPU inputs: always None)."""
-    if x.device.type != "cuda" or _failed:
+    if x.device.type != "cuda" or _failed or getattr(layer, "full_precision", False):
         return None
     scales = layer.scale.numel() if layer.scale is not None else 1
     capability = torch.cuda.get_device_capability(x.device)
