@@ -9,6 +9,7 @@ as for plain float32 checkpoints); the dequantized weights themselves are compar
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,14 @@ def test_fp8_weights_and_their_scales_may_sit_in_different_shards(folders, tmp_p
     ref = reference(plain, folders["t2v"])
     inputs = sample(ours.config, False)
     torch.testing.assert_close(out(ours, inputs), diffusers_out(ref, inputs), rtol=0, atol=FP32_TOL)
+
+
+def test_config_is_inferred_from_quantized_shapes(folders, tmp_path):
+    from yingxi.models.wan.loading import ORIGINAL_TO_DIFFUSERS, infer_config
+
+    path = tmp_path / "plain.safetensors"
+    write_plain_fp8(original_state(folders["i2v"]), path)
+    state = rename_keys(read_state_dict(path), ORIGINAL_TO_DIFFUSERS)
+    assert isinstance(state["patch_embedding.weight"], QuantizedTensor)  # the 5-D conv is stored fp8 too
+    want = WanDiTConfig.from_diffusers(tiny_dit_config("i2v"))
+    assert replace(infer_config(state, head_dim=16), rope_max_seq_len=want.rope_max_seq_len) == want
