@@ -23,7 +23,8 @@ MID = WanDiTConfig(
     text_dim=32, freq_dim=32, ffn_dim=512, num_layers=12, rope_max_seq_len=32,
 )  # fmt: skip
 # fp8 e4m3fn keeps 3 mantissa bits: each weight within 2^-4 relative of its row's grid; through 12 blocks
-# the output of this model moves by ~2.5% (relative L2) from the bf16 model's. Bound: 6%.
+# this model's output moves by 1.3% (relative L2) from the bf16 model's (measured). Bound: 6%. Its bytes
+# are 54.6% of the bf16 model's (full size: 51%, the embeddings and head weigh less there).
 FP8_VS_BF16_REL = 0.06
 
 
