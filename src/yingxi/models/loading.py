@@ -17,9 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from yingxi.errors import InputError, ModelNotFoundError
+from yingxi.models.quant import QuantizedTensor, QuantLinear
 
 M = TypeVar("M", bound=nn.Module)
 Cast = Callable[[str, Tensor], Tensor]  # (tensor name, tensor as stored) -> tensor to keep
+Entry = Tensor | QuantizedTensor  # what a reader returns per name: a float tensor or a stored quantized one
 
 # Names a person may type for a dtype; the values are what torch wants.
 DTYPES: dict[str, torch.dtype] = {
@@ -216,10 +218,42 @@ def _describe(keys: Sequence[str], limit: int = 8) -> str:
     return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def _shape(value: Entry) -> tuple[int, ...]:
+    return tuple(value.shape)
+
+
+def _quantized_linears(
+    module: nn.Module, state: Mapping[str, Entry], keep_fp32: Sequence[str]
+) -> dict[str, QuantizedTensor]:
+    """{module name: weight} for the quantized weights that stay quantized: those of an `nn.Linear` outside
+    the float32 parts (which the reference keeps at full width, so they are dequantized like any other)."""
+    out: dict[str, QuantizedTensor] = {}
+    for key, value in state.items():
+        if not isinstance(value, QuantizedTensor) or not key.endswith(".weight"):
+            continue
+        owner = key.removesuffix(".weight")
+        if isinstance(module.get_submodule(owner), nn.Linear) and not _matches_fp32(key, keep_fp32):
+            out[owner] = value
+    return out
+
+
+def _check_quantized(key: str, q: QuantizedTensor, source: str | None) -> None:
+    """A stored float8 weight must hold one value per weight; a scale one per tensor or per output row."""
+    if q.data.is_floating_point() and tuple(q.data.shape) != tuple(q.shape):
+        raise CheckpointError(
+            f"{key}: stored data {tuple(q.data.shape)} is not the shape {q.shape}", file=source
+        )
+    if q.scale is not None and q.scale.numel() not in (1, q.shape[0]):
+        raise CheckpointError(
+            f"{key}: scale of shape {tuple(q.scale.shape)} fits neither one tensor nor {q.shape[0]} output rows",
+            file=source,
+        )
+
+
 def load_module(
     build: Callable[[Any], M],
     config: Any,
-    state_dict: Mapping[str, Tensor],
+    state_dict: Mapping[str, Entry],
     *,
     dtype: torch.dtype | str,
     device: str | torch.device = "cpu",
@@ -232,8 +266,10 @@ def load_module(
     """Build `build(config)` on the meta device and adopt the (cast, moved) tensors with `assign=True`.
 
     Floating tensors are cast to `dtype` except those whose name has a component in `keep_fp32`, which stay
-    float32 as the reference keeps them. `ignore_unexpected` holds regexes for checkpoint keys to drop;
-    `buffers` fills the module's non-persistent buffers (e.g. position ids), which meta construction empties.
+    float32 as the reference keeps them. A `QuantizedTensor` under `X.weight` of an `nn.Linear` X replaces
+    X by a `QuantLinear` that keeps the stored bytes; any other quantized entry (a conv, a norm, a float32
+    part) is dequantized here. `ignore_unexpected` holds regexes for checkpoint keys to drop; `buffers` fills
+    the module's non-persistent buffers (e.g. position ids), which meta construction empties.
     Errors name the offending keys and the `source` file.
     """
     dtype = parse_dtype(dtype)
@@ -253,23 +289,37 @@ def load_module(
             f"unexpected keys for {type(module).__name__}: {_describe(unexpected)}", file=source
         )
     for key, want in expected.items():
-        if key in state and tuple(state[key].shape) != tuple(want.shape):
-            got = tuple(state[key].shape)
+        if key in state and _shape(state[key]) != tuple(want.shape):
+            got = _shape(state[key])
             raise CheckpointError(
                 f"{key}: checkpoint shape {got} does not match model shape {tuple(want.shape)}", file=source
             )
+        if key in state and isinstance(state[key], QuantizedTensor):
+            _check_quantized(key, state[key], source)
 
+    def target(key: str) -> torch.dtype:
+        return torch.float32 if _matches_fp32(key, keep_fp32) else dtype
+
+    quantized = _quantized_linears(module, {k: v for k, v in state.items() if k in expected}, keep_fp32)
     cast: dict[str, Tensor] = {}
     for key, value in state.items():
-        if key not in expected:
+        if key not in expected or key.removesuffix(".weight") in quantized:
             continue
-        if value.is_floating_point():
-            target = torch.float32 if _matches_fp32(key, keep_fp32) else dtype
-            value = value.to(device=device, dtype=target)
+        if isinstance(value, QuantizedTensor):
+            value = value.dequantize(target(key)).to(device)
+        elif value.is_floating_point():
+            value = value.to(device=device, dtype=target(key))
         else:
             value = value.to(device=device)
         cast[key] = value
-    module.load_state_dict(cast, strict=strict, assign=True)
+    for name, q in quantized.items():  # swap each quantized nn.Linear for a QuantLinear holding its bytes
+        bias = cast.pop(f"{name}.bias", None)
+        on_device = QuantizedTensor(
+            q.qtype, q.data.to(device), q.shape, _to(q.scale, device), _to(q.input_scale, device)
+        )
+        owner, _, attr = name.rpartition(".")
+        setattr(module.get_submodule(owner), attr, QuantLinear.from_quantized(on_device, bias))
+    module.load_state_dict(cast, strict=strict and not quantized, assign=True)
     for name, value in (buffers or {}).items():  # non-persistent buffers, which no checkpoint holds
         owner, _, attr = name.rpartition(".")
         setattr(module.get_submodule(owner), attr, value.to(device))
@@ -281,3 +331,7 @@ def load_module(
             file=source,
         )
     return module.eval()
+
+
+def _to(t: Tensor | None, device: torch.device) -> Tensor | None:
+    return None if t is None else t.to(device=device, dtype=torch.float32)
