@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from yingxi.errors import unknown_word
 from yingxi.models.loading import Cast, CheckpointError
@@ -32,6 +32,7 @@ __all__ = [
     "dequantize_blocks",
     "gguf_bytes",
     "gguf_keys",
+    "quantized_model_bytes",
     "read_gguf",
 ]
 
@@ -67,6 +68,39 @@ def gguf_bytes(qtype: str, numel: int) -> int:
     if numel % block:
         raise CheckpointError(f"{qtype} stores whole blocks of {block} values; {numel} is not a multiple")
     return numel // block * size
+
+
+QUANTIZATION_THRESHOLD = 1024  # city96's convert.py keeps tensors of at most this many values in F32
+
+
+def quantized_model_bytes(
+    model: nn.Module, qtype: str | None, *, dtype: torch.dtype, keep_fp32: tuple[str, ...] = ()
+) -> int:
+    """Parameter+buffer bytes `model` (a meta-device build will do) takes loaded from a city96-style GGUF file
+    of `qtype` (None: plain, every weight at `dtype`): the weights of `nn.Linear`s with more than 1024 values,
+    whole blocks per row and outside the `keep_fp32` parts stay `qtype`; the rest is held at `dtype`, float32
+    in `keep_fp32` parts, as `load_module` holds them."""
+
+    def fp32(name: str) -> bool:
+        return any(part in name.split(".") for part in keep_fp32)
+
+    block = QUANT_TYPES[qtype][0] if qtype is not None else 0
+    stored: set[str] = set()
+    total = 0
+    for name, mod in model.named_modules():
+        w = getattr(mod, "weight", None)
+        key = f"{name}.weight" if name else "weight"
+        if qtype is None or not isinstance(mod, nn.Linear) or w is None or fp32(key):
+            continue
+        if w.numel() > QUANTIZATION_THRESHOLD and mod.in_features % block == 0:
+            total += gguf_bytes(qtype, w.numel())
+            stored.add(key)
+    for name, p in model.named_parameters():
+        if name in stored:
+            continue
+        width = (4 if fp32(name) else dtype.itemsize) if p.is_floating_point() else p.element_size()
+        total += p.numel() * width
+    return total + sum(b.numel() * b.element_size() for b in model.buffers())
 
 
 # ---------------------------------------------------------------------------------------------- decoders
@@ -216,7 +250,9 @@ def _open(path: Path):
     try:
         from gguf import GGUFReader
     except ModuleNotFoundError as exc:
-        raise CheckpointError("reading .gguf files needs the gguf package: pip install gguf", file=str(path)) from exc
+        raise CheckpointError(
+            "reading .gguf files needs the gguf package: pip install gguf", file=str(path)
+        ) from exc
     try:
         return GGUFReader(str(path))
     except Exception as exc:  # the reader raises ValueError/struct errors on a bad magic or a truncated file
@@ -244,7 +280,10 @@ def _wan_tensors(reader, path: Path) -> list[tuple[str, object]]:
     prefixed = any(n.startswith(PREFIX) for n in names)
     keep = [(t.name.removeprefix(PREFIX), t) for t in tensors if not prefixed or t.name.startswith(PREFIX)]
     arch = _string_field(reader, "general.architecture")
-    if arch in (None, "pig"):  # sd.cpp files and city96's placeholder: judge by the tensor names, as city96 does
+    if arch in (
+        None,
+        "pig",
+    ):  # sd.cpp files and city96's placeholder: judge by the tensor names, as city96 does
         if not _looks_like_wan([k for k, _ in keep]):
             raise CheckpointError(
                 f"GGUF file names no architecture ({arch!r}) and its tensors are not a Wan transformer's",
@@ -252,7 +291,8 @@ def _wan_tensors(reader, path: Path) -> list[tuple[str, object]]:
             )
     elif arch not in WAN_ARCHITECTURES:
         raise CheckpointError(
-            unknown_word("GGUF architecture", arch, WAN_ARCHITECTURES) + " (this file is not a Wan video model)",
+            unknown_word("GGUF architecture", arch, WAN_ARCHITECTURES)
+            + " (this file is not a Wan video model)",
             file=str(path),
         )
     return keep
@@ -287,7 +327,9 @@ def _shape(reader, tensor, path: Path) -> tuple[int, ...]:
 
 
 def _torch(array) -> Tensor:
-    with warnings.catch_warnings():  # the reader's arrays are read-only memory maps; copy one tensor at a time
+    with (
+        warnings.catch_warnings()
+    ):  # the reader's arrays are read-only memory maps; copy one tensor at a time
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         import numpy as np
 
