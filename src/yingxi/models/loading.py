@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from yingxi.errors import InputError, ModelNotFoundError
+from yingxi.models.fp8 import FP8_DTYPES, gather_quantized, is_quantization_key
 from yingxi.models.quant import QuantizedTensor, QuantLinear
 
 M = TypeVar("M", bound=nn.Module)
@@ -54,7 +55,7 @@ def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return DTYPES[key]
 
 
-def _read_safetensors(path: Path, cast: Cast) -> dict[str, Tensor]:
+def _read_safetensors(path: Path, cast: Cast) -> dict[str, Entry]:
     from safetensors import safe_open
 
     try:
@@ -62,7 +63,20 @@ def _read_safetensors(path: Path, cast: Cast) -> dict[str, Tensor]:
     except Exception as exc:  # safetensors raises its own untyped errors for truncated/corrupt files
         raise CheckpointError(f"cannot read safetensors file: {exc}", file=str(path)) from exc
     with handle as f:
-        return {key: cast(key, f.get_tensor(key)) for key in f.keys()}  # one tensor in flight at a time
+        state, quantized = {}, False
+        for key in f.keys():  # one tensor in flight at a time
+            tensor = f.get_tensor(key)
+            if tensor.dtype in FP8_DTYPES or is_quantization_key(key):  # fp8 and its scales: as stored
+                state[key], quantized = tensor, True
+            else:
+                state[key] = cast(key, tensor)
+        metadata = f.metadata() or {}
+    if not quantized and "_quantization_metadata" not in metadata:
+        return state
+    try:  # the ComfyUI / Kijai fp8 formats; their bytes stay on the CPU until `load_module` places them
+        return gather_quantized(state, metadata, source=str(path))
+    except InputError as exc:
+        raise CheckpointError(exc.message, file=str(path)) from exc
 
 
 def _read_torch(path: Path) -> Mapping[str, Tensor]:
@@ -155,12 +169,13 @@ def checkpoint_keys(path: str | Path) -> list[str]:
 
 def read_state_dict(
     path: str | Path, *, device: str | torch.device = "cpu", cast: Cast | None = None
-) -> dict[str, Tensor]:
+) -> dict[str, Entry]:
     """All tensors of a checkpoint: a folder (sharded safetensors + index, or single files), a .safetensors
     or .gguf file, or an original `.pth`/`.pt` file (read with `weights_only=True`).
 
     `cast(name, tensor)` (e.g. `cast_by_name(...)`) is applied to each tensor as it is read; without it
-    tensors keep their stored dtype and go to `device`.
+    tensors keep their stored dtype and go to `device`. fp8 weights (ComfyUI's plain, "scaled" and newer
+    formats, Kijai's) come back as `QuantizedTensor`s on the CPU, uncast (`yingxi.models.fp8`).
     """
     if cast is None:
         target = torch.device(device)
