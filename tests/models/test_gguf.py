@@ -222,3 +222,14 @@ def test_bad_files_are_checkpoint_errors(tmp_path):
 def test_float_types_are_plain_tensors():
     assert set(FLOAT_TYPES) == {"F32", "F16", "BF16"}
     assert not set(FLOAT_TYPES) & set(QUANT_TYPES)
+
+
+def test_read_gguf_maps_the_file_copy_on_write(tmp_path):
+    """Tensors share the reader's map (no second copy in RAM); writing to one never changes the file."""
+    data, _ = quantized("Q8_0", 4, 64)
+    path = write(tmp_path / "cow.gguf", {"blocks.0.self_attn.q.weight": (data, "Q8_0")})
+    before = path.read_bytes()
+    q = read_gguf(path)["blocks.0.self_attn.q.weight"]
+    q.data.zero_()
+    assert path.read_bytes() == before
+    assert np.array_equal(read_gguf(path)["blocks.0.self_attn.q.weight"].data.numpy(), data)

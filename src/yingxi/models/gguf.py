@@ -14,7 +14,6 @@ compute in float32 in the same order as `gguf.quants.dequantize`, so they match 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -254,7 +253,7 @@ def _open(path: Path):
             "reading .gguf files needs the gguf package: pip install gguf", file=str(path)
         ) from exc
     try:
-        return GGUFReader(str(path))
+        return GGUFReader(str(path), mode="c")  # copy-on-write: tensors share the map, never the file
     except Exception as exc:  # the reader raises ValueError/struct errors on a bad magic or a truncated file
         raise CheckpointError(f"cannot read GGUF file: {exc}", file=str(path)) from exc
 
@@ -327,13 +326,11 @@ def _shape(reader, tensor, path: Path) -> tuple[int, ...]:
 
 
 def _torch(array) -> Tensor:
-    with (
-        warnings.catch_warnings()
-    ):  # the reader's arrays are read-only memory maps; copy one tensor at a time
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        import numpy as np
-
-        return torch.from_numpy(np.array(array, copy=True))
+    """A tensor over the reader's copy-on-write file map, without copying: pages load as they are used (as
+    safetensors' mmap does), and a write, should anything write, stays private to this process."""
+    if not array.flags.writeable:  # a byte-swapped or otherwise materialised array
+        array = array.copy()
+    return torch.from_numpy(array)
 
 
 def gguf_keys(path: str | Path) -> list[str]:
@@ -353,7 +350,7 @@ def read_gguf(
     out: dict[str, Tensor | QuantizedTensor] = {}
     for name, tensor in _wan_tensors(reader, path):
         qtype, shape = _type_name(tensor, path), _shape(reader, tensor, path)
-        raw = _torch(tensor.data)  # F32/F16: shaped floats; the rest: (rows..., bytes per row) uint8
+        raw = _torch(tensor.data)  # F32/F16: shaped floats; the others: (rows..., bytes per row) uint8
         if raw.numel() * raw.element_size() != gguf_bytes(qtype, math.prod(shape)):
             raise CheckpointError(f"{tensor.name}: stored bytes do not fit {qtype} {shape}", file=str(path))
         if qtype in FLOAT_TYPES:
