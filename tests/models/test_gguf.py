@@ -9,7 +9,15 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as T
 
-from yingxi.models.gguf import FLOAT_TYPES, QUANT_TYPES, dequantize_blocks, gguf_bytes, gguf_keys, read_gguf
+from yingxi.models.gguf import (
+    FLOAT_TYPES,
+    QUANT_TYPES,
+    dequantize_blocks,
+    gguf_bytes,
+    gguf_keys,
+    gguf_tensor_types,
+    read_gguf,
+)
 from yingxi.models.loading import (
     CheckpointError,
     cast_by_name,
@@ -135,7 +143,9 @@ def test_read_gguf_shapes_types_and_prefix(tmp_path):
         shapes={p + "patch_embedding.weight": conv.shape},
     )
     sd = read_gguf(path)
-    assert list(sd) == gguf_keys(path) == checkpoint_keys(path)
+    assert list(sd) == gguf_keys(path) == checkpoint_keys(path) == list(gguf_tensor_types(path))
+    assert gguf_tensor_types(path)["patch_embedding.weight"] == ("Q8_0", conv.shape)
+    assert gguf_tensor_types(path)["blocks.0.self_attn.norm_q.weight"] == ("BF16", (4, 6))
     assert list(sd) == [
         "head.modulation",
         "blocks.0.norm3.weight",

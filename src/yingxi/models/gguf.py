@@ -31,6 +31,7 @@ __all__ = [
     "dequantize_blocks",
     "gguf_bytes",
     "gguf_keys",
+    "gguf_tensor_types",
     "quantized_model_bytes",
     "read_gguf",
 ]
@@ -279,10 +280,8 @@ def _wan_tensors(reader, path: Path) -> list[tuple[str, object]]:
     prefixed = any(n.startswith(PREFIX) for n in names)
     keep = [(t.name.removeprefix(PREFIX), t) for t in tensors if not prefixed or t.name.startswith(PREFIX)]
     arch = _string_field(reader, "general.architecture")
-    if arch in (
-        None,
-        "pig",
-    ):  # sd.cpp files and city96's placeholder: judge by the tensor names, as city96 does
+    # sd.cpp files name none, city96's placeholder is "pig": judge those by their tensor names, as city96 does
+    if arch in (None, "pig"):
         if not _looks_like_wan([k for k, _ in keep]):
             raise CheckpointError(
                 f"GGUF file names no architecture ({arch!r}) and its tensors are not a Wan transformer's",
@@ -339,6 +338,13 @@ def gguf_keys(path: str | Path) -> list[str]:
     return [name for name, _ in _wan_tensors(_open(path), path)]
 
 
+def gguf_tensor_types(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{name: (stored type, torch shape)} of a Wan GGUF file from its header alone (for `models inspect`)."""
+    path = Path(path)
+    reader = _open(path)
+    return {name: (_type_name(t, path), _shape(reader, t, path)) for name, t in _wan_tensors(reader, path)}
+
+
 def read_gguf(
     path: str | Path, *, device: str | torch.device = "cpu", cast: Cast | None = None
 ) -> dict[str, Tensor | QuantizedTensor]:
@@ -351,7 +357,11 @@ def read_gguf(
     for name, tensor in _wan_tensors(reader, path):
         qtype, shape = _type_name(tensor, path), _shape(reader, tensor, path)
         raw = _torch(tensor.data)  # F32/F16: shaped floats; the others: (rows..., bytes per row) uint8
-        if raw.numel() * raw.element_size() != gguf_bytes(qtype, math.prod(shape)):
+        try:
+            fits = raw.numel() * raw.element_size() == gguf_bytes(qtype, math.prod(shape))
+        except CheckpointError:  # not whole blocks
+            fits = False
+        if not fits:
             raise CheckpointError(f"{tensor.name}: stored bytes do not fit {qtype} {shape}", file=str(path))
         if qtype in FLOAT_TYPES:
             value = raw.reshape(-1).view(FLOAT_TYPES[qtype]).reshape(shape)
