@@ -7,13 +7,15 @@ CPU-runnable model relative to the plain bf16/fp32 model in the same run.
     python bench/wan_gguf.py --device cuda --compute bf16,fp32 --dim 1536 --tokens 8192   # on a GPU
 
 Bytes: parameter+buffer bytes a model holds loaded from a city96-style GGUF file of one type
-(`yingxi.models.gguf.quantized_model_bytes` on a meta-device build: block Linears in the type, the rest in bf16,
-float32 where Wan keeps it). Forward: the same random fp32 weights held plain (fp32, bf16) or as GGUF blocks in
-`QuantLinear`s, which dequantize each layer in its forward; one forward of `--tokens` tokens, best of
-`--repeats` after a warm-up, single-threaded unless `--threads`, in each `--compute` dtype (fp32 by default:
-CPUs without bf16 matmul units run bf16 several times slower, which measures the CPU, not the format). Q8_0/Q5_0/Q4_0 (and Q5_1/Q4_1) weights are
-quantized by the gguf package, so their error against fp32 is shown; gguf-py cannot encode the K-quants, so
-those hold random valid blocks of the same size (their time is meaningful, their error is not).
+(`yingxi.models.gguf.quantized_model_bytes` on a meta-device build: block Linears in the type, the rest in
+bf16, float32 where Wan keeps it). Forward: the same random fp32 weights held plain (fp32, bf16) or as GGUF
+blocks in `QuantLinear`s, which dequantize each layer in its forward; one forward of `--tokens` tokens, the
+best of `--repeats` rounds after a warm-up round (a round runs every model once, so load drift hits all
+alike), single-threaded unless `--threads`, in each `--compute` dtype (fp32 by default: CPUs without bf16
+matmul units run bf16 several times slower, which measures the CPU, not the format). Q8_0/Q5_0/Q4_0 (and
+Q5_1/Q4_1) weights are quantized by the gguf package, so their error against fp32 is shown; gguf-py cannot
+encode the K-quants, so those hold random valid blocks of the same size (their time is meaningful, their
+error is not).
 """
 
 from __future__ import annotations
@@ -88,20 +90,16 @@ def model_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
-def best_time(model: nn.Module, args: tuple, repeats: int) -> tuple[torch.Tensor, float]:
+def one_forward(model: nn.Module, args: tuple) -> tuple[torch.Tensor, float]:
     device = args[0].device
     with torch.no_grad():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
         out = model(*args)
-        times = []
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            out = model(*args)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-    return out, min(times)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return out, time.perf_counter() - start
 
 
 def forward_table(opts: argparse.Namespace, formats: tuple[str, ...]) -> None:
@@ -128,7 +126,7 @@ def forward_table(opts: argparse.Namespace, formats: tuple[str, ...]) -> None:
     tokens = 2 * (side // 2) ** 2
     print(
         f"\nForward on {opts.device} ({torch.get_num_threads()} CPU thread(s)): dim {opts.dim}, {heads} heads, ffn "
-        f"{4 * opts.dim}, {opts.layers} layers, {tokens} tokens + 64 text tokens; best of {opts.repeats}"
+        f"{4 * opts.dim}, {opts.layers} layers, {tokens} tokens + 64 text tokens; best of {opts.repeats} rounds"
     )
     print(
         "(MiB: parameter+buffer bytes; % bf16: of the plain bf16 model's; x plain: time / the plain model's in"
@@ -140,39 +138,38 @@ def forward_table(opts: argparse.Namespace, formats: tuple[str, ...]) -> None:
     computes = [c.strip() for c in opts.compute.split(",")]
     with torch.device("meta"):
         bf16_bytes = quantized_model_bytes(WanDiT(config), None, dtype=torch.bfloat16, keep_fp32=KEEP_FP32)
-    plain = {}
-    ref_model = load_module(
-        WanDiT, config, base.state_dict(), dtype=torch.float32, keep_fp32=KEEP_FP32, device=dev
-    )
-    with torch.no_grad():
-        ref_out = ref_model(x, t, text).float()
-    del ref_model
+    # rows: (format, compute, model, whether its weights encode the fp32 ones)
+    rows = []
     for compute in computes:
-        dtype = DTYPES[compute]
-        model = load_module(WanDiT, config, base.state_dict(), dtype=dtype, keep_fp32=KEEP_FP32, device=dev)
-        out, sec = best_time(model, (x.to(dtype), t, text.to(dtype)), opts.repeats)
-        plain[compute] = sec
-        err = ((out.float() - ref_out).norm() / ref_out.norm()).item()
-        nbytes = model_bytes(model)
-        print(
-            f"{compute:<7} {compute:<8} {nbytes / 2**20:7.1f} {100 * nbytes / bf16_bytes:6.1f}% {1e3 * sec:8.1f} "
-            f"{1.0:8.2f} {err:9.2e}"
-        )
-        del model
+        model = load_module(WanDiT, config, base.state_dict(), dtype=DTYPES[compute], keep_fp32=KEEP_FP32)
+        rows.append((compute, compute, model.to(dev), True))
     for q in formats:
         state, encodes = quantized_state(base, q)
         for compute in computes:
-            dtype = DTYPES[compute]
-            model = load_module(WanDiT, config, state, dtype=dtype, keep_fp32=KEEP_FP32, device=dev)
+            model = load_module(WanDiT, config, state, dtype=DTYPES[compute], keep_fp32=KEEP_FP32, device=dev)
             assert any(isinstance(m, QuantLinear) for m in model.modules())
-            out, sec = best_time(model, (x.to(dtype), t, text.to(dtype)), opts.repeats)
-            err = ((out.float() - ref_out).norm() / ref_out.norm()).item() if encodes else float("nan")
-            nbytes = model_bytes(model)
-            print(
-                f"{q:<7} {compute:<8} {nbytes / 2**20:7.1f} {100 * nbytes / bf16_bytes:6.1f}% {1e3 * sec:8.1f} "
-                f"{sec / plain[compute]:8.2f} {err:9.2e}"
-            )
-            del model
+            rows.append((q, compute, model, encodes))
+    ref = load_module(WanDiT, config, base.state_dict(), dtype=torch.float32, keep_fp32=KEEP_FP32, device=dev)
+    with torch.no_grad():
+        ref_out = ref(x, t, text).float()
+    del ref
+    # Round-robin: each round times every model once, so a busy machine slows all of them alike.
+    best = [float("inf")] * len(rows)
+    outs: list[torch.Tensor | None] = [None] * len(rows)
+    for _ in range(opts.repeats + 1):  # the first round warms up
+        for i, (_, compute, model, _) in enumerate(rows):
+            dtype = DTYPES[compute]
+            out, sec = one_forward(model, (x.to(dtype), t, text.to(dtype)))
+            best[i] = min(best[i], sec) if outs[i] is not None else float("inf")
+            outs[i] = out
+    plain = {compute: best[i] for i, (name, compute, _, _) in enumerate(rows) if name == compute}
+    for i, (name, compute, model, encodes) in enumerate(rows):
+        err = ((outs[i].float() - ref_out).norm() / ref_out.norm()).item() if encodes else float("nan")
+        nbytes = model_bytes(model)
+        print(
+            f"{name:<7} {compute:<8} {nbytes / 2**20:7.1f} {100 * nbytes / bf16_bytes:6.1f}% "
+            f"{1e3 * best[i]:8.1f} {best[i] / plain[compute]:8.2f} {err:9.2e}"
+        )
 
 
 def main() -> None:
@@ -180,9 +177,9 @@ def main() -> None:
     parser.add_argument("--sizes-only", action="store_true", help="only the full-size bytes table")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated GGUF types")
     parser.add_argument("--dim", type=int, default=512, help="mid-size model width (a multiple of 256)")
-    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=512, help="video tokens per forward")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compute", default="fp32", help="comma-separated compute dtypes: fp32, bf16, fp16")
