@@ -149,3 +149,21 @@ def test_gguf_with_weights_bf16_is_dequantized_at_load(tmp_path, models):
     args = inputs(plain.config, False)
     with torch.no_grad():
         torch.testing.assert_close(plain(*args), ref(*args), rtol=0, atol=FP32_TOL)
+
+
+@pytest.mark.parametrize("ftype", ("F16", "BF16"))
+def test_float_gguf_files_load_as_plain_models(tmp_path, models, ftype):
+    """city96's F16/BF16 releases: every tensor a plain float (the reshaped patch conv included)."""
+    path = tmp_path / f"wan_{ftype}.gguf"
+    types = write_wan_gguf(path, original_state(models["t2v"]), ftype)
+    assert types["blocks.0.ffn.0.weight"] == types["patch_embedding.weight"] == ftype
+    ours = load_transformer(path, dtype="fp32")
+    assert not any(isinstance(m, QuantLinear) for m in ours.modules())
+    ref = reference_model(path, ours.config)
+    args = inputs(ours.config, False)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(*args), ref(*args), rtol=0, atol=FP32_TOL)
+    # and the values are the stored ones: fp16/bf16 of the fp32 weights, read back bit for bit
+    stored = ours.blocks[0].ffn.net[0].proj.weight
+    want = models["t2v"].blocks[0].ffn.net[0].proj.weight.detach()
+    assert torch.equal(stored, want.to(getattr(torch, {"F16": "float16", "BF16": "bfloat16"}[ftype])).float())
