@@ -50,11 +50,12 @@ class WanGenerator:
         sampler: str = "unipc",
         steps: int | None = None,
         guidance: float | None = None,
+        weights: str | None = None,
     ) -> None:
         from yingxi.pipelines.wan import WanPipeline
         from yingxi.pipelines.wan.load import find
 
-        self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler)
+        self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler, weights=weights)
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name
             self.variant: WanVariant = pipe_or_name.variant

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from yingxi.errors import InputError
-from yingxi.models.quant import QuantizedTensor
+from yingxi.models.quant import QuantizedTensor, QuantLinear
 
 __all__ = [
     "FP8_DTYPES",
@@ -36,7 +36,9 @@ __all__ = [
     "QUANT_SUFFIXES",
     "gather_quantized",
     "is_quantization_key",
+    "module_bytes",
     "quantize_fp8",
+    "quantize_linears_",
 ]
 
 FP8_DTYPES: dict[torch.dtype, str] = {torch.float8_e4m3fn: "fp8_e4m3fn", torch.float8_e5m2: "fp8_e5m2"}
@@ -154,3 +156,22 @@ def gather_quantized(
     if missing:
         raise InputError(f"the quantization metadata names layers the file lacks: {missing[0]}", file=source)
     return out
+
+
+def quantize_linears_(
+    module: nn.Module, select: Callable[[str], bool], qtype: str = "fp8_e4m3fn"
+) -> nn.Module:
+    """Swap every `nn.Linear` whose `NAME.weight` `select` accepts for a QuantLinear of its weight in fp8
+    (per output row, `quantize_fp8`), in place; works on the meta device too (for byte accounting)."""
+    for name, child in list(module.named_modules()):
+        if type(child) is nn.Linear and select(f"{name}.weight"):
+            bias = child.bias.detach() if child.bias is not None else None
+            layer = QuantLinear.from_quantized(quantize_fp8(child.weight, qtype), bias)
+            owner, _, attr = name.rpartition(".")
+            setattr(module.get_submodule(owner), attr, layer)
+    return module
+
+
+def module_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers as they are stored (float8 data, scales, float tensors)."""
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])

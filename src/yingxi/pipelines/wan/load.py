@@ -160,20 +160,27 @@ def _device_memory(device: torch.device) -> int | None:
 
 
 def check_fits(
-    variant: WanVariant, dtype: torch.dtype, offload: bool | OffloadMode, total: int | None
+    variant: WanVariant,
+    dtype: torch.dtype,
+    offload: bool | OffloadMode,
+    total: int | None,
+    weights: str | None = None,
 ) -> None:
     """InputError, before any weights load, when the transformer weights alone cannot fit `total` bytes of
     device memory in this offload mode (a 14B model is 26 GiB in bf16: a 24 GB card needs "blocks")."""
+    from yingxi.models.wan.loading import weight_bytes
+
     mode = offload_mode(offload)
     if total is None or mode == "blocks":
         return
-    one = variant.dit_params * dtype.itemsize
+    one = weight_bytes(variant.dit, dtype, weights)  # weights="fp8": the block Linears at 1 byte each
     resident = one * (2 if variant.two_experts and mode == "none" else 1)  # "model": one expert at a time
     if resident <= total:
         return
     gib = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731
     raise InputError(
-        f"{variant.name}'s transformer weights take {gib(resident)} in {str(dtype).removeprefix('torch.')} "
+        f"{variant.name}'s transformer weights take {gib(resident)} in "
+        f"{'fp8' if weights == 'fp8' else str(dtype).removeprefix('torch.')} "
         f"with offload {mode!r}, more than the {gib(total)} this device has; load it with offload='blocks' "
         f"(CLI: --offload blocks), which keeps only one block on the device at a time",
         field="offload",
@@ -188,12 +195,15 @@ def load_pipeline(
     offload: bool | OffloadMode = False,
     sampler: Literal["unipc", "euler"] = "unipc",
     vae_dtype: torch.dtype | str = torch.float32,
+    weights: str | None = None,
 ) -> WanPipeline:
     """A ready WanPipeline.
 
     dtype: the transformers' and text encoder's (default bf16 on GPU, fp32 on CPU); the VAE and CLIP stay
     float32 as Wan runs them. offload: "model" (or True) keeps each part on the device only while it runs;
     "blocks" also streams the transformers' blocks (a 14B model on a 24 GB card); see `offload.py`.
+    weights: None keeps the transformer weights as stored, "fp8" quantizes a bf16/fp16/fp32 checkpoint's
+    block Linears at load (a 14B expert in ~14 GB), "bf16" widens an fp8 one (`load_transformer`).
     """
     from yingxi.models.wan.image import WanImageEncoder
     from yingxi.models.wan.loading import load_transformer_pair
@@ -207,9 +217,9 @@ def load_pipeline(
         else (torch.float32 if device.type == "cpu" else torch.bfloat16)
     )
     variant, folder = resolve(name_or_path)
-    check_fits(variant, dtype, offload, _device_memory(device))
+    check_fits(variant, dtype, offload, _device_memory(device), weights)
     home = "cpu" if offload_mode(offload) != "none" else device
-    transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home)
+    transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home, weights=weights)
     vae = load_vae(folder, dtype=vae_dtype, device=home)
     text_encoder = None
     if (folder / "text_encoder").is_dir() or any(folder.glob("models_t5_*.pth")):
