@@ -182,6 +182,8 @@ def test_read_gguf_without_prefix_or_architecture(tmp_path):
     # sd.cpp-style files name no architecture: accepted when the tensor names are a Wan transformer's
     bare = write(tmp_path / "bare.gguf", {"head.modulation": (w, "F32")}, arch=None)
     assert list(read_gguf(bare)) == ["head.modulation"]
+    named = write(tmp_path / "named.gguf", {"condition_embedder.time_proj.weight": (w, "F32")}, arch=None)
+    assert gguf_keys(named) == ["condition_embedder.time_proj.weight"]  # diffusers' Wan names
     other = write(tmp_path / "other.gguf", {"double_blocks.0.img_attn.proj.weight": (w, "F32")}, arch=None)
     with pytest.raises(CheckpointError, match="not a Wan transformer") as err:
         read_gguf(other)

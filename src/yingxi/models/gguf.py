@@ -270,7 +270,11 @@ def _string_field(reader, name: str) -> str | None:
 
 
 def _looks_like_wan(names: list[str]) -> bool:
-    return any(n.endswith("head.modulation") or ".self_attn." in n for n in names)
+    """Wan's original names (`head.modulation`, `blocks.N.self_attn.`) or diffusers' (`condition_embedder.`)."""
+    return any(
+        n.endswith("head.modulation") or ".self_attn." in n or n.startswith("condition_embedder.time_proj.")
+        for n in names
+    )
 
 
 def _wan_tensors(reader, path: Path) -> list[tuple[str, object]]:
