@@ -62,7 +62,7 @@ def _enabled() -> bool:
 
 def fp8_matmul_kind(layer, x: Tensor) -> Fp8Kind | None:
     """`select_fp8_matmul` for a QuantLinear and its input (CPU inputs: always None)."""
-    if x.device.type != "cuda" or _failed:
+    if x.device.type != "cuda" or _failed or getattr(layer, "full_precision", False):
         return None
     scales = layer.scale.numel() if layer.scale is not None else 1
     capability = torch.cuda.get_device_capability(x.device)
@@ -107,9 +107,14 @@ def scaled_mm_linear(layer, x: Tensor, kind: Fp8Kind) -> Tensor:
         else:
             a_scale = (rows.abs().amax(dim=1, keepdim=True).float() / E4M3_MAX).clamp_min(1e-12)  # (M, 1)
         out = torch._scaled_mm(
-            _to_e4m3(rows, a_scale), w_t, scale_a=a_scale, scale_b=w_scale.reshape(1, -1).contiguous(),
-            bias=bias, out_dtype=x.dtype,
-        )  # fmt: skip
+            _to_e4m3(rows, a_scale),
+            w_t,
+            scale_a=a_scale,
+            scale_b=w_scale.reshape(1, -1).contiguous(),
+            out_dtype=x.dtype,
+        )  # fmt: skip  (the bias is added outside: not every torch's row-wise kernel takes one)
+        out = out[0] if isinstance(out, tuple) else out
+        out = out + bias if bias is not None else out
     else:
         a_scale = static.float().reshape(()) if static is not None else (rows.abs().amax().float() / E4M3_MAX)
         a_scale = a_scale.clamp_min(1e-12)

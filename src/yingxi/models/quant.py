@@ -36,7 +36,8 @@ class QuantizedTensor:
     data: what the file holds (a float8 tensor of `shape`, or uint8 blocks);
     shape: the logical (dequantized) shape; scale: float32, () per tensor or (out, 1) per output channel;
     input_scale: ComfyUI's `.scale_input` / `.input_scale`, the scale an fp8 matmul divides the
-    activations by before casting them to fp8 (no part of the weight's value; None: the input as it is).
+    activations by before casting them to fp8 (no part of the weight's value; None: the input as it is);
+    full_precision: the file asks for no fp8 matmul on this weight (ComfyUI's "full_precision_matrix_mult").
     """
 
     qtype: str
@@ -44,6 +45,7 @@ class QuantizedTensor:
     shape: tuple[int, ...]
     scale: Tensor | None = None
     input_scale: Tensor | None = None
+    full_precision: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -110,6 +112,7 @@ class QuantLinear(nn.Module):
         self.register_buffer("qweight", torch.empty(0, dtype=torch.uint8))  # replaced by the stored data
         self.register_buffer("scale", None)
         self.register_buffer("input_scale", None)  # used only by the fp8 matmul path
+        self.full_precision = False  # True: never the fp8 matmul (the file says so)
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
 
     @classmethod
@@ -120,6 +123,7 @@ class QuantLinear(nn.Module):
         layer.qweight = q.data
         layer.scale = q.scale
         layer.input_scale = q.input_scale
+        layer.full_precision = q.full_precision
         if bias is not None:
             layer.bias = nn.Parameter(bias, requires_grad=False)
         return layer
