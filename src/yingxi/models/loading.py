@@ -137,9 +137,9 @@ def checkpoint_files(path: str | Path) -> list[Path]:
         raise ModelNotFoundError(f"{path}: checkpoint not found")
     files = _shards_in_folder(path) if path.is_dir() else [path]
     for file in files:
-        if file.suffix != ".safetensors" and file.suffix not in _TORCH_SUFFIXES:
+        if file.suffix not in (".safetensors", ".gguf") and file.suffix not in _TORCH_SUFFIXES:
             raise CheckpointError(
-                f'unknown checkpoint format "{file.suffix}"; expected .safetensors, .pth or .pt',
+                f'unknown checkpoint format "{file.suffix}"; expected .safetensors, .gguf, .pth or .pt',
                 file=str(file),
             )
     return files
@@ -157,6 +157,10 @@ def checkpoint_keys(path: str | Path) -> list[str]:
                     keys.extend(f.keys())
             except Exception as exc:  # corrupt header
                 raise CheckpointError(f"cannot read safetensors file: {exc}", file=str(file)) from exc
+        elif file.suffix == ".gguf":  # city96/QuantStack GGUF: names without the ComfyUI prefix
+            from yingxi.models.gguf import gguf_keys
+
+            keys.extend(gguf_keys(file))
         else:
             keys.extend(_read_torch(file))
     return keys
@@ -166,7 +170,7 @@ def read_state_dict(
     path: str | Path, *, device: str | torch.device = "cpu", cast: Cast | None = None
 ) -> dict[str, Entry]:
     """All tensors of a checkpoint: a folder (sharded safetensors + index, or single files), a .safetensors
-    file, or an original `.pth`/`.pt` file (read with `weights_only=True`).
+    or .gguf file, or an original `.pth`/`.pt` file (read with `weights_only=True`).
 
     `cast(name, tensor)` (e.g. `cast_by_name(...)`) is applied to each tensor as it is read; without it
     tensors keep their stored dtype and go to `device`. fp8 weights (ComfyUI's plain, "scaled" and newer
@@ -179,6 +183,10 @@ def read_state_dict(
     for file in checkpoint_files(path):
         if file.suffix == ".safetensors":
             part = _read_safetensors(file, cast)
+        elif file.suffix == ".gguf":  # block-quantized tensors come back as QuantizedTensor, on `device`
+            from yingxi.models.gguf import read_gguf
+
+            part = read_gguf(file, device=device, cast=cast)
         else:
             part = {k: cast(k, v) for k, v in _read_torch(file).items()}
         dup = state.keys() & part.keys()
