@@ -36,8 +36,10 @@ class WanGenerator:
     """A Generator over a Wan pipeline.
 
     `pipe_or_name`: a built `WanPipeline`, or a variant name / HF repo id / diffusers-layout folder (then
-    `device`, `dtype`, `offload` and `sampler` are passed to `load_pipeline` on first use). `steps` and
-    `guidance` replace the variant's defaults when a request does not set them.
+    `device`, `dtype`, `offload` and `sampler` are passed to `load_pipeline` on first use), or one
+    transformer file with `files` naming its other parts (model_2, text_encoder, vae, image_encoder,
+    tokenizer, variant, comfy_root). `steps` and `guidance` replace the variant's defaults when a request
+    does not set them.
     """
 
     def __init__(
@@ -50,11 +52,13 @@ class WanGenerator:
         sampler: str = "unipc",
         steps: int | None = None,
         guidance: float | None = None,
+        files: dict[str, str] | None = None,
     ) -> None:
         from yingxi.pipelines.wan import WanPipeline
         from yingxi.pipelines.wan.load import find
 
-        self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler)
+        self._files = {k: v for k, v in (files or {}).items() if v is not None}
+        self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler, **self._files)
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name
             self.variant: WanVariant = pipe_or_name.variant
@@ -62,7 +66,7 @@ class WanGenerator:
             self.size_multiple = pipe_or_name.size_multiple
         else:
             self._pipe = None
-            self.variant, self._folder = find(pipe_or_name)
+            self.variant, self._folder = find(pipe_or_name, **self._files)
             self._source = pipe_or_name
             self.size_multiple = self.variant.size_multiple
         self.steps = steps
@@ -75,7 +79,7 @@ class WanGenerator:
         if not); they load into memory on the first `generate` or `load()`. kwargs: as the constructor."""
         from yingxi.pipelines.wan.load import resolve
 
-        resolve(name_or_path)
+        resolve(name_or_path, **kwargs.get("files", None) or {})
         return cls(name_or_path, **kwargs)
 
     def load(self) -> WanGenerator:
