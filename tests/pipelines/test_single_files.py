@@ -241,3 +241,22 @@ def test_a14b_pair_by_name_and_order(tmp_path):
         yingxi.load_pipeline(files["model_2"], model_2=files["model"], comfy_root=tmp_path / "comfy")
     with pytest.raises(InputError, match="--model HIGH_NOISE_FILE --model-2 LOW_NOISE_FILE"):
         yingxi.load_pipeline(files["model"], comfy_root=tmp_path / "comfy")
+
+
+def test_cli_generates_from_a_comfy_models_folder(t2v, tmp_path, capsys):
+    from tests.e2e.helpers import decode
+    from yingxi.cli import main
+
+    root, _files = t2v
+    out = tmp_path / "film.mp4"
+    code = main(["generate", "A kite over the sea.", "--backend", "wan", "--model", "wan2.1_t2v_1.3B_fp16",
+                 "--comfy-root", str(root / "comfy"), "--size", "32x32", "--duration", "1", "--steps", "2",
+                 "--device", "cpu", "-o", str(out)])  # fmt: skip
+    assert code == 0 and out.is_file()
+    assert "(17 frames" in capsys.readouterr().err  # 1 s at Wan 2.1's 16 fps -> 4k+1 = 17 frames shot
+    frames, fps, _audio, _rate = decode(out)
+    assert frames.shape == (26, 32, 32, 3) and fps == 24 and frames.std() > 1  # the film's 24 fps edit
+    assert main(["generate", "x", "--model-2", "low.safetensors", "-o", str(tmp_path / "a.mp4")]) == 2
+    assert main(["generate", "x", "--backend", "wan", "--model", "wan2.1_t2v_1.3B_fp61", "--comfy-root",
+                 str(root / "comfy"), "-o", str(tmp_path / "b.mp4")]) == 2  # fmt: skip
+    assert not (tmp_path / "b.mp4").exists()
