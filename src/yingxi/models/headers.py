@@ -102,14 +102,21 @@ def _torch_infos(path: Path) -> dict[str, TensorInfo]:
     }
 
 
+_GGUF_FLOATS = {"F32": "fp32", "F16": "fp16", "BF16": "bf16"}
+
+
 def _gguf_infos(path: Path) -> dict[str, TensorInfo]:
-    try:
-        from yingxi.models import gguf
-    except ModuleNotFoundError as exc:
-        raise CheckpointError(
-            f"reading .gguf files needs yingxi.models.gguf and the gguf package ({exc})", file=str(path)
-        ) from exc
-    return gguf.tensor_infos(path)  # name -> TensorInfo (logical shape, GGUF type name, stored bytes)
+    """City96/QuantStack GGUF tensor infos (names without the ComfyUI prefix; logical shapes from
+    `comfy.gguf.orig_shape.NAME`), through the reader `yingxi.models.gguf` loads with; no data is read."""
+    from yingxi.models import gguf
+
+    reader = gguf._open(path)
+    infos = {}
+    for name, tensor in gguf._wan_tensors(reader, path):
+        qtype = gguf._type_name(tensor, path)
+        shape = gguf._shape(reader, tensor, path)
+        infos[name] = TensorInfo(shape, _GGUF_FLOATS.get(qtype, qtype), int(tensor.n_bytes))
+    return infos
 
 
 def read_tensor_infos(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:

@@ -164,3 +164,20 @@ def test_cli_inspect_refuses_a_non_wan_file(tmp_path, capsys):
         assert len(err.splitlines()) == 1 and file in err, err
     with pytest.raises(CheckpointError, match="not a Wan transformer"):
         detect({"encoder.weight": (4, 4)}, name="x.safetensors")
+
+
+def test_cli_inspect_on_a_gguf_file(tmp_path, capsys):
+    from gguf_files import original_state, write_wan_gguf
+    from tiny import tiny_dit_config
+
+    from yingxi.models.wan.config import WanDiTConfig
+
+    cfg = dataclasses.replace(WanDiTConfig.from_diffusers(tiny_dit_config("t2v")), num_attention_heads=1,
+                              attention_head_dim=128)  # fmt: skip
+    path = tmp_path / "wan2.1-t2v-tiny-Q8_0.gguf"
+    write_wan_gguf(path, original_state(WanDiT(cfg)), "Q8_0")
+    assert main(["models", "inspect", str(path), "--vram", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"storage GGUF Q8_0, {cfg.num_params():,} parameters" in out and "(fits)" in out
+    infos, _ = read_tensor_infos(path)
+    assert infos["patch_embedding.weight"].shape == (128, 16, 1, 2, 2)  # comfy.gguf.orig_shape, not the rows
