@@ -260,3 +260,57 @@ def test_cli_generates_from_a_comfy_models_folder(t2v, tmp_path, capsys):
     assert main(["generate", "x", "--backend", "wan", "--model", "wan2.1_t2v_1.3B_fp61", "--comfy-root",
                  str(root / "comfy"), "-o", str(tmp_path / "b.mp4")]) == 2  # fmt: skip
     assert not (tmp_path / "b.mp4").exists()
+
+
+def test_tokenizer_embedded_in_a_comfy_text_encoder_file(tmp_path, t2v):
+    """ComfyUI's umt5 files may carry their SentencePiece model as `spiece_model`; ComfyUI tokenizes with it
+    directly (pieces + </s>): so do we, and the embeddings follow from those ids."""
+    import io
+
+    import sentencepiece as spm
+
+    root, files = t2v
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter([PROMPT, "dance monkey"] * 20), model_writer=buf,
+                                   vocab_size=20, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   minloglevel=2)  # fmt: skip
+    te = read_state_dict(files["text_encoder"])
+    te["spiece_model"] = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+    save_file(te, str(tmp_path / "umt5_xxl_fp16.safetensors"))  # no tokenizer folder beside it
+    pipe = yingxi.load_pipeline(
+        files["model"], vae=files["vae"], text_encoder=tmp_path / "umt5_xxl_fp16.safetensors"
+    )
+    got = pipe.components.text_encoder.encode(PROMPT)  # (1, 512, 32)
+    pieces = spm.SentencePieceProcessor(model_proto=buf.getvalue()).encode(PROMPT) + [1]
+    ids = torch.zeros(1, 512, dtype=torch.long)
+    ids[0, : len(pieces)] = torch.tensor(pieces)
+    mask = (torch.arange(512) < len(pieces)).long()[None]
+    ref = yingxi.load_pipeline(root / "folder").components.text_encoder.model
+    with torch.no_grad():
+        want = ref(input_ids=ids, attention_mask=mask).last_hidden_state * mask[..., None]
+    assert got.shape == (1, 512, 32) and (got - want).abs().max().item() <= FP32
+    assert got[0, len(pieces) :].abs().max().item() == 0.0
+
+
+def test_generator_knows_a_files_capabilities_before_loading(t2v):
+    from yingxi.backends.wan import WanGenerator
+
+    _root, files = t2v
+    gen = WanGenerator(str(files["model"]), files={"vae": str(files["vae"]), "text_encoder": None})
+    assert gen.capabilities.conditionings == frozenset({"t2v"}) and gen._pipe is None
+    assert gen.name == "wan:wan2.1_t2v_1.3B_fp16"
+    with pytest.raises(ModelNotFoundError, match="--vae FILE"):
+        WanGenerator(str(files["model"]))
+
+
+def test_a_file_too_big_for_the_device_is_refused_before_reading(t2v, monkeypatch):
+    from yingxi.models.wan import loading as wan_loading
+    from yingxi.pipelines.wan import load
+
+    _root, files = t2v
+    monkeypatch.setattr(load, "_device_memory", lambda device: 1000)
+    monkeypatch.setattr(wan_loading, "read_state_dict", lambda *a, **k: pytest.fail("weights were read"))
+    with pytest.raises(
+        InputError, match=r"take 1\.7\d MiB on the device in float32 .*more than the 0\.00 MiB"
+    ):
+        yingxi.load_pipeline(files["model"], vae=files["vae"])

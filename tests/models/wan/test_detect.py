@@ -181,3 +181,36 @@ def test_cli_inspect_on_a_gguf_file(tmp_path, capsys):
     assert f"storage GGUF Q8_0, {cfg.num_params():,} parameters" in out and "(fits)" in out
     infos, _ = read_tensor_infos(path)
     assert infos["patch_embedding.weight"].shape == (128, 16, 1, 2, 2)  # comfy.gguf.orig_shape, not the rows
+
+
+def _loaded_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+@pytest.mark.parametrize(
+    "stored, dtype, weights",
+    [("fp32", "fp32", None), ("bf16", "bf16", None), ("bf16", "fp32", "fp8"), ("fp8", "bf16", None),
+     ("Q8_0", "bf16", None)],
+)  # fmt: skip
+def test_inspect_bytes_are_what_load_transformer_holds(tmp_path, stored, dtype, weights):
+    """The plan is accounting of the same rules the loader applies: compare it with a loaded model."""
+    from gguf_files import original_state, write_wan_gguf
+    from tiny import tiny_dit_config
+
+    from yingxi.models.wan.config import WanDiTConfig
+    from yingxi.models.wan.loading import load_transformer
+    from yingxi.pipelines.wan.inspect import inspect_file
+
+    if stored == "Q8_0":
+        cfg = dataclasses.replace(WanDiTConfig.from_diffusers(tiny_dit_config("t2v")), num_attention_heads=1,
+                                  attention_head_dim=128)  # fmt: skip
+        path = tmp_path / "tiny-Q8_0.gguf"
+        write_wan_gguf(path, original_state(WanDiT(cfg)), "Q8_0")
+    else:
+        path = tmp_path / f"wan2.1_t2v_tiny_{stored}.safetensors"
+        _tiny_file(path, torch.float32 if stored == "fp32" else torch.bfloat16, fp8_scaled=stored == "fp8")
+    report = inspect_file(path)
+    plan = plan_memory([report], dtype=dtype, weights=weights)
+    model = load_transformer(path, dtype=dtype, config=report.detection.config, weights=weights)
+    loaded = _loaded_bytes(model)
+    assert abs(plan.device_bytes - loaded) <= 0.02 * loaded, (plan.device_bytes, loaded)

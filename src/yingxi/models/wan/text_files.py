@@ -10,7 +10,6 @@ network), in that order.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import torch
@@ -47,8 +46,32 @@ def read_umt5_file(
     return out
 
 
-def _embedded_tokenizer(path: Path):
-    """A T5 tokenizer from the SentencePiece model a ComfyUI file embeds as `spiece_model`, if any."""
+class SentencePieceTokenizer:
+    """The embedded SentencePiece model, called as `WanTextEncoder.encode` calls a transformers tokenizer:
+    pieces + `</s>`, truncated and padded with `<pad>` to `max_length`. ComfyUI tokenizes its umt5 files the
+    same way (`SPieceTokenizer`, add_eos=True); converting a 256k-piece model to a fast tokenizer would take
+    longer than the encoder's load."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        import sentencepiece
+
+        self.sp = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+        self.eos_id, self.pad_id = self.sp.eos_id(), max(self.sp.pad_id(), 0)
+
+    def __call__(self, texts, *, max_length: int, padding="max_length", truncation=True, **_ignored):
+        from types import SimpleNamespace
+
+        ids = torch.full((len(texts), max_length), self.pad_id, dtype=torch.long)  # (B, L)
+        mask = torch.zeros((len(texts), max_length), dtype=torch.long)  # (B, L)
+        for row, text in enumerate(texts):
+            pieces = self.sp.encode(text)[: max_length - 1] + [self.eos_id]
+            ids[row, : len(pieces)] = torch.tensor(pieces)
+            mask[row, : len(pieces)] = 1
+        return SimpleNamespace(input_ids=ids, attention_mask=mask)
+
+
+def _embedded_tokenizer(path: Path) -> SentencePieceTokenizer | None:
+    """The tokenizer a ComfyUI file embeds as its `spiece_model` byte tensor, if any."""
     if path.suffix != ".safetensors":
         return None
     from safetensors import safe_open
@@ -57,12 +80,7 @@ def _embedded_tokenizer(path: Path):
         if SPIECE_KEY not in f.keys():
             return None
         blob = f.get_tensor(SPIECE_KEY).to(torch.uint8).numpy().tobytes()
-    from transformers import T5Tokenizer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model = Path(tmp) / "spiece.model"
-        model.write_bytes(blob)
-        return T5Tokenizer(vocab_file=str(model), extra_ids=0, legacy=False)
+    return SentencePieceTokenizer(blob)
 
 
 def _cached_tokenizer_folder() -> Path | None:

@@ -22,6 +22,7 @@ from yingxi.models.headers import TensorInfo, read_tensor_infos
 from yingxi.models.loading import _matches_fp32, parse_dtype
 from yingxi.models.wan.detect import Detection, Expert, detect, dit_names
 from yingxi.models.wan.dit import KEEP_FP32
+from yingxi.models.wan.loading import FP8_LAYERS
 from yingxi.pipelines.wan.offload import OffloadMode, offload_mode
 
 __all__ = ["FileReport", "MemoryPlan", "inspect_file", "inspect_shapes", "meta_infos", "plan_memory"]
@@ -115,16 +116,16 @@ def meta_infos(state_dict: Mapping[str, torch.Tensor], dtype: str = "bf16") -> d
 
 
 def _tensor_bytes(name: str, info: TensorInfo, dtype: torch.dtype, weights: str | None) -> int:
-    """Bytes of one tensor once loaded with this dtype and weight storage."""
-    linear = name.endswith(".weight") and len(info.shape) == 2  # nn.Linear weights: QuantLinear candidates
+    """Bytes of one tensor once `load_transformer` has loaded it with this dtype and weight storage."""
     if _matches_fp32(name, KEEP_FP32):
         return info.numel * 4
-    if linear and weights == "fp8":
-        return info.numel + info.shape[0] * 4  # one byte each + a float32 scale per output channel
-    if linear and weights is None and info.dtype not in FLOATS:
-        scale = 4 if info.dtype in FP8 else 0  # fp8: a float32 scale per tensor; GGUF blocks carry theirs
-        return info.nbytes + scale
-    return info.numel * dtype.itemsize
+    quantized = info.dtype not in FLOATS
+    if weights == "fp8" and FP8_LAYERS.match(name) and not info.dtype.startswith("fp8"):
+        return info.numel + info.shape[0] * 4  # one byte each + a float32 scale per output row
+    linear = name.endswith(".weight") and len(info.shape) == 2  # nn.Linear: kept quantized in a QuantLinear
+    if quantized and linear and weights != "bf16":
+        return info.nbytes + (4 if info.dtype.startswith("fp8") else 0)  # + fp8's float32 scale
+    return info.numel * dtype.itemsize  # float, or dequantized at load (convolutions, norms, "bf16")
 
 
 @dataclass(frozen=True)
