@@ -314,3 +314,38 @@ def test_a_file_too_big_for_the_device_is_refused_before_reading(t2v, monkeypatc
         InputError, match=r"take 1\.7\d MiB on the device in float32 .*more than the 0\.00 MiB"
     ):
         yingxi.load_pipeline(files["model"], vae=files["vae"])
+
+
+def test_server_settings_carry_the_files_to_the_wan_backend(t2v):
+    from yingxi.server.settings import ServerSettings
+    from yingxi.server.worker import door_backend
+
+    _root, files = t2v
+    settings = ServerSettings(
+        backend="wan", model=str(files["model"]), model_files={"vae": str(files["vae"])}
+    )
+    again = ServerSettings.from_dict(settings.to_dict())  # as a worker process receives them
+    assert again.model_files == {"vae": str(files["vae"])}
+    assert door_backend(again).capabilities.conditionings == frozenset({"t2v"})
+    with pytest.raises(ValueError, match='unknown model file part "vea"'):
+        ServerSettings(backend="wan", model=str(files["model"]), model_files={"vea": "x"})
+
+
+def test_a_gguf_transformer_file_runs_in_the_pipeline_quantized(tmp_path, t2v):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "wan"))
+    from gguf_files import write_wan_gguf
+
+    from yingxi.models.quant import QuantLinear
+
+    root, files = t2v
+    sd = rename_keys(
+        yingxi.load_pipeline(root / "folder").components.transformer.state_dict(), DIFFUSERS_TO_ORIGINAL
+    )
+    write_wan_gguf(
+        tmp_path / "wan2.1-t2v-tiny-Q8_0.gguf", {k: v.float().numpy() for k, v in sd.items()}, "Q8_0"
+    )
+    pipe = yingxi.load_pipeline(tmp_path / "wan2.1-t2v-tiny-Q8_0.gguf", comfy_root=root / "comfy")
+    quant = [m for m in pipe.components.transformer.modules() if isinstance(m, QuantLinear)]
+    assert quant and all(m.qtype == "Q8_0" for m in quant)
+    frames = _run(pipe)
+    assert frames.shape == (5, 32, 32, 3) and frames.std() > 1.0

@@ -214,3 +214,23 @@ def test_inspect_bytes_are_what_load_transformer_holds(tmp_path, stored, dtype, 
     model = load_transformer(path, dtype=dtype, config=report.detection.config, weights=weights)
     loaded = _loaded_bytes(model)
     assert abs(plan.device_bytes - loaded) <= 0.02 * loaded, (plan.device_bytes, loaded)
+
+
+def test_cli_inspect_an_a14b_pair_from_a_comfy_root(tmp_path, capsys):
+    folder = tmp_path / "ComfyUI" / "models" / "diffusion_models"
+    folder.mkdir(parents=True)
+    cfg = _tiny_file(folder / "wan2.2_t2v_high_noise_tiny_fp16.safetensors", torch.float16)
+    _tiny_file(folder / "wan2.2_t2v_low_noise_tiny_fp16.safetensors", torch.float16)
+    n = cfg.num_params()
+    args = ["models", "inspect", "wan2.2_t2v_high_noise_tiny_fp16", "wan2.2_t2v_low_noise_tiny_fp16",
+            "--comfy-root", str(tmp_path / "ComfyUI"), "--offload", "model", "--dtype", "fp16"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "(high-noise expert) (built like wan2.2-t2v-a14b" in out and "(low-noise expert)" in out
+    assert "storage fp16" in out and f"{n:,} parameters" in out
+    fp32_part = sum(p.numel() for k, p in WanDiT(cfg).state_dict().items() if "time_embedder" in k or
+                    "scale_shift_table" in k or ".norm2." in k)  # fmt: skip  # KEEP_FP32: 4 bytes, not 2
+    one = 2 * n + 2 * fp32_part
+    assert f"offload model: device {one / 2**20:.2f} MiB" in out and f"host {2 * one / 2**20:.2f} MiB" in out
+    swapped = ["models", "inspect", *args[3:1:-1], *args[4:]]
+    assert main(swapped) == 2 and "give the high-noise file as --model" in capsys.readouterr().err
