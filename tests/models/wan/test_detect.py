@@ -234,3 +234,28 @@ def test_cli_inspect_an_a14b_pair_from_a_comfy_root(tmp_path, capsys):
     assert f"offload model: device {one / 2**20:.2f} MiB" in out and f"host {2 * one / 2**20:.2f} MiB" in out
     swapped = ["models", "inspect", *args[3:1:-1], *args[4:]]
     assert main(swapped) == 2 and "give the high-noise file as --model" in capsys.readouterr().err
+
+
+def test_pth_files_and_unsupported_wan_kinds(tmp_path, shapes, capsys):
+    sd = {
+        rename_key(k, DIFFUSERS_TO_ORIGINAL): torch.zeros(t.shape)
+        for k, t in WanDiT(_small()).state_dict().items()
+    }
+    torch.save(sd, tmp_path / "wan_t2v.pth")
+    assert main(["models", "inspect", str(tmp_path / "wan_t2v.pth"), "--dtype", "fp32"]) == 0
+    assert "storage fp32" in capsys.readouterr().out
+    vace = {
+        **{k: t.shape for k, t in shapes["wan2.1-t2v-14b"].items()},
+        "vace_patch_embedding.weight": (5120, 96, 1, 2, 2),
+    }
+    with pytest.raises(CheckpointError, match="a Wan VACE transformer"):
+        detect(vace, name="wan2.1_vace_14B_fp16.safetensors")
+
+
+def _small():
+    from tiny import tiny_dit_config
+
+    from yingxi.models.wan.config import WanDiTConfig
+
+    return dataclasses.replace(WanDiTConfig.from_diffusers(tiny_dit_config("t2v")), num_attention_heads=1,
+                               attention_head_dim=128)  # fmt: skip
