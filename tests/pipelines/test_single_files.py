@@ -23,7 +23,7 @@ from yingxi.models.wan.vae import WanVAEConfig
 from yingxi.models.wan.vae_loading import PRESETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "wan"))
-from tiny import build_tiny_pipeline, tiny_dit_config, tiny_transformer  # noqa: E402
+from tiny import build_tiny_pipeline, tiny_dit_config  # noqa: E402
 
 # Detection reads heads as width // 128 (as ComfyUI); CLIP heads as width // 80 (open-clip ViT-H): the tiny
 # parts here keep those head widths so their files are told apart as real ones are.
@@ -44,11 +44,9 @@ def _tiny_parts(kind: str, seed: int = 0):
     for i in range(2 if kind.startswith("a14b") else 1):
         torch.manual_seed(seed + i)
         dit = WanTransformer3DModel(**cfg).eval()
-        ref = tiny_transformer("t2v", seed + i)  # borrow its perturbation helper's effect: move off init
-        with torch.no_grad():
+        with torch.no_grad():  # off the init values (zero biases, unit norms), so a wrong mapping shows
             for p in dit.parameters():
                 p.add_(0.02 * torch.randn(p.shape))
-        del ref
         dits.append(dit)
     pipe.register_modules(transformer=dits[0])
     if len(dits) > 1:

@@ -49,9 +49,10 @@ COMFY_NAMES = {
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_every_variant_is_detected_from_full_size_shapes(shapes, name):
     sd = shapes[name]
-    comfy = {f"model.diffusion_model.{rename_key(k, DIFFUSERS_TO_ORIGINAL)}": t.shape for k, t in sd.items()}
-    for table, file in (({k: t.shape for k, t in sd.items()}, COMFY_NAMES[name]), (comfy, COMFY_NAMES[name])):
-        found = detect(table, name=file)
+    original = {rename_key(k, DIFFUSERS_TO_ORIGINAL): t.shape for k, t in sd.items()}  # Wan's own names
+    comfy = {f"model.diffusion_model.{k}": s for k, s in original.items()}  # ComfyUI's prefix
+    for table in ({k: t.shape for k, t in sd.items()}, original, comfy):
+        found = detect(table, name=COMFY_NAMES[name])
         assert found.variant is VARIANTS[name]  # the registered row, with the authors' sampling defaults
         assert found.expert == {"wan2.2-t2v-a14b": "high", "wan2.2-i2v-a14b": "low"}.get(name)
 
