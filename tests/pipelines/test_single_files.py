@@ -295,11 +295,14 @@ def test_generator_knows_a_files_capabilities_before_loading(t2v):
     from yingxi.backends.wan import WanGenerator
 
     _root, files = t2v
-    gen = WanGenerator(str(files["model"]), files={"vae": str(files["vae"]), "text_encoder": None})
+    parts = {"vae": str(files["vae"]), "text_encoder": str(files["text_encoder"]), "tokenizer": None}
+    gen = WanGenerator(str(files["model"]), files=parts)
     assert gen.capabilities.conditionings == frozenset({"t2v"}) and gen._pipe is None
     assert gen.name == "wan:wan2.1_t2v_1.3B_fp16"
     with pytest.raises(ModelNotFoundError, match="--vae FILE"):
         WanGenerator(str(files["model"]))
+    with pytest.raises(ModelNotFoundError, match=r"needs its text encoder .* --text-encoder FILE"):
+        WanGenerator(str(files["model"]), files={"vae": str(files["vae"])})
 
 
 def test_a_file_too_big_for_the_device_is_refused_before_reading(t2v, monkeypatch):
@@ -320,11 +323,10 @@ def test_server_settings_carry_the_files_to_the_wan_backend(t2v):
     from yingxi.server.worker import door_backend
 
     _root, files = t2v
-    settings = ServerSettings(
-        backend="wan", model=str(files["model"]), model_files={"vae": str(files["vae"])}
-    )
+    parts = {"vae": str(files["vae"]), "text_encoder": str(files["text_encoder"])}
+    settings = ServerSettings(backend="wan", model=str(files["model"]), model_files=parts)
     again = ServerSettings.from_dict(settings.to_dict())  # as a worker process receives them
-    assert again.model_files == {"vae": str(files["vae"])}
+    assert again.model_files == parts
     assert door_backend(again).capabilities.conditionings == frozenset({"t2v"})
     with pytest.raises(ValueError, match='unknown model file part "vea"'):
         ServerSettings(backend="wan", model=str(files["model"]), model_files={"vea": "x"})

@@ -56,6 +56,7 @@ class WanGenerator:
     ) -> None:
         from yingxi.pipelines.wan import WanPipeline
         from yingxi.pipelines.wan.load import find
+        from yingxi.pipelines.wan.load_files import is_single_file
 
         self._files = {k: v for k, v in (files or {}).items() if v is not None}
         self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler, **self._files)
@@ -67,11 +68,27 @@ class WanGenerator:
         else:
             self._pipe = None
             self.variant, self._folder = find(pipe_or_name, **self._files)
+            if self._files or is_single_file(pipe_or_name):
+                self._check_text_encoder(pipe_or_name)
             self._source = pipe_or_name
             self.size_multiple = self.variant.size_multiple
         self.steps = steps
         self.guidance = guidance
         self.name = f"wan:{self.variant.name}"
+
+    def _check_text_encoder(self, model: Any) -> None:
+        """A film is made from prompts: a transformer file needs its UMT5 encoder file too."""
+        from yingxi.pipelines.wan.load_files import is_single_file, plan_files
+
+        if (
+            is_single_file(model, self._files.get("comfy_root"))
+            and plan_files(model, **self._files).text_encoder is None
+        ):
+            raise ModelNotFoundError(
+                f"{Path(str(model)).name} needs its text encoder to turn prompts into embeddings: give "
+                "--text-encoder FILE (ComfyUI: umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled"
+                ".safetensors) or --comfy-root DIR (Python: files={'text_encoder': ...})"
+            )
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> WanGenerator:
