@@ -9,7 +9,15 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as T
 
-from yingxi.models.gguf import FLOAT_TYPES, QUANT_TYPES, dequantize_blocks, gguf_bytes, gguf_keys, read_gguf
+from yingxi.models.gguf import (
+    FLOAT_TYPES,
+    QUANT_TYPES,
+    dequantize_blocks,
+    gguf_bytes,
+    gguf_keys,
+    gguf_tensor_types,
+    read_gguf,
+)
 from yingxi.models.loading import (
     CheckpointError,
     cast_by_name,
@@ -135,7 +143,9 @@ def test_read_gguf_shapes_types_and_prefix(tmp_path):
         shapes={p + "patch_embedding.weight": conv.shape},
     )
     sd = read_gguf(path)
-    assert list(sd) == gguf_keys(path) == checkpoint_keys(path)
+    assert list(sd) == gguf_keys(path) == checkpoint_keys(path) == list(gguf_tensor_types(path))
+    assert gguf_tensor_types(path)["patch_embedding.weight"] == ("Q8_0", conv.shape)
+    assert gguf_tensor_types(path)["blocks.0.self_attn.norm_q.weight"] == ("BF16", (4, 6))
     assert list(sd) == [
         "head.modulation",
         "blocks.0.norm3.weight",
@@ -172,6 +182,8 @@ def test_read_gguf_without_prefix_or_architecture(tmp_path):
     # sd.cpp-style files name no architecture: accepted when the tensor names are a Wan transformer's
     bare = write(tmp_path / "bare.gguf", {"head.modulation": (w, "F32")}, arch=None)
     assert list(read_gguf(bare)) == ["head.modulation"]
+    named = write(tmp_path / "named.gguf", {"condition_embedder.time_proj.weight": (w, "F32")}, arch=None)
+    assert gguf_keys(named) == ["condition_embedder.time_proj.weight"]  # diffusers' Wan names
     other = write(tmp_path / "other.gguf", {"double_blocks.0.img_attn.proj.weight": (w, "F32")}, arch=None)
     with pytest.raises(CheckpointError, match="not a Wan transformer") as err:
         read_gguf(other)
@@ -222,3 +234,14 @@ def test_bad_files_are_checkpoint_errors(tmp_path):
 def test_float_types_are_plain_tensors():
     assert set(FLOAT_TYPES) == {"F32", "F16", "BF16"}
     assert not set(FLOAT_TYPES) & set(QUANT_TYPES)
+
+
+def test_read_gguf_maps_the_file_copy_on_write(tmp_path):
+    """Tensors share the reader's map (no second copy in RAM); writing to one never changes the file."""
+    data, _ = quantized("Q8_0", 4, 64)
+    path = write(tmp_path / "cow.gguf", {"blocks.0.self_attn.q.weight": (data, "Q8_0")})
+    before = path.read_bytes()
+    q = read_gguf(path)["blocks.0.self_attn.q.weight"]
+    q.data.zero_()
+    assert path.read_bytes() == before
+    assert np.array_equal(read_gguf(path)["blocks.0.self_attn.q.weight"].data.numpy(), data)

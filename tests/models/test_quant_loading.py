@@ -115,3 +115,14 @@ def test_quantized_shape_errors_name_the_key():
     missing = {k: v for k, v in qstate.items() if k != "blocks.0.ffn.net.0.proj.bias"}
     with pytest.raises(CheckpointError, match=r"missing keys for WanDiT: blocks\.0\.ffn\.net\.0\.proj\.bias"):
         load_module(WanDiT, cfg, missing, dtype="fp32")
+
+
+def test_module_to_dtype_keeps_the_stored_bytes():
+    cfg = tiny_config()
+    model = load_module(WanDiT, cfg, quantized_state(random_state(cfg)), dtype="fp32", keep_fp32=KEEP_FP32)
+    layer = model.blocks[0].attn1.to_k
+    weight = layer.weight_as(torch.float32)
+    model.to(torch.bfloat16)  # would widen float8 in place and round the scales, without QuantLinear._apply
+    assert layer.qweight.dtype == torch.float8_e4m3fn and layer.scale.dtype == torch.float32
+    assert layer.bias.dtype == torch.bfloat16  # plain parameters follow as usual
+    assert torch.equal(layer.weight_as(torch.float32), weight)

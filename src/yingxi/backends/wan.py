@@ -52,6 +52,7 @@ class WanGenerator:
         sampler: str = "unipc",
         steps: int | None = None,
         guidance: float | None = None,
+        weights: str | None = None,
         files: dict[str, str] | None = None,
     ) -> None:
         from yingxi.pipelines.wan import WanPipeline
@@ -59,7 +60,9 @@ class WanGenerator:
         from yingxi.pipelines.wan.load_files import is_single_file
 
         self._files = {k: v for k, v in (files or {}).items() if v is not None}
-        self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler, **self._files)
+        self._load_args = dict(
+            device=device, dtype=dtype, offload=offload, sampler=sampler, weights=weights, **self._files
+        )
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name
             self.variant: WanVariant = pipe_or_name.variant

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from yingxi.errors import InputError
-from yingxi.models.quant import QuantizedTensor
+from yingxi.models.quant import QuantizedTensor, QuantLinear
 
 __all__ = [
     "FP8_DTYPES",
@@ -36,7 +36,10 @@ __all__ = [
     "QUANT_SUFFIXES",
     "gather_quantized",
     "is_quantization_key",
+    "layer_config_tensors",
+    "module_bytes",
     "quantize_fp8",
+    "quantize_linears_",
 ]
 
 FP8_DTYPES: dict[torch.dtype, str] = {torch.float8_e4m3fn: "fp8_e4m3fn", torch.float8_e5m2: "fp8_e5m2"}
@@ -67,22 +70,37 @@ def quantize_fp8(weight: Tensor, qtype: str = "fp8_e4m3fn") -> QuantizedTensor:
     return QuantizedTensor(qtype, data.reshape(weight.shape), tuple(weight.shape), scale)
 
 
+def layer_config_tensors(
+    metadata: Mapping[str, str] | None, *, source: str | None = None
+) -> dict[str, Tensor]:
+    """A file's `_quantization_metadata` as the per-layer `NAME.comfy_quant` uint8 JSON tensors it stands
+    for (what ComfyUI's `convert_old_quants` makes of it), so the shards of one checkpoint can each carry
+    their layers' configs to `gather_quantized`."""
+    raw = (metadata or {}).get("_quantization_metadata")
+    if not raw:
+        return {}
+    try:
+        layers = json.loads(raw)["layers"]
+        return {
+            f"{name}.comfy_quant": torch.tensor(list(json.dumps(conf).encode()), dtype=torch.uint8)
+            for name, conf in layers.items()
+        }
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"_quantization_metadata is not ComfyUI's JSON: {exc}", file=source) from exc
+
+
 def _layer_formats(state: Mapping[str, Tensor], metadata: Mapping[str, str] | None, source: str | None):
     """{layer name: qtype} from `_quantization_metadata` and `.comfy_quant` tensors (the newer format)."""
     layers: dict[str, dict] = {}
-    raw = (metadata or {}).get("_quantization_metadata")
-    if raw:
-        try:
-            layers.update(json.loads(raw)["layers"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(f"_quantization_metadata is not ComfyUI's JSON: {exc}", file=source) from exc
+    for key, value in layer_config_tensors(metadata, source=source).items():
+        layers[key.removesuffix(".comfy_quant")] = json.loads(value.numpy().tobytes())
     for key, value in state.items():
         if key.endswith(".comfy_quant"):
             try:
                 layers[key.removesuffix(".comfy_quant")] = json.loads(value.numpy().tobytes())
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise InputError(f"{key} is not a JSON layer config: {exc}", file=source) from exc
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, bool]] = {}  # name -> (qtype, full precision matmul)
     for name, conf in layers.items():
         fmt = conf.get("format") if isinstance(conf, Mapping) else None
         if fmt not in _FORMATS:
@@ -91,7 +109,7 @@ def _layer_formats(state: Mapping[str, Tensor], metadata: Mapping[str, str] | No
                 f"supported: {', '.join(_FORMATS)} (GGUF files are read as .gguf)",
                 file=source,
             )
-        out[name] = _FORMATS[fmt]
+        out[name] = (_FORMATS[fmt], bool(conf.get("full_precision_matrix_mult", False)))
     return out
 
 
@@ -114,7 +132,10 @@ def gather_quantized(
     """
     state = dict(state)
     marker = next((k for k in state if k == MARKER or k.endswith("." + MARKER)), None)
-    marker_dtype = state.pop(marker).dtype if marker is not None else None
+    marker_tensor = state.pop(marker) if marker is not None else None
+    marker_dtype = marker_tensor.dtype if marker_tensor is not None else None
+    # ComfyUI: a 2-element marker asks for full-precision matmuls on every scaled layer
+    all_full = marker_tensor is not None and marker_tensor.numel() == 2
     if marker_dtype is not None and marker_dtype not in FP8_DTYPES and marker_dtype != torch.float32:
         raise InputError(f"{marker}: marker dtype {marker_dtype} names no fp8 type", file=source)
     formats = _layer_formats(state, metadata, source)
@@ -126,19 +147,21 @@ def gather_quantized(
         if key not in state:
             continue
         value = state[key]
-        if key.endswith(".weight") and value.dtype in FP8_DTYPES:
+        if isinstance(value, QuantizedTensor):  # another reader's (GGUF) entry: as it is
+            out[key] = value
+        elif key.endswith(".weight") and value.dtype in FP8_DTYPES:
             layer = key.removesuffix(".weight")
             qtype = FP8_DTYPES[value.dtype]
-            if layer in formats and formats[layer] != qtype:
+            said, full = formats.get(layer, (qtype, all_full))
+            if said != qtype:
                 raise InputError(
-                    f"{key}: stored as {value.dtype} but the quantization metadata says {formats[layer]}",
-                    file=source,
+                    f"{key}: stored as {value.dtype} but the quantization metadata says {said}", file=source
                 )
             scale = _scale(state, layer, WEIGHT_SCALES)
             input_scale = _scale(state, layer, INPUT_SCALES)
             if input_scale is not None and input_scale.numel() == 1 and float(input_scale) == 1.0:
                 input_scale = None  # ComfyUI drops a unit input scale too
-            out[key] = QuantizedTensor(qtype, value, tuple(value.shape), scale, input_scale)
+            out[key] = QuantizedTensor(qtype, value, tuple(value.shape), scale, input_scale, full)
         elif key.endswith(QUANT_SUFFIXES):
             layer = re.sub(r"\.[a-z_]+$", "", key)
             raise InputError(
@@ -154,3 +177,22 @@ def gather_quantized(
     if missing:
         raise InputError(f"the quantization metadata names layers the file lacks: {missing[0]}", file=source)
     return out
+
+
+def quantize_linears_(
+    module: nn.Module, select: Callable[[str], bool], qtype: str = "fp8_e4m3fn"
+) -> nn.Module:
+    """Swap every `nn.Linear` whose `NAME.weight` `select` accepts for a QuantLinear of its weight in fp8
+    (per output row, `quantize_fp8`), in place; works on the meta device too (for byte accounting)."""
+    for name, child in list(module.named_modules()):
+        if type(child) is nn.Linear and select(f"{name}.weight"):
+            bias = child.bias.detach() if child.bias is not None else None
+            layer = QuantLinear.from_quantized(quantize_fp8(child.weight, qtype), bias)
+            owner, _, attr = name.rpartition(".")
+            setattr(module.get_submodule(owner), attr, layer)
+    return module
+
+
+def module_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers as they are stored (float8 data, scales, float tensors)."""
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])

@@ -14,7 +14,6 @@ compute in float32 in the same order as `gguf.quants.dequantize`, so they match 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +31,7 @@ __all__ = [
     "dequantize_blocks",
     "gguf_bytes",
     "gguf_keys",
+    "gguf_tensor_types",
     "quantized_model_bytes",
     "read_gguf",
 ]
@@ -254,7 +254,7 @@ def _open(path: Path):
             "reading .gguf files needs the gguf package: pip install gguf", file=str(path)
         ) from exc
     try:
-        return GGUFReader(str(path))
+        return GGUFReader(str(path), mode="c")  # copy-on-write: tensors share the map, never the file
     except Exception as exc:  # the reader raises ValueError/struct errors on a bad magic or a truncated file
         raise CheckpointError(f"cannot read GGUF file: {exc}", file=str(path)) from exc
 
@@ -270,7 +270,11 @@ def _string_field(reader, name: str) -> str | None:
 
 
 def _looks_like_wan(names: list[str]) -> bool:
-    return any(n.endswith("head.modulation") or ".self_attn." in n for n in names)
+    """Wan's original names (`head.modulation`, `blocks.N.self_attn.`) or diffusers' (`condition_embedder.`)."""
+    return any(
+        n.endswith("head.modulation") or ".self_attn." in n or n.startswith("condition_embedder.time_proj.")
+        for n in names
+    )
 
 
 def _wan_tensors(reader, path: Path) -> list[tuple[str, object]]:
@@ -280,10 +284,8 @@ def _wan_tensors(reader, path: Path) -> list[tuple[str, object]]:
     prefixed = any(n.startswith(PREFIX) for n in names)
     keep = [(t.name.removeprefix(PREFIX), t) for t in tensors if not prefixed or t.name.startswith(PREFIX)]
     arch = _string_field(reader, "general.architecture")
-    if arch in (
-        None,
-        "pig",
-    ):  # sd.cpp files and city96's placeholder: judge by the tensor names, as city96 does
+    # sd.cpp files name none, city96's placeholder is "pig": judge those by their tensor names, as city96 does
+    if arch in (None, "pig"):
         if not _looks_like_wan([k for k, _ in keep]):
             raise CheckpointError(
                 f"GGUF file names no architecture ({arch!r}) and its tensors are not a Wan transformer's",
@@ -327,19 +329,24 @@ def _shape(reader, tensor, path: Path) -> tuple[int, ...]:
 
 
 def _torch(array) -> Tensor:
-    with (
-        warnings.catch_warnings()
-    ):  # the reader's arrays are read-only memory maps; copy one tensor at a time
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        import numpy as np
-
-        return torch.from_numpy(np.array(array, copy=True))
+    """A tensor over the reader's copy-on-write file map, without copying: pages load as they are used (as
+    safetensors' mmap does), and a write, should anything write, stays private to this process."""
+    if not array.flags.writeable:  # a byte-swapped or otherwise materialised array
+        array = array.copy()
+    return torch.from_numpy(array)
 
 
 def gguf_keys(path: str | Path) -> list[str]:
     """Tensor names (without the `model.diffusion_model.` prefix) of a Wan GGUF file; reads no tensor data."""
     path = Path(path)
     return [name for name, _ in _wan_tensors(_open(path), path)]
+
+
+def gguf_tensor_types(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{name: (stored type, torch shape)} of a Wan GGUF file from its header alone (for `models inspect`)."""
+    path = Path(path)
+    reader = _open(path)
+    return {name: (_type_name(t, path), _shape(reader, t, path)) for name, t in _wan_tensors(reader, path)}
 
 
 def read_gguf(
@@ -353,8 +360,12 @@ def read_gguf(
     out: dict[str, Tensor | QuantizedTensor] = {}
     for name, tensor in _wan_tensors(reader, path):
         qtype, shape = _type_name(tensor, path), _shape(reader, tensor, path)
-        raw = _torch(tensor.data)  # F32/F16: shaped floats; the rest: (rows..., bytes per row) uint8
-        if raw.numel() * raw.element_size() != gguf_bytes(qtype, math.prod(shape)):
+        raw = _torch(tensor.data)  # F32/F16: shaped floats; the others: (rows..., bytes per row) uint8
+        try:
+            fits = raw.numel() * raw.element_size() == gguf_bytes(qtype, math.prod(shape))
+        except CheckpointError:  # not whole blocks
+            fits = False
+        if not fits:
             raise CheckpointError(f"{tensor.name}: stored bytes do not fit {qtype} {shape}", file=str(path))
         if qtype in FLOAT_TYPES:
             value = raw.reshape(-1).view(FLOAT_TYPES[qtype]).reshape(shape)

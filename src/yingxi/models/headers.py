@@ -107,16 +107,13 @@ _GGUF_FLOATS = {"F32": "fp32", "F16": "fp16", "BF16": "bf16"}
 
 def _gguf_infos(path: Path) -> dict[str, TensorInfo]:
     """City96/QuantStack GGUF tensor infos (names without the ComfyUI prefix; logical shapes from
-    `comfy.gguf.orig_shape.NAME`), through the reader `yingxi.models.gguf` loads with; no data is read."""
+    `comfy.gguf.orig_shape.NAME`), from the header through `yingxi.models.gguf`; no data is read."""
     from yingxi.models import gguf
 
-    reader = gguf._open(path)
-    infos = {}
-    for name, tensor in gguf._wan_tensors(reader, path):
-        qtype = gguf._type_name(tensor, path)
-        shape = gguf._shape(reader, tensor, path)
-        infos[name] = TensorInfo(shape, _GGUF_FLOATS.get(qtype, qtype), int(tensor.n_bytes))
-    return infos
+    return {
+        name: TensorInfo(shape, _GGUF_FLOATS.get(qtype, qtype), gguf.gguf_bytes(qtype, math.prod(shape)))
+        for name, (qtype, shape) in gguf.gguf_tensor_types(path).items()
+    }
 
 
 def read_tensor_infos(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:

@@ -6,6 +6,7 @@ random init), then `load_state_dict(..., assign=True)` adopts the checkpoint ten
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from yingxi.errors import InputError, ModelNotFoundError
-from yingxi.models.fp8 import FP8_DTYPES, gather_quantized, is_quantization_key
+from yingxi.models.fp8 import FP8_DTYPES, gather_quantized, is_quantization_key, layer_config_tensors
 from yingxi.models.quant import QuantizedTensor, QuantLinear
 
 M = TypeVar("M", bound=nn.Module)
@@ -63,18 +64,16 @@ def _read_safetensors(path: Path, cast: Cast) -> dict[str, Entry]:
     except Exception as exc:  # safetensors raises its own untyped errors for truncated/corrupt files
         raise CheckpointError(f"cannot read safetensors file: {exc}", file=str(path)) from exc
     with handle as f:
-        state, quantized = {}, False
+        state: dict[str, Tensor] = {}
         for key in f.keys():  # one tensor in flight at a time
             tensor = f.get_tensor(key)
-            if tensor.dtype in FP8_DTYPES or is_quantization_key(key):  # fp8 and its scales: as stored
-                state[key], quantized = tensor, True
-            else:
-                state[key] = cast(key, tensor)
+            quantized = tensor.dtype in FP8_DTYPES or is_quantization_key(
+                key
+            )  # fp8 and its scales: as stored
+            state[key] = tensor if quantized else cast(key, tensor)
         metadata = f.metadata() or {}
-    if not quantized and "_quantization_metadata" not in metadata:
-        return state
-    try:  # the ComfyUI / Kijai fp8 formats; their bytes stay on the CPU until `load_module` places them
-        return gather_quantized(state, metadata, source=str(path))
+    try:  # the newer ComfyUI format's layer configs, as ComfyUI turns them into per-layer tensors
+        return state | layer_config_tensors(metadata, source=str(path))
     except InputError as exc:
         raise CheckpointError(exc.message, file=str(path)) from exc
 
@@ -194,7 +193,12 @@ def read_state_dict(
         if dup:
             raise CheckpointError(f"key {sorted(dup)[0]!r} appears in more than one shard", file=str(file))
         state.update(part)
-    return state
+    if not any(is_quantization_key(k) or getattr(v, "dtype", None) in FP8_DTYPES for k, v in state.items()):
+        return state
+    try:  # the ComfyUI / Kijai fp8 formats (across shards); the bytes stay on the CPU until `load_module`
+        return gather_quantized(state, source=str(path))
+    except InputError as exc:
+        raise CheckpointError(exc.message, file=exc.file) from exc
 
 
 @functools.lru_cache(maxsize=32)
@@ -329,8 +333,8 @@ def load_module(
         cast[key] = value
     for name, q in quantized.items():  # swap each quantized nn.Linear for a QuantLinear holding its bytes
         bias = cast.pop(f"{name}.bias", None)
-        on_device = QuantizedTensor(
-            q.qtype, q.data.to(device), q.shape, _to(q.scale, device), _to(q.input_scale, device)
+        on_device = dataclasses.replace(
+            q, data=q.data.to(device), scale=_to(q.scale, device), input_scale=_to(q.input_scale, device)
         )
         owner, _, attr = name.rpartition(".")
         setattr(module.get_submodule(owner), attr, QuantLinear.from_quantized(on_device, bias))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from yingxi.errors import InputError, unknown_word
+from yingxi.models.fp8_matmul import fp8_linear
 
 __all__ = ["Dequantizer", "QuantLinear", "QuantizedTensor", "dequantize", "qtypes", "register_qtype"]
 
@@ -35,7 +36,8 @@ class QuantizedTensor:
     data: what the file holds (a float8 tensor of `shape`, or uint8 blocks);
     shape: the logical (dequantized) shape; scale: float32, () per tensor or (out, 1) per output channel;
     input_scale: ComfyUI's `.scale_input` / `.input_scale`, the scale an fp8 matmul divides the
-    activations by before casting them to fp8 (no part of the weight's value; None: the input as it is).
+    activations by before casting them to fp8 (no part of the weight's value; None: the input as it is);
+    full_precision: the file asks for no fp8 matmul on this weight (ComfyUI's "full_precision_matrix_mult").
     """
 
     qtype: str
@@ -43,6 +45,7 @@ class QuantizedTensor:
     shape: tuple[int, ...]
     scale: Tensor | None = None
     input_scale: Tensor | None = None
+    full_precision: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -101,7 +104,7 @@ register_qtype("fp8_e5m2", _fp8)
 class QuantLinear(nn.Module):
     """nn.Linear whose weight is stored quantized (`qweight`, optional `scale` buffers) and dequantized to
     the input's dtype in each forward: the device holds the stored bytes, plus one layer's float weight
-    while it runs."""
+    while it runs. On Ada/Hopper an e4m3fn weight multiplies in fp8 instead (`yingxi.models.fp8_matmul`)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, qtype: str) -> None:
         super().__init__()
@@ -109,6 +112,7 @@ class QuantLinear(nn.Module):
         self.register_buffer("qweight", torch.empty(0, dtype=torch.uint8))  # replaced by the stored data
         self.register_buffer("scale", None)
         self.register_buffer("input_scale", None)  # used only by the fp8 matmul path
+        self.full_precision = False  # True: never the fp8 matmul (the file says so)
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
 
     @classmethod
@@ -119,15 +123,31 @@ class QuantLinear(nn.Module):
         layer.qweight = q.data
         layer.scale = q.scale
         layer.input_scale = q.input_scale
+        layer.full_precision = q.full_precision
         if bias is not None:
             layer.bias = nn.Parameter(bias, requires_grad=False)
         return layer
+
+    def _apply(self, fn, recurse: bool = True):
+        """`.to(device)` moves the stored bytes; `.to(dtype)` / `.half()` leave them (and the float32
+        scales) as stored, as they would otherwise widen a float8 weight in place. The bias follows."""
+        stored = {name: b for name, b in self._buffers.items() if b is not None}
+        for name in stored:
+            self._buffers[name] = None
+        super()._apply(fn, recurse)
+        for name, b in stored.items():
+            moved = fn(b)
+            self._buffers[name] = moved if moved.dtype == b.dtype else b.to(moved.device)
+        return self
 
     def weight_as(self, dtype: torch.dtype) -> Tensor:
         """The dequantized (out, in) weight."""
         return dequantize(self.qtype, self.qweight, self.scale, (self.out_features, self.in_features), dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        out = fp8_linear(self, x)  # Ada/Hopper with e4m3fn weights: a float8 matmul; else None
+        if out is not None:
+            return out  # (..., out)
         w = self.weight_as(x.dtype)  # (out, in)
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return F.linear(x, w, bias)  # (..., out)

@@ -112,6 +112,8 @@ def write_quant_metadata(state, path: Path, *, per_layer_tensors=False) -> dict[
             if ".cross_attn." in key:
                 extra[layer + ".input_scale"] = torch.tensor(0.05)
             layers[layer] = {"format": fmt}
+            if per_layer_tensors and key == "blocks.1.self_attn.k.weight":
+                layers[layer]["full_precision_matrix_mult"] = True
             if per_layer_tensors:
                 extra[layer + ".comfy_quant"] = torch.tensor(
                     list(json.dumps(layers[layer]).encode()), dtype=torch.uint8
@@ -168,6 +170,8 @@ def test_scaled_fp8_files_match_the_dequantized_weights(folders, tmp_path, name)
     layer = ours.blocks[1].attn1.to_k
     assert isinstance(layer, QuantLinear) and layer.qweight.dtype == SCALED[name]["fp8"]
     assert layer.scale.numel() == (layer.out_features if SCALED[name]["per_row"] else 1)
+    # ComfyUI: a 2-element marker (written here with the per-row files) means full-precision matmuls
+    assert layer.full_precision is SCALED[name]["per_row"]
     assert type(ours.proj_out) is torch.nn.Linear  # stored in full width: stays so
     if SCALED[name].get("input_scale", True):
         assert ours.blocks[0].attn1.to_q.input_scale is None  # 1.0 means none (ComfyUI drops it too)
@@ -190,6 +194,7 @@ def test_newer_quantization_format_matches_the_dequantized_weights(folders, tmp_
     ours = load_transformer(path, dtype="fp32")
     assert ours.blocks[0].ffn.net[0].proj.qtype == "fp8_e5m2"  # each layer keeps its stored fp8 type
     assert ours.blocks[0].attn1.to_q.qtype == "fp8_e4m3fn"
+    assert ours.blocks[1].attn1.to_k.full_precision is per_layer_tensors  # the layer's own config says so
     assert float(ours.blocks[0].attn2.to_q.input_scale) == pytest.approx(0.05)
     ref = reference(plain, folders["t2v"])
     inputs = sample(ours.config, False)
@@ -256,3 +261,32 @@ def test_bad_fp8_files_are_refused_with_the_key(folders, tmp_path):
         read_state_dict(tmp_path / "e.safetensors")
     with pytest.raises(Exception, match=r'unknown weights "fp4" \(did you mean "fp8"\?\)'):
         load_transformer(folders["t2v"] / "transformer", weights="fp4")
+
+
+def test_fp8_weights_and_their_scales_may_sit_in_different_shards(folders, tmp_path):
+    one = tmp_path / "one.safetensors"
+    plain = write_quant_metadata(original_state(folders["t2v"]), one)
+    from safetensors import safe_open
+
+    with safe_open(str(one), framework="pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    layers = json.loads(metadata["_quantization_metadata"])["layers"]
+    keys = sorted(
+        tensors
+    )  # alphabetical: a layer's .input_scale / .weight / .weight_scale split across shards
+    shards = tmp_path / "sharded"
+    shards.mkdir()
+    weight_map = {}
+    for i, part in enumerate((keys[::2], keys[1::2])):
+        name = f"model-0000{i + 1}-of-00002.safetensors"
+        mine = {n: c for n, c in layers.items() if f"{n}.weight" in part}  # each shard lists its own layers
+        save_file({k: tensors[k] for k in part}, str(shards / name),
+                  metadata={"_quantization_metadata": json.dumps({"layers": mine})})  # fmt: skip
+        weight_map.update(dict.fromkeys(part, name))
+    index = {"metadata": {}, "weight_map": weight_map}
+    (shards / "model.safetensors.index.json").write_text(json.dumps(index))
+    ours = load_transformer(shards, dtype="fp32")
+    assert isinstance(ours.blocks[0].attn1.to_v, QuantLinear)
+    ref = reference(plain, folders["t2v"])
+    inputs = sample(ours.config, False)
+    torch.testing.assert_close(out(ours, inputs), diffusers_out(ref, inputs), rtol=0, atol=FP32_TOL)

@@ -137,3 +137,33 @@ def test_quantized_model_bytes_by_accounting(tmp_path, models, qtype, limit):
     assert quantized_model_bytes(meta, None, dtype=torch.bfloat16, keep_fp32=KEEP_FP32) == model_bytes(bf16)
     ffn = quant.blocks[0].ffn.net[0].proj
     assert ffn.qweight.numel() == gguf_bytes(qtype, math.prod((cfg["ffn_dim"], 256)))
+
+
+def test_gguf_with_weights_bf16_is_dequantized_at_load(tmp_path, models):
+    """`weights="bf16"` (fp8's switch) turns every GGUF block weight into a plain tensor at load."""
+    path = tmp_path / "wan_Q4_K.gguf"
+    write_wan_gguf(path, original_state(models["t2v"]), "Q4_K")
+    plain = load_transformer(path, dtype="fp32", weights="bf16")
+    assert not any(isinstance(m, QuantLinear) for m in plain.modules())
+    ref = reference_model(path, plain.config)
+    args = inputs(plain.config, False)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(*args), ref(*args), rtol=0, atol=FP32_TOL)
+
+
+@pytest.mark.parametrize("ftype", ("F16", "BF16"))
+def test_float_gguf_files_load_as_plain_models(tmp_path, models, ftype):
+    """city96's F16/BF16 releases: every tensor a plain float (the reshaped patch conv included)."""
+    path = tmp_path / f"wan_{ftype}.gguf"
+    types = write_wan_gguf(path, original_state(models["t2v"]), ftype)
+    assert types["blocks.0.ffn.0.weight"] == types["patch_embedding.weight"] == ftype
+    ours = load_transformer(path, dtype="fp32")
+    assert not any(isinstance(m, QuantLinear) for m in ours.modules())
+    ref = reference_model(path, ours.config)
+    args = inputs(ours.config, False)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(*args), ref(*args), rtol=0, atol=FP32_TOL)
+    # and the values are the stored ones: fp16/bf16 of the fp32 weights, read back bit for bit
+    stored = ours.blocks[0].ffn.net[0].proj.weight
+    want = models["t2v"].blocks[0].ffn.net[0].proj.weight.detach()
+    assert torch.equal(stored, want.to(getattr(torch, {"F16": "float16", "BF16": "bfloat16"}[ftype])).float())

@@ -79,6 +79,26 @@ FP8_LAYERS = re.compile(
 )
 WEIGHTS = ("bf16", "fp8")  # `weights=`: None keeps each weight as stored
 
+
+def fp8_layer_shapes(cfg: WanDiTConfig) -> list[tuple[int, int]]:
+    """(out, in) of every Linear `weights="fp8"` quantizes (FP8_LAYERS), by arithmetic."""
+    d, f = cfg.inner_dim, cfg.ffn_dim
+    block = [(d, d)] * 8 + [(f, d), (d, f)]  # self- and cross-attention q/k/v/o, the FFN
+    if cfg.added_kv_proj_dim is not None:
+        block += [(d, cfg.added_kv_proj_dim)] * 2  # I2V image k/v
+    return block * cfg.num_layers
+
+
+def weight_bytes(cfg: WanDiTConfig, dtype: torch.dtype, weights: str | None = None) -> int:
+    """Bytes of one transformer's parameters: all in `dtype`, or with `weights="fp8"` the FP8_LAYERS
+    weights at one byte plus a float32 scale per output row (a 14B expert: 14.3 GB instead of 28.6)."""
+    total = cfg.num_params() * dtype.itemsize
+    if weights != "fp8":
+        return total
+    shapes = fp8_layer_shapes(cfg)
+    return total - sum(o * i for o, i in shapes) * (dtype.itemsize - 1) + sum(o for o, _ in shapes) * 4
+
+
 HEAD_DIM = 128  # every published Wan model; used only when a checkpoint comes without a config
 
 

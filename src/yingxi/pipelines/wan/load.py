@@ -175,13 +175,15 @@ def check_fits(
     dtype: torch.dtype,
     offload: bool | OffloadMode,
     total: int | None,
+    weights: str | None = None,
     *,
     files: Sequence[FileReport] = (),
-    weights: str | None = None,
 ) -> None:
     """InputError, before any weights load, when the transformer weights alone cannot fit `total` bytes of
     device memory in this offload mode (a 14B model is 26 GiB in bf16: a 24 GB card needs "blocks").
     `files`: the headers of single transformer files, counted as stored (fp8, GGUF) or as `weights` says."""
+    from yingxi.models.wan.loading import weight_bytes
+
     if files:
         plan = plan_memory(files, dtype=dtype, weights=weights, offload=offload, vram=total)
         refuse_if_too_big(plan, files[0].detection.variant.name)
@@ -189,13 +191,14 @@ def check_fits(
     mode = offload_mode(offload)
     if total is None or mode == "blocks":
         return
-    one = variant.dit_params * dtype.itemsize
+    one = weight_bytes(variant.dit, dtype, weights)  # weights="fp8": the block Linears at 1 byte each
     resident = one * (2 if variant.two_experts and mode == "none" else 1)  # "model": one expert at a time
     if resident <= total:
         return
     gib = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731
     raise InputError(
-        f"{variant.name}'s transformer weights take {gib(resident)} in {str(dtype).removeprefix('torch.')} "
+        f"{variant.name}'s transformer weights take {gib(resident)} in "
+        f"{'fp8' if weights == 'fp8' else str(dtype).removeprefix('torch.')} "
         f"with offload {mode!r}, more than the {gib(total)} this device has; load it with offload='blocks' "
         f"(CLI: --offload blocks), which keeps only one block on the device at a time",
         field="offload",
@@ -210,6 +213,7 @@ def load_pipeline(
     offload: bool | OffloadMode = False,
     sampler: Literal["unipc", "euler"] = "unipc",
     vae_dtype: torch.dtype | str = torch.float32,
+    weights: str | None = None,
     **files: Any,
 ) -> WanPipeline:
     """A ready WanPipeline.
@@ -217,6 +221,8 @@ def load_pipeline(
     dtype: the transformers' and text encoder's (default bf16 on GPU, fp32 on CPU); the VAE and CLIP stay
     float32 as Wan runs them. offload: "model" (or True) keeps each part on the device only while it runs;
     "blocks" also streams the transformers' blocks (a 14B model on a 24 GB card); see `offload.py`.
+    weights: None keeps the transformer weights as stored, "fp8" quantizes a bf16/fp16/fp32 checkpoint's
+    block Linears at load (a 14B expert in ~14 GB), "bf16" widens an fp8 one (`load_transformer`).
     `name_or_path` may be one transformer file (or a ComfyUI name); `files` then name its other parts:
     model_2 (A14B low-noise expert), text_encoder, vae, image_encoder, tokenizer, variant, comfy_root.
     """
@@ -235,12 +241,12 @@ def load_pipeline(
     home = "cpu" if offload_mode(offload) != "none" else device
     if is_single_file(name_or_path, files.get("comfy_root")):
         single = plan_files(name_or_path, **files)
-        check_fits(single.variant, dtype, offload, _device_memory(device), files=single.reports)
-        parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype)
+        check_fits(single.variant, dtype, offload, _device_memory(device), weights, files=single.reports)
+        parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype, weights=weights)
         return WanPipeline(WanComponents(**parts), device=device, offload=offload, sampler=sampler)
     variant, folder = resolve(name_or_path, **files)
-    check_fits(variant, dtype, offload, _device_memory(device))
-    transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home)
+    check_fits(variant, dtype, offload, _device_memory(device), weights)
+    transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home, weights=weights)
     vae = load_vae(folder, dtype=vae_dtype, device=home)
     text_encoder = None
     if (folder / "text_encoder").is_dir() or any(folder.glob("models_t5_*.pth")):
