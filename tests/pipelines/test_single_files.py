@@ -364,3 +364,23 @@ def test_ti2v_5b_files_with_the_wan22_vae(tmp_path):
     for kw in ({}, {"image": image}):  # text-to-video and image-to-video, one model
         a, b = _run(ref, **kw), _run(ours, **kw)
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_weights_fp8_on_a_single_file_is_planned_and_loaded_quantized(t2v, monkeypatch):
+    from yingxi.models.quant import QuantLinear
+    from yingxi.pipelines.wan import load
+    from yingxi.pipelines.wan.inspect import inspect_file, plan_memory
+
+    _root, files = t2v
+    report = inspect_file(files["model"])
+    fp8 = plan_memory([report], dtype="fp32", weights="fp8").device_bytes
+    full = plan_memory([report], dtype="fp32").device_bytes
+    monkeypatch.setattr(load, "_device_memory", lambda device: (fp8 + full) // 2)  # fits only as fp8
+    with pytest.raises(InputError, match="offload='blocks'"):
+        yingxi.load_pipeline(files["model"], vae=files["vae"])
+    pipe = yingxi.load_pipeline(files["model"], vae=files["vae"], weights="fp8")
+    dit = pipe.components.transformer
+    quant = [m for m in dit.modules() if isinstance(m, QuantLinear)]
+    assert quant and all(m.qtype == "fp8_e4m3fn" for m in quant)
+    held = sum(t.numel() * t.element_size() for t in dit.state_dict().values())
+    assert abs(held - fp8) <= 0.02 * held  # the plan is what the loader holds
