@@ -3,8 +3,9 @@
 __version__ = "0.1.0"
 
 
-def load_pipeline(name_or_path, device="cpu", dtype=None):
-    """Load a Wan pipeline by variant name or folder (imports torch lazily)."""
+def load_pipeline(name_or_path, device="cpu", dtype=None, **kwargs):
+    """Load a Wan pipeline by variant name, folder or transformer file (imports torch lazily); kwargs: as
+    `yingxi.pipelines.wan.load_pipeline` (offload, vae=, text_encoder=, model_2=, comfy_root=, ...)."""
     from yingxi.pipelines.wan import load_pipeline as _load
 
-    return _load(name_or_path, device=device, dtype=dtype)
+    return _load(name_or_path, device=device, dtype=dtype, **kwargs)

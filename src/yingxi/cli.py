@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
 from yingxi.errors import InputError, YingxiError
 from yingxi.film.model import RATIOS, RESOLUTIONS, Character, Film
 
@@ -55,7 +56,9 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit", help="how first frames and keyframes meet the frame: cover (crop, the default), "
                    "contain (bars) or blur (blurred fill); overrides the script's film-wide fit")  # fmt: skip
     p.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
-    p.add_argument("--model", help="Wan variant name (see `yingxi models list`) or a model folder")
+    p.add_argument(
+        "--model", help="Wan variant name (see `yingxi models list`), a model folder or a transformer file"
+    )
     p.add_argument("--device", default=None, help="torch device for --backend wan (default: cuda if present)")
     p.add_argument("--dtype", default=None, choices=("bf16", "fp16", "fp32"))
     p.add_argument("--steps", type=int, help="sampling steps for neural backends")
@@ -66,6 +69,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", choices=("bf16", "fp8"), default=None,
                    help="transformer weights on the device: fp8 quantizes a bf16/fp16/fp32 checkpoint at load "
                         "(a 14B expert in ~14 GB instead of 28); bf16 widens an fp8 file (default: as stored)")  # fmt: skip
+    add_file_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull = msub.add_parser("pull", help="download a variant from the Hugging Face Hub")
     pull.add_argument("name")
     pull.add_argument("--dest", type=Path)
+    add_inspect_parser(msub)
 
     serve = sub.add_parser("serve", help="run the Seedance-compatible API server and web studio")
     serve.add_argument("--host", default="127.0.0.1")
@@ -99,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
     serve.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
     serve.add_argument("--model")
+    add_file_args(serve)
     serve.add_argument("--workers", type=int, default=1, help="render processes: one per GPU, or one on CPU")
     serve.add_argument("--device", help="torch device for --backend wan (default: cuda:<worker> if present)")
     serve.add_argument(
@@ -217,6 +223,7 @@ def make_backend(args: argparse.Namespace):
         given = {"--model": args.model, "--steps": args.steps, "--guidance": args.guidance, "--dtype": args.dtype,
                  "--device": args.device, "--offload": None if args.offload == "none" else args.offload,
                  "--weights": args.weights}  # fmt: skip
+        given.update({f"--{k.replace('_', '-')}": v for k, v in file_parts(args).items()})
         wan_only = [flag for flag, value in given.items() if value is not None]
         if wan_only:  # a person who gives these expects neural generation; do not quietly draw an animatic
             raise InputError(
@@ -232,7 +239,8 @@ def make_backend(args: argparse.Namespace):
             "--backend wan needs --model (a variant name from `yingxi models list`, or a folder)"
         )
     return WanGenerator(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-                        steps=args.steps, guidance=args.guidance, weights=args.weights)  # fmt: skip
+                        steps=args.steps, guidance=args.guidance, weights=args.weights,
+                        files=file_parts(args))  # fmt: skip
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -363,6 +371,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from yingxi.models import hub
 
+    if args.models_command == "inspect":
+        return cmd_inspect(args)
     if args.models_command == "list":
         from rich.console import Console
         from rich.table import Table
@@ -393,6 +403,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             backend=args.backend,
             model=args.model,
+            model_files=file_parts(args),
             device=args.device,
             workers=args.workers,
             allow_url_fetch=args.allow_url_fetch,

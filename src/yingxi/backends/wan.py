@@ -36,8 +36,10 @@ class WanGenerator:
     """A Generator over a Wan pipeline.
 
     `pipe_or_name`: a built `WanPipeline`, or a variant name / HF repo id / diffusers-layout folder (then
-    `device`, `dtype`, `offload` and `sampler` are passed to `load_pipeline` on first use). `steps` and
-    `guidance` replace the variant's defaults when a request does not set them.
+    `device`, `dtype`, `offload` and `sampler` are passed to `load_pipeline` on first use), or one
+    transformer file with `files` naming its other parts (model_2, text_encoder, vae, image_encoder,
+    tokenizer, variant, comfy_root). `steps` and `guidance` replace the variant's defaults when a request
+    does not set them.
     """
 
     def __init__(
@@ -51,11 +53,16 @@ class WanGenerator:
         steps: int | None = None,
         guidance: float | None = None,
         weights: str | None = None,
+        files: dict[str, str] | None = None,
     ) -> None:
         from yingxi.pipelines.wan import WanPipeline
         from yingxi.pipelines.wan.load import find
+        from yingxi.pipelines.wan.load_files import is_single_file
 
-        self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler, weights=weights)
+        self._files = {k: v for k, v in (files or {}).items() if v is not None}
+        self._load_args = dict(
+            device=device, dtype=dtype, offload=offload, sampler=sampler, weights=weights, **self._files
+        )
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name
             self.variant: WanVariant = pipe_or_name.variant
@@ -63,12 +70,28 @@ class WanGenerator:
             self.size_multiple = pipe_or_name.size_multiple
         else:
             self._pipe = None
-            self.variant, self._folder = find(pipe_or_name)
+            self.variant, self._folder = find(pipe_or_name, **self._files)
+            if self._files or is_single_file(pipe_or_name):
+                self._check_text_encoder(pipe_or_name)
             self._source = pipe_or_name
             self.size_multiple = self.variant.size_multiple
         self.steps = steps
         self.guidance = guidance
         self.name = f"wan:{self.variant.name}"
+
+    def _check_text_encoder(self, model: Any) -> None:
+        """A film is made from prompts: a transformer file needs its UMT5 encoder file too."""
+        from yingxi.pipelines.wan.load_files import is_single_file, plan_files
+
+        if (
+            is_single_file(model, self._files.get("comfy_root"))
+            and plan_files(model, **self._files).text_encoder is None
+        ):
+            raise ModelNotFoundError(
+                f"{Path(str(model)).name} needs its text encoder to turn prompts into embeddings: give "
+                "--text-encoder FILE (ComfyUI: umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled"
+                ".safetensors) or --comfy-root DIR (Python: files={'text_encoder': ...})"
+            )
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> WanGenerator:
@@ -76,7 +99,7 @@ class WanGenerator:
         if not); they load into memory on the first `generate` or `load()`. kwargs: as the constructor."""
         from yingxi.pipelines.wan.load import resolve
 
-        resolve(name_or_path)
+        resolve(name_or_path, **kwargs.get("files", None) or {})
         return cls(name_or_path, **kwargs)
 
     def load(self) -> WanGenerator:

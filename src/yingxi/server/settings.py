@@ -38,18 +38,22 @@ class Limits:
     max_output_bytes_per_tenant: int = 50 * 2**30  # outputs kept for one tenant; past it, new tasks get 429
 
 
+MODEL_FILE_PARTS = ("model_2", "text_encoder", "vae", "image_encoder", "tokenizer", "variant", "comfy_root")
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("yingxi-data")  # jobs.db, secret, tasks/<id>/ (inputs and outputs)
     backend: str = "animatic"  # "animatic" (CPU, no weights) | "wan"
-    model: str | None = None  # Wan variant name or folder; None: the backend's default
+    model: str | None = None  # Wan variant name, folder or transformer file; None: the backend's default
+    # The other parts of a model given as single files: model_2, text_encoder, vae, image_encoder, tokenizer,
+    # variant, comfy_root (as `load_pipeline`'s keywords)
+    model_files: dict[str, str] = field(default_factory=dict)
     device: str | None = None  # torch device for neural backends; None: cuda:<worker index> if any, else cpu
     offload: str = "none"  # wan: "none" | "model" (5B on 24 GB) | "blocks" (14B on 24 GB)
-    workers: int = (
-        1  # render processes; one per GPU, or one on CPU; 0: an API server whose workers run elsewhere
-    )
+    workers: int = 1  # render processes (one per GPU, or one on CPU); 0: an API server, workers elsewhere
     allow_url_fetch: bool = False  # fetch http(s) references server-side (SSRF risk: off by default)
     allow_callbacks: bool = False  # POST the task to callback_url when it finishes
     allow_private_urls: bool = False  # let those two reach loopback/private/link-local hosts (LAN only)
@@ -81,6 +85,11 @@ class ServerSettings:
             "postgres",
         ):
             raise ValueError("--database-url must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+        unknown = sorted(set(self.model_files) - set(MODEL_FILE_PARTS))
+        if unknown:
+            raise ValueError(
+                f'unknown model file part "{unknown[0]}"; accepted: {", ".join(MODEL_FILE_PARTS)}'
+            )
         object.__setattr__(self, "data_dir", Path(self.data_dir))
 
     @property
