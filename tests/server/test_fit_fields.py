@@ -7,7 +7,8 @@ import pytest
 
 from yingxi.server import ark, videos
 from yingxi.server.common import ApiError
-from yingxi.server.inputs import Inputs, build_film, script_request
+from yingxi.server.inputs import Inputs, build_film
+from yingxi.server.scripts import script_request
 from yingxi.server.settings import ServerSettings
 
 
