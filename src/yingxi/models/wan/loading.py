@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -149,11 +149,13 @@ def load_transformer(
     dtype: torch.dtype | str = "bf16",
     device: str | torch.device = "cpu",
     config: WanDiTConfig | None = None,
+    loras: Sequence[tuple[str | Path, float]] = (),
 ) -> WanDiT:
     """A WanDiT from a diffusers `transformer/` folder (or pipeline root), an original Wan folder
     (config.json with dim/num_heads/... + safetensors shards), or a single .safetensors/.pth file.
 
-    Weights are cast to `dtype` except the float32 parts the reference keeps (`KEEP_FP32`).
+    Weights are cast to `dtype` except the float32 parts the reference keeps (`KEEP_FP32`). `loras`
+    [(file, strength)] are fused into float weights or run beside quantized ones (`models/wan/lora.py`).
     """
     weights, config_file = _resolve(Path(path))
     table = ORIGINAL_TO_DIFFUSERS if detect_layout(checkpoint_keys(weights)) == "original" else ()
@@ -170,7 +172,7 @@ def load_transformer(
             config = _config_from_json(raw, state, config_file)
         else:
             config = infer_config(state)
-    return load_module(
+    model = load_module(
         WanDiT,
         config,
         state,
@@ -180,22 +182,38 @@ def load_transformer(
         ignore_unexpected=IGNORED_KEYS,
         source=str(weights),
     )
+    if loras:
+        from yingxi.models.wan.lora import set_loras
+
+        set_loras(model, loras)
+    return model
 
 
 def load_transformer_pair(
-    root: str | Path, *, dtype: torch.dtype | str = "bf16", device: str | torch.device = "cpu"
+    root: str | Path,
+    *,
+    dtype: torch.dtype | str = "bf16",
+    device: str | torch.device = "cpu",
+    loras: Sequence[tuple[str | Path, float]] = (),
+    loras_2: Sequence[tuple[str | Path, float]] = (),
 ) -> tuple[WanDiT, WanDiT | None]:
     """(high-noise, low-noise) experts of a Wan 2.2 A14B model, or (model, None) for single-expert ones.
 
     Diffusers roots hold `transformer/` (high noise) and `transformer_2/` (low noise); original Wan 2.2
-    roots hold `high_noise_model/` and `low_noise_model/`.
+    roots hold `high_noise_model/` and `low_noise_model/`. `loras` go on the first, `loras_2` on the second.
     """
     root = Path(root)
     for high, low in (("transformer", "transformer_2"), ("high_noise_model", "low_noise_model")):
         if (root / high).is_dir():
-            first = load_transformer(root / high, dtype=dtype, device=device)
-            second = (
-                load_transformer(root / low, dtype=dtype, device=device) if (root / low).is_dir() else None
-            )
+            first = load_transformer(root / high, dtype=dtype, device=device, loras=loras)
+            second = None
+            if (root / low).is_dir():
+                second = load_transformer(root / low, dtype=dtype, device=device, loras=loras_2)
+            if loras_2 and second is None:
+                raise InputError(
+                    f"{root} has one transformer; a low-noise LoRA needs an A14B pair", field="lora-2"
+                )
             return first, second
-    return load_transformer(root, dtype=dtype, device=device), None
+    if loras_2:
+        raise InputError(f"{root} has one transformer; a low-noise LoRA needs an A14B pair", field="lora-2")
+    return load_transformer(root, dtype=dtype, device=device, loras=loras), None
