@@ -3,8 +3,9 @@
 __version__ = "0.1.0"
 
 
-def load_pipeline(name_or_path, device="cpu", dtype=None):
-    """Load a Wan pipeline by variant name or folder (imports torch lazily)."""
+def load_pipeline(name_or_path, device="cpu", dtype=None, **options):
+    """Load a Wan pipeline by variant name or folder (imports torch lazily); `options` as
+    `yingxi.pipelines.wan.load_pipeline` takes them (offload, sampler, schedule, loras, loras_2, ...)."""
     from yingxi.pipelines.wan import load_pipeline as _load
 
-    return _load(name_or_path, device=device, dtype=dtype)
+    return _load(name_or_path, device=device, dtype=dtype, **options)

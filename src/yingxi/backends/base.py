@@ -34,12 +34,14 @@ class ClipRequest:
     camera: CameraPath | None = None  # the director's motion curve (the animatic applies it)
     title: str = ""  # text for a title card when there is no keyframe
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific, validated by the backend
+    preset: str | None = None  # a few-step sampling preset ("lightning"), for backends that have them
 
 
 @dataclass(frozen=True)
 class Clip:
     frames: np.ndarray  # uint8 (F, H, W, 3)
     fps: float
+    evaluations: int | None = None  # transformer forward passes it cost (neural backends)
 
     def __post_init__(self) -> None:
         f = self.frames

@@ -25,6 +25,8 @@ TRANSITION_ALIASES = {"dissolve": "crossfade", "cross-fade": "crossfade", "fade 
 # Seconds each transition takes out of the two shots it joins (half from each).
 TRANSITION_SECONDS = {"cut": 0.0, "crossfade": 0.5, "fade": 0.8, "wipe": 0.5}
 RESOLUTIONS = ("480p", "720p", "1080p")
+# Few-step sampling presets a film may ask for (the Wan backend keeps a row of settings per model for each).
+PRESETS = ("lightning",)
 RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
 # Output sizes per resolution and ratio, as Seedance 2.0 documents them (all even, for yuv420p).
 SIZES: dict[str, dict[str, tuple[int, int]]] = {
@@ -127,6 +129,7 @@ class Film:
     music: Path | None = None
     reference_audio: tuple[Path, ...] = ()
     custom_size: tuple[int, int] | None = None  # exact (width, height), overriding resolution and ratio
+    preset: str | None = None  # one of PRESETS: few-step sampling for neural backends (None: theirs)
 
     @property
     def size(self) -> tuple[int, int]:

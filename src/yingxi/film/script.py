@@ -32,6 +32,7 @@ from yingxi.film.vocabulary import (
     parse_duration,
     parse_fps,
     parse_framing,
+    parse_preset,
     parse_ratio,
     parse_resolution,
     parse_seed,
@@ -51,6 +52,7 @@ FILM_KEYS = (
     "characters",
     "music",
     "shots",
+    "preset",
 )
 SHOT_KEYS = ("prompt", "duration", "framing", "camera", "transition", "dialogue", "characters",
              "first_frame", "last_frame", "continue", "seed")  # fmt: skip
@@ -114,6 +116,7 @@ def parse_script(data: Any, base_dir: Path | None = None) -> Film:
         seed=parse_seed(data.get("seed", 0)),
         music=_path(data.get("music"), base, field="music"),
         custom_size=parse_size(data["size"]) if data.get("size") is not None else None,
+        preset=parse_preset(data.get("preset")),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,7 @@ from yingxi.models.loading import parse_dtype
 from yingxi.models.wan.config import CLIP_TOKENS, VARIANTS, WanDiTConfig, WanVariant, get_variant
 from yingxi.pipelines.wan.offload import OffloadMode, offload_mode
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
+from yingxi.samplers.schedules import ScheduleKind
 
 __all__ = ["check_fits", "find", "load_pipeline", "resolve", "variant_for_folder"]
 
@@ -188,12 +190,17 @@ def load_pipeline(
     offload: bool | OffloadMode = False,
     sampler: Literal["unipc", "euler"] = "unipc",
     vae_dtype: torch.dtype | str = torch.float32,
+    schedule: ScheduleKind = "wan",
+    loras: Sequence[tuple[str | Path, float]] = (),
+    loras_2: Sequence[tuple[str | Path, float]] | None = None,
 ) -> WanPipeline:
     """A ready WanPipeline.
 
     dtype: the transformers' and text encoder's (default bf16 on GPU, fp32 on CPU); the VAE and CLIP stay
     float32 as Wan runs them. offload: "model" (or True) keeps each part on the device only while it runs;
     "blocks" also streams the transformers' blocks (a 14B model on a 24 GB card); see `offload.py`.
+    schedule: "wan" (Wan's own sigma grid, the default) or "diffusers". loras: [(file, strength)] on the
+    transformer (A14B: the high-noise expert); loras_2 on the low-noise expert (None: the same as loras).
     """
     from yingxi.models.wan.image import WanImageEncoder
     from yingxi.models.wan.loading import load_transformer_pair
@@ -209,7 +216,12 @@ def load_pipeline(
     variant, folder = resolve(name_or_path)
     check_fits(variant, dtype, offload, _device_memory(device))
     home = "cpu" if offload_mode(offload) != "none" else device
-    transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home)
+    if loras_2 and not variant.two_experts:
+        raise InputError(f"{variant.name} has one transformer; --lora-2 needs an A14B pair", field="lora-2")
+    pair_loras = loras if loras_2 is None else loras_2
+    transformer, transformer_2 = load_transformer_pair(
+        folder, dtype=dtype, device=home, loras=loras, loras_2=pair_loras if variant.two_experts else ()
+    )
     vae = load_vae(folder, dtype=vae_dtype, device=home)
     text_encoder = None
     if (folder / "text_encoder").is_dir() or any(folder.glob("models_t5_*.pth")):
@@ -225,4 +237,4 @@ def load_pipeline(
         image_encoder=image_encoder,
         transformer_2=transformer_2,
     )
-    return WanPipeline(components, device=device, offload=offload, sampler=sampler)
+    return WanPipeline(components, device=device, offload=offload, sampler=sampler, schedule=schedule)
