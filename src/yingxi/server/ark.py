@@ -69,6 +69,7 @@ class CreateTask(BaseModel):
     duration: Int | None = None
     frames: Int | None = Field(default=None, ge=1, le=100_000)
     execution_expires_after: Int | None = Field(default=None, ge=3600, le=259200)
+    preset: str | None = Field(default=None, max_length=32)  # yingxi's extra: few-step sampling ("lightning")
 
 
 def parse_flags(text: str) -> tuple[str, dict[str, str]]:
@@ -146,6 +147,7 @@ def build_request(
         fps=_flag_number(flags.get("fps"), "fps"),
         seed=seed,
         camera_fixed=bool(camera_fixed),
+        preset=body.preset,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from yingxi.errors import InputError
 from yingxi.film import parse_prompt, parse_script
 from yingxi.film.model import RATIOS, SIZES, CameraMove, Film
-from yingxi.film.vocabulary import parse_fps, parse_ratio, parse_resolution, parse_seed
+from yingxi.film.vocabulary import parse_fps, parse_preset, parse_ratio, parse_resolution, parse_seed
 from yingxi.media.image import decode_image_bytes, save_png
 from yingxi.server.http_errors import ApiError
 from yingxi.server.outbound import fetch
@@ -256,6 +256,7 @@ def prompt_request(
     fps: Any = None,
     seed: Any = None,
     camera_fixed: bool = False,
+    preset: Any = None,
 ) -> dict[str, Any]:
     """The stored request of a prompt task (plain or multi-shot grammar), fields validated."""
     limits = settings.limits
@@ -274,6 +275,7 @@ def prompt_request(
             ratio_word = parse_ratio(ratio)
         frames_per_second = parse_fps(fps if fps is not None else settings.default_fps)
         seed_value = random_seed() if seed in (None, -1, "-1") else parse_seed(seed)
+        sampling = {"preset": p} if (p := parse_preset(preset)) else {}  # a Film field, as in scripts
     except InputError as e:
         raise ApiError(400, e.message, param=e.field) from None
     single = not SHOT_HEADER_RE.search(text)
@@ -293,7 +295,13 @@ def prompt_request(
         "text": text,
         "default_duration": default_duration,
         "single": single,
-        "fields": {"resolution": res, "ratio": ratio_word, "fps": frames_per_second, "seed": seed_value},
+        "fields": {
+            "resolution": res,
+            "ratio": ratio_word,
+            "fps": frames_per_second,
+            "seed": seed_value,
+            **sampling,
+        },  # fmt: skip
         "camera_fixed": bool(camera_fixed),
         **inputs.as_request(),
     }

@@ -31,6 +31,7 @@ class CreateVideo(BaseModel):
     seconds: Any = "4"  # "4", "8", "12" in OpenAI's API; any whole number of seconds here (see _seconds)
     size: str = Field(default="720x1280", max_length=32)
     input_reference: ImageReference | str | None = None
+    preset: str | None = Field(default=None, max_length=32)  # yingxi's: few-step sampling ("lightning")
 
 
 def _seconds(value: Any) -> int:
@@ -58,7 +59,7 @@ def build_request(
         add_reference(inputs, "image", "first_frame", ref, uploads, settings, "input_reference")
     resolution, ratio = size_to_format(body.size)
     return prompt_request(body.prompt, inputs, settings, resolution=resolution, ratio=ratio,
-                          duration=_seconds(body.seconds))  # fmt: skip
+                          duration=_seconds(body.seconds), preset=body.preset)  # fmt: skip
 
 
 @router.post("/videos")
