@@ -111,9 +111,12 @@ def lora_folders(comfy_root: str | Path | None = None) -> list[Path]:
 
 
 def _find(names: Sequence[str], folders: Sequence[Path]) -> Path | None:
+    """The first of `names` in `folders`: a bare file name also one folder down (ComfyUI users sort LoRAs
+    into subfolders), a name with its release folder (lightx2v's layout) only there."""
     for folder in folders:
         for name in names:
-            for candidate in (folder / name, *folder.glob(f"*/{Path(name).name}")):
+            nested = () if "/" in name else sorted(folder.glob(f"*/{name}"))
+            for candidate in (folder / name, *nested):
                 if candidate.is_file():
                     return candidate
     return None
@@ -130,7 +133,7 @@ def find_preset_loras(
             "models: give one with --lora FILE (the preset then sets steps, shift, sampler and guidance)",
             field="preset",
         )
-    folders = [f for f in lora_folders(comfy_root)]
+    folders = lora_folders(comfy_root)
     found: list[list[tuple[Path, float]]] = []
     for names in (preset.loras, preset.loras_2):
         if not names:
