@@ -74,6 +74,24 @@ class LoraPatch:
         """alpha / rank, or 1 without an alpha (diffusers and PEFT files carry their scale in the weights)."""
         return 1.0 if self.alpha is None or self.rank == 0 else self.alpha / self.rank
 
+    def check_shape(self, name: str, shape: Sequence[int], file: str | None = None) -> None:
+        """InputError when this patch does not fit a weight of `shape` (a LoRA made for another model)."""
+        out, fan_in = int(shape[0]), math.prod(int(n) for n in shape[1:])
+        got = None
+        if self.down is not None and (self.up.shape[0] != out or self.down.flatten(1).shape[1] != fan_in):
+            got = f"up {tuple(self.up.shape)} x down {tuple(self.down.shape)}"
+        elif self.diff is not None and self.diff.numel() != out * fan_in:
+            got = f"diff {tuple(self.diff.shape)}"
+        elif self.diff_b is not None and self.diff_b.numel() != out:
+            got = f"diff_b {tuple(self.diff_b.shape)}"
+        if got is not None:
+            raise InputError(
+                f"the LoRA's {name} is {got}, which does not fit the model's {tuple(shape)} weight: a LoRA "
+                "made for another model (size or variant)?",
+                field="lora",
+                file=file,
+            )
+
     def weight_delta(self, shape: Sequence[int], device: torch.device) -> Tensor | None:
         """The float32 change of the weight (`shape`) at strength 1, or None when this patch has none."""
         delta = None
@@ -232,8 +250,9 @@ def remove_loras(model: nn.Module) -> None:
 
 def apply_loras(model: nn.Module, loras: Sequence[tuple[Mapping[str, LoraPatch], float]]) -> None:
     """Replace the model's LoRAs with `loras` ([(patches by module name, strength)], applied together):
-    fused into float weights (summed in float32, rounded once), side paths on QuantLinears."""
-    remove_loras(model)
+    fused into float weights (summed in float32, rounded once), side paths on QuantLinears. The base
+    weights a fusion replaces are kept on the CPU (as much host memory as the adapted layers take on the
+    device) so that `remove_loras` and the next call restore them exactly."""
     side_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     params = dict(model.named_parameters())
     deltas: dict[str, Tensor] = {}  # parameter name -> float32 sum of updates
@@ -247,10 +266,14 @@ def apply_loras(model: nn.Module, loras: Sequence[tuple[Mapping[str, LoraPatch],
                     raise InputError(
                         f"{name} is a parameter; a LoRA can only add a .diff to it", field="lora"
                     )
+                if patch.diff.numel() != params[name].numel():
+                    raise InputError(f"the LoRA's {name} diff {tuple(patch.diff.shape)} does not fit the model's "
+                                     f"{tuple(params[name].shape)}", field="lora")  # fmt: skip
                 _add(deltas, name, patch.diff.to(params[name].device, torch.float32), strength)
                 continue
             module = model.get_submodule(name)
             if isinstance(module, QuantLinear):
+                patch.check_shape(name, (module.out_features, module.in_features))
                 path = LoraPath(patch, strength, side_dtype, module.qweight.device)
                 sides.setdefault(name, []).append(path)
                 continue
@@ -258,12 +281,14 @@ def apply_loras(model: nn.Module, loras: Sequence[tuple[Mapping[str, LoraPatch],
             if patch.down is not None or patch.diff is not None:
                 if not isinstance(weight, Tensor):
                     raise InputError(f"LoRA adapts {name}, which has no weight", field="lora")
+                patch.check_shape(name, weight.shape)
                 _add(deltas, f"{name}.weight", patch.weight_delta(weight.shape, weight.device), strength)
             if patch.diff_b is not None:
                 bias = getattr(module, "bias", None)
                 if not isinstance(bias, Tensor):
                     raise InputError(f"LoRA changes the bias of {name}, which has none", field="lora")
                 _add(deltas, f"{name}.bias", patch.diff_b.to(bias.device, torch.float32), strength)
+    remove_loras(model)  # only now: a LoRA that does not fit leaves the model as it was
     backup: dict[str, Tensor] = {}
     with torch.no_grad():
         for pname, delta in deltas.items():

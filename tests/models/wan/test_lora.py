@@ -287,3 +287,20 @@ def test_bad_lora_files(tmp_path):
         load_lora(tmp_path / "none.safetensors", torch.nn.Linear(2, 2))
     with pytest.raises(InputError, match="FILE\\[:STRENGTH\\]"):
         parse_lora_spec("a.safetensors:strong")
+
+
+def test_a_lora_for_another_model_size_is_an_input_error_naming_the_layer(folder, tmp_path):
+    model = load_transformer(folder / "transformer", dtype="fp32")
+    sd = {
+        "diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.randn(RANK, 5120),  # a 14B LoRA
+        "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.randn(5120, RANK),
+    }
+    save_file(sd, str(tmp_path / "big.safetensors"))
+    fine = write_lora(tmp_path / "fine.safetensors", random_pairs(model), "wan")
+    set_loras(model, [(fine, 1.0)])
+    before = model.blocks[0].attn1.to_q.weight.clone()
+    with pytest.raises(
+        InputError, match=r"blocks.0.attn1.to_q is up \(5120, 4\) x down \(4, 5120\).*another model"
+    ):
+        set_loras(model, [(tmp_path / "big.safetensors", 1.0)])
+    assert torch.equal(model.blocks[0].attn1.to_q.weight, before)  # the LoRAs before stay, none half-applied
