@@ -3,9 +3,9 @@
 __version__ = "0.1.0"
 
 
-def load_pipeline(name_or_path, device="cpu", dtype=None, **options):
-    """Load a Wan pipeline by variant name or folder (imports torch lazily); `options` as
-    `yingxi.pipelines.wan.load_pipeline` takes them (offload, sampler, schedule, loras, loras_2, ...)."""
+def load_pipeline(name_or_path, device="cpu", dtype=None, **kwargs):
+    """Load a Wan pipeline by variant name, folder or transformer file (imports torch lazily); kwargs: as
+    `yingxi.pipelines.wan.load_pipeline` (offload, schedule, loras, vae=, text_encoder=, model_2=, comfy_root=, ...)."""
     from yingxi.pipelines.wan import load_pipeline as _load
 
-    return _load(name_or_path, device=device, dtype=dtype, **options)
+    return _load(name_or_path, device=device, dtype=dtype, **kwargs)

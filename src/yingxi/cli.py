@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
 from yingxi.errors import InputError, YingxiError
 from yingxi.film.model import RATIOS, RESOLUTIONS, Character, Film
@@ -39,7 +40,9 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="film seed, 0 to 4294967295; each shot's seed derives from it")
     p.add_argument("--duration", type=float, help="seconds, for a plain one-shot prompt (default 5)")
     p.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
-    p.add_argument("--model", help="Wan variant name (see `yingxi models list`) or a model folder")
+    p.add_argument(
+        "--model", help="Wan variant name (see `yingxi models list`), a model folder or a transformer file"
+    )
     p.add_argument("--device", default=None, help="torch device for --backend wan (default: cuda if present)")
     p.add_argument("--dtype", default=None, choices=("bf16", "fp16", "fp32"))
     p.add_argument("--steps", type=int, help="sampling steps for neural backends")
@@ -47,6 +50,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offload", choices=("none", "model", "blocks"), default="none",
                    help="model: each component on the GPU only while it runs (5B on 24 GB); "
                         "blocks: also stream transformer blocks (14B on 24 GB)")  # fmt: skip
+    add_file_args(p)
     add_sampling_args(p)  # --lora, --lora-2, --preset, --schedule
 
 
@@ -74,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull = msub.add_parser("pull", help="download a variant from the Hugging Face Hub")
     pull.add_argument("name")
     pull.add_argument("--dest", type=Path)
+    add_inspect_parser(msub)
 
     serve = sub.add_parser("serve", help="run the Seedance-compatible API server and web studio")
     serve.add_argument("--host", default="127.0.0.1")
@@ -81,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
     serve.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
     serve.add_argument("--model")
+    add_file_args(serve)
     serve.add_argument("--workers", type=int, default=1, help="render processes: one per GPU, or one on CPU")
     serve.add_argument("--device", help="torch device for --backend wan (default: cuda:<worker> if present)")
     serve.add_argument(
@@ -167,6 +173,7 @@ def make_backend(args: argparse.Namespace):
     if args.backend == "animatic":
         given = {"--model": args.model, "--steps": args.steps, "--guidance": args.guidance, "--dtype": args.dtype,
                  "--device": args.device, "--offload": None if args.offload == "none" else args.offload}  # fmt: skip
+        given.update({f"--{k.replace('_', '-')}": v for k, v in file_parts(args).items()})
         wan_only = [flag for flag, value in given.items() if value is not None] + wan_only_flags(args)
         if wan_only:  # a person who gives these expects neural generation; do not quietly draw an animatic
             raise InputError(
@@ -182,7 +189,8 @@ def make_backend(args: argparse.Namespace):
             "--backend wan needs --model (a variant name from `yingxi models list`, or a folder)"
         )
     return WanGenerator(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-                        steps=args.steps, guidance=args.guidance, **wan_options(args))  # fmt: skip
+                        steps=args.steps, guidance=args.guidance, files=file_parts(args),
+                        **wan_options(args))  # fmt: skip
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -305,6 +313,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from yingxi.models import hub
 
+    if args.models_command == "inspect":
+        return cmd_inspect(args)
     if args.models_command == "list":
         from rich.console import Console
         from rich.table import Table
@@ -335,6 +345,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             backend=args.backend,
             model=args.model,
+            model_files=file_parts(args),
             device=args.device,
             workers=args.workers,
             allow_url_fetch=args.allow_url_fetch,

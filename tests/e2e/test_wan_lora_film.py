@@ -1,12 +1,15 @@
 """`yingxi generate --backend wan --model M --lora L --preset lightning --script S` on tiny files: the right
 frame counts, 4 steps, one transformer evaluation per step (guidance 1), and the summary says so.
 
-`MODELS` names how the tiny transformer is handed over; add a row per model file format (the single
-.safetensors file and .gguf variants join when their loaders are merged)."""
+`MODELS` names how the tiny transformer is handed over: a diffusers folder, one ComfyUI .safetensors file,
+and a city96-style Q8_0 .gguf file (where the LoRA runs as a side path beside the quantized weights)."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,11 +31,56 @@ SCRIPT = {
 }
 
 
+TESTS = Path(__file__).resolve().parents[1]
+
+
 def folder_model(root):
-    return save_tiny_wan(root / "t2v", "t2v")  # a diffusers folder (the model as --model takes it today)
+    """A diffusers folder (2 heads x 16)."""
+    return [str(save_tiny_wan(root / "t2v", "t2v"))], 32, 64
 
 
-MODELS = {"folder": folder_model}
+def _comfy_files(root):
+    """The tiny model as ComfyUI single files (1 head x 128, so detection reads it as a real one), written by
+    the single-file tests' own writer."""
+    for sub in ("pipelines", "models/wan"):
+        if str(TESTS / sub) not in sys.path:
+            sys.path.insert(0, str(TESTS / sub))
+    single = importlib.import_module("test_single_files")
+    pipe = single._tiny_parts("t2v")
+    return pipe, single._write_files(pipe, "t2v", root / "comfy"), root / "comfy"
+
+
+def file_model(root):
+    """One .safetensors transformer file (ComfyUI's name and prefix), the other parts by --comfy-root."""
+    _, files, comfy = _comfy_files(root)
+    return [str(files["model"]), "--comfy-root", str(comfy)], 128, 64
+
+
+def gguf_model(root):
+    """The same transformer as a city96-style Q8_0 GGUF file: the LoRA runs beside the quantized blocks."""
+    from gguf_files import original_state, write_wan_gguf
+
+    from yingxi.models.wan.loading import load_transformer
+
+    _, files, comfy = _comfy_files(root)
+    gguf = files["model"].with_name("wan2.1_t2v_1.3B_Q8_0.gguf")
+    write_wan_gguf(gguf, original_state(load_transformer(files["model"], dtype="fp32")), "Q8_0")
+    files["model"].unlink()  # only the GGUF file is left to find
+    return [str(gguf), "--comfy-root", str(comfy)], 128, 64
+
+
+MODELS = {"folder": folder_model, "file": file_model, "gguf": gguf_model}
+
+
+@pytest.fixture(autouse=True)
+def tiny_vae_preset(monkeypatch):
+    """A real wan_2.1_vae file has the preset architecture; the tiny one stands in for it (as in the
+    single-file tests)."""
+    from tests.models.wan.tiny import tiny_vae
+    from yingxi.models.wan.vae import WanVAEConfig
+    from yingxi.models.wan.vae_loading import PRESETS
+
+    monkeypatch.setitem(PRESETS, "2.1", WanVAEConfig.from_diffusers(dict(tiny_vae("t2v").config)))
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
@@ -41,20 +89,19 @@ def model(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lora(tmp_path_factory):
-    """A Lightning-style LoRA: Wan-native names, int64 alpha, a diff_b."""
+def lora(model, tmp_path_factory):
+    """A Lightning-style LoRA for the model's widths: Wan-native names, int64 alpha, a diff_b."""
+    _, dim, ffn = model
     g = torch.Generator().manual_seed(0)
     sd = {}
     for i in range(2):
         for layer in ("self_attn.q", "cross_attn.o", "ffn.2"):
-            d_in = 64 if layer == "ffn.2" else 32
+            d_in = ffn if layer == "ffn.2" else dim
             base = f"diffusion_model.blocks.{i}.{layer}"
-            sd[f"{base}.lora_down.weight"] = (
-                0.05 * torch.randn(4, d_in, generator=g, dtype=torch.bfloat16).float()
-            )
-            sd[f"{base}.lora_up.weight"] = 0.05 * torch.randn(32, 4, generator=g)
+            sd[f"{base}.lora_down.weight"] = 0.05 * torch.randn(4, d_in, generator=g)
+            sd[f"{base}.lora_up.weight"] = 0.05 * torch.randn(dim, 4, generator=g)
             sd[f"{base}.alpha"] = torch.tensor(4, dtype=torch.int64)
-        sd[f"diffusion_model.blocks.{i}.self_attn.q.diff_b"] = 0.01 * torch.randn(32, generator=g)
+        sd[f"diffusion_model.blocks.{i}.self_attn.q.diff_b"] = 0.01 * torch.randn(dim, generator=g)
     path = tmp_path_factory.mktemp("loras") / "tiny_lightning_lora.safetensors"
     save_file(sd, str(path))
     return path
@@ -78,7 +125,7 @@ def test_lightning_film_with_a_lora(model, lora, calls, tmp_path, capsys):
     script = tmp_path / "film.json"
     script.write_text(json.dumps(SCRIPT))
     out = tmp_path / "film.mp4"
-    argv = ["generate", "--backend", "wan", "--model", str(model), "--lora", f"{lora}:0.8", "--preset", "lightning",
+    argv = ["generate", "--backend", "wan", "--model", *model[0], "--lora", f"{lora}:0.8", "--preset", "lightning",
             "--script", str(script), "--device", "cpu", "-o", str(out)]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -93,7 +140,7 @@ def test_lightning_film_with_a_lora(model, lora, calls, tmp_path, capsys):
 def test_plan_says_what_each_shot_costs(model, lora, tmp_path, capsys):
     script = tmp_path / "film.json"
     script.write_text(json.dumps({**SCRIPT, "preset": "lightning"}))  # the preset from the script this time
-    base = ["plan", "--backend", "wan", "--model", str(model), "--script", str(script), "--json"]
+    base = ["plan", "--backend", "wan", "--model", *model[0], "--script", str(script), "--json"]
     assert main(base + ["--lora", str(lora)]) == 0
     rows = json.loads(capsys.readouterr().out)["shots"]
     assert [r["evaluations"] for r in rows] == [4, 4]

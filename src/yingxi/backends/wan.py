@@ -39,8 +39,10 @@ class WanGenerator:
     """A Generator over a Wan pipeline.
 
     `pipe_or_name`: a built `WanPipeline`, or a variant name / HF repo id / diffusers-layout folder (then
-    `device`, `dtype`, `offload` and `sampler` are passed to `load_pipeline` on first use). `steps` and
-    `guidance` replace the variant's defaults when a request does not set them. `loras` [(file, strength)]
+    `device`, `dtype`, `offload` and `sampler` are passed to `load_pipeline` on first use), or one
+    transformer file with `files` naming its other parts (model_2, text_encoder, vae, image_encoder,
+    tokenizer, variant, comfy_root). `steps` and `guidance` replace the variant's defaults when a request
+    does not set them. `loras` [(file, strength)]
     go on the transformer (A14B: files named *low_noise* go on the low-noise expert, unless `loras_2` is
     given; otherwise both experts get them). `preset` ("lightning"; or a request's own) sets the sampler,
     steps, shift, guidance and, unless `loras` are given, the LoRA files, found in `comfy_root`'s loras.
@@ -56,6 +58,7 @@ class WanGenerator:
         sampler: str = "unipc",
         steps: int | None = None,
         guidance: float | None = None,
+        files: dict[str, str] | None = None,
         loras: Sequence[tuple[str | Path, float]] = (),
         loras_2: Sequence[tuple[str | Path, float]] | None = None,
         preset: str | None = None,
@@ -65,7 +68,8 @@ class WanGenerator:
         from yingxi.pipelines.wan import WanPipeline
         from yingxi.pipelines.wan.load import find
 
-        self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler)
+        self._files = {k: v for k, v in (files or {}).items() if v is not None}
+        self._load_args = dict(device=device, dtype=dtype, offload=offload, sampler=sampler, **self._files)
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name
             self.variant: WanVariant = pipe_or_name.variant
@@ -73,12 +77,13 @@ class WanGenerator:
             self.size_multiple = pipe_or_name.size_multiple
         else:
             self._pipe = None
-            self.variant, self._folder = find(pipe_or_name)
+            self.variant, self._folder = find(pipe_or_name, **self._files)
             self._source = pipe_or_name
             self.size_multiple = self.variant.size_multiple
         self.steps = steps
         self.guidance = guidance
-        self.sampler, self.schedule, self.comfy_root = sampler, schedule, comfy_root
+        self.sampler, self.schedule = sampler, schedule
+        self.comfy_root = comfy_root or self._files.get("comfy_root")  # its loras/ folder holds preset LoRAs
         self.loras, self.loras_2 = split_lora_pair(self.variant, loras, loras_2)
         self.preset = preset
         self._applied: tuple | None = None if self._pipe is None else ((), None)  # LoRAs on the pipeline now
@@ -92,7 +97,7 @@ class WanGenerator:
         if not); they load into memory on the first `generate` or `load()`. kwargs: as the constructor."""
         from yingxi.pipelines.wan.load import resolve
 
-        resolve(name_or_path)
+        resolve(name_or_path, **kwargs.get("files", None) or {})
         return cls(name_or_path, **kwargs)
 
     def load(self) -> WanGenerator:

@@ -17,9 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from yingxi.errors import InputError, ModelNotFoundError
+from yingxi.models.fp8 import FP8_DTYPES, gather_quantized, is_quantization_key
+from yingxi.models.quant import QuantizedTensor, QuantLinear
 
 M = TypeVar("M", bound=nn.Module)
 Cast = Callable[[str, Tensor], Tensor]  # (tensor name, tensor as stored) -> tensor to keep
+Entry = Tensor | QuantizedTensor  # what a reader returns per name: a float tensor or a stored quantized one
 
 # Names a person may type for a dtype; the values are what torch wants.
 DTYPES: dict[str, torch.dtype] = {
@@ -52,7 +55,7 @@ def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return DTYPES[key]
 
 
-def _read_safetensors(path: Path, cast: Cast) -> dict[str, Tensor]:
+def _read_safetensors(path: Path, cast: Cast) -> dict[str, Entry]:
     from safetensors import safe_open
 
     try:
@@ -60,7 +63,20 @@ def _read_safetensors(path: Path, cast: Cast) -> dict[str, Tensor]:
     except Exception as exc:  # safetensors raises its own untyped errors for truncated/corrupt files
         raise CheckpointError(f"cannot read safetensors file: {exc}", file=str(path)) from exc
     with handle as f:
-        return {key: cast(key, f.get_tensor(key)) for key in f.keys()}  # one tensor in flight at a time
+        state, quantized = {}, False
+        for key in f.keys():  # one tensor in flight at a time
+            tensor = f.get_tensor(key)
+            if tensor.dtype in FP8_DTYPES or is_quantization_key(key):  # fp8 and its scales: as stored
+                state[key], quantized = tensor, True
+            else:
+                state[key] = cast(key, tensor)
+        metadata = f.metadata() or {}
+    if not quantized and "_quantization_metadata" not in metadata:
+        return state
+    try:  # the ComfyUI / Kijai fp8 formats; their bytes stay on the CPU until `load_module` places them
+        return gather_quantized(state, metadata, source=str(path))
+    except InputError as exc:
+        raise CheckpointError(exc.message, file=str(path)) from exc
 
 
 def _read_torch(path: Path) -> Mapping[str, Tensor]:
@@ -122,9 +138,9 @@ def checkpoint_files(path: str | Path) -> list[Path]:
         raise ModelNotFoundError(f"{path}: checkpoint not found")
     files = _shards_in_folder(path) if path.is_dir() else [path]
     for file in files:
-        if file.suffix != ".safetensors" and file.suffix not in _TORCH_SUFFIXES:
+        if file.suffix not in (".safetensors", ".gguf") and file.suffix not in _TORCH_SUFFIXES:
             raise CheckpointError(
-                f'unknown checkpoint format "{file.suffix}"; expected .safetensors, .pth or .pt',
+                f'unknown checkpoint format "{file.suffix}"; expected .safetensors, .gguf, .pth or .pt',
                 file=str(file),
             )
     return files
@@ -142,6 +158,10 @@ def checkpoint_keys(path: str | Path) -> list[str]:
                     keys.extend(f.keys())
             except Exception as exc:  # corrupt header
                 raise CheckpointError(f"cannot read safetensors file: {exc}", file=str(file)) from exc
+        elif file.suffix == ".gguf":  # city96/QuantStack GGUF: names without the ComfyUI prefix
+            from yingxi.models.gguf import gguf_keys
+
+            keys.extend(gguf_keys(file))
         else:
             keys.extend(_read_torch(file))
     return keys
@@ -149,12 +169,13 @@ def checkpoint_keys(path: str | Path) -> list[str]:
 
 def read_state_dict(
     path: str | Path, *, device: str | torch.device = "cpu", cast: Cast | None = None
-) -> dict[str, Tensor]:
+) -> dict[str, Entry]:
     """All tensors of a checkpoint: a folder (sharded safetensors + index, or single files), a .safetensors
-    file, or an original `.pth`/`.pt` file (read with `weights_only=True`).
+    or .gguf file, or an original `.pth`/`.pt` file (read with `weights_only=True`).
 
     `cast(name, tensor)` (e.g. `cast_by_name(...)`) is applied to each tensor as it is read; without it
-    tensors keep their stored dtype and go to `device`.
+    tensors keep their stored dtype and go to `device`. fp8 weights (ComfyUI's plain, "scaled" and newer
+    formats, Kijai's) come back as `QuantizedTensor`s on the CPU, uncast (`yingxi.models.fp8`).
     """
     if cast is None:
         target = torch.device(device)
@@ -163,6 +184,10 @@ def read_state_dict(
     for file in checkpoint_files(path):
         if file.suffix == ".safetensors":
             part = _read_safetensors(file, cast)
+        elif file.suffix == ".gguf":  # block-quantized tensors come back as QuantizedTensor, on `device`
+            from yingxi.models.gguf import read_gguf
+
+            part = read_gguf(file, device=device, cast=cast)
         else:
             part = {k: cast(k, v) for k, v in _read_torch(file).items()}
         dup = state.keys() & part.keys()
@@ -208,10 +233,42 @@ def _describe(keys: Sequence[str], limit: int = 8) -> str:
     return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def _shape(value: Entry) -> tuple[int, ...]:
+    return tuple(value.shape)
+
+
+def _quantized_linears(
+    module: nn.Module, state: Mapping[str, Entry], keep_fp32: Sequence[str]
+) -> dict[str, QuantizedTensor]:
+    """{module name: weight} for the quantized weights that stay quantized: those of an `nn.Linear` outside
+    the float32 parts (which the reference keeps at full width, so they are dequantized like any other)."""
+    out: dict[str, QuantizedTensor] = {}
+    for key, value in state.items():
+        if not isinstance(value, QuantizedTensor) or not key.endswith(".weight"):
+            continue
+        owner = key.removesuffix(".weight")
+        if isinstance(module.get_submodule(owner), nn.Linear) and not _matches_fp32(key, keep_fp32):
+            out[owner] = value
+    return out
+
+
+def _check_quantized(key: str, q: QuantizedTensor, source: str | None) -> None:
+    """A stored float8 weight must hold one value per weight; a scale one per tensor or per output row."""
+    if q.data.is_floating_point() and tuple(q.data.shape) != tuple(q.shape):
+        raise CheckpointError(
+            f"{key}: stored data {tuple(q.data.shape)} is not the shape {q.shape}", file=source
+        )
+    if q.scale is not None and q.scale.numel() not in (1, q.shape[0]):
+        raise CheckpointError(
+            f"{key}: scale of shape {tuple(q.scale.shape)} fits neither one tensor nor {q.shape[0]} output rows",
+            file=source,
+        )
+
+
 def load_module(
     build: Callable[[Any], M],
     config: Any,
-    state_dict: Mapping[str, Tensor],
+    state_dict: Mapping[str, Entry],
     *,
     dtype: torch.dtype | str,
     device: str | torch.device = "cpu",
@@ -224,8 +281,10 @@ def load_module(
     """Build `build(config)` on the meta device and adopt the (cast, moved) tensors with `assign=True`.
 
     Floating tensors are cast to `dtype` except those whose name has a component in `keep_fp32`, which stay
-    float32 as the reference keeps them. `ignore_unexpected` holds regexes for checkpoint keys to drop;
-    `buffers` fills the module's non-persistent buffers (e.g. position ids), which meta construction empties.
+    float32 as the reference keeps them. A `QuantizedTensor` under `X.weight` of an `nn.Linear` X replaces
+    X by a `QuantLinear` that keeps the stored bytes; any other quantized entry (a conv, a norm, a float32
+    part) is dequantized here. `ignore_unexpected` holds regexes for checkpoint keys to drop; `buffers` fills
+    the module's non-persistent buffers (e.g. position ids), which meta construction empties.
     Errors name the offending keys and the `source` file.
     """
     dtype = parse_dtype(dtype)
@@ -245,23 +304,37 @@ def load_module(
             f"unexpected keys for {type(module).__name__}: {_describe(unexpected)}", file=source
         )
     for key, want in expected.items():
-        if key in state and tuple(state[key].shape) != tuple(want.shape):
-            got = tuple(state[key].shape)
+        if key in state and _shape(state[key]) != tuple(want.shape):
+            got = _shape(state[key])
             raise CheckpointError(
                 f"{key}: checkpoint shape {got} does not match model shape {tuple(want.shape)}", file=source
             )
+        if key in state and isinstance(state[key], QuantizedTensor):
+            _check_quantized(key, state[key], source)
 
+    def target(key: str) -> torch.dtype:
+        return torch.float32 if _matches_fp32(key, keep_fp32) else dtype
+
+    quantized = _quantized_linears(module, {k: v for k, v in state.items() if k in expected}, keep_fp32)
     cast: dict[str, Tensor] = {}
     for key, value in state.items():
-        if key not in expected:
+        if key not in expected or key.removesuffix(".weight") in quantized:
             continue
-        if value.is_floating_point():
-            target = torch.float32 if _matches_fp32(key, keep_fp32) else dtype
-            value = value.to(device=device, dtype=target)
+        if isinstance(value, QuantizedTensor):
+            value = value.dequantize(target(key)).to(device)
+        elif value.is_floating_point():
+            value = value.to(device=device, dtype=target(key))
         else:
             value = value.to(device=device)
         cast[key] = value
-    module.load_state_dict(cast, strict=strict, assign=True)
+    for name, q in quantized.items():  # swap each quantized nn.Linear for a QuantLinear holding its bytes
+        bias = cast.pop(f"{name}.bias", None)
+        on_device = QuantizedTensor(
+            q.qtype, q.data.to(device), q.shape, _to(q.scale, device), _to(q.input_scale, device)
+        )
+        owner, _, attr = name.rpartition(".")
+        setattr(module.get_submodule(owner), attr, QuantLinear.from_quantized(on_device, bias))
+    module.load_state_dict(cast, strict=strict and not quantized, assign=True)
     for name, value in (buffers or {}).items():  # non-persistent buffers, which no checkpoint holds
         owner, _, attr = name.rpartition(".")
         setattr(module.get_submodule(owner), attr, value.to(device))
@@ -273,3 +346,7 @@ def load_module(
             file=source,
         )
     return module.eval()
+
+
+def _to(t: Tensor | None, device: torch.device) -> Tensor | None:
+    return None if t is None else t.to(device=device, dtype=torch.float32)

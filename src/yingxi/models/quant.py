@@ -33,18 +33,22 @@ class QuantizedTensor:
 
     qtype: "fp8_e4m3fn", "fp8_e5m2", or a GGUF type name ("Q8_0", "Q4_K", ...);
     data: what the file holds (a float8 tensor of `shape`, or uint8 blocks);
-    shape: the logical (dequantized) shape; scale: float32, () per tensor or (out, 1) per output channel.
+    shape: the logical (dequantized) shape; scale: float32, () per tensor or (out, 1) per output channel;
+    input_scale: ComfyUI's `.scale_input` / `.input_scale`, the scale an fp8 matmul divides the
+    activations by before casting them to fp8 (no part of the weight's value; None: the input as it is).
     """
 
     qtype: str
     data: Tensor
     shape: tuple[int, ...]
     scale: Tensor | None = None
+    input_scale: Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        n = self.data.numel() * self.data.element_size()
-        return n + (self.scale.numel() * self.scale.element_size() if self.scale is not None else 0)
+        return sum(
+            t.numel() * t.element_size() for t in (self.data, self.scale, self.input_scale) if t is not None
+        )
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> Tensor:
         return dequantize(self.qtype, self.data, self.scale, self.shape, dtype)
@@ -79,10 +83,15 @@ def dequantize(
 
 
 def _fp8(data: Tensor, scale: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    w = data.to(torch.float32) if scale is not None else data.to(dtype)  # (out, in)
-    if scale is not None:
-        w = (w * scale.to(torch.float32)).to(dtype)  # scale () or (out, 1)
-    return w.reshape(shape)
+    """float8 values times their scale, multiplied in float32 and rounded once to `dtype` (ComfyUI rounds
+    twice in bf16: the fp8 value, then the product; both agree exactly in float32)."""
+    if scale is None:
+        return data.to(dtype).reshape(shape)
+    w = data.to(torch.float32).reshape(shape)  # (out, ...)
+    s = scale.to(torch.float32)
+    if s.numel() > 1:  # one scale per output row: (out,) or (out, 1) -> (out, 1, ...)
+        s = s.reshape(shape[0], *([1] * (len(shape) - 1)))
+    return (w * s.reshape(()) if s.numel() == 1 else w * s).to(dtype)
 
 
 register_qtype("fp8_e4m3fn", _fp8)
@@ -99,6 +108,7 @@ class QuantLinear(nn.Module):
         self.in_features, self.out_features, self.qtype = in_features, out_features, qtype
         self.register_buffer("qweight", torch.empty(0, dtype=torch.uint8))  # replaced by the stored data
         self.register_buffer("scale", None)
+        self.register_buffer("input_scale", None)  # used only by the fp8 matmul path
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
 
     @classmethod
@@ -108,6 +118,7 @@ class QuantLinear(nn.Module):
             layer = cls(in_features, out_features, bias is not None, q.qtype)
         layer.qweight = q.data
         layer.scale = q.scale
+        layer.input_scale = q.input_scale
         if bias is not None:
             layer.bias = nn.Parameter(bias, requires_grad=False)
         return layer

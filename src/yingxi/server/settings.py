@@ -39,7 +39,10 @@ class ServerSettings:
     port: int = 8000
     data_dir: Path = Path("yingxi-data")  # jobs.db, secret, tasks/<id>/ (inputs and outputs)
     backend: str = "animatic"  # "animatic" (CPU, no weights) | "wan"
-    model: str | None = None  # Wan variant name or folder; None: the backend's default
+    model: str | None = None  # Wan variant name, folder or transformer file; None: the backend's default
+    # The other parts of a model given as single files: model_2, text_encoder, vae, image_encoder, tokenizer,
+    # variant, comfy_root (as `load_pipeline`'s keywords)
+    model_files: dict[str, str] = field(default_factory=dict)
     device: str | None = None  # torch device for neural backends; None: cuda:<worker index> if any, else cpu
     offload: str = "none"  # wan: "none" | "model" (5B on 24 GB) | "blocks" (14B on 24 GB)
     workers: int = 1  # render processes; one per GPU, or one on CPU

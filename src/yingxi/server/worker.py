@@ -44,7 +44,7 @@ def make_backend(settings: ServerSettings, index: int):
 
         device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     return WanGenerator(
-        settings.model, device=device, offload=settings.offload
+        settings.model, device=device, offload=settings.offload, files=settings.model_files
     )  # weights load on the first shot
 
 
@@ -57,7 +57,9 @@ def door_backend(settings: ServerSettings):
         return AnimaticGenerator()
     from yingxi.backends.wan import WanGenerator
 
-    return WanGenerator(settings.model)  # weights load only on first generate(), which never runs here
+    return WanGenerator(
+        settings.model, files=settings.model_files
+    )  # weights load only on first generate(), which never runs here
 
 
 class Worker:

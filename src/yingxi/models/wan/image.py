@@ -107,7 +107,6 @@ class WanImageEncoder:
     ) -> WanImageEncoder:
         """From Wan's own CLIP checkpoint: the same ViT-H/14 the -Diffusers repos ship as `image_encoder/`,
         with the -Diffusers repos' preprocessing (CLIP mean/std, bicubic shortest side + centre crop)."""
-        from transformers import CLIPVisionConfig, CLIPVisionModel
 
         dtype = parse_dtype(dtype)
         # Only the vision tower is cast (and so read): the rest of a .pth stays in its memory map.
@@ -116,12 +115,19 @@ class WanImageEncoder:
             cast=lambda k, t: t.to(device=device, dtype=dtype) if k.startswith("visual.") else t,
         )
         state = _wan_clip_to_hf(raw)
+        return cls._from_hf_state(state, dtype, device, num_heads, str(checkpoint))
+
+    @classmethod
+    def _from_hf_state(cls, state, dtype, device, num_heads, source) -> WanImageEncoder:
+        """A CLIPVisionModel whose config is read off a vision-tower state dict (transformers names)."""
+        from transformers import CLIPVisionConfig, CLIPVisionModel
+
         try:
             positions, hidden = state["embeddings.position_embedding.weight"].shape
             patch = state["embeddings.patch_embedding.weight"].shape[-1]
             inter = state["encoder.layers.0.mlp.fc1.weight"].shape[0]
         except KeyError as exc:
-            raise CheckpointError(f"not a Wan CLIP checkpoint (no {exc})", file=str(checkpoint)) from exc
+            raise CheckpointError(f"not a CLIP vision checkpoint (no {exc})", file=source) from exc
         layers = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.layers."))
         side = math.isqrt(positions - 1) * patch
         config = CLIPVisionConfig(
@@ -147,12 +153,39 @@ class WanImageEncoder:
             dtype=dtype,
             device=device,
             buffers={f"{prefix}embeddings.position_ids": ids},
-            source=str(checkpoint),
+            source=source,
         )
         processor = _processor_class()(
             size={"shortest_edge": side}, crop_size={"height": side, "width": side}
         )  # CLIP's own mean/std and bicubic resampling are the defaults
         return cls(model, processor)
+
+    @classmethod
+    def from_file(
+        cls,
+        checkpoint: str | Path,
+        *,
+        dtype: torch.dtype | str = "fp32",
+        device: str | torch.device = "cpu",
+        num_heads: int | None = None,
+    ) -> WanImageEncoder:
+        """From one CLIP ViT-H/14 file: ComfyUI's `clip_vision_h.safetensors` (transformers'
+        CLIPVisionModelWithProjection names; the projection is unused) or Wan's `models_clip_*.pth`."""
+
+        from yingxi.models.loading import checkpoint_keys
+
+        if any(k.startswith("visual.transformer.") for k in checkpoint_keys(checkpoint)):  # Wan's own .pth
+            return cls.from_original(checkpoint, dtype=dtype, device=device, num_heads=num_heads)
+        dtype = parse_dtype(dtype)
+        raw = read_state_dict(
+            checkpoint, cast=lambda _k, t: t.to(device=device, dtype=dtype) if t.is_floating_point() else t
+        )
+        state = {
+            k.removeprefix("vision_model."): v
+            for k, v in raw.items()
+            if k.startswith("vision_model.") and not k.endswith("position_ids")  # rebuilt by load_module
+        }
+        return cls._from_hf_state(state, dtype, device, num_heads, str(checkpoint))
 
     @property
     def device(self) -> torch.device:

@@ -17,16 +17,20 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from yingxi.errors import InputError, ModelNotFoundError
+from yingxi.errors import InputError, ModelNotFoundError, unknown_word
+from yingxi.models.fp8 import quantize_fp8
 from yingxi.models.loading import (
     CheckpointError,
+    Entry,
     cast_by_name,
     checkpoint_keys,
     load_module,
+    parse_dtype,
     read_state_dict,
     rename_key,
     rename_keys,
 )
+from yingxi.models.quant import QuantizedTensor
 from yingxi.models.wan.config import WanDiTConfig
 from yingxi.models.wan.dit import KEEP_FP32, WanDiT
 
@@ -66,6 +70,14 @@ ORIGINAL_TO_DIFFUSERS: tuple[tuple[str, str], ...] = (
 
 # Keys some published checkpoints carry that no Wan model uses (diffusers ignores the same).
 IGNORED_KEYS = (r"\.norm_added_q\.",)
+
+# What `weights="fp8"` quantizes: the blocks' Linears (attention q/k/v/o, image k/v, FFN), as ComfyUI's
+# fp8_scaled and LightX2V's fp8 Wan files do; the patch/text/time/image embeddings, norms, modulation
+# tables and the head stay in the compute dtype. (For a 14B expert: 13.2 of its 14.3 B weights.)
+FP8_LAYERS = re.compile(
+    r"^blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0|add_k_proj|add_v_proj)|ffn\.net\.(0\.proj|2))\.weight$"
+)
+WEIGHTS = ("bf16", "fp8")  # `weights=`: None keeps each weight as stored
 
 HEAD_DIM = 128  # every published Wan model; used only when a checkpoint comes without a config
 
@@ -143,26 +155,68 @@ def _resolve(path: Path) -> tuple[Path, Path | None]:
     return path, config if config.is_file() else None
 
 
+def _weights_cast(weights: str | None, dtype: torch.dtype | str, device: str | torch.device):
+    """The per-tensor cast (diffusers names) for a `weights` choice: fp8 quantizes the FP8_LAYERS weights
+    from their stored precision as they are read (per output row, e4m3fn), so nothing sits at full width."""
+    cast = cast_by_name(dtype, device, KEEP_FP32)
+    if weights != "fp8":
+        return cast
+
+    def to_fp8(name: str, tensor: Tensor) -> Entry:
+        if FP8_LAYERS.match(name) and tensor.is_floating_point():
+            return quantize_fp8(tensor.to(device))
+        return cast(name, tensor)
+
+    return to_fp8
+
+
+def _apply_weights(
+    state: dict[str, Entry], weights: str | None, dtype: torch.dtype | str
+) -> dict[str, Entry]:
+    """Entries the reader left quantized, made to fit `weights`: "bf16" dequantizes every one (to float32
+    where the reference keeps float32), "fp8" re-quantizes the FP8_LAYERS ones stored in another type."""
+    if weights is None:
+        return state
+    out: dict[str, Entry] = {}
+    for key, value in state.items():
+        if isinstance(value, QuantizedTensor):
+            if weights == "bf16":
+                keep = any(part in KEEP_FP32 for part in key.split("."))
+                value = value.dequantize(torch.float32 if keep else parse_dtype(dtype))
+            elif FP8_LAYERS.match(key) and not value.qtype.startswith("fp8"):
+                value = quantize_fp8(value.dequantize(torch.float32))
+        out[key] = value
+    return out
+
+
 def load_transformer(
     path: str | Path,
     *,
     dtype: torch.dtype | str = "bf16",
     device: str | torch.device = "cpu",
     config: WanDiTConfig | None = None,
+    weights: str | None = None,
     loras: Sequence[tuple[str | Path, float]] = (),
 ) -> WanDiT:
     """A WanDiT from a diffusers `transformer/` folder (or pipeline root), an original Wan folder
-    (config.json with dim/num_heads/... + safetensors shards), or a single .safetensors/.pth file.
+    (config.json with dim/num_heads/... + safetensors shards), or a single .safetensors/.pth file, plain or
+    in ComfyUI's / Kijai's fp8 formats.
 
-    Weights are cast to `dtype` except the float32 parts the reference keeps (`KEEP_FP32`). `loras`
-    [(file, strength)] are fused into float weights or run beside quantized ones (`models/wan/lora.py`).
+    Weights are cast to `dtype` except the float32 parts the reference keeps (`KEEP_FP32`). `weights`:
+    None keeps each weight as stored (fp8 stays fp8 on the device, dequantized layer by layer); "bf16"
+    dequantizes everything to `dtype` at load; "fp8" also quantizes a full-width checkpoint's block Linears
+    to fp8 e4m3fn with one scale per output channel (`FP8_LAYERS`; a 14B expert takes ~15 GB, not 28).
+    `loras` [(file, strength)] are fused into float weights or run beside quantized ones (`models/wan/lora.py`).
     """
-    weights, config_file = _resolve(Path(path))
-    table = ORIGINAL_TO_DIFFUSERS if detect_layout(checkpoint_keys(weights)) == "original" else ()
+    if weights is not None and weights not in WEIGHTS:
+        raise InputError(unknown_word("weights", str(weights), WEIGHTS), field="weights")
+    weights_path, config_file = _resolve(Path(path))
+    table = ORIGINAL_TO_DIFFUSERS if detect_layout(checkpoint_keys(weights_path)) == "original" else ()
     # Cast each tensor as it is read (by its diffusers name), so a 14B checkpoint stored in fp32 never
     # sits in memory at full width and goes straight to `device`.
-    cast = cast_by_name(dtype, device, KEEP_FP32)
-    state = rename_keys(read_state_dict(weights, cast=lambda k, t: cast(rename_key(k, table), t)), table)
+    cast = _weights_cast(weights, dtype, device)
+    state = rename_keys(read_state_dict(weights_path, cast=lambda k, t: cast(rename_key(k, table), t)), table)
+    state = _apply_weights(state, weights, dtype)
     if config is None:
         if config_file is not None:
             try:
@@ -180,7 +234,7 @@ def load_transformer(
         device=device,
         keep_fp32=KEEP_FP32,
         ignore_unexpected=IGNORED_KEYS,
-        source=str(weights),
+        source=str(weights_path),
     )
     if loras:
         from yingxi.models.wan.lora import set_loras
@@ -194,6 +248,7 @@ def load_transformer_pair(
     *,
     dtype: torch.dtype | str = "bf16",
     device: str | torch.device = "cpu",
+    weights: str | None = None,
     loras: Sequence[tuple[str | Path, float]] = (),
     loras_2: Sequence[tuple[str | Path, float]] = (),
 ) -> tuple[WanDiT, WanDiT | None]:
@@ -205,10 +260,12 @@ def load_transformer_pair(
     root = Path(root)
     for high, low in (("transformer", "transformer_2"), ("high_noise_model", "low_noise_model")):
         if (root / high).is_dir():
-            first = load_transformer(root / high, dtype=dtype, device=device, loras=loras)
+            first = load_transformer(root / high, dtype=dtype, device=device, weights=weights, loras=loras)
             second = None
             if (root / low).is_dir():
-                second = load_transformer(root / low, dtype=dtype, device=device, loras=loras_2)
+                second = load_transformer(
+                    root / low, dtype=dtype, device=device, weights=weights, loras=loras_2
+                )
             if loras_2 and second is None:
                 raise InputError(
                     f"{root} has one transformer; a low-noise LoRA needs an A14B pair", field="lora-2"
@@ -216,4 +273,4 @@ def load_transformer_pair(
             return first, second
     if loras_2:
         raise InputError(f"{root} has one transformer; a low-noise LoRA needs an A14B pair", field="lora-2")
-    return load_transformer(root, dtype=dtype, device=device, loras=loras), None
+    return load_transformer(root, dtype=dtype, device=device, weights=weights, loras=loras), None

@@ -100,12 +100,21 @@ class WanTextEncoder:
     ) -> WanTextEncoder:
         """From Wan's own files: `models_t5_umt5-xxl-enc-bf16.pth` and the `google/umt5-xxl` tokenizer
         folder. Wan's T5 encoder is UMT5 (per-layer relative position buckets, gated tanh-GELU FFN)."""
-        from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
+        from transformers import AutoTokenizer
 
         dtype = parse_dtype(dtype)
         if not Path(tokenizer).is_dir():
             raise ModelNotFoundError(f"{tokenizer}: tokenizer folder not found")
         state = rename_keys(read_state_dict(checkpoint, cast=cast_by_name(dtype, device)), WAN_T5_TO_UMT5)
+        return cls._from_umt5_state(
+            state, AutoTokenizer.from_pretrained(tokenizer), dtype, device, checkpoint, max_length
+        )
+
+    @classmethod
+    def _from_umt5_state(cls, state, tokenizer, dtype, device, checkpoint, max_length) -> WanTextEncoder:
+        """A UMT5EncoderModel whose config is read off the shapes of a state dict under transformers names."""
+        from transformers import UMT5Config, UMT5EncoderModel
+
         try:
             vocab, dim = state["shared.weight"].shape
             buckets, heads = state[
@@ -114,7 +123,7 @@ class WanTextEncoder:
             d_ff = state["encoder.block.0.layer.1.DenseReluDense.wi_1.weight"].shape[0]
         except KeyError as exc:
             raise CheckpointError(
-                f"not a Wan T5 encoder checkpoint (no {exc})", file=str(checkpoint)
+                f"not a UMT5 / Wan T5 encoder checkpoint (no {exc})", file=str(checkpoint)
             ) from exc
         layers = len({k.split(".")[2] for k in state if k.startswith("encoder.block.")})
         config = UMT5Config(
@@ -130,6 +139,7 @@ class WanTextEncoder:
             dropout_rate=0.0,
             layer_norm_epsilon=1e-6,
         )
+        state = dict(state)
         state["encoder.embed_tokens.weight"] = state["shared.weight"]  # tied, as in transformers
         # transformers keeps the FFN output projection in fp32 for fp16 runs (overflow); so do we.
         keep = ("wo",) if dtype == torch.float16 else ()
@@ -142,7 +152,30 @@ class WanTextEncoder:
             keep_fp32=keep,
             source=str(checkpoint),
         )
-        return cls(model, AutoTokenizer.from_pretrained(tokenizer), max_length=max_length)
+        return cls(model, tokenizer, max_length=max_length)
+
+    @classmethod
+    def from_file(
+        cls,
+        checkpoint: str | Path,
+        *,
+        tokenizer: str | Path | None = None,
+        dtype: torch.dtype | str = "bf16",
+        device: str | torch.device = "cpu",
+        max_length: int = TEXT_LEN,
+    ) -> WanTextEncoder:
+        """From one encoder file: ComfyUI's `umt5_xxl_fp16.safetensors` / `umt5_xxl_fp8_e4m3fn_scaled
+        .safetensors` (transformers names; fp8 dequantized at load) or Wan's `models_t5_umt5-xxl-enc-bf16
+        .pth`. The tokenizer: `tokenizer`, else a folder beside the file, else the Hugging Face cache."""
+        from yingxi.models.wan.text_files import find_tokenizer, read_umt5_file
+
+        dtype = parse_dtype(dtype)
+        state = read_umt5_file(checkpoint, dtype=dtype, device=device)
+        if "shared.weight" not in state:  # Wan's own names
+            state = rename_keys(state, WAN_T5_TO_UMT5)
+        return cls._from_umt5_state(
+            state, find_tokenizer(checkpoint, tokenizer), dtype, device, checkpoint, max_length
+        )
 
     @property
     def device(self) -> torch.device:

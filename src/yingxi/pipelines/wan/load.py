@@ -13,7 +13,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -21,6 +21,8 @@ from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.models import hub
 from yingxi.models.loading import parse_dtype
 from yingxi.models.wan.config import CLIP_TOKENS, VARIANTS, WanDiTConfig, WanVariant, get_variant
+from yingxi.pipelines.wan.inspect import FileReport, plan_memory, refuse_if_too_big
+from yingxi.pipelines.wan.load_files import PART_NAMES
 from yingxi.pipelines.wan.offload import OffloadMode, offload_mode
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
 from yingxi.samplers.schedules import ScheduleKind
@@ -126,10 +128,18 @@ def variant_for_folder(folder: str | Path) -> WanVariant:
     return dataclasses.replace(variant, name=folder.name, dit=dit, **own)
 
 
-def find(name_or_path: str | Path) -> tuple[WanVariant, Path | None]:
-    """(variant, folder or None when its weights are not here) for a variant name, the Hugging Face repo id
-    of one, or a folder on disk. Reads no weights, so capabilities can be known before any download."""
+def find(name_or_path: str | Path, **files: Any) -> tuple[WanVariant, Path | None]:
+    """(variant, folder or file, or None when its weights are not here) for a variant name, the Hugging Face
+    repo id of one, a folder on disk, or a single transformer file (`files`: its other parts, see
+    `load_files.PART_NAMES`). Reads no weights, so capabilities can be known before any download."""
+    from yingxi.pipelines.wan.load_files import is_single_file, plan_files
+
     path = Path(name_or_path).expanduser()
+    if is_single_file(name_or_path, files.get("comfy_root")):
+        return plan_files(name_or_path, **files).variant, path
+    if any(v is not None for v in files.values()):
+        given = ", ".join(PART_NAMES[k] for k, v in files.items() if v is not None)
+        raise InputError(f"{given}: only for a model given as single files (--model FILE)", field="model")
     if path.is_dir():
         return variant_for_folder(path), path
     text = str(name_or_path).strip()
@@ -144,9 +154,9 @@ def find(name_or_path: str | Path) -> tuple[WanVariant, Path | None]:
     return variant, hub.local_path(variant)
 
 
-def resolve(name_or_path: str | Path) -> tuple[WanVariant, Path]:
+def resolve(name_or_path: str | Path, **files: Any) -> tuple[WanVariant, Path]:
     """As `find`, but the weights must be here: ModelNotFoundError says where to put them otherwise."""
-    variant, folder = find(name_or_path)
+    variant, folder = find(name_or_path, **files)
     if folder is None:
         raise ModelNotFoundError(
             f"the weights of {variant.name} are not on this machine; {hub.where_to_put(variant)}"
@@ -162,10 +172,20 @@ def _device_memory(device: torch.device) -> int | None:
 
 
 def check_fits(
-    variant: WanVariant, dtype: torch.dtype, offload: bool | OffloadMode, total: int | None
+    variant: WanVariant,
+    dtype: torch.dtype,
+    offload: bool | OffloadMode,
+    total: int | None,
+    *,
+    files: Sequence[FileReport] = (),
 ) -> None:
     """InputError, before any weights load, when the transformer weights alone cannot fit `total` bytes of
-    device memory in this offload mode (a 14B model is 26 GiB in bf16: a 24 GB card needs "blocks")."""
+    device memory in this offload mode (a 14B model is 26 GiB in bf16: a 24 GB card needs "blocks").
+    `files`: the headers of single transformer files, counted as stored (fp8, GGUF) and streamed."""
+    if files:
+        plan = plan_memory(files, dtype=dtype, offload=offload, vram=total)
+        refuse_if_too_big(plan, files[0].detection.variant.name)
+        return
     mode = offload_mode(offload)
     if total is None or mode == "blocks":
         return
@@ -193,6 +213,7 @@ def load_pipeline(
     schedule: ScheduleKind = "wan",
     loras: Sequence[tuple[str | Path, float]] = (),
     loras_2: Sequence[tuple[str | Path, float]] | None = None,
+    **files: Any,
 ) -> WanPipeline:
     """A ready WanPipeline.
 
@@ -201,11 +222,14 @@ def load_pipeline(
     "blocks" also streams the transformers' blocks (a 14B model on a 24 GB card); see `offload.py`.
     schedule: "wan" (Wan's own sigma grid, the default) or "diffusers". loras: [(file, strength)] on the
     transformer (A14B: the high-noise expert); loras_2 on the low-noise expert (None: the same as loras).
+    `name_or_path` may be one transformer file (or a ComfyUI name); `files` then name its other parts:
+    model_2 (A14B low-noise expert), text_encoder, vae, image_encoder, tokenizer, variant, comfy_root.
     """
     from yingxi.models.wan.image import WanImageEncoder
     from yingxi.models.wan.loading import load_transformer_pair
     from yingxi.models.wan.text import WanTextEncoder
     from yingxi.models.wan.vae_loading import load_vae
+    from yingxi.pipelines.wan.load_files import is_single_file, load_file_components, plan_files
 
     device = torch.device(device)
     dtype = (
@@ -213,9 +237,19 @@ def load_pipeline(
         if dtype is not None
         else (torch.float32 if device.type == "cpu" else torch.bfloat16)
     )
-    variant, folder = resolve(name_or_path)
-    check_fits(variant, dtype, offload, _device_memory(device))
     home = "cpu" if offload_mode(offload) != "none" else device
+    if is_single_file(name_or_path, files.get("comfy_root")):
+        single = plan_files(name_or_path, **files)
+        check_fits(single.variant, dtype, offload, _device_memory(device), files=single.reports)
+        parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype)
+        pipe = WanPipeline(
+            WanComponents(**parts), device=device, offload=offload, sampler=sampler, schedule=schedule
+        )
+        if loras or loras_2:
+            pipe.set_loras(loras, loras_2)
+        return pipe
+    variant, folder = resolve(name_or_path, **files)
+    check_fits(variant, dtype, offload, _device_memory(device))
     if loras_2 and not variant.two_experts:
         raise InputError(f"{variant.name} has one transformer; --lora-2 needs an A14B pair", field="lora-2")
     pair_loras = loras if loras_2 is None else loras_2
