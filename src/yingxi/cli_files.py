@@ -76,8 +76,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     paths = [comfy.resolve_file(f, "model", args.comfy_root) for f in args.files]
     paired = len(paths) == 2
     reports = [inspect_file(p, variant=args.model_variant, paired=paired) for p in paths]
-    if paired or reports[0].detection.variant.two_experts:
-        reports = list(_experts(reports[0], reports[1] if paired else None)) if paired else reports
+    if paired:  # checks that they are two experts of one model, high-noise first
+        reports = list(_experts(reports[0], reports[1]))
     for r in reports:
         d = r.detection
         print(

@@ -103,6 +103,7 @@ def tiny_vae_preset(monkeypatch):
     from tiny import tiny_vae
 
     monkeypatch.setitem(PRESETS, "2.1", WanVAEConfig.from_diffusers(dict(tiny_vae("t2v").config)))
+    monkeypatch.setitem(PRESETS, "2.2", WanVAEConfig.from_diffusers(dict(tiny_vae("ti2v").config)))
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +116,8 @@ def t2v(tmp_path_factory):
 
 def _run(pipe, **kw):
     g = torch.Generator().manual_seed(0)
-    z = 48 if pipe.variant.vae == "2.2" else 16
-    latents = torch.randn(1, z, 2, 4, 4, generator=g)
+    z, side = (48, 2) if pipe.variant.vae == "2.2" else (16, 4)  # 32 px over the VAE's 16x or 8x stride
+    latents = torch.randn(1, z, 2, side, side, generator=g)
     return pipe(PROMPT, width=32, height=32, num_frames=5, num_inference_steps=2, guidance_scale=3.0, shift=3.0,
                 latents=latents, **kw)  # fmt: skip
 
@@ -314,3 +315,52 @@ def test_a_file_too_big_for_the_device_is_refused_before_reading(t2v, monkeypatc
         InputError, match=r"take 1\.7\d MiB on the device in float32 .*more than the 0\.00 MiB"
     ):
         yingxi.load_pipeline(files["model"], vae=files["vae"])
+
+
+def test_server_settings_carry_the_files_to_the_wan_backend(t2v):
+    from yingxi.server.settings import ServerSettings
+    from yingxi.server.worker import door_backend
+
+    _root, files = t2v
+    settings = ServerSettings(
+        backend="wan", model=str(files["model"]), model_files={"vae": str(files["vae"])}
+    )
+    again = ServerSettings.from_dict(settings.to_dict())  # as a worker process receives them
+    assert again.model_files == {"vae": str(files["vae"])}
+    assert door_backend(again).capabilities.conditionings == frozenset({"t2v"})
+    with pytest.raises(ValueError, match='unknown model file part "vea"'):
+        ServerSettings(backend="wan", model=str(files["model"]), model_files={"vea": "x"})
+
+
+def test_a_gguf_transformer_file_runs_in_the_pipeline_quantized(tmp_path, t2v):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "wan"))
+    from gguf_files import write_wan_gguf
+
+    from yingxi.models.quant import QuantLinear
+
+    root, files = t2v
+    sd = rename_keys(
+        yingxi.load_pipeline(root / "folder").components.transformer.state_dict(), DIFFUSERS_TO_ORIGINAL
+    )
+    write_wan_gguf(
+        tmp_path / "wan2.1-t2v-tiny-Q8_0.gguf", {k: v.float().numpy() for k, v in sd.items()}, "Q8_0"
+    )
+    pipe = yingxi.load_pipeline(tmp_path / "wan2.1-t2v-tiny-Q8_0.gguf", comfy_root=root / "comfy")
+    quant = [m for m in pipe.components.transformer.modules() if isinstance(m, QuantLinear)]
+    assert quant and all(m.qtype == "Q8_0" for m in quant)
+    frames = _run(pipe)
+    assert frames.shape == (5, 32, 32, 3) and frames.std() > 1.0
+
+
+def test_ti2v_5b_files_with_the_wan22_vae(tmp_path):
+    pipe_ref = _tiny_parts("ti2v")
+    pipe_ref.save_pretrained(tmp_path / "folder", safe_serialization=True)
+    names = {"model": "wan2.2_ti2v_5B_fp16.safetensors", "vae": "wan2.2_vae.safetensors"}
+    _write_files(pipe_ref, "ti2v", tmp_path / "comfy", names=names)
+    ref = yingxi.load_pipeline(tmp_path / "folder")
+    ours = yingxi.load_pipeline("wan2.2_ti2v_5B_fp16", comfy_root=tmp_path / "comfy")  # the VAE by its name
+    assert ours.variant.expand_timesteps and ours.variant.vae == "2.2" and ours.size_multiple == 32
+    image = random_image(32, 32, seed=2)
+    for kw in ({}, {"image": image}):  # text-to-video and image-to-video, one model
+        a, b = _run(ref, **kw), _run(ours, **kw)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

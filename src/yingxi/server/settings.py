@@ -33,6 +33,9 @@ class Limits:
     max_queued_per_tenant: int = 20  # queued + running tasks of one tenant; one more answers 429
 
 
+MODEL_FILE_PARTS = ("model_2", "text_encoder", "vae", "image_encoder", "tokenizer", "variant", "comfy_root")
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
@@ -66,6 +69,11 @@ class ServerSettings:
             raise ValueError(f'unknown offload "{self.offload}"; accepted: none, model, blocks')
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        unknown = sorted(set(self.model_files) - set(MODEL_FILE_PARTS))
+        if unknown:
+            raise ValueError(
+                f'unknown model file part "{unknown[0]}"; accepted: {", ".join(MODEL_FILE_PARTS)}'
+            )
         object.__setattr__(self, "data_dir", Path(self.data_dir))
 
     @property

@@ -214,3 +214,48 @@ def test_inspect_bytes_are_what_load_transformer_holds(tmp_path, stored, dtype, 
     model = load_transformer(path, dtype=dtype, config=report.detection.config, weights=weights)
     loaded = _loaded_bytes(model)
     assert abs(plan.device_bytes - loaded) <= 0.02 * loaded, (plan.device_bytes, loaded)
+
+
+def test_cli_inspect_an_a14b_pair_from_a_comfy_root(tmp_path, capsys):
+    folder = tmp_path / "ComfyUI" / "models" / "diffusion_models"
+    folder.mkdir(parents=True)
+    cfg = _tiny_file(folder / "wan2.2_t2v_high_noise_tiny_fp16.safetensors", torch.float16)
+    _tiny_file(folder / "wan2.2_t2v_low_noise_tiny_fp16.safetensors", torch.float16)
+    n = cfg.num_params()
+    args = ["models", "inspect", "wan2.2_t2v_high_noise_tiny_fp16", "wan2.2_t2v_low_noise_tiny_fp16",
+            "--comfy-root", str(tmp_path / "ComfyUI"), "--offload", "model", "--dtype", "fp16"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "(high-noise expert) (built like wan2.2-t2v-a14b" in out and "(low-noise expert)" in out
+    assert "storage fp16" in out and f"{n:,} parameters" in out
+    fp32_part = sum(p.numel() for k, p in WanDiT(cfg).state_dict().items() if "time_embedder" in k or
+                    "scale_shift_table" in k or ".norm2." in k)  # fmt: skip  # KEEP_FP32: 4 bytes, not 2
+    one = 2 * n + 2 * fp32_part
+    assert f"offload model: device {one / 2**20:.2f} MiB" in out and f"host {2 * one / 2**20:.2f} MiB" in out
+    swapped = ["models", "inspect", *args[3:1:-1], *args[4:]]
+    assert main(swapped) == 2 and "give the high-noise file as --model" in capsys.readouterr().err
+
+
+def test_pth_files_and_unsupported_wan_kinds(tmp_path, shapes, capsys):
+    sd = {
+        rename_key(k, DIFFUSERS_TO_ORIGINAL): torch.zeros(t.shape)
+        for k, t in WanDiT(_small()).state_dict().items()
+    }
+    torch.save(sd, tmp_path / "wan_t2v.pth")
+    assert main(["models", "inspect", str(tmp_path / "wan_t2v.pth"), "--dtype", "fp32"]) == 0
+    assert "storage fp32" in capsys.readouterr().out
+    vace = {
+        **{k: t.shape for k, t in shapes["wan2.1-t2v-14b"].items()},
+        "vace_patch_embedding.weight": (5120, 96, 1, 2, 2),
+    }
+    with pytest.raises(CheckpointError, match="a Wan VACE transformer"):
+        detect(vace, name="wan2.1_vace_14B_fp16.safetensors")
+
+
+def _small():
+    from tiny import tiny_dit_config
+
+    from yingxi.models.wan.config import WanDiTConfig
+
+    return dataclasses.replace(WanDiTConfig.from_diffusers(tiny_dit_config("t2v")), num_attention_heads=1,
+                               attention_head_dim=128)  # fmt: skip

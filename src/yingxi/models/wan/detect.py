@@ -39,6 +39,15 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     "i2v": ("wan2.2-i2v-a14b",),
     "t2v": ("wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.2-t2v-a14b"),
 }
+# Wan models yingxi does not run, told by the keys ComfyUI's detection looks for (original names).
+UNSUPPORTED = {
+    "vace_patch_embedding.weight": "VACE",
+    "control_adapter.conv.weight": "Fun Camera / Control",
+    "casual_audio_encoder.encoder.final_linear.weight": "S2V (speech to video)",
+    "audio_proj.audio_proj_glob_1.layer.bias": "HuMo",
+    "face_adapter.fuser_blocks.0.k_norm.weight": "Animate",
+    "ref_conv.weight": "Fun InP / reference",
+}
 SMALL_WIDTH = 1536  # 1.3B's inner dim; wider T2V models are 14B (a hint for unpublished sizes)
 
 
@@ -148,6 +157,13 @@ def detect(
     ComfyUI prefix, quantization markers allowed). `name`: the file name, for the hints shapes cannot give;
     `variant`: the user's choice where shapes are ambiguous; `paired`: loaded with a second expert."""
     source = name or None
+    bare = {n.removeprefix(p) for n in shapes for p in PREFIXES if n.startswith(p)} | set(shapes)
+    for key, kind in UNSUPPORTED.items():
+        if key in bare:
+            raise CheckpointError(
+                f"a Wan {kind} transformer ({key}); yingxi runs Wan 2.1/2.2 T2V, I2V, FLF2V and TI2V models",
+                file=source,
+            )
     try:
         cfg = _config(dit_shapes(shapes), head_dim)
     except (CheckpointError, InputError) as exc:

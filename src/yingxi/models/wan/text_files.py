@@ -17,7 +17,7 @@ from torch import Tensor
 
 from yingxi.errors import ModelNotFoundError
 from yingxi.models.loading import CheckpointError, read_state_dict
-from yingxi.models.quant import dequantize
+from yingxi.models.quant import QuantizedTensor, dequantize
 
 __all__ = ["find_tokenizer", "read_umt5_file"]
 
@@ -31,13 +31,16 @@ def read_umt5_file(
     path: str | Path, *, dtype: torch.dtype, device: str | torch.device = "cpu"
 ) -> dict[str, Tensor]:
     """The encoder's tensors in `dtype` on `device`: fp8 weights times their `.scale_weight` (dequantized
-    through `yingxi.models.quant`), markers and the embedded tokenizer dropped."""
+    through `yingxi.models.quant`, whether the checkpoint reader left them raw or as QuantizedTensors),
+    markers and the embedded tokenizer dropped."""
     raw = read_state_dict(path)  # as stored, on the CPU
     out: dict[str, Tensor] = {}
     for key, value in raw.items():
         if key in (SPIECE_KEY, "scaled_fp8") or key.endswith((".scale_weight", ".scale_input")):
             continue
-        if value.dtype in _FP8:
+        if isinstance(value, QuantizedTensor):  # read by the fp8-scaled reader: data + scale
+            value = value.dequantize(dtype)
+        elif value.dtype in _FP8:  # plain float8 storage (or a reader that returns the raw scales)
             scale = raw.get(key.removesuffix(".weight") + ".scale_weight")
             value = dequantize(_FP8[value.dtype], value, scale, tuple(value.shape), dtype)
         elif not value.is_floating_point():

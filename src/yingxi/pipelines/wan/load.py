@@ -178,12 +178,13 @@ def check_fits(
     total: int | None,
     *,
     files: Sequence[FileReport] = (),
+    weights: str | None = None,
 ) -> None:
     """InputError, before any weights load, when the transformer weights alone cannot fit `total` bytes of
     device memory in this offload mode (a 14B model is 26 GiB in bf16: a 24 GB card needs "blocks").
-    `files`: the headers of single transformer files, counted as stored (fp8, GGUF) and streamed."""
+    `files`: the headers of single transformer files, counted as stored (fp8, GGUF) or as `weights` says."""
     if files:
-        plan = plan_memory(files, dtype=dtype, offload=offload, vram=total)
+        plan = plan_memory(files, dtype=dtype, weights=weights, offload=offload, vram=total)
         refuse_if_too_big(plan, files[0].detection.variant.name)
         return
     mode = offload_mode(offload)

@@ -155,17 +155,23 @@ def plan_files(
 
 
 def load_file_components(
-    files: SingleFiles, *, dtype: torch.dtype, device: str | torch.device, vae_dtype: torch.dtype | str
+    files: SingleFiles,
+    *,
+    dtype: torch.dtype,
+    device: str | torch.device,
+    vae_dtype: torch.dtype | str,
+    weights: str | None = None,
 ) -> Mapping[str, object]:
     """The built parts, as keyword arguments of `WanComponents` (the text encoder may be None: a caller
-    then passes prompt embeddings)."""
+    then passes prompt embeddings). `weights`: the transformers' storage, as `load_transformer`'s."""
     from yingxi.models.wan.image import WanImageEncoder
     from yingxi.models.wan.loading import load_transformer
     from yingxi.models.wan.text import WanTextEncoder
     from yingxi.models.wan.vae_loading import load_vae
 
     dits = [
-        load_transformer(r.file, dtype=dtype, device=device, config=r.detection.config) for r in files.reports
+        load_transformer(r.file, dtype=dtype, device=device, config=r.detection.config, weights=weights)
+        for r in files.reports
     ]
     text = None
     if files.text_encoder is not None:
