@@ -11,21 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
+from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
 from yingxi.errors import InputError, YingxiError
 from yingxi.film.model import RATIOS, RESOLUTIONS, Character, Film
 
 EXIT_BAD_INPUT = 2
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +60,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
                    help="transformer weights on the device: fp8 quantizes a bf16/fp16/fp32 checkpoint at load "
                         "(a 14B expert in ~14 GB instead of 28); bf16 widens an fp8 file (default: as stored)")  # fmt: skip
     add_file_args(p)
+    add_sampling_args(p)  # --lora, --lora-2, --preset, --schedule
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", type=Path, default=Path("film.mp4"),
                      help="the MP4 to write, with an .srt beside it when there is dialogue (default film.mp4)")  # fmt: skip
     gen.add_argument("--burn-subtitles", action="store_true", help="draw dialogue subtitles onto the picture")
-    gen.add_argument("--preset", choices=X264_PRESETS,
+    gen.add_argument("--encoder-preset", choices=X264_PRESETS,
                      help="x264 speed/size trade-off (default: veryfast for the animatic, medium for wan)")  # fmt: skip
     gen.add_argument("--strict-dialogue", action="store_true",
                      help="fail instead of lengthening a shot whose dialogue does not fit")  # fmt: skip
@@ -188,6 +179,8 @@ def film_from_args(args: argparse.Namespace) -> Film:
         from yingxi.film.composition import parse_fit
 
         overrides["fit"] = parse_fit(args.fit, field="--fit")
+    if sampling_preset(args)[0] is not None:
+        overrides["preset"] = sampling_preset(args)[0]
     if args.script:
         film = replace(load_script(args.script), **overrides)
     else:
@@ -224,7 +217,7 @@ def make_backend(args: argparse.Namespace):
                  "--device": args.device, "--offload": None if args.offload == "none" else args.offload,
                  "--weights": args.weights}  # fmt: skip
         given.update({f"--{k.replace('_', '-')}": v for k, v in file_parts(args).items()})
-        wan_only = [flag for flag, value in given.items() if value is not None]
+        wan_only = [flag for flag, value in given.items() if value is not None] + wan_only_flags(args)
         if wan_only:  # a person who gives these expects neural generation; do not quietly draw an animatic
             raise InputError(
                 f"{', '.join(wan_only)} need --backend wan (the animatic takes none)", field=wan_only[0]
@@ -240,7 +233,7 @@ def make_backend(args: argparse.Namespace):
         )
     return WanGenerator(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                         steps=args.steps, guidance=args.guidance, weights=args.weights,
-                        files=file_parts(args))  # fmt: skip
+                        files=file_parts(args), **wan_options(args))  # fmt: skip
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -281,7 +274,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for earlier in (t for m, t in tasks.items() if m < n):  # a phase that moved on is done
             bar.update(earlier, completed=1.0)
 
-    preset = args.preset or ("veryfast" if args.backend == "animatic" else "medium")
+    _, encoder_preset, preset_note = sampling_preset(args)
+    preset = encoder_preset or ("veryfast" if args.backend == "animatic" else "medium")
+    if preset_note:
+        console.print(f"[yellow]note:[/] {escape(preset_note)}")
     try:
         result = render(film, backend, args.output, on_progress, burn_subtitles=args.burn_subtitles,
                         grow_for_dialogue=not args.strict_dialogue, encoder_preset=preset)  # fmt: skip
@@ -292,6 +288,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         console.print(f"[yellow]note:[/] {escape(note)}")
     print(f"shots: {len(result.plans)}")
     print(f"length: {result.duration:.2f}s ({result.num_frames} frames at {result.fps:g} fps)")
+    if result.total_evaluations is not None:
+        per = ", ".join(str(n) for n in result.evaluations)
+        print(f"transformer evaluations: {result.total_evaluations} (per shot: {per})")
     print(f"output: {result.path}")
     if result.srt_path:
         print(f"subtitles: {result.srt_path}")
@@ -327,6 +326,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         }
         for p in plans
     ]
+    count = getattr(backend, "evaluations", None)  # transformer passes per shot (neural backends)
+    if count is not None:
+        for row, request in zip(rows, ready.requests, strict=True):
+            row["evaluations"] = count(request)
     if args.json:
         print(
             json.dumps(
@@ -352,7 +355,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     title = escape(film.title or "film")  # people's words are text, never rich markup: "[EXIT]"
     table = Table(title=f"{title}: {shots}, {sum(p.duration for p in plans):.2f}s, {size}")
     columns = ("shot", "seconds", "frames", "framing", "camera", "transition", "keyframe", "seed", "dialogue",
-               "prompt")  # fmt: skip
+               "prompt") + (("evaluations",) if count is not None else ())  # fmt: skip
     for col in columns:
         table.add_column(col, overflow="fold")
     for r in rows:

@@ -44,6 +44,14 @@ class RenderResult:
     notes: tuple[str, ...]  # what changed from the request (grown shots, snapped durations)
     seconds: float  # wall time taken
     last_frame_path: Path | None = None  # PNG of the film's last frame, when asked for
+    evaluations: tuple[
+        int | None, ...
+    ] = ()  # per shot: transformer forward passes (None: not a neural backend)
+
+    @property
+    def total_evaluations(self) -> int | None:
+        known = [n for n in self.evaluations if n is not None]
+        return sum(known) if known else None
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,7 @@ def render(
         notes=tuple(ready.notes),
         seconds=time.perf_counter() - started,
         last_frame_path=last_frame_png if last_frame else None,
+        evaluations=tuple(c.evaluations for c in clips),
     )
 
 
@@ -195,6 +204,7 @@ def _request(film: Film, p: ShotPlan, references_ok: bool = True, takes: list | 
         title=p.shot.prompt,
         cuts=cuts,
         palette=tuple(rgb for _, rgb in p.palette),
+        preset=film.preset,
     )
 
 

@@ -22,7 +22,7 @@ PROMPT, NEGATIVE = "a cat walks on the beach at sunset", "low quality, blurry"
 
 
 def run_both(folder, *, last=False, **extra):
-    ours = yingxi.load_pipeline(folder)
+    ours = yingxi.load_pipeline(folder, schedule="diffusers")
     ref = WanImageToVideoPipeline.from_pretrained(folder)
     image, last_image = random_image(W, H, 1), random_image(W, H, 2)
     latents = random_latents("i2v", W, H, F, seed=5)

@@ -24,7 +24,7 @@ W, H, F, STEPS = 32, 32, 5, 3
 @pytest.fixture(scope="module")
 def t2v(tiny_wan):
     folder = tiny_wan("t2v")
-    return yingxi.load_pipeline(folder), DiffusersWanPipeline.from_pretrained(folder)
+    return yingxi.load_pipeline(folder, schedule="diffusers"), DiffusersWanPipeline.from_pretrained(folder)
 
 
 def test_t2v_from_embeddings_matches_diffusers(t2v):
@@ -123,7 +123,7 @@ def test_t2v_model_refuses_images_with_a_capability_error(t2v):
 
 def test_a14b_switches_experts_as_diffusers(tiny_wan):
     folder = tiny_wan("a14b-t2v")
-    ours = yingxi.load_pipeline(folder)
+    ours = yingxi.load_pipeline(folder, schedule="diffusers")
     ref = DiffusersWanPipeline.from_pretrained(folder)
     assert isinstance(ours, WanPipeline) and ours.variant.boundary_ratio == 0.875
     assert ours.components.transformer_2 is not None
@@ -155,7 +155,7 @@ def test_euler_sampler_matches_diffusers_flow_match_euler(tiny_wan):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     folder = tiny_wan("t2v")
-    ours = load_pipeline(folder, sampler="euler")
+    ours = load_pipeline(folder, sampler="euler", schedule="diffusers")
     ref = DiffusersWanPipeline.from_pretrained(folder)
     ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     g = torch.Generator().manual_seed(6)

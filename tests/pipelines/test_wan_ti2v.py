@@ -34,7 +34,7 @@ def common():
 
 
 def test_ti2v_text_only_matches_diffusers(folder):
-    ours = yingxi.load_pipeline(folder)
+    ours = yingxi.load_pipeline(folder, schedule="diffusers")
     assert ours.variant.expand_timesteps and ours.size_multiple == 32
     frames = ours(prompt=PROMPT, negative_prompt=NEGATIVE, shift=3.0, **common())
     ref = DiffusersWanPipeline.from_pretrained(folder)
@@ -44,7 +44,7 @@ def test_ti2v_text_only_matches_diffusers(folder):
 
 
 def test_ti2v_with_image_matches_diffusers(folder):
-    ours = yingxi.load_pipeline(folder)
+    ours = yingxi.load_pipeline(folder, schedule="diffusers")
     image = random_image(W, H, 4)
     frames = ours(prompt=PROMPT, negative_prompt=NEGATIVE, image=image, shift=3.0, **common())
     ref = WanImageToVideoPipeline.from_pretrained(folder)
@@ -68,7 +68,7 @@ def test_per_token_timesteps_hold_the_first_frame():
 
 
 def test_ti2v_sizes_are_multiples_of_32(folder):
-    ours = yingxi.load_pipeline(folder)
+    ours = yingxi.load_pipeline(folder, schedule="diffusers")
     with pytest.raises(InputError, match="multiple of 32") as info:
         ours(prompt="a cat", width=48, height=32, num_frames=5)
     assert info.value.field == "width"

@@ -36,12 +36,14 @@ class ClipRequest:
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific, validated by the backend
     cuts: tuple[tuple[int, np.ndarray], ...] = ()  # (frame, uint8 (H, W, 3)): the keyframe from that frame on
     palette: tuple[tuple[int, int, int], ...] = ()  # title-card colours (RGB) from the style's colour words
+    preset: str | None = None  # a few-step sampling preset ("lightning"), for backends that have them
 
 
 @dataclass(frozen=True)
 class Clip:
     frames: np.ndarray  # uint8 (F, H, W, 3)
     fps: float
+    evaluations: int | None = None  # transformer forward passes it cost (neural backends)
 
     def __post_init__(self) -> None:
         f = self.frames

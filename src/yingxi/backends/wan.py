@@ -9,6 +9,9 @@ Weights load on the first `generate`, so planning and checking need none.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,10 @@ class WanGenerator:
     `device`, `dtype`, `offload` and `sampler` are passed to `load_pipeline` on first use), or one
     transformer file with `files` naming its other parts (model_2, text_encoder, vae, image_encoder,
     tokenizer, variant, comfy_root). `steps` and `guidance` replace the variant's defaults when a request
-    does not set them.
+    does not set them. `loras` [(file, strength)]
+    go on the transformer (A14B: files named *low_noise* go on the low-noise expert, unless `loras_2` is
+    given; otherwise both experts get them). `preset` ("lightning"; or a request's own) sets the sampler,
+    steps, shift, guidance and, unless `loras` are given, the LoRA files, found in `comfy_root`'s loras.
     """
 
     def __init__(
@@ -54,6 +60,11 @@ class WanGenerator:
         guidance: float | None = None,
         weights: str | None = None,
         files: dict[str, str] | None = None,
+        loras: Sequence[tuple[str | Path, float]] = (),
+        loras_2: Sequence[tuple[str | Path, float]] | None = None,
+        preset: str | None = None,
+        schedule: str = "wan",
+        comfy_root: str | Path | None = None,
     ) -> None:
         from yingxi.pipelines.wan import WanPipeline
         from yingxi.pipelines.wan.load import find
@@ -77,6 +88,13 @@ class WanGenerator:
             self.size_multiple = self.variant.size_multiple
         self.steps = steps
         self.guidance = guidance
+        self.sampler, self.schedule = sampler, schedule
+        self.comfy_root = comfy_root or self._files.get("comfy_root")  # its loras/ folder holds preset LoRAs
+        self.loras, self.loras_2 = split_lora_pair(self.variant, loras, loras_2)
+        self.preset = preset
+        self._applied: tuple | None = None if self._pipe is None else ((), None)  # LoRAs on the pipeline now
+        if preset is not None:
+            self.settings(preset)  # a bad preset or a missing LoRA file: now, before any work
         self.name = f"wan:{self.variant.name}"
 
     def _check_text_encoder(self, model: Any) -> None:
@@ -132,7 +150,10 @@ class WanGenerator:
                 import torch
 
                 args["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-            self._pipe = load_pipeline(self._folder or self._source, **args)
+            loras, loras_2 = self.settings(self.preset).loras
+            self._pipe = load_pipeline(self._folder or self._source, schedule=self.schedule, loras=loras,
+                                       loras_2=loras_2, **args)  # fmt: skip
+            self._applied = (tuple(loras), None if loras_2 is None else tuple(loras_2))
             self.size_multiple = self._pipe.size_multiple
         return self._pipe
 
@@ -171,6 +192,7 @@ class WanGenerator:
         if request.guidance is not None and not (math.isfinite(request.guidance) and request.guidance >= 1):
             raise CapabilityError(f"guidance must be at least 1, got {request.guidance!r}", field="guidance")
         self._check_options(request.options)
+        self.settings(request.preset)  # an unknown preset, a LoRA file not found
         for name in ("first_frame", "last_frame"):
             image = getattr(request, name)
             if image is not None and (
@@ -237,14 +259,58 @@ class WanGenerator:
             if not (isinstance(g2, (int, float)) and math.isfinite(g2) and g2 >= 1):
                 raise CapabilityError(f"option guidance_2 must be a number >= 1, got {g2!r}", field="options")
 
+    # ---- presets and LoRAs ---------------------------------------------------------------------------------
+    def settings(self, preset: str | None = None) -> ShotSettings:
+        """Sampling settings and LoRAs for a shot: the request's or generator's preset, under what the
+        generator was told (steps, guidance, LoRAs)."""
+        from yingxi.pipelines.wan.presets import find_preset_loras, get_preset
+
+        name = preset or self.preset
+        row = get_preset(name, self.variant) if name else None
+        loras: tuple = (tuple(self.loras), None if self.loras_2 is None else tuple(self.loras_2))
+        if row is not None and not self.loras:
+            high, low = find_preset_loras(row, self.comfy_root)
+            loras = (tuple(high), None if low is None else tuple(low))
+        return ShotSettings(
+            steps=self.steps if self.steps is not None else (row.steps if row else None),
+            guidance=self.guidance if self.guidance is not None else (row.guidance if row else None),
+            guidance_2=row.guidance if row else None,
+            shift=row.shift if row else None,
+            sampler=row.sampler if row else self.sampler,
+            schedule=row.schedule if row else self.schedule,
+            loras=loras,
+        )
+
+    def evaluations(self, request: ClipRequest) -> int:
+        """Transformer forward passes this shot costs (one per step; two where guidance is above 1)."""
+        from yingxi.pipelines.wan.pipeline import transformer_evaluations
+
+        s, v = self.settings(request.preset), self.variant
+        steps = request.steps or s.steps or v.steps
+        guidance = request.guidance if request.guidance is not None else s.guidance
+        return transformer_evaluations(
+            v,
+            steps=int(steps),
+            guidance=float(v.guidance_scale if guidance is None else guidance),
+            guidance_2=request.options.get("guidance_2", s.guidance_2),
+            shift=request.options.get("shift", s.shift),
+            sampler=s.sampler,
+            schedule=s.schedule,
+        )
+
     # ---- shooting ----------------------------------------------------------------------------------------
     def generate(self, request: ClipRequest, progress: ShotProgress | None = None) -> Clip:
         """Shoot one shot: uint8 frames (F, H, W, 3) at the model's native fps."""
         self.check(request)
         report = progress or (lambda fraction: None)
+        s = self.settings(request.preset)
         pipe = self.pipeline
-        steps = request.steps or self.steps
-        guidance = request.guidance if request.guidance is not None else self.guidance
+        if self._applied != s.loras:  # another preset's LoRAs: swap them on the loaded base
+            pipe.set_loras(*s.loras)
+            self._applied = s.loras
+        steps = request.steps or s.steps
+        guidance = request.guidance if request.guidance is not None else s.guidance
+        guidance_2 = request.options.get("guidance_2", s.guidance_2)  # a preset's guidance is both experts'
         frames = pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or WAN_NEGATIVE_PROMPT,  # what Wan was sampled with
@@ -255,10 +321,51 @@ class WanGenerator:
             num_frames=int(request.num_frames),
             num_inference_steps=int(steps) if steps is not None else None,
             guidance_scale=guidance,
-            guidance_scale_2=request.options.get("guidance_2"),
-            shift=request.options.get("shift"),
+            guidance_scale_2=guidance_2 if self.variant.two_experts else None,
+            shift=request.options.get("shift", s.shift),
             seed=int(request.seed),
             progress=lambda i, n: report((1 - DECODE_SHARE) * i / n),
+            sampler=s.sampler,
+            schedule=s.schedule,
         )
         report(1.0)
-        return Clip(frames=frames, fps=float(self.variant.fps))
+        return Clip(frames=frames, fps=float(self.variant.fps), evaluations=self.evaluations(request))
+
+
+@dataclass(frozen=True)
+class ShotSettings:
+    """What a shot samples with once presets and flags are combined (None: the variant's default)."""
+
+    steps: int | None
+    guidance: float | None
+    guidance_2: float | None  # the low-noise expert's (A14B)
+    shift: float | None
+    sampler: str
+    schedule: str
+    loras: tuple  # (((file, strength), ...), low-noise expert's or None: the same)
+
+
+LOW_NOISE = re.compile(r"low[_-]?noise", re.IGNORECASE)
+
+
+def split_lora_pair(
+    variant: WanVariant,
+    loras: Sequence[tuple[str | Path, float]],
+    loras_2: Sequence[tuple[str | Path, float]] | None,
+) -> tuple[list, list | None]:
+    """(LoRAs for the model or high-noise expert, low-noise expert's or None: the same). Without explicit
+    `loras_2`, an A14B pair's files named *low_noise* (Lightning, most Wan 2.2 trainers) go on the
+    low-noise expert and the rest on the high-noise one."""
+    loras = list(loras)
+    if loras_2 is not None and len(loras_2):
+        if not variant.two_experts:
+            raise InputError(
+                f"{variant.name} has one transformer; --lora-2 is for the low-noise expert of an A14B pair",
+                field="--lora-2",
+            )
+        return loras, list(loras_2)
+    if variant.two_experts:
+        low = [lora for lora in loras if LOW_NOISE.search(Path(lora[0]).name)]
+        if low:
+            return [lora for lora in loras if lora not in low], low
+    return loras, None

@@ -30,6 +30,8 @@ TRANSITION_ALIASES = {"dissolve": "crossfade", "cross-fade": "crossfade", "fade 
 # Seconds each transition takes out of the two shots it joins (half from each).
 TRANSITION_SECONDS = {"cut": 0.0, "crossfade": 0.5, "fade": 0.8, "wipe": 0.5}
 RESOLUTIONS = ("480p", "720p", "1080p")
+# Few-step sampling presets a film may ask for (the Wan backend keeps a row of settings per model for each).
+PRESETS = ("lightning",)
 RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
 # Output sizes per resolution and ratio, as Seedance 2.0 documents them (all even, for yuv420p).
 SIZES: dict[str, dict[str, tuple[int, int]]] = {
@@ -135,6 +137,7 @@ class Film:
     custom_size: tuple[int, int] | None = None  # exact (width, height), overriding resolution and ratio
     fade_out: float = 0.0  # seconds over which the film's end fades to black ("fade out"); 0: none
     fit: str = "cover"  # one of FITS: how first frames and keyframes meet the frame
+    preset: str | None = None  # one of PRESETS: few-step sampling for neural backends (None: theirs)
 
     @property
     def size(self) -> tuple[int, int]:

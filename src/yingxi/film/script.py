@@ -42,6 +42,7 @@ from yingxi.film.vocabulary import (
     parse_duration,
     parse_fps,
     parse_framing,
+    parse_preset,
     parse_ratio,
     parse_resolution,
     parse_seed,
@@ -63,6 +64,7 @@ FILM_KEYS = (
     "shots",
     "fade_out",  # true, or seconds: the film's end fades to black
     "fit",
+    "preset",
 )
 SHOT_KEYS = ("prompt", "duration", "framing", "camera", "transition", "dialogue", "characters",
              "first_frame", "last_frame", "continue", "seed", "focus", "compose", "fit")  # fmt: skip
@@ -128,6 +130,7 @@ def parse_script(data: Any, base_dir: Path | None = None) -> Film:
         custom_size=parse_size(data["size"]) if data.get("size") is not None else None,
         fade_out=_fade_out(data.get("fade_out", False)),
         fit=parse_fit(data["fit"]) if data.get("fit") is not None else "cover",
+        preset=parse_preset(data.get("preset")),
     )
 
 

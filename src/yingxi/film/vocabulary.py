@@ -13,6 +13,7 @@ from yingxi.film.model import (
     MAX_SHOT_SECONDS,
     MIN_SHOT_SECONDS,
     MOVE_DIRECTIONS,
+    PRESETS,
     RATIOS,
     RESOLUTIONS,
     TRANSITION_ALIASES,
@@ -328,6 +329,16 @@ def parse_resolution(value: object, *, field: str = "resolution") -> str:
     word = {"480": "480p", "720": "720p", "1080": "1080p", "hd": "720p", "full hd": "1080p"}.get(word, word)
     if word not in RESOLUTIONS:
         raise InputError(unknown_word("resolution", str(value), RESOLUTIONS), field=field)
+    return word
+
+
+def parse_preset(value: object, *, field: str = "preset") -> str | None:
+    """A sampling preset name ("lightning", any case), or None for none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    word = _norm(str(value))
+    if not isinstance(value, str) or word not in PRESETS:
+        raise InputError(unknown_word("preset", str(value), PRESETS), field=field)
     return word
 
 

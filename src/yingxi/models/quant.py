@@ -150,7 +150,10 @@ class QuantLinear(nn.Module):
             return out  # (..., out)
         w = self.weight_as(x.dtype)  # (out, in)
         bias = self.bias.to(x.dtype) if self.bias is not None else None
-        return F.linear(x, w, bias)  # (..., out)
+        y = F.linear(x, w, bias)  # (..., out)
+        for lora in getattr(self, "lora_paths", ()):  # LoRAs beside the stored weight (yingxi.models.lora)
+            y = y + lora(x)  # (..., out)
+        return y
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, qtype={self.qtype}, bias={self.bias is not None}"

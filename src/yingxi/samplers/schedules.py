@@ -2,8 +2,14 @@
 
 Rectified flow (Esser et al. 2024, "Scaling Rectified Flow Transformers", eq. 23) samples along
 x_sigma = (1 - sigma) * x0 + sigma * noise; Wan shifts sigmas towards the noisy end with
-sigma' = shift * sigma / (1 + (shift - 1) * sigma). The two constructions below reproduce the
-diffusers schedulers Wan pipelines are configured with, value for value, so a run here matches theirs.
+sigma' = shift * sigma / (1 + (shift - 1) * sigma). Two grids are offered, each value for value:
+- "wan": Wan's own samplers (Wan-Video/Wan2.1 `wan/utils/fm_solvers_unipc.py` FlowUniPCMultistepScheduler
+  built with shift=1 then `set_timesteps(N, shift=s)`, and `get_sampling_sigmas` in `fm_solvers.py` for
+  its other solvers): `linspace(1 - 1/T, 0)` for UniPC, `linspace(1, 0)` otherwise, what the Wan authors
+  (and the distillations trained on them) sample with;
+- "diffusers": diffusers' UniPCMultistepScheduler(use_flow_sigmas=True) / FlowMatchEulerDiscreteScheduler,
+  what diffusers' WanPipeline samples with. Its UniPC grid is `linspace(1, 1/T)`: at 50 steps and shift 5,
+  27 of the 50 integer timesteps differ from Wan's.
 """
 
 from __future__ import annotations
@@ -15,9 +21,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FlowSchedule", "SolverKind", "flow_schedule", "flow_sigmas", "shift_sigmas"]
+__all__ = [
+    "SCHEDULES",
+    "FlowSchedule",
+    "ScheduleKind",
+    "SolverKind",
+    "flow_schedule",
+    "flow_sigmas",
+    "shift_sigmas",
+]
 
 SolverKind = Literal["unipc", "euler"]
+ScheduleKind = Literal["wan", "diffusers"]
+SCHEDULES = ("wan", "diffusers")
 
 
 def shift_sigmas(sigmas: np.ndarray, shift: float) -> np.ndarray:
@@ -43,10 +59,28 @@ class FlowSchedule:
         return self.timesteps[index]
 
 
+def _wan_schedule(num_steps: int, shift: float, num_train_timesteps: int, solver: SolverKind) -> FlowSchedule:
+    # Wan's FlowUniPCMultistepScheduler(shift=1): its training table is 1 - linspace(1, 1/T, T)[::-1] in
+    # float32, so sigma_max = float32(1 - 1/T) and sigma_min = 0; set_timesteps takes
+    # linspace(sigma_max, sigma_min, N + 1)[:-1] in float64, shifts it and truncates sigma * T to int64.
+    # Its other solvers take get_sampling_sigmas: linspace(1, 0, N + 1)[:N], shifted (no float32 detour).
+    if solver == "unipc":
+        table = torch.from_numpy(
+            1.0 - np.linspace(1, 1 / num_train_timesteps, num_train_timesteps)[::-1].copy()
+        )
+        table = table.to(torch.float32)
+        sigmas = np.linspace(table[0].item(), table[-1].item(), num_steps + 1).copy()[:-1]
+    else:
+        sigmas = np.linspace(1, 0, num_steps + 1)[:num_steps]
+    sigmas = shift_sigmas(sigmas, shift)
+    timesteps = torch.from_numpy(sigmas * num_train_timesteps).to(torch.int64)
+    sigmas = torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))
+    return FlowSchedule(sigmas, timesteps, num_train_timesteps)
+
+
 def _unipc_schedule(num_steps: int, shift: float, num_train_timesteps: int) -> FlowSchedule:
-    # diffusers UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=shift).set_timesteps(N), which is
-    # Wan2.1's FlowUniPCMultistepScheduler: linspace in float64, shift, nudge 1.0 down by 1e-6, and
-    # truncate sigma * T to integers for the timesteps.
+    # diffusers UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=shift).set_timesteps(N):
+    # linspace(1, 1/T) in float64, shift, nudge 1.0 down by 1e-6, and truncate sigma * T to integers.
     sigmas = np.linspace(1, 1 / num_train_timesteps, num_steps + 1)[:-1]
     sigmas = shift_sigmas(sigmas, shift)
     if np.fabs(sigmas[0] - 1) < 1e-6:
@@ -70,13 +104,25 @@ def _euler_schedule(num_steps: int, shift: float, num_train_timesteps: int) -> F
 
 
 def flow_schedule(
-    num_steps: int, shift: float, *, solver: SolverKind = "unipc", num_train_timesteps: int = 1000
+    num_steps: int,
+    shift: float,
+    *,
+    solver: SolverKind = "unipc",
+    schedule: ScheduleKind = "diffusers",
+    num_train_timesteps: int = 1000,
 ) -> FlowSchedule:
-    """The schedule diffusers' Wan scheduler for `solver` builds for `num_steps` steps with `shift`."""
+    """The schedule `schedule`'s scheduler for `solver` builds for `num_steps` steps with `shift`
+    ("wan": Wan's own, which `WanPipeline` uses by default; "diffusers": diffusers' WanPipeline's)."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be at least 1, got {num_steps}")
     if shift <= 0:
         raise ValueError(f"shift must be positive, got {shift}")
+    if solver not in ("unipc", "euler"):
+        raise ValueError(f'unknown solver "{solver}"; accepted: unipc, euler')
+    if schedule == "wan":
+        return _wan_schedule(num_steps, shift, num_train_timesteps, solver)
+    if schedule != "diffusers":
+        raise ValueError(f'unknown schedule "{schedule}"; accepted: wan, diffusers')
     if solver == "unipc":
         return _unipc_schedule(num_steps, shift, num_train_timesteps)
     if solver == "euler":
@@ -85,7 +131,14 @@ def flow_schedule(
 
 
 def flow_sigmas(
-    num_steps: int, shift: float, *, solver: SolverKind = "unipc", num_train_timesteps: int = 1000
+    num_steps: int,
+    shift: float,
+    *,
+    solver: SolverKind = "unipc",
+    schedule: ScheduleKind = "diffusers",
+    num_train_timesteps: int = 1000,
 ) -> Tensor:
     """(N + 1,) float32 sigmas ending in 0, as `flow_schedule(...).sigmas`."""
-    return flow_schedule(num_steps, shift, solver=solver, num_train_timesteps=num_train_timesteps).sigmas
+    return flow_schedule(
+        num_steps, shift, solver=solver, schedule=schedule, num_train_timesteps=num_train_timesteps
+    ).sigmas

@@ -72,6 +72,7 @@ class CreateTask(BaseModel):
     frames: Int | None = Field(default=None, ge=1, le=100_000)
     execution_expires_after: Int | None = Field(default=None, ge=3600, le=259200)
     fit: str | None = Field(default=None, max_length=32)  # yingxi: cover | contain | blur for the first frame
+    preset: str | None = Field(default=None, max_length=32)  # yingxi's extra: few-step sampling ("lightning")
 
 
 def parse_flags(text: str) -> tuple[str, dict[str, str]]:
@@ -150,6 +151,7 @@ def build_request(
         seed=seed,
         camera_fixed=bool(camera_fixed),
         fit=body.fit,
+        preset=body.preset,
     )
 
 

@@ -27,7 +27,7 @@ from yingxi.film.references import (
     check_reference_name,
     with_character_image,
 )
-from yingxi.film.vocabulary import parse_fps, parse_ratio, parse_resolution, parse_seed
+from yingxi.film.vocabulary import parse_fps, parse_preset, parse_ratio, parse_resolution, parse_seed
 from yingxi.media.image import decode_image_bytes, save_png
 from yingxi.server.http_errors import ApiError
 from yingxi.server.outbound import fetch
@@ -291,6 +291,7 @@ def prompt_request(
     seed: Any = None,
     camera_fixed: bool = False,
     fit: Any = None,
+    preset: Any = None,
 ) -> dict[str, Any]:
     """The stored request of a prompt task (plain or multi-shot grammar), fields validated."""
     limits = settings.limits
@@ -310,6 +311,7 @@ def prompt_request(
         frames_per_second = parse_fps(fps if fps is not None else settings.default_fps)
         seed_value = random_seed() if seed in (None, -1, "-1") else parse_seed(seed)
         fit_word = parse_fit(fit) if fit is not None else "cover"  # how the first frame meets the frame
+        sampling = {"preset": p} if (p := parse_preset(preset)) else {}  # a Film field, as in scripts
     except InputError as e:
         raise ApiError(400, e.message, param=e.field) from None
     single = not SHOT_HEADER_RE.search(text)
@@ -340,6 +342,7 @@ def prompt_request(
             "fps": frames_per_second,
             "seed": seed_value,
             "fit": fit_word,
+            **sampling,
         },  # fmt: skip
         "camera_fixed": bool(camera_fixed),
         **inputs.as_request(),

@@ -32,6 +32,7 @@ class CreateVideo(BaseModel):
     size: str = Field(default="720x1280", max_length=32)
     input_reference: ImageReference | str | None = None
     fit: str | None = Field(default=None, max_length=32)  # yingxi: cover | contain | blur for input_reference
+    preset: str | None = Field(default=None, max_length=32)  # yingxi's: few-step sampling ("lightning")
 
 
 def _seconds(value: Any) -> int:
@@ -59,7 +60,7 @@ def build_request(
         add_reference(inputs, "image", "first_frame", ref, uploads, settings, "input_reference")
     resolution, ratio = size_to_format(body.size)
     return prompt_request(body.prompt, inputs, settings, resolution=resolution, ratio=ratio,
-                          duration=_seconds(body.seconds), fit=body.fit)  # fmt: skip
+                          duration=_seconds(body.seconds), fit=body.fit, preset=body.preset)  # fmt: skip
 
 
 @router.post("/videos")

@@ -242,3 +242,21 @@ def test_bad_inputs_raise_typed_errors(folders):
     with pytest.raises(InputError, match="no image branch") as err:
         ours(x, t, text, torch.zeros(B, IMAGE_TOKENS, IMAGE_DIM))
     assert err.value.field == "encoder_hidden_states_image"
+
+
+def test_short_prompt_embeddings_are_zero_padded_to_512_as_wan_does(folders):
+    """Wan's DiT pads each context with zeros to text_len=512 (wan/modules/model.py, WanModel.forward);
+    a caller's (B, 20, D) embeddings must give what the padded (B, 512, D) ones give. Unpadded, diffusers'
+    transformer (which does not pad) gives another answer: the softmax spreads over fewer keys."""
+    ours = load_transformer(folders["t2v"] / "transformer", dtype="fp32")
+    ref = reference(folders["t2v"])
+    x, text, _ = inputs(16)
+    short = text[:, :20]  # the prompt's tokens only
+    t = torch.tensor([500.0, 500.0])
+    with torch.no_grad():
+        padded, unpadded = ours(x, t, text), ours(x, t, short)
+        ref_padded = ref(x, t, text, return_dict=False)[0]
+        ref_short = ref(x, t, short, return_dict=False)[0]
+    assert (unpadded - padded).abs().max().item() == 0.0
+    assert (padded - ref_padded).abs().max().item() < FP32_TOL
+    assert (ref_short - ref_padded).abs().max().item() > 1e-3  # what the padding fixes

@@ -50,6 +50,9 @@ def inputs(cfg: WanDiTConfig, with_image: bool):
     g = torch.Generator().manual_seed(5)
     x = torch.randn(1, cfg.in_channels, 2, 4, 4, generator=g)  # (B, C, F, H, W)
     text = torch.randn(1, 8, cfg.text_dim, generator=g)
+    text = torch.cat(
+        [text, text.new_zeros(1, 512 - 8, cfg.text_dim)], dim=1
+    )  # padded to 512, as Wan's DiT pads
     img = torch.randn(1, 17, cfg.image_dim, generator=g) if with_image else None
     return x, torch.tensor([700.0]), text, img
 

@@ -101,6 +101,7 @@ def sample(cfg: WanDiTConfig, with_image: bool):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1, cfg.in_channels, 2, 4, 6, generator=g)
     text = torch.randn(1, 16, TEXT_DIM, generator=g)
+    text = torch.cat([text, text.new_zeros(1, 512 - 16, TEXT_DIM)], dim=1)  # padded to 512, as Wan's DiT pads
     img = torch.randn(1, cfg.pos_embed_seq_len or 17, cfg.image_dim, generator=g) if with_image else None
     return x, torch.tensor([640.0]), text, img
 

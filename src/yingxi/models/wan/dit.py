@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from yingxi.errors import InputError
 from yingxi.models.wan.attention import attention
-from yingxi.models.wan.config import WanDiTConfig
+from yingxi.models.wan.config import TEXT_LEN, WanDiTConfig
 
 # Parameters the reference keeps in float32 when the rest is bf16/fp16 (diffusers `_keep_in_fp32_modules`;
 # matched against whole dotted components of a parameter name).
@@ -316,6 +316,8 @@ class WanDiT(nn.Module):
         x = self.patch_embedding(hidden_states.to(self.dtype))  # (B, D, f, h, w)
         x = x.flatten(2).transpose(1, 2).contiguous()  # (B, L, D)
         text = encoder_hidden_states.to(self.dtype)  # (B, Lt, text_dim)
+        if text.shape[1] < TEXT_LEN:  # Wan's DiT zero-pads every context to text_len (wan/modules/model.py)
+            text = F.pad(text, (0, 0, 0, TEXT_LEN - text.shape[1]))  # (B, 512, text_dim)
         image = (
             encoder_hidden_states_image.to(self.dtype) if encoder_hidden_states_image is not None else None
         )

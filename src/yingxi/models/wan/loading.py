@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -216,6 +216,7 @@ def load_transformer(
     device: str | torch.device = "cpu",
     config: WanDiTConfig | None = None,
     weights: str | None = None,
+    loras: Sequence[tuple[str | Path, float]] = (),
 ) -> WanDiT:
     """A WanDiT from a diffusers `transformer/` folder (or pipeline root), an original Wan folder
     (config.json with dim/num_heads/... + safetensors shards), or a single .safetensors/.pth file, plain or
@@ -225,6 +226,7 @@ def load_transformer(
     None keeps each weight as stored (fp8 stays fp8 on the device, dequantized layer by layer); "bf16"
     dequantizes everything to `dtype` at load; "fp8" also quantizes a full-width checkpoint's block Linears
     to fp8 e4m3fn with one scale per output channel (`FP8_LAYERS`; a 14B expert takes ~15 GB, not 28).
+    `loras` [(file, strength)] are fused into float weights or run beside quantized ones (`models/wan/lora.py`).
     """
     if weights is not None and weights not in WEIGHTS:
         raise InputError(unknown_word("weights", str(weights), WEIGHTS), field="weights")
@@ -244,7 +246,7 @@ def load_transformer(
             config = _config_from_json(raw, state, config_file)
         else:
             config = infer_config(state)
-    return load_module(
+    model = load_module(
         WanDiT,
         config,
         state,
@@ -254,6 +256,11 @@ def load_transformer(
         ignore_unexpected=IGNORED_KEYS,
         source=str(weights_path),
     )
+    if loras:
+        from yingxi.models.wan.lora import set_loras
+
+        set_loras(model, loras)
+    return model
 
 
 def load_transformer_pair(
@@ -262,20 +269,28 @@ def load_transformer_pair(
     dtype: torch.dtype | str = "bf16",
     device: str | torch.device = "cpu",
     weights: str | None = None,
+    loras: Sequence[tuple[str | Path, float]] = (),
+    loras_2: Sequence[tuple[str | Path, float]] = (),
 ) -> tuple[WanDiT, WanDiT | None]:
     """(high-noise, low-noise) experts of a Wan 2.2 A14B model, or (model, None) for single-expert ones.
 
     Diffusers roots hold `transformer/` (high noise) and `transformer_2/` (low noise); original Wan 2.2
-    roots hold `high_noise_model/` and `low_noise_model/`.
+    roots hold `high_noise_model/` and `low_noise_model/`. `loras` go on the first, `loras_2` on the second.
     """
     root = Path(root)
     for high, low in (("transformer", "transformer_2"), ("high_noise_model", "low_noise_model")):
         if (root / high).is_dir():
-            first = load_transformer(root / high, dtype=dtype, device=device, weights=weights)
-            second = (
-                load_transformer(root / low, dtype=dtype, device=device, weights=weights)
-                if (root / low).is_dir()
-                else None
-            )
+            first = load_transformer(root / high, dtype=dtype, device=device, weights=weights, loras=loras)
+            second = None
+            if (root / low).is_dir():
+                second = load_transformer(
+                    root / low, dtype=dtype, device=device, weights=weights, loras=loras_2
+                )
+            if loras_2 and second is None:
+                raise InputError(
+                    f"{root} has one transformer; a low-noise LoRA needs an A14B pair", field="lora-2"
+                )
             return first, second
-    return load_transformer(root, dtype=dtype, device=device, weights=weights), None
+    if loras_2:
+        raise InputError(f"{root} has one transformer; a low-noise LoRA needs an A14B pair", field="lora-2")
+    return load_transformer(root, dtype=dtype, device=device, weights=weights, loras=loras), None

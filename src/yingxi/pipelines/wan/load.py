@@ -25,6 +25,7 @@ from yingxi.pipelines.wan.inspect import FileReport, plan_memory, refuse_if_too_
 from yingxi.pipelines.wan.load_files import PART_NAMES
 from yingxi.pipelines.wan.offload import OffloadMode, offload_mode
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
+from yingxi.samplers.schedules import ScheduleKind
 
 __all__ = ["check_fits", "find", "load_pipeline", "resolve", "variant_for_folder"]
 
@@ -214,6 +215,9 @@ def load_pipeline(
     sampler: Literal["unipc", "euler"] = "unipc",
     vae_dtype: torch.dtype | str = torch.float32,
     weights: str | None = None,
+    schedule: ScheduleKind = "wan",
+    loras: Sequence[tuple[str | Path, float]] = (),
+    loras_2: Sequence[tuple[str | Path, float]] | None = None,
     **files: Any,
 ) -> WanPipeline:
     """A ready WanPipeline.
@@ -223,6 +227,8 @@ def load_pipeline(
     "blocks" also streams the transformers' blocks (a 14B model on a 24 GB card); see `offload.py`.
     weights: None keeps the transformer weights as stored, "fp8" quantizes a bf16/fp16/fp32 checkpoint's
     block Linears at load (a 14B expert in ~14 GB), "bf16" widens an fp8 one (`load_transformer`).
+    schedule: "wan" (Wan's own sigma grid, the default) or "diffusers". loras: [(file, strength)] on the
+    transformer (A14B: the high-noise expert); loras_2 on the low-noise expert (None: the same as loras).
     `name_or_path` may be one transformer file (or a ComfyUI name); `files` then name its other parts:
     model_2 (A14B low-noise expert), text_encoder, vae, image_encoder, tokenizer, variant, comfy_root.
     """
@@ -243,10 +249,21 @@ def load_pipeline(
         single = plan_files(name_or_path, **files)
         check_fits(single.variant, dtype, offload, _device_memory(device), weights, files=single.reports)
         parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype, weights=weights)
-        return WanPipeline(WanComponents(**parts), device=device, offload=offload, sampler=sampler)
+        pipe = WanPipeline(
+            WanComponents(**parts), device=device, offload=offload, sampler=sampler, schedule=schedule
+        )
+        if loras or loras_2:
+            pipe.set_loras(loras, loras_2)
+        return pipe
     variant, folder = resolve(name_or_path, **files)
     check_fits(variant, dtype, offload, _device_memory(device), weights)
-    transformer, transformer_2 = load_transformer_pair(folder, dtype=dtype, device=home, weights=weights)
+    if loras_2 and not variant.two_experts:
+        raise InputError(f"{variant.name} has one transformer; --lora-2 needs an A14B pair", field="lora-2")
+    pair_loras = loras if loras_2 is None else loras_2
+    transformer, transformer_2 = load_transformer_pair(
+        folder, dtype=dtype, device=home, weights=weights, loras=loras,
+        loras_2=pair_loras if variant.two_experts else (),
+    )  # fmt: skip
     vae = load_vae(folder, dtype=vae_dtype, device=home)
     text_encoder = None
     if (folder / "text_encoder").is_dir() or any(folder.glob("models_t5_*.pth")):
@@ -262,4 +279,4 @@ def load_pipeline(
         image_encoder=image_encoder,
         transformer_2=transformer_2,
     )
-    return WanPipeline(components, device=device, offload=offload, sampler=sampler)
+    return WanPipeline(components, device=device, offload=offload, sampler=sampler, schedule=schedule)

@@ -7,8 +7,9 @@ the task's conditioning (`t2v.py`, `i2v.py`, `ti2v.py`), wraps the transformer(s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -32,8 +33,11 @@ from yingxi.pipelines.wan.offload import OffloadMode, Placement
 from yingxi.pipelines.wan.t2v import t2v_inputs
 from yingxi.pipelines.wan.ti2v import ti2v_inputs
 from yingxi.samplers import cfg_denoiser, expert_denoiser, flow_schedule, sample_euler, sample_unipc
+from yingxi.samplers.schedules import SCHEDULES, ScheduleKind
 
-__all__ = ["StepProgress", "WanComponents", "WanPipeline"]
+__all__ = ["StepProgress", "WanComponents", "WanPipeline", "transformer_evaluations"]
+
+Sampler = Literal["unipc", "euler"]
 
 StepProgress = Callable[[int, int], None]  # (steps done, total steps)
 
@@ -82,6 +86,32 @@ class _Run:
     shift: float
     seed: int | None
     latents: Tensor | None
+    sampler: Sampler
+    schedule: ScheduleKind
+
+
+def transformer_evaluations(
+    variant: WanVariant,
+    *,
+    steps: int,
+    guidance: float,
+    guidance_2: float | None = None,
+    shift: float | None = None,
+    sampler: Sampler = "unipc",
+    schedule: ScheduleKind = "wan",
+    two_experts: bool | None = None,
+) -> int:
+    """How many transformer forward passes one clip costs: one per step, two where that step's expert
+    guides (scale != 1); A14B switches experts where `WanPipeline` does. Needs no weights."""
+    two = variant.two_experts if two_experts is None else two_experts
+    shift = float(variant.shift if shift is None else shift)
+    scale_2 = guidance_2 if guidance_2 is not None else (variant.guidance_scale_2 or guidance)
+    if not two:
+        return steps * (1 if guidance == 1 else 2)
+    plan = flow_schedule(steps, shift, solver=sampler, schedule=schedule)
+    boundary = variant.boundary_ratio * plan.num_train_timesteps
+    high = sum(1 for sigma in plan.sigmas[:-1] if plan.timestep(sigma) >= boundary)
+    return high * (1 if guidance == 1 else 2) + (steps - high) * (1 if scale_2 == 1 else 2)
 
 
 class WanPipeline:
@@ -93,12 +123,14 @@ class WanPipeline:
         *,
         device: str | torch.device = "cpu",
         offload: bool | OffloadMode = False,
-        sampler: Literal["unipc", "euler"] = "unipc",
+        sampler: Sampler = "unipc",
+        schedule: ScheduleKind = "wan",
     ) -> None:
         self.components = components
         self.variant = components.variant
         self.device = torch.device(device)
         self.sampler = sampler
+        self.schedule = _check_schedule(schedule)
         if components.transformer_2 is not None and components.variant.boundary_ratio is None:
             raise InputError("transformer_2 needs the variant's boundary_ratio", field="transformer_2")
         self.placement = Placement(components.modules(), self.device, offload=offload)
@@ -146,6 +178,42 @@ class WanPipeline:
         if task == "flf2v" and num_frames < 5:
             raise InputError("first+last frame needs at least 5 frames", field="num_frames")
 
+    # ---- LoRA ----------------------------------------------------------------------------------------------
+    def set_loras(
+        self,
+        loras: Sequence[tuple[str | Path, float]] = (),
+        loras_2: Sequence[tuple[str | Path, float]] | None = None,
+    ) -> None:
+        """Make `loras` [(file, strength)] the transformer's LoRAs (A14B: the high-noise expert's) and
+        `loras_2` the low-noise expert's (None: the same as `loras`), replacing the ones before; [] puts the
+        base weights back exactly. The base is never reloaded: fused weights are restored from backups."""
+        from yingxi.models.wan.lora import set_loras
+
+        second = self.components.transformer_2
+        if second is None and loras_2:
+            raise InputError(
+                f"{self.variant.name} has one transformer; --lora-2 needs an A14B pair", field="lora-2"
+            )
+        set_loras(self.components.transformer, loras)
+        if second is not None:
+            set_loras(second, loras if loras_2 is None else loras_2)
+
+    def evaluations(self, **call_args: Any) -> int:
+        """Transformer forward passes a call with these arguments (steps, guidance, ...) costs."""
+        v = self.variant
+        steps = call_args.get("num_inference_steps") or v.steps
+        guidance = call_args.get("guidance_scale")
+        return transformer_evaluations(
+            v,
+            steps=int(steps),
+            guidance=float(v.guidance_scale if guidance is None else guidance),
+            guidance_2=call_args.get("guidance_scale_2"),
+            shift=call_args.get("shift"),
+            sampler=call_args.get("sampler") or self.sampler,
+            schedule=call_args.get("schedule") or self.schedule,
+            two_experts=self.components.transformer_2 is not None,
+        )
+
     # ---- encoders ----------------------------------------------------------------------------------------
     def encode_prompt(self, prompts: list[str]) -> Tensor:
         """(B, 512, text_dim) UMT5 embeddings, zero past each prompt's tokens (on the pipeline device)."""
@@ -179,6 +247,8 @@ class WanPipeline:
         seed: int | None = None,
         latents: Tensor | None = None,
         progress: StepProgress | None = None,
+        sampler: Sampler | None = None,
+        schedule: ScheduleKind | None = None,
     ) -> np.ndarray:
         """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length).
 
@@ -186,6 +256,7 @@ class WanPipeline:
         generator), so a seed starts from the same latents on any device; frames still differ between
         devices and dtypes by kernel rounding. `negative_prompt` None is "" (diffusers' default; Wan's
         own is `models.wan.config.WAN_NEGATIVE_PROMPT`). Guidance 1 skips the unconditional pass.
+        `sampler`/`schedule` (None: the pipeline's): "unipc"/"euler", and Wan's own sigma grid or diffusers'.
         """
         v = self.variant
         default_w, default_h = v.default_size
@@ -220,9 +291,13 @@ class WanPipeline:
             last_image = as_uint8_image(last_image, field="last_image")
         self.check(width=width, height=height, num_frames=num_frames, image=image, last_image=last_image)
 
+        sampler = sampler or self.sampler
+        if sampler not in ("unipc", "euler"):
+            raise InputError(f'unknown sampler "{sampler}"; accepted: unipc, euler', field="sampler")
         run = _Run(
             prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
             width, height, num_frames, steps, scale, float(scale_2), shift, seed, latents,
+            sampler, _check_schedule(schedule or self.schedule),
         )  # fmt: skip
         try:
             return self._generate(run, progress)
@@ -270,7 +345,7 @@ class WanPipeline:
         inputs = self._task_inputs(task, run, shape)
 
         # 4. sample
-        schedule = flow_schedule(run.steps, run.shift, solver=self.sampler)
+        schedule = flow_schedule(run.steps, run.shift, solver=run.sampler, schedule=run.schedule)
         experts = [("transformer", run.scale)] + ([("transformer_2", run.scale_2)] if two_experts else [])
         denoisers = [
             cfg_denoiser(self._model_fn(name, inputs, schedule), context, uncontext, s) for name, s in experts
@@ -282,7 +357,7 @@ class WanPipeline:
                 denoisers[0], denoisers[1], boundary=boundary, timestep=schedule.timestep
             )
         callback = (lambda d: progress(d["i"] + 1, run.steps)) if progress is not None else None
-        sample = sample_unipc if self.sampler == "unipc" else sample_euler
+        sample = sample_unipc if run.sampler == "unipc" else sample_euler
         # The sigmas stay on the CPU: each step reads them as scalars (its timestep, the expert switch, the
         # solver's coefficients), which on the GPU would be a device sync per read.
         latents = sample(denoise, latents, schedule.sigmas, callback=callback)
@@ -332,3 +407,11 @@ class WanPipeline:
                 return v.float()
 
         return model_fn
+
+
+def _check_schedule(schedule: str) -> ScheduleKind:
+    if schedule not in SCHEDULES:
+        from yingxi.errors import unknown_word
+
+        raise InputError(unknown_word("schedule", str(schedule), SCHEDULES), field="schedule")
+    return schedule  # type: ignore[return-value]
