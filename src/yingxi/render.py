@@ -11,9 +11,10 @@ import numpy as np
 
 from yingxi.backends.base import Clip, ClipRequest, Generator
 from yingxi.director.plan import ShotPlan, plan
-from yingxi.editor import assemble, fit_dialogue, load_music, record_dialogue, write_srt
+from yingxi.editor import fit_dialogue, load_music, record_dialogue, stream_frames, timeline, write_srt
 from yingxi.errors import InputError, RenderError
 from yingxi.film.model import Film
+from yingxi.media.files import check_writable
 from yingxi.media.image import fit_image, load_image, save_png
 from yingxi.media.video import write_mp4
 
@@ -94,44 +95,54 @@ def render(
     `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews."""
     started = time.perf_counter()
     out = Path(out)
+    check_writable(out, field="output")  # before any work: with wan a render takes hours
     report = progress or (lambda event: None)
     total = len(film.shots)
     report(ProgressEvent(0, total, 0.0, "recording dialogue and planning shots"))
     ready = prepare(film, backend, grow_for_dialogue=grow_for_dialogue)
     film, plans = ready.film, ready.plans
+    cut = timeline(film, plans, ready.takes, burn_subtitles=burn_subtitles, music=ready.music)
+    previous_last: list[np.ndarray] = []  # the last shot's last frame, for a "continue" keyframe
+    all_shot: list[bool] = []  # [True] once the last shot is shot: the rest is editing and encoding
 
-    clips: list[Clip] = []
-    for p, request in zip(plans, ready.requests, strict=True):
+    def shoot(i: int) -> Clip:
+        p, request = plans[i], ready.requests[i]
         if p.keyframe.source == "continue":
-            request = _replace_first_frame(request, clips[-1].frames[-1])
+            request = _replace_first_frame(request, previous_last[0])
 
-        def shot_progress(fraction: float, p: ShotPlan = p) -> None:
+        def shot_progress(fraction: float) -> None:
             done = (p.index - 1 + min(max(fraction, 0.0), 1.0)) / total
             report(
                 ProgressEvent(p.index, total, PREPARE_SHARE + SHOOT_SHARE * done, f"shooting shot {p.index}")
             )
 
         shot_progress(0.0)
-        clip = backend.generate(request, shot_progress)
+        try:
+            clip = backend.generate(request, shot_progress)
+        except Exception as e:  # carried past the encoder, which would read an OSError as its own
+            raise _ShotFailed(e) from e
         if clip.frames.shape[1:3] != (p.height, p.width) or clip.num_frames != p.num_frames:
             raise RenderError(
                 f"shot {p.index}: backend {backend.name} returned {clip.num_frames} frames of "
                 f"{clip.frames.shape[2]}x{clip.frames.shape[1]}, planned {p.num_frames} of {p.width}x{p.height}"
             )
-        clips.append(clip)
+        previous_last[:] = [np.array(clip.frames[-1])]
         shot_progress(1.0)
+        if i == total - 1:
+            report(ProgressEvent(total + 1, total, PREPARE_SHARE + SHOOT_SHARE, "editing and encoding"))
+            all_shot.append(True)
+        return clip
 
-    report(ProgressEvent(total + 1, total, PREPARE_SHARE + SHOOT_SHARE, "editing and encoding"))
-    cut = assemble(film, plans, clips, ready.takes, burn_subtitles=burn_subtitles, music=ready.music)
     out.parent.mkdir(parents=True, exist_ok=True)
     last_frame: list[np.ndarray] = []
+    last_shot_starts = cut.first_frames[-1]
 
     def frames_with_progress():
-        for i, frame in enumerate(cut.iter_frames()):
-            if i % 24 == 0:
-                fraction = (
-                    PREPARE_SHARE + SHOOT_SHARE + (1 - PREPARE_SHARE - SHOOT_SHARE) * i / cut.num_frames
-                )
+        # Shots are shot as the encoder reaches them (stream_frames), so only one clip is held at a time.
+        for i, frame in enumerate(stream_frames(cut, shoot)):
+            if i % 24 == 0 and all_shot:
+                done = (i - last_shot_starts) / max(1, cut.num_frames - last_shot_starts)
+                fraction = PREPARE_SHARE + SHOOT_SHARE + (1 - PREPARE_SHARE - SHOOT_SHARE) * done
                 report(ProgressEvent(total + 1, total, fraction, "editing and encoding"))
             last_frame[:] = [frame]
             yield frame
@@ -142,7 +153,9 @@ def render(
                   audio=cut.audio, sample_rate=cut.sample_rate, preset=encoder_preset)  # fmt: skip
         if srt_path is not None:
             write_srt(cut.subtitles, srt_path)
-    except OSError as e:  # a folder in the way, a read-only or full disk: say where, not a traceback
+    except _ShotFailed as e:
+        raise e.error from None
+    except OSError as e:  # a full disk, a folder made read-only meanwhile: say where, not a traceback
         raise RenderError(f"cannot write {out}: {e.strerror or e}") from None
     if last_frame_png is not None and last_frame:
         save_png(last_frame[0], last_frame_png)
@@ -158,6 +171,14 @@ def render(
         seconds=time.perf_counter() - started,
         last_frame_path=last_frame_png if last_frame else None,
     )
+
+
+class _ShotFailed(Exception):
+    """A backend's error on its way out through the encoder, told apart from the encoder's own."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _image(path: Path, p: ShotPlan, field: str) -> np.ndarray:
