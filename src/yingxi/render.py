@@ -53,9 +53,14 @@ class Prepared:
     film: Film  # with shots grown to fit their dialogue
     takes: list  # per shot: the recorded DialogueTakes
     plans: list[ShotPlan]
-    requests: list[ClipRequest]  # a "continue" shot's first frame is a placeholder until shooting
     notes: list[str]
     music: np.ndarray | None  # float32 (N, 2), decoded
+    references_ok: bool = True  # the backend takes reference images
+
+    def request(self, i: int) -> ClipRequest:
+        """Shot i's request, its images decoded now (a "continue" shot's first frame is a placeholder until
+        shooting). Not kept for every shot: a 10-minute film's keyframes at 1080p would be 0.7 GB."""
+        return _request(self.film, self.plans[i], self.references_ok)
 
 
 def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -> Prepared:
@@ -68,16 +73,16 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -
     music = load_music(film)
     plans = plan(film, backend.capabilities)
     notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
-    references_ok = "references" in backend.capabilities.conditionings
-    requests = [_request(film, p, references_ok) for p in plans]
+    ready = Prepared(film, takes, plans, notes, music, "references" in backend.capabilities.conditionings)
     check = getattr(backend, "check", None)
-    if check is not None:
-        for p, r in zip(plans, requests, strict=True):
+    for i, p in enumerate(plans):  # every image decoded and every request checked, one shot at a time
+        r = ready.request(i)
+        if check is not None:
             try:
                 check(r)
             except InputError as e:  # the backend knows the field; the person needs the shot too
                 raise type(e)(e.message, shot=p.index, field=e.field, file=e.file) from None
-    return Prepared(film, takes, plans, requests, notes, music)
+    return ready
 
 
 def render(
@@ -106,7 +111,7 @@ def render(
     all_shot: list[bool] = []  # [True] once the last shot is shot: the rest is editing and encoding
 
     def shoot(i: int) -> Clip:
-        p, request = plans[i], ready.requests[i]
+        p, request = plans[i], ready.request(i)
         if p.keyframe.source == "continue":
             request = _replace_first_frame(request, previous_last[0])
 
