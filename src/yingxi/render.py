@@ -139,7 +139,6 @@ def render(
         return clip
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    last_frame: list[np.ndarray] = []
     last_shot_starts = cut.first_frames[-1]
 
     def frames_with_progress():
@@ -149,7 +148,6 @@ def render(
                 done = (i - last_shot_starts) / max(1, cut.num_frames - last_shot_starts)
                 fraction = PREPARE_SHARE + SHOOT_SHARE + (1 - PREPARE_SHARE - SHOOT_SHARE) * done
                 report(ProgressEvent(total + 1, total, fraction, "editing and encoding"))
-            last_frame[:] = [frame]
             yield frame
 
     srt_path = out.with_suffix(".srt") if cut.subtitles else None
@@ -162,8 +160,8 @@ def render(
         raise e.error from None
     except OSError as e:  # a full disk, a folder made read-only meanwhile: say where, not a traceback
         raise RenderError(f"cannot write {out}: {e.strerror or e}") from None
-    if last_frame_png is not None and last_frame:
-        save_png(last_frame[0], last_frame_png)
+    if last_frame_png is not None:  # the last shot is still held whole: its last output frame, made again
+        save_png(cut.frame(cut.num_frames - 1), last_frame_png)
     report(ProgressEvent(total + 1, total, 1.0, "done"))
     return RenderResult(
         path=out,
@@ -174,7 +172,7 @@ def render(
         duration=cut.num_frames / cut.fps,
         notes=tuple(ready.notes),
         seconds=time.perf_counter() - started,
-        last_frame_path=last_frame_png if last_frame else None,
+        last_frame_path=last_frame_png,
     )
 
 

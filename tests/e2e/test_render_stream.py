@@ -3,13 +3,16 @@ gives, bit for bit, for every transition kind; and its peak memory does not grow
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import yingxi.render
 from tests.e2e.helpers import texture_png
@@ -61,7 +64,7 @@ def test_streaming_render_hands_the_encoder_the_in_memory_frames_bit_for_bit(tmp
 
     monkeypatch.setattr(yingxi.render, "write_mp4", keep)
     backend = AnimaticGenerator()
-    result = render(film, backend, tmp_path / "s.mp4", burn_subtitles=True)
+    result = render(film, backend, tmp_path / "s.mp4", burn_subtitles=True, last_frame_png=tmp_path / "l.png")
     kinds = {p.transition.kind for p in result.plans}
     assert {"fade", "crossfade", "wipe", "cut"} <= kinds and "continue" in {
         p.keyframe.source for p in result.plans
@@ -72,15 +75,35 @@ def test_streaming_render_hands_the_encoder_the_in_memory_frames_bit_for_bit(tmp
         assert np.array_equal(a, b), f"frame {i} differs"
 
 
+def test_no_earlier_clip_is_alive_while_a_shot_is_shot(tmp_path):
+    """The memory claim itself: when shot i + 1 is shot, shot i's (F, H, W, 3) array has been freed (only
+    copies of its tail frames are kept), and nothing else (a cached view, the encoder's last frame) holds it."""
+    alive_at_shoot: list[int] = []
+    arrays: list[weakref.ref] = []
+
+    class Watched(AnimaticGenerator):
+        def generate(self, request, progress=None):
+            gc.collect()
+            alive_at_shoot.append(sum(r() is not None for r in arrays))
+            clip = super().generate(request, progress)
+            arrays.append(weakref.ref(clip.frames))
+            return clip
+
+    film = replace(parse_prompt(EVERY_TRANSITION, seed=5), fps=12, custom_size=(96, 64))
+    render(film, Watched(), tmp_path / "w.mp4", burn_subtitles=True, last_frame_png=tmp_path / "last.png")
+    assert alive_at_shoot == [0] * len(film.shots)
+
+
 def _clip(value: int, frames: int, size: tuple[int, int], fps: float) -> Clip:
     """A clip whose frame k is filled with value + k, so any frame read from the wrong place shows."""
     h, w = size
     return Clip(np.stack([np.full((h, w, 3), (value + k) % 256, np.uint8) for k in range(frames)]), fps)
 
 
-def test_stream_frames_matches_the_cut_with_clips_at_another_fps_and_size_holding_one_clip():
-    """Editor level: 16 fps clips (as Wan gives) in a 24 fps film, one of another size (fitted), 1-frame and
-    long shots, every transition; at each shoot at most one whole clip is still held."""
+@pytest.mark.parametrize("clip_fps", [16.0, 30.0])  # Wan's 16 fps, and clips with more frames than needed
+def test_stream_frames_matches_the_cut_with_clips_at_another_fps_and_size_holding_one_clip(clip_fps):
+    """Editor level: 16 or 30 fps clips in a 24 fps film, one of another size (fitted), 1-frame and long
+    shots, every transition; at each shoot at most one whole clip is still held."""
     film = replace(
         parse_prompt(
             "Shot 1 (1s, fade): a\nShot 2 (0.5s, crossfade): b\nShot 3 (0.25s, wipe left): c\n"
@@ -92,10 +115,11 @@ def test_stream_frames_matches_the_cut_with_clips_at_another_fps_and_size_holdin
     from yingxi.backends.animatic import AnimaticGenerator as A
 
     ready = prepare(film, A())
-    plans = [replace(p, fps=16.0, num_frames=round(p.duration * 16)) for p in ready.plans]
+    plans = [replace(p, fps=clip_fps, num_frames=round(p.duration * clip_fps)) for p in ready.plans]
     plans[2] = replace(plans[2], num_frames=1)  # shot 3: 2 frames at 24 fps, both from one clip frame
     clips = [
-        _clip(10 + 40 * i, p.num_frames, (16, 32) if i != 3 else (24, 40), 16.0) for i, p in enumerate(plans)
+        _clip(10 + 40 * i, p.num_frames, (16, 32) if i != 3 else (24, 40), clip_fps)
+        for i, p in enumerate(plans)
     ]
     reference = [f.copy() for f in assemble(ready.film, plans, clips, ready.takes).iter_frames()]
     cut = timeline(ready.film, plans, ready.takes)

@@ -130,6 +130,10 @@ class Cut:
         keep.add(self._clip_index(shot, self.shot_frames[shot] - 1))
         # np.array copies: a clip's frames are views into its one (F, H, W, 3) array, which is freed now
         self.clips[shot] = HeldFrames({i: np.array(clip.frames[i]) for i in keep}, clip.num_frames, clip.fps)
+        for key in [
+            k for k in self._cache if k[0] == shot
+        ]:  # views into that array too; made again on demand
+            del self._cache[key]
 
 
 def stream_frames(cut: Cut, shoot: Callable[[int], Clip]) -> Iterator[np.ndarray]:
@@ -138,10 +142,7 @@ def stream_frames(cut: Cut, shoot: Callable[[int], Clip]) -> Iterator[np.ndarray
     dropped. The frames are those cut.frame() gives with every clip in memory, bit for bit."""
     loaded = -1  # the last shot shot
     for index in range(cut.num_frames):
-        i = cut.shot_of(index)
-        after = cut.windows[i + 1] if i + 1 < len(cut.windows) else None
-        need = i + 1 if after is not None and index in after else i
-        while loaded < need:
+        while loaded < _shots_needed(cut, index):
             if loaded >= 0:
                 local = index - cut.first_frames[loaded]
                 cut.hold_tail(loaded, min(max(local, 0), cut.shot_frames[loaded] - 1))
@@ -151,7 +152,19 @@ def stream_frames(cut: Cut, shoot: Callable[[int], Clip]) -> Iterator[np.ndarray
                 del cut._cache[key]
             loaded += 1
             cut.clips[loaded] = shoot(loaded)
-        yield cut.frame(index)
+        frame = cut.frame(index)
+        if index + 1 < cut.num_frames and _shots_needed(cut, index + 1) > loaded:
+            # The consumer still holds this frame while it asks for the next, which shoots: a view into the
+            # clip would keep the whole clip alive beside the next one.
+            frame = np.array(frame)
+        yield frame
+
+
+def _shots_needed(cut: Cut, index: int) -> int:
+    """The last shot output frame `index` reads: its own, or the next one inside an outgoing transition."""
+    i = cut.shot_of(index)
+    after = cut.windows[i + 1] if i + 1 < len(cut.windows) else None
+    return i + 1 if after is not None and index in after else i
 
 
 def load_music(film: Film) -> np.ndarray | None:
