@@ -168,7 +168,8 @@ class MixedTrack:
         return self.n
 
     def _bed(self, start: int, stop: int) -> np.ndarray:
-        """loop_to(music, n, seam)[start:stop], summing only the plays that reach it."""
+        """loop_to(music, n, seam)[start:stop], summing only the plays that reach it (each play's seams faded
+        as loop_to fades them, on the samples needed only: the music is never copied whole)."""
         music, n = self.music, self.n
         length = len(music)
         if length >= n:
@@ -176,16 +177,22 @@ class MixedTrack:
         xf = min(self.seam, length // 4)
         step = length - xf
         t = (np.arange(xf, dtype=np.float32) + 0.5) / max(xf, 1)
-        head = music.astype(np.float32)
-        head[length - xf :] *= np.cos(0.5 * np.pi * t)[:, None]
-        piece = head.copy()
-        piece[:xf] *= np.sin(0.5 * np.pi * t)[:, None]
+        fade_out, fade_in = np.cos(0.5 * np.pi * t)[:, None], np.sin(0.5 * np.pi * t)[:, None]  # (xf, 1)
         out = np.zeros((stop - start, 2), np.float32)
         for k in range(max(0, (start - length) // step), (stop - 1) // step + 1):
             pos = k * step
             lo, hi = max(pos, start), min(pos + length, stop)
-            if lo < hi and pos < n:
-                out[lo - start : hi - start] += (piece if k else head)[lo - pos : hi - pos]
+            if lo >= hi or pos >= n:
+                continue
+            r0, r1 = lo - pos, hi - pos  # this play's samples [r0, r1)
+            part = music[r0:r1].astype(np.float32)
+            a, b = max(r0, length - xf), r1  # every play fades out into the next...
+            if a < b:
+                part[a - r0 : b - r0] *= fade_out[a - (length - xf) : b - (length - xf)]
+            a, b = r0, min(r1, xf)  # ...and every repeat fades in under the previous one's end
+            if k and a < b:
+                part[a - r0 : b - r0] *= fade_in[a:b]
+            out[lo - start : hi - start] += part
         return out
 
     def _raw(self, start: int, stop: int) -> np.ndarray:
