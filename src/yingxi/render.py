@@ -145,7 +145,7 @@ def render(
         # Shots are shot as the encoder reaches them (stream_frames), so only one clip is held at a time.
         for i, frame in enumerate(stream_frames(cut, shoot)):
             if i % 24 == 0 and all_shot:
-                done = (i - last_shot_starts) / max(1, cut.num_frames - last_shot_starts)
+                done = max(0, i - last_shot_starts) / max(1, cut.num_frames - last_shot_starts)
                 fraction = PREPARE_SHARE + SHOOT_SHARE + (1 - PREPARE_SHARE - SHOOT_SHARE) * done
                 report(ProgressEvent(total + 1, total, fraction, "editing and encoding"))
             yield frame
