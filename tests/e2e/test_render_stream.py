@@ -141,10 +141,11 @@ def test_stream_frames_matches_the_cut_with_clips_at_another_fps_and_size_holdin
 
 def _peak_rss_mib(seconds: float, tmp_path: Path) -> tuple[float, int]:
     """Render a film of `seconds` at 320x180 (2 s shots, every transition, a painted keyframe) in a fresh
-    process: (peak RSS MiB, frames)."""
+    process: (peak RSS MiB, frames). Peak RSS is the kernel's VmHWM, which starts afresh at exec; getrusage's
+    ru_maxrss would carry over the forking pytest's own (over 1 GiB with torch loaded)."""
     key = texture_png(tmp_path / "key.png", (320, 180))
     code = f"""
-import json, resource
+import json
 from pathlib import Path
 from yingxi.backends.animatic import AnimaticGenerator
 from yingxi.film import parse_prompt
@@ -154,7 +155,8 @@ n = round({seconds} / 2)
 text = "\\n".join(f"Shot {{i + 1}} (2s, pan left, {{kinds[i % 5]}}): scene {{i}}" for i in range(n))
 film = parse_prompt(text, fps=24, custom_size=(320, 180), style_image=Path({str(key)!r}))
 r = render(film, AnimaticGenerator(), Path({str(tmp_path)!r}) / "m{seconds:g}.mp4", encoder_preset="ultrafast")
-print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, r.num_frames]))
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps([int(hwm.split()[1]) / 1024, r.num_frames]))
 """
     src = Path(yingxi.render.__file__).parents[1]
     out = subprocess.run(
@@ -172,4 +174,4 @@ def test_peak_memory_of_a_long_film_is_that_of_a_short_one(tmp_path):
     long, n_long = _peak_rss_mib(50, tmp_path)
     assert n_long == 5 * n_short == 1200
     held_whole = (n_long - n_short) * 320 * 180 * 3 / 2**20  # what the in-memory path would add
-    assert long - short < 40 < held_whole / 5, (short, long, held_whole)
+    assert long - short < 40 < held_whole / 3, (short, long, held_whole)
