@@ -64,7 +64,9 @@ def main() -> None:
             now = time.perf_counter()
             phases[state["phase"]] = phases.get(state["phase"], 0.0) + now - state["since"]
             state["phase"] = (
-                "prepare" if e.shot == 0 else ("edit+encode" if e.shot > e.total_shots else "shoot")
+                # Shots are encoded as they are shot (render streams), so only the last shot's edit and
+                # encode fall in "edit+encode"; the others' are inside "shoot+encode".
+                "prepare" if e.shot == 0 else ("edit+encode" if e.shot > e.total_shots else "shoot+encode")
             )
             state["since"] = now
 

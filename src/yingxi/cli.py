@@ -10,9 +10,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from yingxi.cli_checks import (
+    EXIT_TERMINATED,
+    Terminated,
+    check_ref_name,
+    refuse_contradicting_size,
+    terminate_like_interrupt,
+    version,
+)
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
-from yingxi.errors import InputError, YingxiError
+from yingxi.errors import InputError, ModelNotFoundError, YingxiError
 from yingxi.film.model import RATIOS, RESOLUTIONS, Character, Film
 
 EXIT_BAD_INPUT = 2
@@ -65,6 +73,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="yingxi", description="影戏 yingxi: multi-shot films from prompts and scripts")
+    parser.add_argument("--version", action="version", version=f"yingxi {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     gen = sub.add_parser("generate", help="render a film to MP4")
@@ -164,6 +173,7 @@ def film_from_args(args: argparse.Namespace) -> Film:
         raise InputError(
             "--duration is for a prompt; a script gives each shot its duration", field="--duration"
         )
+    refuse_contradicting_size(args)
     overrides = {}  # the same words, spellings and did-you-mean hints as scripts ("720", "16x9")
     if args.resolution is not None:
         overrides["resolution"] = parse_resolution(args.resolution, field="--resolution")
@@ -192,6 +202,7 @@ def film_from_args(args: argparse.Namespace) -> Film:
         name, sep, image = (part.strip() for part in ref.partition("="))  # "OLD JIA = jia.png" too
         if not sep or not name or not image:
             raise InputError(f'write --ref as NAME=IMAGE, got "{ref}"', field="--ref")
+        name = check_ref_name(film, name)  # a misspelt name would add an image that nothing uses
         path = _must_exist(Path(image), f"--ref {name}")
         film = _with_character_image(film, name, path)
     return film
@@ -241,12 +252,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from yingxi.media.files import check_writable
     from yingxi.render import PREPARE_SHARE, SHOOT_SHARE, render
 
     if args.output.suffix.lower() != ".mp4":
         raise InputError(f"the output must be an .mp4 file, got {args.output}", field="--output")
     if args.output.is_dir():  # found now, not after every shot is shot
         raise InputError(f"{args.output} is a folder; name the .mp4 file to write", field="--output")
+    check_writable(args.output, field="--output")  # a folder that takes no file: now, not after the render
     film = film_from_args(args)
     backend = make_backend(args)
     console = Console(stderr=True)
@@ -285,7 +298,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if tasks:
             bar.stop()
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)  # "0.5s", not "0." in colour
     print(f"shots: {len(result.plans)}")
     print(f"length: {result.duration:.2f}s ({result.num_frames} frames at {result.fps:g} fps)")
     if result.total_evaluations is not None:
@@ -347,21 +360,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
     from rich.text import Text
+
+    from yingxi.cli_plan import print_plan
 
     shots = f"{len(plans)} shot{'s' if len(plans) != 1 else ''}"
     size = f"{plans[0].width}x{plans[0].height} at {plans[0].fps:g} fps"
     title = escape(film.title or "film")  # people's words are text, never rich markup: "[EXIT]"
-    table = Table(title=f"{title}: {shots}, {sum(p.duration for p in plans):.2f}s, {size}")
     columns = ("shot", "seconds", "frames", "framing", "camera", "transition", "keyframe", "seed", "dialogue",
                "prompt") + (("evaluations",) if count is not None else ())  # fmt: skip
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(*(Text("\n".join(r[c]) if c == "dialogue" else str(r[c])) for c in columns))
-    console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole words
-    console.print(table)
+    # A terminal's own width; piped, $COLUMNS when set (COLUMNS=80 yingxi plan ... | less), else 200.
+    console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
+    print_plan(console, f"{title}: {shots}, {sum(p.duration for p in plans):.2f}s, {size}", rows, columns)
     for name, v in voices.items():
         console.print(Text(f"voice: {name}: {v['voice']} ({v['why']})"))
     if film.fade_out:
@@ -470,12 +480,16 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    terminate_like_interrupt()
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except YingxiError as e:
+    except YingxiError as e:  # missing weights are bad input too: the person names the model
         print(f"yingxi: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT if isinstance(e, InputError) else 1
+        return EXIT_BAD_INPUT if isinstance(e, (InputError, ModelNotFoundError)) else 1
+    except Terminated:
+        print("yingxi: terminated; no output was written", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("yingxi: interrupted; no output was written", file=sys.stderr)
         return 130

@@ -11,10 +11,11 @@ import numpy as np
 
 from yingxi.backends.base import Clip, ClipRequest, Generator
 from yingxi.director.plan import ShotPlan, plan
-from yingxi.editor import assemble, fit_dialogue, load_music, record_dialogue, write_srt
+from yingxi.editor import fit_dialogue, load_music, record_dialogue, stream_frames, timeline, write_srt
 from yingxi.errors import InputError, RenderError
 from yingxi.film.model import Film
 from yingxi.keyframes import keyframe_images, load_fitted
+from yingxi.media.files import check_writable
 from yingxi.media.image import fit_image, load_image, save_png
 from yingxi.media.video import write_mp4
 
@@ -61,9 +62,15 @@ class Prepared:
     film: Film  # with shots grown to fit their dialogue
     takes: list  # per shot: the recorded DialogueTakes
     plans: list[ShotPlan]
-    requests: list[ClipRequest]  # a "continue" shot's first frame is a placeholder until shooting
     notes: list[str]
     music: np.ndarray | None  # float32 (N, 2), decoded
+    references_ok: bool = True  # the backend takes reference images
+
+    def request(self, i: int) -> ClipRequest:
+        """Shot i's request, its images decoded now (a "continue" shot's first frame is a placeholder until
+        shooting). Not kept for every shot: a 10-minute film's keyframes at 1080p would be 0.7 GB."""
+        p = self.plans[i]
+        return _request(self.film, p, self.references_ok, self.takes[p.index - 1])
 
 
 def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -> Prepared:
@@ -76,16 +83,16 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -
     music = load_music(film)
     plans = plan(film, backend.capabilities)
     notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
-    references_ok = "references" in backend.capabilities.conditionings
-    requests = [_request(film, p, references_ok, takes[p.index - 1]) for p in plans]
+    ready = Prepared(film, takes, plans, notes, music, "references" in backend.capabilities.conditionings)
     check = getattr(backend, "check", None)
-    if check is not None:
-        for p, r in zip(plans, requests, strict=True):
+    for i, p in enumerate(plans):  # every image decoded and every request checked, one shot at a time
+        r = ready.request(i)
+        if check is not None:
             try:
                 check(r)
             except InputError as e:  # the backend knows the field; the person needs the shot too
                 raise type(e)(e.message, shot=p.index, field=e.field, file=e.file) from None
-    return Prepared(film, takes, plans, requests, notes, music)
+    return ready
 
 
 def render(
@@ -103,46 +110,56 @@ def render(
     `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews."""
     started = time.perf_counter()
     out = Path(out)
+    check_writable(out, field="output")  # before any work: with wan a render takes hours
     report = progress or (lambda event: None)
     total = len(film.shots)
     report(ProgressEvent(0, total, 0.0, "recording dialogue and planning shots"))
     ready = prepare(film, backend, grow_for_dialogue=grow_for_dialogue)
     film, plans = ready.film, ready.plans
+    cut = timeline(film, plans, ready.takes, burn_subtitles=burn_subtitles, music=ready.music)
+    previous_last: list[np.ndarray] = []  # the last shot's last frame, for a "continue" keyframe
+    all_shot: list[bool] = []  # [True] once the last shot is shot: the rest is editing and encoding
+    evaluations: list[int | None] = []  # per shot: transformer forward passes (None: not a neural backend)
 
-    clips: list[Clip] = []
-    for p, request in zip(plans, ready.requests, strict=True):
+    def shoot(i: int) -> Clip:
+        p, request = plans[i], ready.request(i)
         if p.keyframe.source == "continue":
-            request = _replace_first_frame(request, clips[-1].frames[-1])
+            request = _replace_first_frame(request, previous_last[0])
 
-        def shot_progress(fraction: float, p: ShotPlan = p) -> None:
+        def shot_progress(fraction: float) -> None:
             done = (p.index - 1 + min(max(fraction, 0.0), 1.0)) / total
             report(
                 ProgressEvent(p.index, total, PREPARE_SHARE + SHOOT_SHARE * done, f"shooting shot {p.index}")
             )
 
         shot_progress(0.0)
-        clip = backend.generate(request, shot_progress)
+        try:
+            clip = backend.generate(request, shot_progress)
+        except Exception as e:  # carried past the encoder, which would read an OSError as its own
+            raise _ShotFailed(e) from e
         if clip.frames.shape[1:3] != (p.height, p.width) or clip.num_frames != p.num_frames:
             raise RenderError(
                 f"shot {p.index}: backend {backend.name} returned {clip.num_frames} frames of "
                 f"{clip.frames.shape[2]}x{clip.frames.shape[1]}, planned {p.num_frames} of {p.width}x{p.height}"
             )
-        clips.append(clip)
+        previous_last[:] = [np.array(clip.frames[-1])]
+        evaluations.append(clip.evaluations)
         shot_progress(1.0)
+        if i == total - 1:
+            report(ProgressEvent(total + 1, total, PREPARE_SHARE + SHOOT_SHARE, "editing and encoding"))
+            all_shot.append(True)
+        return clip
 
-    report(ProgressEvent(total + 1, total, PREPARE_SHARE + SHOOT_SHARE, "editing and encoding"))
-    cut = assemble(film, plans, clips, ready.takes, burn_subtitles=burn_subtitles, music=ready.music)
     out.parent.mkdir(parents=True, exist_ok=True)
-    last_frame: list[np.ndarray] = []
+    last_shot_starts = cut.first_frames[-1]
 
     def frames_with_progress():
-        for i, frame in enumerate(cut.iter_frames()):
-            if i % 24 == 0:
-                fraction = (
-                    PREPARE_SHARE + SHOOT_SHARE + (1 - PREPARE_SHARE - SHOOT_SHARE) * i / cut.num_frames
-                )
+        # Shots are shot as the encoder reaches them (stream_frames), so only one clip is held at a time.
+        for i, frame in enumerate(stream_frames(cut, shoot)):
+            if i % 24 == 0 and all_shot:
+                done = max(0, i - last_shot_starts) / max(1, cut.num_frames - last_shot_starts)
+                fraction = PREPARE_SHARE + SHOOT_SHARE + (1 - PREPARE_SHARE - SHOOT_SHARE) * done
                 report(ProgressEvent(total + 1, total, fraction, "editing and encoding"))
-            last_frame[:] = [frame]
             yield frame
 
     srt_path = out.with_suffix(".srt") if cut.subtitles else None
@@ -151,10 +168,12 @@ def render(
                   audio=cut.audio, sample_rate=cut.sample_rate, preset=encoder_preset)  # fmt: skip
         if srt_path is not None:
             write_srt(cut.subtitles, srt_path)
-    except OSError as e:  # a folder in the way, a read-only or full disk: say where, not a traceback
+    except _ShotFailed as e:
+        raise e.error from None
+    except OSError as e:  # a full disk, a folder made read-only meanwhile: say where, not a traceback
         raise RenderError(f"cannot write {out}: {e.strerror or e}") from None
-    if last_frame_png is not None and last_frame:
-        save_png(last_frame[0], last_frame_png)
+    if last_frame_png is not None:  # the last shot is still held whole: its last output frame, made again
+        save_png(cut.frame(cut.num_frames - 1), last_frame_png)
     report(ProgressEvent(total + 1, total, 1.0, "done"))
     return RenderResult(
         path=out,
@@ -165,9 +184,17 @@ def render(
         duration=cut.num_frames / cut.fps,
         notes=tuple(ready.notes),
         seconds=time.perf_counter() - started,
-        last_frame_path=last_frame_png if last_frame else None,
-        evaluations=tuple(c.evaluations for c in clips),
+        last_frame_path=last_frame_png,
+        evaluations=tuple(evaluations),
     )
+
+
+class _ShotFailed(Exception):
+    """A backend's error on its way out through the encoder, told apart from the encoder's own."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _image(path: Path, p: ShotPlan, field: str) -> np.ndarray:

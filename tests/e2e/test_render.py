@@ -1,6 +1,7 @@
 """The film pipeline end to end: Film -> render() -> MP4, checked on decoded frames and audio."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,12 +146,43 @@ def test_unreadable_music_fails_before_any_shot_is_shot(tmp_path):
     assert shot == [] and not out.exists()
 
 
-def test_an_unwritable_output_is_a_render_error_naming_it(tmp_path):
-    (tmp_path / "taken.mp4").mkdir()  # a folder where the film should go: the final rename fails
+def test_an_output_that_is_a_folder_is_refused_before_any_shot_is_shot(tmp_path):
+    (tmp_path / "taken.mp4").mkdir()
     film = small(parse_prompt("Shot 1 (0.25s): a"))
+    events = []
+    with pytest.raises(InputError, match="taken.mp4 is a folder"):
+        render(film, AnimaticGenerator(), tmp_path / "taken.mp4", events.append)
+    assert events == []  # found first: not even planning started
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.mp4"]
+
+
+def test_an_output_that_becomes_unwritable_during_the_render_is_a_render_error_naming_it(tmp_path):
+    film = small(parse_prompt("Shot 1 (0.25s): a"))
+
+    def block(event):  # a folder appears where the film should go while it is shot: the final rename fails
+        if event.shot == 1 and not (tmp_path / "taken.mp4").exists():
+            (tmp_path / "taken.mp4").mkdir()
+
     with pytest.raises(RenderError, match="cannot write .*taken.mp4"):
-        render(film, AnimaticGenerator(), tmp_path / "taken.mp4")
+        render(film, AnimaticGenerator(), tmp_path / "taken.mp4", block)
     assert [p.name for p in tmp_path.iterdir()] == ["taken.mp4"]  # no partial file left behind
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only"])
+def test_an_unwritable_output_folder_is_an_input_error_before_the_render(tmp_path, where):
+    (tmp_path / "notes.txt").write_text("a file")
+    out = tmp_path / "notes.txt" / "deeper" / "film.mp4" if where == "under-a-file" else Path("/sys/film.mp4")
+    with pytest.raises(InputError, match="cannot write") as info:
+        render(small(parse_prompt("Shot 1 (0.25s): a")), AnimaticGenerator(), out)
+    assert info.value.field == "output"
+    assert ("is a file, not a folder" if where == "under-a-file" else "not writable") in info.value.message
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_missing_output_folders_are_created(tmp_path):
+    out = tmp_path / "a" / "b" / "film.mp4"
+    render(small(parse_prompt("Shot 1 (0.25s): a")), AnimaticGenerator(), out)
+    assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["film.mp4"]
 
 
 def test_a_film_without_shots_is_an_input_error(tmp_path):

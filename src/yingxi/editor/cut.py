@@ -1,12 +1,14 @@
 """assemble(): the editor's cut. Shots are laid end to end at the film's fps, transitions are mixed lazily
-as frames are asked for (a 1080p film is never held in memory), and the sound track is built whole."""
+as frames are asked for, and the sound track is built whole. stream_frames() shoots each shot only when its
+first frame is due and keeps of the shot before only what the transition and continuity need, so a render
+holds one shot's clip at a time, however long the film."""
 
 from __future__ import annotations
 
 import bisect
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -15,7 +17,7 @@ import numpy as np
 from yingxi.backends.base import Clip
 from yingxi.director.plan import ShotPlan
 from yingxi.editor.dialogue import SAMPLE_RATE, DialogueTake, place_lines
-from yingxi.editor.mix import mix
+from yingxi.editor.mix import MixedTrack, fade_tail, mix
 from yingxi.editor.subtitles import Subtitle, SubtitleOverlay, active_subtitle, subtitle_text
 from yingxi.editor.transitions import Window, fade_out, plan_windows
 from yingxi.editor.transitions import mix as mix_frames
@@ -31,18 +33,29 @@ MIN_SUBTITLE_SECONDS = 5 / 6  # shortest time on screen (20 frames at 24 fps, Ne
 
 
 @dataclass(frozen=True)
+class HeldFrames:
+    """What is kept of a shot's clip once the next shot is being shot: some of its frames, by clip index."""
+
+    frames: dict[int, np.ndarray]  # clip frame index -> uint8 (H, W, 3)
+    num_frames: int  # of the whole clip
+    fps: float
+
+
+@dataclass(frozen=True)
 class Cut:
     width: int
     height: int
     fps: float
     num_frames: int
-    audio: np.ndarray  # float32 (N, 2) at sample_rate, exactly num_frames / fps long
+    audio: (
+        np.ndarray | MixedTrack
+    )  # float32 (N, 2) at sample_rate, num_frames / fps long (made as read: timeline)
     sample_rate: int
     subtitles: list[Subtitle]
     shot_starts: list[float]  # seconds
     shot_frames: list[int]  # frames each shot contributes
     windows: list[Window | None] = field(repr=False)  # the transition into each shot
-    clips: list[Clip] = field(repr=False)
+    clips: list[Clip | HeldFrames | None] = field(repr=False)  # None: not shot yet, or no longer needed
     burn_subtitles: bool = False
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
     fade_out_frames: int = 0  # the film's closing fade to black ("fade out"), in frames
@@ -63,7 +76,7 @@ class Cut:
     def shot_frame(self, shot: int, local: int) -> np.ndarray:
         """Frame `local` of shot `shot` (0-based) at the cut's fps and size: the clip frame nearest in time."""
         clip = self.clips[shot]
-        src = min(clip.num_frames - 1, max(0, math.floor(local * clip.fps / self.fps + 0.5 + 1e-9)))
+        src = self._clip_index(shot, local)
         key = (shot, src)
         if key not in self._cache:
             frame = clip.frames[src]
@@ -100,6 +113,60 @@ class Cut:
         for index in range(self.num_frames):
             yield self.frame(index)
 
+    def shot_of(self, index: int) -> int:
+        """The 0-based shot whose part of the timeline holds output frame `index`."""
+        return bisect.bisect_right(self.first_frames, index) - 1
+
+    def _clip_index(self, shot: int, local: int) -> int:
+        clip = self.clips[shot]
+        return min(clip.num_frames - 1, max(0, math.floor(local * clip.fps / self.fps + 0.5 + 1e-9)))
+
+    def hold_tail(self, shot: int, from_local: int) -> None:
+        """Keep of shot `shot`'s clip only the frames its output frames from `from_local` on will read (an
+        outgoing transition's half inside the shot, its last frame for the next transition), freeing the rest."""
+        clip = self.clips[shot]
+        if clip is None:
+            return
+        keep = {self._clip_index(shot, local) for local in range(from_local, self.shot_frames[shot])}
+        keep.add(self._clip_index(shot, self.shot_frames[shot] - 1))
+        # np.array copies: a clip's frames are views into its one (F, H, W, 3) array, which is freed now
+        self.clips[shot] = HeldFrames({i: np.array(clip.frames[i]) for i in keep}, clip.num_frames, clip.fps)
+        for key in [
+            k for k in self._cache if k[0] == shot
+        ]:  # views into that array too; made again on demand
+            del self._cache[key]
+
+
+def stream_frames(cut: Cut, shoot: Callable[[int], Clip]) -> Iterator[np.ndarray]:
+    """Every output frame of `cut` (made by timeline()), calling shoot(i) for shot i's clip only when a frame
+    first needs it; before each shoot the shot before is cut down to its held tail, and a shot two back is
+    dropped. The frames are those cut.frame() gives with every clip in memory, bit for bit."""
+    loaded = -1  # the last shot shot
+    for index in range(cut.num_frames):
+        while loaded < _shots_needed(cut, index):
+            if loaded >= 0:
+                local = index - cut.first_frames[loaded]
+                cut.hold_tail(loaded, min(max(local, 0), cut.shot_frames[loaded] - 1))
+            if loaded >= 1:
+                cut.clips[loaded - 1] = None  # its last frame was for the transition into `loaded`
+            for key in [k for k in cut._cache if k[0] < loaded]:  # fitted copies of frames no longer needed
+                del cut._cache[key]
+            loaded += 1
+            cut.clips[loaded] = shoot(loaded)
+        frame = cut.frame(index)
+        if index + 1 < cut.num_frames and _shots_needed(cut, index + 1) > loaded:
+            # The consumer still holds this frame while it asks for the next, which shoots: a view into the
+            # clip would keep the whole clip alive beside the next one.
+            frame = np.array(frame)
+        yield frame
+
+
+def _shots_needed(cut: Cut, index: int) -> int:
+    """The last shot output frame `index` reads: its own, or the next one inside an outgoing transition."""
+    i = cut.shot_of(index)
+    after = cut.windows[i + 1] if i + 1 < len(cut.windows) else None
+    return i + 1 if after is not None and index in after else i
+
 
 def load_music(film: Film) -> np.ndarray | None:
     """float32 (N, 2) at 48 kHz of film.music, or None; an unreadable file is an InputError on field "music"
@@ -130,6 +197,28 @@ def assemble(
         raise ValueError(
             f"assemble needs one plan, clip and take list per shot: {len(film.shots)} shots, "
             f"{len(plans)} plans, {len(clips)} clips, {len(takes)} take lists"
+        )
+    cut = timeline(film, plans, takes, burn_subtitles=burn_subtitles, music=music, audio_in_pieces=False)
+    cut.clips[:] = clips
+    return cut
+
+
+def timeline(
+    film: Film,
+    plans: list[ShotPlan],
+    takes: list[list[DialogueTake]],
+    *,
+    burn_subtitles: bool = False,
+    music: np.ndarray | None = None,
+    audio_in_pieces: bool = True,
+) -> Cut:
+    """The cut before any shot is shot: where each shot and transition sits, the sound track, the subtitles
+    (a shot's length comes from its plan). Its clips are None: stream_frames() shoots them as it goes.
+    `audio_in_pieces`: the sound as a MixedTrack, mixed as the encoder reads it (False: mix() it whole now)."""
+    if not (len(plans) == len(takes) == len(film.shots)):
+        raise ValueError(
+            f"a timeline needs one plan and take list per shot: {len(film.shots)} shots, "
+            f"{len(plans)} plans, {len(takes)} take lists"
         )
     fps = float(film.fps)
     width, height = film.size
@@ -169,11 +258,10 @@ def assemble(
 
     if music is None:
         music = load_music(film)
-    audio = mix(n_samples, lines, music, SAMPLE_RATE)
+    audio = (MixedTrack if audio_in_pieces else mix)(n_samples, lines, music, SAMPLE_RATE)
     fade_frames = min(round(film.fade_out * fps), shot_frames[-1])  # "fade out": picture and sound together
     if fade_frames:
-        n = min(len(audio), round(fade_frames / fps * SAMPLE_RATE))
-        audio[len(audio) - n :] *= np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None]
+        audio = fade_tail(audio, min(n_samples, round(fade_frames / fps * SAMPLE_RATE)))
     return Cut(
         width=width,
         height=height,
@@ -185,7 +273,7 @@ def assemble(
         shot_starts=shot_starts,
         shot_frames=shot_frames,
         windows=windows,
-        clips=list(clips),
+        clips=[None] * len(plans),
         burn_subtitles=burn_subtitles,
         fade_out_frames=fade_frames,
     )

@@ -226,8 +226,9 @@ def _characters(data: Any, base: Path) -> tuple[Character, ...]:
 
 
 def _check_featured(shots: tuple[Shot, ...], characters: tuple[Character, ...]) -> None:
-    """A shot's `characters` entry that the script does not define is most likely a misspelling;
-    a script that defines no characters may name them freely (--ref can add their images)."""
+    """A shot's `characters` entry or a dialogue speaker that the script does not define is most likely a
+    misspelling (a line spoken by "OLD JIAA" would get another voice and no image); a script that defines no
+    characters may name them freely (--ref can add their images)."""
     if not characters:
         return
     known = [c.name for c in characters]
@@ -235,6 +236,10 @@ def _check_featured(shots: tuple[Shot, ...], characters: tuple[Character, ...]) 
         for name in shot.characters:
             if name.lower() not in (k.lower() for k in known):
                 raise InputError(unknown_word("character", name, known), shot=n, field="characters")
+        for j, line in enumerate(shot.dialogue, start=1):  # stream (issue 8, item 10)
+            if line.character.lower() not in (k.lower() for k in known):
+                where = f"dialogue[{j}].character"
+                raise InputError(unknown_word("speaker", line.character, known), shot=n, field=where)
 
 
 def _path(value: Any, base: Path, *, shot: int | None = None, field: str) -> Path | None:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
@@ -106,12 +107,22 @@ def _fps_fraction(fps: float | Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+class AudioSource(Protocol):
+    """Sound made as it is asked for (the editor's MixedTrack): a long film's track is never held whole."""
+
+    def __len__(self) -> int: ...
+
+    def segment(self, start: int, stop: int) -> np.ndarray: ...  # float32 (stop - start, 2) or (n,)
+
+
 class _AudioWriter:
     """Feeds the AAC encoder in chunks so audio packets interleave with video packets as they come."""
 
-    def __init__(self, container: av.container.OutputContainer, audio: np.ndarray, sample_rate: int):
+    def __init__(
+        self, container: av.container.OutputContainer, audio: np.ndarray | AudioSource, sample_rate: int
+    ):
         self.container = container
-        self.audio = audio  # float32 (N, 2)
+        self.audio = _as_stereo(audio) if isinstance(audio, np.ndarray) else audio  # float32 (N, 2)
         self.rate = sample_rate
         self.stream = container.add_stream("aac", rate=sample_rate, layout="stereo")
         self.stream.bit_rate = 192_000
@@ -121,7 +132,10 @@ class _AudioWriter:
         end = len(self.audio) if seconds is None else min(len(self.audio), int(round(seconds * self.rate)))
         while self.done < end:
             stop = min(end, self.done + _AUDIO_CHUNK)
-            chunk = self.audio[self.done : stop]  # (n, 2)
+            if isinstance(self.audio, np.ndarray):
+                chunk = self.audio[self.done : stop]  # (n, 2)
+            else:
+                chunk = _as_stereo(self.audio.segment(self.done, stop))
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T), format="fltp", layout="stereo")
             frame.sample_rate = self.rate
             frame.pts = self.done
@@ -140,7 +154,7 @@ def _encode(
     fps: float,
     width: int,
     height: int,
-    audio: np.ndarray | None,
+    audio: np.ndarray | AudioSource | None,
     sample_rate: int,
     crf: int,
     preset: str,
@@ -157,7 +171,7 @@ def _encode(
     cc = video.codec_context
     cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1  # BT.709, as rgb_to_yuv420p computes
     cc.color_range = 1  # limited ("tv") range
-    sound = _AudioWriter(container, _as_stereo(audio), sample_rate) if audio is not None else None
+    sound = _AudioWriter(container, audio, sample_rate) if audio is not None else None
     count = 0
     for frame in frames:
         if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
@@ -184,7 +198,7 @@ def write_mp4(
     fps: float,
     width: int,
     height: int,
-    audio: np.ndarray | None = None,
+    audio: np.ndarray | AudioSource | None = None,  # float32 (N,) or (N, 2), or made as it is asked for
     sample_rate: int = AUDIO_RATE,
     crf: int = 20,
     preset: str = "medium",
