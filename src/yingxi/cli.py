@@ -341,7 +341,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     ]
     count = getattr(backend, "evaluations", None)  # transformer passes per shot (neural backends)
     if count is not None:
-        for row, request in zip(rows, ready.requests, strict=True):
+        for i, row in enumerate(rows):
+            request = ready.request(i)
             row["evaluations"] = count(request)
     if args.json:
         print(

@@ -181,5 +181,5 @@ def test_no_command_names_the_commands(tmp_path):
     assert r.returncode == 2
     assert (
         r.stderr
-        == "yingxi: error: give a command: generate, plan, models, serve or keys (yingxi --help says more)\n"
+        == "yingxi: error: give a command: generate, plan, models, serve, worker or keys (yingxi --help says more)\n"
     )

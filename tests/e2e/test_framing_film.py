@@ -163,7 +163,7 @@ def test_the_demo_puts_both_characters_on_screen():
         assert names <= set(p.keyframe.on_screen), p.keyframe
     assert not any("not on screen" in n for n in ready.notes)
     two = next(p for p in ready.plans if p.keyframe.compose == "two-shot")
-    frame = ready.requests[two.index - 1].first_frame.astype(np.float64)
+    frame = ready.request(two.index - 1).first_frame.astype(np.float64)
     half = frame.shape[1] // 2
     jia, li = frame[:, :half].mean(axis=(0, 1)), frame[:, half:].mean(axis=(0, 1))
     assert jia[0] > jia[2] and li[2] > li[0] - 20 and np.abs(jia - li).max() > 5  # two different pictures

@@ -74,7 +74,7 @@ def test_a_task_made_on_one_server_is_cancelled_through_the_other(pair):
     auth = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=a.url, headers=auth, timeout=30) as on_a, \
          httpx.Client(base_url=b.url, headers=auth, timeout=30) as on_b:  # fmt: skip
-        long = "Shot 1 (15s, wide): a long river. Shot 2 (15s, wide): the ice."
+        long = "Shot 1 (15s, wide): a long river.\nShot 2 (15s, wide): the ice."
         task_id = on_b.post(TASKS, json=body(long)).json()["id"]
         assert on_a.delete(f"{TASKS}/{task_id}").status_code in (200, 204)
         task = wait_for(lambda: on_b.get(f"{TASKS}/{task_id}").json(), finished, timeout=60)
