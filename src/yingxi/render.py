@@ -12,6 +12,7 @@ import numpy as np
 from yingxi.backends.base import Clip, ClipRequest, Generator
 from yingxi.director.plan import ShotPlan, plan
 from yingxi.editor import fit_dialogue, load_music, record_dialogue, stream_frames, timeline, write_srt
+from yingxi.editor.export import check_export, shot_path, write_export, write_shot
 from yingxi.errors import InputError, RenderError
 from yingxi.film.model import Film
 from yingxi.keyframes import keyframe_images, load_fitted
@@ -48,6 +49,8 @@ class RenderResult:
     evaluations: tuple[
         int | None, ...
     ] = ()  # per shot: transformer forward passes (None: not a neural backend)
+    export_path: Path | None = None  # the edit as a timeline (film.otio), when asked for
+    export_files: tuple[Path, ...] = ()  # the media that timeline points at (film.shots/...)
 
     @property
     def total_evaluations(self) -> int | None:
@@ -105,12 +108,17 @@ def render(
     last_frame_png: Path | None = None,
     grow_for_dialogue: bool = True,
     encoder_preset: str = "medium",
+    export: str | None = None,
 ) -> RenderResult:
     """Plan, shoot each shot, edit, and write `out` atomically. Raises InputError / RenderError.
-    `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews."""
+    `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews.
+    `export`: also write the edit for an editor ("otio", "edl", "fcpxml": editor.export), with each shot's
+    clip file written as it is shot."""
     started = time.perf_counter()
     out = Path(out)
     check_writable(out, field="output")  # before any work: with wan a render takes hours
+    if export is not None:
+        check_export(export, film.fps)
     report = progress or (lambda event: None)
     total = len(film.shots)
     report(ProgressEvent(0, total, 0.0, "recording dialogue and planning shots"))
@@ -143,6 +151,11 @@ def render(
                 f"{clip.frames.shape[2]}x{clip.frames.shape[1]}, planned {p.num_frames} of {p.width}x{p.height}"
             )
         previous_last[:] = [np.array(clip.frames[-1])]
+        if export is not None:
+            try:
+                write_shot(cut, i, clip, out, film.fps, encoder_preset)
+            except OSError as e:
+                raise _ShotFailed(RenderError(f"cannot write {shot_path(out, i)}: {e.strerror or e}")) from e
         evaluations.append(clip.evaluations)
         shot_progress(1.0)
         if i == total - 1:
@@ -168,6 +181,7 @@ def render(
                   audio=cut.audio, sample_rate=cut.sample_rate, preset=encoder_preset)  # fmt: skip
         if srt_path is not None:
             write_srt(cut.subtitles, srt_path)
+        exported = write_export(film, cut, out, export) if export is not None else None
     except _ShotFailed as e:
         raise e.error from None
     except OSError as e:  # a full disk, a folder made read-only meanwhile: say where, not a traceback
@@ -186,6 +200,8 @@ def render(
         seconds=time.perf_counter() - started,
         last_frame_path=last_frame_png,
         evaluations=tuple(evaluations),
+        export_path=exported.path if exported else None,
+        export_files=exported.files if exported else (),
     )
 
 
