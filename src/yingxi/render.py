@@ -181,11 +181,16 @@ def render(
                   audio=cut.audio, sample_rate=cut.sample_rate, preset=encoder_preset)  # fmt: skip
         if srt_path is not None:
             write_srt(cut.subtitles, srt_path)
-        exported = write_export(film, cut, out, export) if export is not None else None
     except _ShotFailed as e:
         raise e.error from None
     except OSError as e:  # a full disk, a folder made read-only meanwhile: say where, not a traceback
         raise RenderError(f"cannot write {out}: {e.strerror or e}") from None
+    exported = None
+    if export is not None:  # after the film: the timeline points at files that all exist
+        try:
+            exported = write_export(film, cut, out, export)
+        except OSError as e:
+            raise RenderError(f"cannot write the {export} export beside {out}: {e.strerror or e}") from None
     if last_frame_png is not None:  # the last shot is still held whole: its last output frame, made again
         save_png(cut.frame(cut.num_frames - 1), last_frame_png)
     report(ProgressEvent(total + 1, total, 1.0, "done"))

@@ -184,3 +184,19 @@ def test_edl_at_a_rate_timecode_lacks_is_refused_before_any_work(tmp_path):
         render(film, AnimaticGenerator(), tmp_path / "film.mp4", export="edl")
     assert info.value.field == "export" and "12 fps" in str(info.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_rerender_drops_stale_shot_files_and_an_opening_fade_is_metadata(tmp_path):
+    out = tmp_path / "film.mp4"
+    three = replace(parse_prompt("Shot 1 (1s): a\nShot 2 (1s): b\nShot 3 (1s): c"), fps=FPS, resolution="480p")
+    render(three, AnimaticGenerator(), out, encoder_preset="ultrafast", export="otio")
+    assert (tmp_path / "film.shots" / "shot-03.mp4").is_file()
+    two = replace(parse_prompt("Shot 1 (1s, fade): a\nShot 2 (1s): b"), fps=FPS, resolution="480p")
+    result = render(two, AnimaticGenerator(), out, encoder_preset="ultrafast", export="otio")
+    assert sorted(p.name for p in (tmp_path / "film.shots").iterdir()) == ["shot-01.mp4", "shot-02.mp4"]
+    assert [p.name for p in result.export_files] == ["shot-01.mp4", "shot-02.mp4"]
+    timeline = otio.adapters.read_from_file(str(result.export_path))
+    first = next(iter(timeline.find_clips()))
+    # The film fades up from black over the fade's second half (0.4 s): no clip before it to transition from.
+    assert first.metadata["yingxi"]["fade_in_frames"] == round(0.8 * FPS) - round(0.8 * FPS) // 2
+    assert not any(isinstance(i, otio.schema.Transition) for i in timeline.video_tracks()[0])

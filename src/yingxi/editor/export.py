@@ -189,15 +189,21 @@ def write_export(film: Film, cut: Cut, out: Path, fmt: str) -> Exported:
     """Write the timeline beside `out` in `fmt` (after the shot clips were written), atomically."""
     otio = _otio()
     adapter, _, _ = EXPORT_FORMATS[fmt]
-    timeline = build_timeline(film, cut, out, timecode=fmt != "otio")
-    if fmt == "edl":  # CMX 3600 holds one picture track: the shots and their transitions
-        timeline = _video_only(otio, timeline)
+    full = build_timeline(film, cut, out, timecode=fmt != "otio")
+    timeline = _video_only(otio, full) if fmt == "edl" else full  # CMX 3600 holds one picture track
     path = export_path(out, fmt)
     with replaced_when_done(path) as tmp:
         otio.adapters.write_to_file(timeline, str(tmp), adapter_name=adapter)
-    # The files the timeline points at, not whatever else an earlier render left in the folder.
-    refs = [c.media_reference.target_url for c in timeline.find_clips()]
-    return Exported(path, tuple(dict.fromkeys(Path(out).parent / r for r in refs)))
+    base = Path(out).parent
+    written = {base / c.media_reference.target_url for c in full.find_clips()}
+    for stale in (*shots_dir(out).glob("shot-*.mp4"), *shots_dir(out).glob("line-*.wav")):
+        if stale not in written:  # an earlier, longer render of this film's: not part of this edit
+            stale.unlink(missing_ok=True)
+    if cut.music is None:
+        (shots_dir(out) / "music.wav").unlink(missing_ok=True)
+    # The files the timeline points at, in timeline order.
+    files = dict.fromkeys(base / c.media_reference.target_url for c in timeline.find_clips())
+    return Exported(path, tuple(files))
 
 
 def _video_only(otio, timeline):
