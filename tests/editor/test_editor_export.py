@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.e2e.helpers import flat_png
+from tests.e2e.helpers import decode, flat_png, texture_png
 from yingxi.backends.animatic import AnimaticGenerator
 from yingxi.editor.export import EXPORT_FORMATS, check_export, write_package
 from yingxi.errors import InputError
@@ -23,7 +23,7 @@ otio = pytest.importorskip("opentimelineio")
 
 FPS = 12
 PROMPT = (
-    "Shot 1 (2s, static): Red.\n"
+    "Shot 1 (2s, pan left): Texture.\n"
     'MEI: "Hello there."\n'
     "Shot 2 (2s, static, crossfade): Blue.\n"
     "Shot 3 (2s, static, fade): Green.\n"
@@ -31,6 +31,11 @@ PROMPT = (
     "Shot 4 (2s, static, wipe right): Grey."
 )
 COLOURS = [(220, 30, 30), (20, 40, 230), (30, 200, 40), (128, 128, 128)]
+
+
+def read_shot(path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
 
 
 def srt_starts(text: str) -> list[float]:
@@ -48,7 +53,8 @@ def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     film = replace(parse_prompt(PROMPT), fps=FPS, resolution="480p")
     for i, rgb in enumerate(COLOURS):
-        film = film.with_shot(i, replace(film.shots[i], first_frame=flat_png(tmp / f"s{i}.png", rgb)))
+        image = texture_png(tmp / "tex.png") if i == 0 else flat_png(tmp / f"s{i}.png", rgb)
+        film = film.with_shot(i, replace(film.shots[i], first_frame=image))
     t = np.arange(48000 * 3) / 48000
     music = write_wav(tmp / "music.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 48000)  # 3 s: loops in the film
     film = replace(film, music=music)
@@ -109,11 +115,17 @@ def test_each_shot_file_decodes_to_the_shots_frames(exported):
     result, out = exported
     timeline = otio.adapters.read_from_file(str(result.export_path))
     clips = [c for c in timeline.video_tracks()[0] if isinstance(c, otio.schema.Clip)]
-    for clip, plan, rgb in zip(clips, result.plans, COLOURS, strict=True):
+    film, _, _, _ = decode(out)
+    # Shot 1 pans over a texture: away from the crossfade its file's frames are the film's, frame for frame
+    # (two H.264 encodings of the same frames), and they move (no frame is repeated).
+    first = read_shot(out.parent / clips[0].media_reference.target_url)
+    n = len(first) - round(0.5 * FPS) // 2
+    assert np.abs(first[:n].astype(int) - film[:n]).mean(axis=(1, 2, 3)).max() < 3
+    assert np.abs(np.diff(first[:n].astype(int), axis=0)).mean(axis=(1, 2, 3)).min() > 3
+    for clip, plan, rgb in list(zip(clips, result.plans, COLOURS, strict=True))[1:]:
         path = out.parent / clip.media_reference.target_url
         assert path.parent.name == "film.shots" and path.name == f"shot-{plan.index:02d}.mp4"
-        with av.open(str(path)) as c:
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+        frames = read_shot(path)
         # The shot's own frames: its flat colour throughout, no transition mixed in (H.264 noise only).
         assert frames.shape == (plan.num_frames, 480, 864, 3)
         assert np.abs(frames.astype(int) - rgb).mean(axis=(1, 2, 3)).max() < 6
@@ -188,7 +200,9 @@ def test_edl_at_a_rate_timecode_lacks_is_refused_before_any_work(tmp_path):
 
 def test_rerender_drops_stale_shot_files_and_an_opening_fade_is_metadata(tmp_path):
     out = tmp_path / "film.mp4"
-    three = replace(parse_prompt("Shot 1 (1s): a\nShot 2 (1s): b\nShot 3 (1s): c"), fps=FPS, resolution="480p")
+    three = replace(
+        parse_prompt("Shot 1 (1s): a\nShot 2 (1s): b\nShot 3 (1s): c"), fps=FPS, resolution="480p"
+    )
     render(three, AnimaticGenerator(), out, encoder_preset="ultrafast", export="otio")
     assert (tmp_path / "film.shots" / "shot-03.mp4").is_file()
     two = replace(parse_prompt("Shot 1 (1s, fade): a\nShot 2 (1s): b"), fps=FPS, resolution="480p")
