@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="x264 speed/size trade-off (default: veryfast for the animatic, medium for wan)")  # fmt: skip
     gen.add_argument("--strict-dialogue", action="store_true",
                      help="fail instead of lengthening a shot whose dialogue does not fit")  # fmt: skip
+    gen.add_argument("--export", metavar="FORMAT",
+                     help="also write the edit for an editor beside the film: otio, edl or fcpxml "
+                     "(film.otio and one clip file per shot in film.shots/)")  # fmt: skip
 
     pl = sub.add_parser("plan", help="print the shot plan without rendering")
     _film_args(pl)
@@ -260,6 +263,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.output.is_dir():  # found now, not after every shot is shot
         raise InputError(f"{args.output} is a folder; name the .mp4 file to write", field="--output")
     check_writable(args.output, field="--output")  # a folder that takes no file: now, not after the render
+    if args.export is not None:  # a misspelt format: one line naming the closest, before any work
+        from yingxi.editor.export import check_export
+
+        check_export(args.export)
     film = film_from_args(args)
     backend = make_backend(args)
     console = Console(stderr=True)
@@ -293,7 +300,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         console.print(f"[yellow]note:[/] {escape(preset_note)}")
     try:
         result = render(film, backend, args.output, on_progress, burn_subtitles=args.burn_subtitles,
-                        grow_for_dialogue=not args.strict_dialogue, encoder_preset=preset)  # fmt: skip
+                        grow_for_dialogue=not args.strict_dialogue, encoder_preset=preset,
+                        export=args.export)  # fmt: skip
     finally:
         if tasks:
             bar.stop()
@@ -307,6 +315,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"output: {result.path}")
     if result.srt_path:
         print(f"subtitles: {result.srt_path}")
+    if result.export_path:
+        print(f"edit: {result.export_path} ({len(result.export_files)} media files)")
     print(f"time: {time.perf_counter() - started:.1f}s")
     return 0
 
