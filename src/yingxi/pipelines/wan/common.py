@@ -44,7 +44,10 @@ class TaskInputs:
     def model_input(self, x: Tensor) -> Tensor:
         """(B, z, f, h, w) sampler latents -> what the transformer's patch embedding takes."""
         x = self.hold(x)
-        return x if self.concat is None else torch.cat([x, self.concat.to(x.dtype)], dim=1)
+        if self.concat is None:
+            return x
+        concat = self.concat.to(x.dtype).expand(x.shape[0], *self.concat.shape[1:])  # batched guidance: 2B
+        return torch.cat([x, concat], dim=1)
 
     def timestep(self, t: Tensor, batch: int, patch: tuple[int, int, int]) -> Tensor:
         """The scheduler timestep as the transformer takes it: (B,) or, per token, (B, f*h*w/patch)."""

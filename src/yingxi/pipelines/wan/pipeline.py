@@ -7,6 +7,7 @@ the task's conditioning (`t2v.py`, `i2v.py`, `ti2v.py`), wraps the transformer(s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from yingxi.errors import CapabilityError, InputError
 from yingxi.models.wan.config import WanVariant, variants_with
+from yingxi.pipelines.wan.cache import CacheSpec, StepCache, make_cache, parse_cache, use_cache
 from yingxi.pipelines.wan.common import (
     TaskInputs,
     as_uint8_image,
@@ -88,6 +90,7 @@ class _Run:
     latents: Tensor | None
     sampler: Sampler
     schedule: ScheduleKind
+    cache: CacheSpec | None
 
 
 def transformer_evaluations(
@@ -125,8 +128,17 @@ class WanPipeline:
         offload: bool | OffloadMode = False,
         sampler: Sampler = "unipc",
         schedule: ScheduleKind = "wan",
+        cache: str | CacheSpec | None = None,
+        batched_guidance: bool | None = None,
     ) -> None:
         self.components = components
+        self.cache = parse_cache(cache)  # step cache of every call (None: every block of every step)
+        # cond and uncond as one batch of 2: on by default on GPUs, where the fuller batch is faster; off
+        # on the CPU, where it saves nothing and two calls keep diffusers' exact call sequence
+        self.batched_guidance = (
+            torch.device(device).type != "cpu" if batched_guidance is None else bool(batched_guidance)
+        )
+        self.last_usage: dict[str, Any] = {}  # of the last call: evaluations, skipped, calls, cache
         self.variant = components.variant
         self.device = torch.device(device)
         self.sampler = sampler
@@ -249,6 +261,7 @@ class WanPipeline:
         progress: StepProgress | None = None,
         sampler: Sampler | None = None,
         schedule: ScheduleKind | None = None,
+        cache: str | CacheSpec | None = None,
     ) -> np.ndarray:
         """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length).
 
@@ -257,6 +270,8 @@ class WanPipeline:
         devices and dtypes by kernel rounding. `negative_prompt` None is "" (diffusers' default; Wan's
         own is `models.wan.config.WAN_NEGATIVE_PROMPT`). Guidance 1 skips the unconditional pass.
         `sampler`/`schedule` (None: the pipeline's): "unipc"/"euler", and Wan's own sigma grid or diffusers'.
+        `cache` (None: the pipeline's; "none": off): "fbcache", "magcache", "teacache", optionally
+        ":threshold". After the call `last_usage` holds the evaluations that ran, were skipped, and calls.
         """
         v = self.variant
         default_w, default_h = v.default_size
@@ -298,6 +313,7 @@ class WanPipeline:
             prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
             width, height, num_frames, steps, scale, float(scale_2), shift, seed, latents,
             sampler, _check_schedule(schedule or self.schedule),
+            self.cache if cache is None else parse_cache(cache),
         )  # fmt: skip
         try:
             return self._generate(run, progress)
@@ -347,9 +363,20 @@ class WanPipeline:
         # 4. sample
         schedule = flow_schedule(run.steps, run.shift, solver=run.sampler, schedule=run.schedule)
         experts = [("transformer", run.scale)] + ([("transformer_2", run.scale_2)] if two_experts else [])
+        tokens = math.prod(n // p for n, p in zip(shape[-3:], self.patch, strict=True))
+        caches = {
+            name: make_cache(run.cache, self.components.modules()[name].config, run.steps, tokens)
+            for name, _ in experts
+        }
+        usage = {"evaluations": 0, "skipped": 0, "calls": 0}
+        batch = _join_contexts if self.batched_guidance else None
         denoisers = [
-            cfg_denoiser(self._model_fn(name, inputs, schedule), context, uncontext, s) for name, s in experts
-        ]
+            cfg_denoiser(
+                self._model_fn(name, inputs, schedule, caches[name], usage, context, uncontext),
+                context, uncontext, s, batch=batch,
+            )
+            for name, s in experts
+        ]  # fmt: skip
         denoise = denoisers[0]
         if two_experts:
             boundary = v.boundary_ratio * schedule.num_train_timesteps
@@ -362,6 +389,8 @@ class WanPipeline:
         # solver's coefficients), which on the GPU would be a device sync per read.
         latents = sample(denoise, latents, schedule.sigmas, callback=callback)
         latents = inputs.hold(latents)
+        usage["cache"] = str(run.cache) if run.cache is not None else None
+        self.last_usage = usage
 
         # 5. pixels
         with self.placement.use("vae") as vae:
@@ -392,21 +421,47 @@ class WanPipeline:
             inputs = i2v_inputs(vae, first, run.num_frames, last_image=last, image_embeds=embeds)
         return TaskInputs(concat=inputs.concat.to(device), image_embeds=inputs.image_embeds)
 
-    def _model_fn(self, name: str, inputs: TaskInputs, schedule):
-        """model_fn(x, sigma, context) -> velocity for one transformer, as `cfg_denoiser` wants it."""
+    def _model_fn(
+        self,
+        name: str,
+        inputs: TaskInputs,
+        schedule,
+        cache: StepCache | None,
+        usage: dict[str, Any],
+        context: Tensor,
+        uncontext: Tensor | None,
+    ):
+        """model_fn(x, sigma, context) -> velocity for one transformer, as `cfg_denoiser` wants it; counts
+        the calls and evaluations in `usage` and runs `cache` on the branch the context names."""
 
-        def model_fn(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
-            with self.placement.use(name) as model:
+        def model_fn(x: Tensor, sigma: Tensor, ctx: Tensor) -> Tensor:
+            branch = "cond" if ctx is context else "uncond" if ctx is uncontext else "cfg"
+            with self.placement.use(name) as model, use_cache(model, cache, branch):
                 dtype = model.dtype
                 t = schedule.timestep(sigma).to(x.device)
                 timestep = inputs.timestep(t, x.shape[0], self.patch)
                 image = inputs.image_embeds.to(dtype) if inputs.image_embeds is not None else None
-                v = model(inputs.model_input(x).to(dtype), timestep, context.to(dtype), image)
+                if image is not None and x.shape[0] > 1:  # batched guidance: the same image tokens twice
+                    image = image.repeat(x.shape[0], 1, 1)  # (2N, Li, E)
+                skipped = cache.skipped if cache is not None else 0
+                v = model(inputs.model_input(x).to(dtype), timestep, ctx.to(dtype), image)
+                done = (cache.skipped if cache is not None else 0) - skipped
+                usage["calls"] += 1
+                usage["skipped"] += done
+                usage["evaluations"] += x.shape[0] - done
                 # float32 from here, as Wan's own model returns it: the guidance difference
                 # scale * (v_cond - v_uncond) amplifies bf16 rounding (diffusers combines in bf16)
                 return v.float()
 
         return model_fn
+
+
+def _join_contexts(cond: Tensor, uncond: Tensor) -> Tensor:
+    """(1, Lc, E), (1, Lu, E) -> (2, max(Lc, Lu), E), zero-padded: the DiT zero-pads every context to 512
+    text tokens anyway, so padding first changes nothing."""
+    length = max(cond.shape[1], uncond.shape[1])
+    pad = [torch.nn.functional.pad(c, (0, 0, 0, length - c.shape[1])) for c in (cond, uncond)]
+    return torch.cat(pad)  # (2, L, E)
 
 
 def _check_schedule(schedule: str) -> ScheduleKind:
