@@ -47,6 +47,7 @@ class RenderResult:
     evaluations: tuple[
         int | None, ...
     ] = ()  # per shot: transformer forward passes (None: not a neural backend)
+    skipped: tuple[int | None, ...] = ()  # per shot: passes a step cache skipped (None: no cache)
 
     @property
     def total_evaluations(self) -> int | None:
@@ -167,6 +168,7 @@ def render(
         seconds=time.perf_counter() - started,
         last_frame_path=last_frame_png if last_frame else None,
         evaluations=tuple(c.evaluations for c in clips),
+        skipped=tuple(c.skipped for c in clips),
     )
 
 

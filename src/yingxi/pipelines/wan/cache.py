@@ -176,6 +176,28 @@ class StepCache:
         return nearest_interp(table[parity::2], self.steps)
 
 
+def magcache_plan(spec: CacheSpec, table: str, steps: int, branch: str = "cond") -> list[int]:
+    """The steps MagCache will skip on `branch`: its rule reads only the published ratios, so this is
+    known before any work (`yingxi plan`); equal to what `StepCache` then skips."""
+    cache = StepCache(spec, steps, table=table, branch=branch)
+    state, skipped, computed = _State(), [], False
+    for step in range(steps):
+        state.step = step
+        state.residual = _PLANNED if computed else None
+        out, skip = cache._magcache(None, _PlanInputs, state)
+        computed = computed or not skip
+        if skip:
+            skipped.append(step)
+    return skipped
+
+
+class _PlanInputs:  # what `_magcache` reads of the inputs when planning: nothing but x (+ residual)
+    x = 0.0
+
+
+_PLANNED = 0.0  # a stand-in residual: planning only asks whether one exists
+
+
 def make_cache(spec: CacheSpec | None, config: Any, steps: int, tokens: int = 0) -> StepCache | None:
     """The cache of `spec` for a transformer of `config` (WanDiTConfig) sampling `steps` steps."""
     if spec is None:
