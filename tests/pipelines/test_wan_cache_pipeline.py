@@ -33,7 +33,7 @@ def test_batched_guidance_matches_two_calls(tiny_wan, kind):
     run = dict(
         image=image if kind != "t2v" else None, last_image=image[::-1].copy() if kind == "flf2v" else None
     )
-    from yingxi.pipelines.wan.pipeline import _join_contexts
+    from yingxi.pipelines.wan.common import join_contexts
 
     inputs = pipe._task_inputs(kind, _run(pipe, size, frames, **run), shape)
     from yingxi.samplers import flow_schedule
@@ -45,7 +45,7 @@ def test_batched_guidance_matches_two_calls(tiny_wan, kind):
     usage = {"evaluations": 0, "skipped": 0, "calls": 0}
     model_fn = pipe._model_fn("transformer", inputs, schedule, None, usage, cond, uncond)
     two = cfg_denoiser(model_fn, cond, uncond, 5.0)
-    one = cfg_denoiser(model_fn, cond, uncond, 5.0, batch=_join_contexts)
+    one = cfg_denoiser(model_fn, cond, uncond, 5.0, batch=join_contexts)
     x = random_latents(kind, *size, frames, seed=3)
     for sigma in schedule.sigmas[:3]:
         want, got = two(x, sigma), one(x, sigma)

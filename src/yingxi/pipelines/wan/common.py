@@ -126,3 +126,11 @@ def video_to_uint8(video: Tensor) -> np.ndarray:
     x = (video[0].float() / 2 + 0.5).clamp(0, 1)  # (3, F, H, W)
     x = (x * 255).round().to(torch.uint8)
     return x.permute(1, 2, 3, 0).contiguous().cpu().numpy()  # (F, H, W, 3)
+
+
+def join_contexts(cond: Tensor, uncond: Tensor) -> Tensor:
+    """(1, Lc, E), (1, Lu, E) -> (2, max(Lc, Lu), E), zero-padded: the DiT zero-pads every context to 512
+    text tokens anyway, so padding first changes nothing."""
+    length = max(cond.shape[1], uncond.shape[1])
+    pad = [torch.nn.functional.pad(c, (0, 0, 0, length - c.shape[1])) for c in (cond, uncond)]
+    return torch.cat(pad)  # (2, L, E)

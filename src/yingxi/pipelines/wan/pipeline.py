@@ -27,9 +27,11 @@ from yingxi.pipelines.wan.common import (
     check_size,
     image_to_tensor,
     initial_latents,
+    join_contexts,
     latent_shape,
     video_to_uint8,
 )
+from yingxi.pipelines.wan.evaluations import transformer_evaluations
 from yingxi.pipelines.wan.i2v import i2v_inputs
 from yingxi.pipelines.wan.offload import OffloadMode, Placement
 from yingxi.pipelines.wan.t2v import t2v_inputs
@@ -91,30 +93,6 @@ class _Run:
     sampler: Sampler
     schedule: ScheduleKind
     cache: CacheSpec | None
-
-
-def transformer_evaluations(
-    variant: WanVariant,
-    *,
-    steps: int,
-    guidance: float,
-    guidance_2: float | None = None,
-    shift: float | None = None,
-    sampler: Sampler = "unipc",
-    schedule: ScheduleKind = "wan",
-    two_experts: bool | None = None,
-) -> int:
-    """How many transformer forward passes one clip costs: one per step, two where that step's expert
-    guides (scale != 1); A14B switches experts where `WanPipeline` does. Needs no weights."""
-    two = variant.two_experts if two_experts is None else two_experts
-    shift = float(variant.shift if shift is None else shift)
-    scale_2 = guidance_2 if guidance_2 is not None else (variant.guidance_scale_2 or guidance)
-    if not two:
-        return steps * (1 if guidance == 1 else 2)
-    plan = flow_schedule(steps, shift, solver=sampler, schedule=schedule)
-    boundary = variant.boundary_ratio * plan.num_train_timesteps
-    high = sum(1 for sigma in plan.sigmas[:-1] if plan.timestep(sigma) >= boundary)
-    return high * (1 if guidance == 1 else 2) + (steps - high) * (1 if scale_2 == 1 else 2)
 
 
 class WanPipeline:
@@ -369,7 +347,7 @@ class WanPipeline:
             for name, _ in experts
         }
         usage = {"evaluations": 0, "skipped": 0, "calls": 0}
-        batch = _join_contexts if self.batched_guidance else None
+        batch = join_contexts if self.batched_guidance else None
         denoisers = [
             cfg_denoiser(
                 self._model_fn(name, inputs, schedule, caches[name], usage, context, uncontext),
@@ -454,14 +432,6 @@ class WanPipeline:
                 return v.float()
 
         return model_fn
-
-
-def _join_contexts(cond: Tensor, uncond: Tensor) -> Tensor:
-    """(1, Lc, E), (1, Lu, E) -> (2, max(Lc, Lu), E), zero-padded: the DiT zero-pads every context to 512
-    text tokens anyway, so padding first changes nothing."""
-    length = max(cond.shape[1], uncond.shape[1])
-    pad = [torch.nn.functional.pad(c, (0, 0, 0, length - c.shape[1])) for c in (cond, uncond)]
-    return torch.cat(pad)  # (2, L, E)
 
 
 def _check_schedule(schedule: str) -> ScheduleKind:
