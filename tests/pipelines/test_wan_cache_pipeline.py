@@ -140,3 +140,18 @@ def test_cli_generate_and_plan_report_the_cache(tiny_wan, tmp_path, capsys):
     assert f"skipped by the step cache: {row['skipped']} (per shot: {row['skipped']})" in printed
     assert main(["generate", "A kite.", *base[:-4], "--cache", "bogus", "-o", str(out)]) == 2
     assert "cache" in capsys.readouterr().err
+
+
+def test_a14b_caches_each_expert_from_the_clips_step(tiny_wan):
+    """Each expert has its own cache; the low-noise one counts steps from the switch, as the clip does."""
+    pipe = load_pipeline(tiny_wan("a14b-t2v"), cache="magcache")
+    steps = 12
+    latents = random_latents("t2v", 64, 64, 5)
+    pipe(prompt="a cat", width=64, height=64, num_frames=5, num_inference_steps=steps, latents=latents)
+    usage = pipe.last_usage
+    assert usage["evaluations"] + usage["skipped"] == pipe.evaluations(num_inference_steps=steps) == 2 * steps
+    spec = CacheSpec("magcache", 0.06)
+    planned = sum(len(magcache_plan(spec, "t2v-1.3B", steps, b)) for b in ("cond", "uncond"))
+    # the high-noise expert's early steps are in the 20% retention; the low-noise expert, starting at the
+    # switch, may skip from its first call on only because its step index is the clip's
+    assert 0 < usage["skipped"] <= planned

@@ -101,13 +101,14 @@ class StepCache:
     max_skip_steps: int = 3  # MagCache's K
     retention_ratio: float = 0.2  # MagCache: no skip in the first 20% of the steps
     branch: str = "cond"
+    first_step: int = 0  # the clip's step this transformer starts at (an A14B low-noise expert: the switch)
     ran: int = 0
     skipped: int = 0
     skipped_steps: dict[str, list[int]] = field(default_factory=dict)
     _states: dict[str, _State] = field(default_factory=dict)
 
     def __call__(self, model: Any, inputs: Any) -> Tensor:
-        state = self._states.setdefault(self.branch, _State())
+        state = self._states.setdefault(self.branch, _State(step=self.first_step))
         batch = inputs.x.shape[0]
         out, skipped = getattr(self, "_" + self.spec.name)(model, inputs, state)
         if out is None:  # the rule chose to run every block
@@ -198,11 +199,15 @@ class _PlanInputs:  # what `_magcache` reads of the inputs when planning: nothin
 _PLANNED = 0.0  # a stand-in residual: planning only asks whether one exists
 
 
-def make_cache(spec: CacheSpec | None, config: Any, steps: int, tokens: int = 0) -> StepCache | None:
-    """The cache of `spec` for a transformer of `config` (WanDiTConfig) sampling `steps` steps."""
+def make_cache(
+    spec: CacheSpec | None, config: Any, steps: int, tokens: int = 0, first_step: int = 0
+) -> StepCache | None:
+    """The cache of `spec` for a transformer of `config` (WanDiTConfig) sampling `steps` steps, from
+    `first_step` on (steps before it belong to another expert)."""
     if spec is None:
         return None
-    return StepCache(spec, steps, table=table_key(config.inner_dim, config.in_channels, tokens))
+    table = table_key(config.inner_dim, config.in_channels, tokens)
+    return StepCache(spec, steps, table=table, first_step=first_step)
 
 
 @contextlib.contextmanager

@@ -342,10 +342,14 @@ class WanPipeline:
         schedule = flow_schedule(run.steps, run.shift, solver=run.sampler, schedule=run.schedule)
         experts = [("transformer", run.scale)] + ([("transformer_2", run.scale_2)] if two_experts else [])
         tokens = math.prod(n // p for n, p in zip(shape[-3:], self.patch, strict=True))
+        # an A14B low-noise expert's cache starts at the switch, so its step index is the clip's
+        boundary = v.boundary_ratio * schedule.num_train_timesteps if two_experts else 0.0
+        switch = sum(1 for sigma in schedule.sigmas[:-1] if schedule.timestep(sigma) >= boundary)
         caches = {
-            name: make_cache(run.cache, self.components.modules()[name].config, run.steps, tokens)
+            name: make_cache(run.cache, self.components.modules()[name].config, run.steps, tokens,
+                             first_step=switch if name == "transformer_2" else 0)
             for name, _ in experts
-        }
+        }  # fmt: skip
         usage = {"evaluations": 0, "skipped": 0, "calls": 0}
         batch = join_contexts if self.batched_guidance else None
         denoisers = [
@@ -357,7 +361,6 @@ class WanPipeline:
         ]  # fmt: skip
         denoise = denoisers[0]
         if two_experts:
-            boundary = v.boundary_ratio * schedule.num_train_timesteps
             denoise = expert_denoiser(
                 denoisers[0], denoisers[1], boundary=boundary, timestep=schedule.timestep
             )
