@@ -4,7 +4,8 @@ Each cache is a `WanDiT.blocks_hook`: it gets the embedded inputs of one transfo
 the blocks (remembering their residual, output - input) or reuses the remembered residual, skipping the
 blocks. State is kept per branch (`cache.branch`: "cond", "uncond", or "cfg" for a batched pair), as
 diffusers keeps one `cache_context` per guidance branch and the reference implementations one slot per
-parity of the call count. Counts are in evaluations (one sample through the transformer, so a batched
+parity of the call count; a batched pair ("cfg") is decided jointly, on the pair's statistics, and
+MagCache reads the cond ratios for it. Counts are in evaluations (one sample through the transformer, so a batched
 guidance pair is 2): `ran` went through every block, `skipped` reused a residual.
 
 - fbcache (ParaAttention's first-block cache, diffusers `apply_first_block_cache`): the first block always
