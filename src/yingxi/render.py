@@ -51,6 +51,7 @@ class RenderResult:
     ] = ()  # per shot: transformer forward passes (None: not a neural backend)
     export_path: Path | None = None  # the edit as a timeline (film.otio), when asked for
     export_files: tuple[Path, ...] = ()  # the media that timeline points at (film.shots/...)
+    skipped: tuple[int | None, ...] = ()  # per shot: passes a step cache skipped (None: no cache)
 
     @property
     def total_evaluations(self) -> int | None:
@@ -128,6 +129,7 @@ def render(
     previous_last: list[np.ndarray] = []  # the last shot's last frame, for a "continue" keyframe
     all_shot: list[bool] = []  # [True] once the last shot is shot: the rest is editing and encoding
     evaluations: list[int | None] = []  # per shot: transformer forward passes (None: not a neural backend)
+    skipped: list[int | None] = []  # per shot: passes a step cache skipped (None: no cache)
 
     def shoot(i: int) -> Clip:
         p, request = plans[i], ready.request(i)
@@ -157,6 +159,7 @@ def render(
             except OSError as e:
                 raise _ShotFailed(RenderError(f"cannot write {shot_path(out, i)}: {e.strerror or e}")) from e
         evaluations.append(clip.evaluations)
+        skipped.append(clip.skipped)
         shot_progress(1.0)
         if i == total - 1:
             report(ProgressEvent(total + 1, total, PREPARE_SHARE + SHOOT_SHARE, "editing and encoding"))
@@ -207,6 +210,7 @@ def render(
         evaluations=tuple(evaluations),
         export_path=exported.path if exported else None,
         export_files=exported.files if exported else (),
+        skipped=tuple(skipped),
     )
 
 

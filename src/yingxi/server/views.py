@@ -111,6 +111,9 @@ def ark_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
         out["frames"] = job.result.get("num_frames", 0)
         n = tokens(f.get("width", 0), f.get("height", 0), f.get("fps", 24), f.get("duration", 0))
         out["usage"] = {"completion_tokens": n, "total_tokens": n}
+        if "evaluations" in job.result:  # yingxi: transformer passes run and skipped by the step cache
+            out["usage"].update(evaluations=job.result["evaluations"],
+                                skipped_evaluations=job.result.get("skipped_evaluations", 0))  # fmt: skip
     error = _error(job)
     if error and job.status != JobStatus.CANCELLED:
         out["error"] = error

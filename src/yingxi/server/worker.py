@@ -46,7 +46,11 @@ def make_backend(settings: ServerSettings, index: int):
 
         device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     return WanGenerator(
-        settings.model, device=device, offload=settings.offload, files=settings.model_files
+        settings.model,
+        device=device,
+        offload=settings.offload,
+        files=settings.model_files,
+        cache=settings.cache,
     )  # weights load on the first shot
 
 
@@ -212,6 +216,9 @@ class Worker:
                      "video": "video.mp4", "last_frame": "last_frame.png" if result.last_frame_path else None,
                      "subtitles": "video.srt" if result.srt_path else None,
                      "edit": "edit.zip" if result.export_path else None}  # fmt: skip
+            if result.total_evaluations is not None:  # transformer passes that ran / a step cache skipped
+                facts["evaluations"] = result.total_evaluations
+                facts["skipped_evaluations"] = sum(n or 0 for n in result.skipped)
 
             facts["bytes"] = sum(p.stat().st_size for p in (video, last) if p.is_file())
 

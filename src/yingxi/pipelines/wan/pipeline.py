@@ -7,6 +7,7 @@ the task's conditioning (`t2v.py`, `i2v.py`, `ti2v.py`), wraps the transformer(s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from yingxi.errors import CapabilityError, InputError
 from yingxi.models.wan.config import WanVariant, variants_with
+from yingxi.pipelines.wan.cache import CacheSpec, StepCache, make_cache, parse_cache, use_cache
 from yingxi.pipelines.wan.common import (
     TaskInputs,
     as_uint8_image,
@@ -25,9 +27,11 @@ from yingxi.pipelines.wan.common import (
     check_size,
     image_to_tensor,
     initial_latents,
+    join_contexts,
     latent_shape,
     video_to_uint8,
 )
+from yingxi.pipelines.wan.evaluations import transformer_evaluations
 from yingxi.pipelines.wan.i2v import i2v_inputs
 from yingxi.pipelines.wan.offload import OffloadMode, Placement
 from yingxi.pipelines.wan.t2v import t2v_inputs
@@ -88,30 +92,7 @@ class _Run:
     latents: Tensor | None
     sampler: Sampler
     schedule: ScheduleKind
-
-
-def transformer_evaluations(
-    variant: WanVariant,
-    *,
-    steps: int,
-    guidance: float,
-    guidance_2: float | None = None,
-    shift: float | None = None,
-    sampler: Sampler = "unipc",
-    schedule: ScheduleKind = "wan",
-    two_experts: bool | None = None,
-) -> int:
-    """How many transformer forward passes one clip costs: one per step, two where that step's expert
-    guides (scale != 1); A14B switches experts where `WanPipeline` does. Needs no weights."""
-    two = variant.two_experts if two_experts is None else two_experts
-    shift = float(variant.shift if shift is None else shift)
-    scale_2 = guidance_2 if guidance_2 is not None else (variant.guidance_scale_2 or guidance)
-    if not two:
-        return steps * (1 if guidance == 1 else 2)
-    plan = flow_schedule(steps, shift, solver=sampler, schedule=schedule)
-    boundary = variant.boundary_ratio * plan.num_train_timesteps
-    high = sum(1 for sigma in plan.sigmas[:-1] if plan.timestep(sigma) >= boundary)
-    return high * (1 if guidance == 1 else 2) + (steps - high) * (1 if scale_2 == 1 else 2)
+    cache: CacheSpec | None
 
 
 class WanPipeline:
@@ -125,8 +106,17 @@ class WanPipeline:
         offload: bool | OffloadMode = False,
         sampler: Sampler = "unipc",
         schedule: ScheduleKind = "wan",
+        cache: str | CacheSpec | None = None,
+        batched_guidance: bool | None = None,
     ) -> None:
         self.components = components
+        self.cache = parse_cache(cache)  # step cache of every call (None: every block of every step)
+        # cond and uncond as one batch of 2: on by default on GPUs, where the fuller batch is faster; off
+        # on the CPU, where it saves nothing and two calls keep diffusers' exact call sequence
+        self.batched_guidance = (
+            torch.device(device).type != "cpu" if batched_guidance is None else bool(batched_guidance)
+        )
+        self.last_usage: dict[str, Any] = {}  # of the last call: evaluations, skipped, calls, cache
         self.variant = components.variant
         self.device = torch.device(device)
         self.sampler = sampler
@@ -249,6 +239,7 @@ class WanPipeline:
         progress: StepProgress | None = None,
         sampler: Sampler | None = None,
         schedule: ScheduleKind | None = None,
+        cache: str | CacheSpec | None = None,
     ) -> np.ndarray:
         """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length).
 
@@ -257,6 +248,8 @@ class WanPipeline:
         devices and dtypes by kernel rounding. `negative_prompt` None is "" (diffusers' default; Wan's
         own is `models.wan.config.WAN_NEGATIVE_PROMPT`). Guidance 1 skips the unconditional pass.
         `sampler`/`schedule` (None: the pipeline's): "unipc"/"euler", and Wan's own sigma grid or diffusers'.
+        `cache` (None: the pipeline's; "none": off): "fbcache", "magcache", "teacache", optionally
+        ":threshold". After the call `last_usage` holds the evaluations that ran, were skipped, and calls.
         """
         v = self.variant
         default_w, default_h = v.default_size
@@ -298,6 +291,7 @@ class WanPipeline:
             prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
             width, height, num_frames, steps, scale, float(scale_2), shift, seed, latents,
             sampler, _check_schedule(schedule or self.schedule),
+            self.cache if cache is None else parse_cache(cache),
         )  # fmt: skip
         try:
             return self._generate(run, progress)
@@ -347,12 +341,26 @@ class WanPipeline:
         # 4. sample
         schedule = flow_schedule(run.steps, run.shift, solver=run.sampler, schedule=run.schedule)
         experts = [("transformer", run.scale)] + ([("transformer_2", run.scale_2)] if two_experts else [])
+        tokens = math.prod(n // p for n, p in zip(shape[-3:], self.patch, strict=True))
+        # an A14B low-noise expert's cache starts at the switch, so its step index is the clip's
+        boundary = v.boundary_ratio * schedule.num_train_timesteps if two_experts else 0.0
+        switch = sum(1 for sigma in schedule.sigmas[:-1] if schedule.timestep(sigma) >= boundary)
+        caches = {
+            name: make_cache(run.cache, self.components.modules()[name].config, run.steps, tokens,
+                             first_step=switch if name == "transformer_2" else 0)
+            for name, _ in experts
+        }  # fmt: skip
+        usage = {"evaluations": 0, "skipped": 0, "calls": 0}
+        batch = join_contexts if self.batched_guidance else None
         denoisers = [
-            cfg_denoiser(self._model_fn(name, inputs, schedule), context, uncontext, s) for name, s in experts
-        ]
+            cfg_denoiser(
+                self._model_fn(name, inputs, schedule, caches[name], usage, context, uncontext),
+                context, uncontext, s, batch=batch,
+            )
+            for name, s in experts
+        ]  # fmt: skip
         denoise = denoisers[0]
         if two_experts:
-            boundary = v.boundary_ratio * schedule.num_train_timesteps
             denoise = expert_denoiser(
                 denoisers[0], denoisers[1], boundary=boundary, timestep=schedule.timestep
             )
@@ -362,6 +370,8 @@ class WanPipeline:
         # solver's coefficients), which on the GPU would be a device sync per read.
         latents = sample(denoise, latents, schedule.sigmas, callback=callback)
         latents = inputs.hold(latents)
+        usage["cache"] = str(run.cache) if run.cache is not None else None
+        self.last_usage = usage
 
         # 5. pixels
         with self.placement.use("vae") as vae:
@@ -392,16 +402,34 @@ class WanPipeline:
             inputs = i2v_inputs(vae, first, run.num_frames, last_image=last, image_embeds=embeds)
         return TaskInputs(concat=inputs.concat.to(device), image_embeds=inputs.image_embeds)
 
-    def _model_fn(self, name: str, inputs: TaskInputs, schedule):
-        """model_fn(x, sigma, context) -> velocity for one transformer, as `cfg_denoiser` wants it."""
+    def _model_fn(
+        self,
+        name: str,
+        inputs: TaskInputs,
+        schedule,
+        cache: StepCache | None,
+        usage: dict[str, Any],
+        context: Tensor,
+        uncontext: Tensor | None,
+    ):
+        """model_fn(x, sigma, context) -> velocity for one transformer, as `cfg_denoiser` wants it; counts
+        the calls and evaluations in `usage` and runs `cache` on the branch the context names."""
 
-        def model_fn(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
-            with self.placement.use(name) as model:
+        def model_fn(x: Tensor, sigma: Tensor, ctx: Tensor) -> Tensor:
+            branch = "cond" if ctx is context else "uncond" if ctx is uncontext else "cfg"
+            with self.placement.use(name) as model, use_cache(model, cache, branch):
                 dtype = model.dtype
                 t = schedule.timestep(sigma).to(x.device)
                 timestep = inputs.timestep(t, x.shape[0], self.patch)
                 image = inputs.image_embeds.to(dtype) if inputs.image_embeds is not None else None
-                v = model(inputs.model_input(x).to(dtype), timestep, context.to(dtype), image)
+                if image is not None and x.shape[0] > 1:  # batched guidance: the same image tokens twice
+                    image = image.repeat(x.shape[0], 1, 1)  # (2N, Li, E)
+                skipped = cache.skipped if cache is not None else 0
+                v = model(inputs.model_input(x).to(dtype), timestep, ctx.to(dtype), image)
+                done = (cache.skipped if cache is not None else 0) - skipped
+                usage["calls"] += 1
+                usage["skipped"] += done
+                usage["evaluations"] += x.shape[0] - done
                 # float32 from here, as Wan's own model returns it: the guidance difference
                 # scale * (v_cond - v_uncond) amplifies bf16 rounding (diffusers combines in bf16)
                 return v.float()
