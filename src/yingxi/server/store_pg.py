@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from yingxi.server.store import SCHEMA, SqlJobQueue
+from yingxi.server.store_schema import SCHEMA
+from yingxi.server.store_sql import SqlJobQueue
 
 CHANNEL = "yingxi_jobs"
 
