@@ -20,6 +20,7 @@ from yingxi.cli_checks import (
 )
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
+from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
 from yingxi.errors import InputError, ModelNotFoundError, YingxiError
 from yingxi.film.model import RATIOS, RESOLUTIONS, Character, Film
 
@@ -101,68 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--dest", type=Path)
     add_inspect_parser(msub)
 
-    serve = sub.add_parser("serve", help="run the Seedance-compatible API server and web studio")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
-    serve.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
-    serve.add_argument("--model")
-    add_file_args(serve)
-    serve.add_argument("--workers", type=int, default=1, help="render processes: one per GPU, or one on CPU")
-    serve.add_argument("--device", help="torch device for --backend wan (default: cuda:<worker> if present)")
-    serve.add_argument(
-        "--allow-url-fetch", action="store_true", help="fetch http(s) reference URLs (off: SSRF)"
-    )
-    serve.add_argument(
-        "--allow-callbacks", action="store_true", help="POST finished tasks to their callback_url"
-    )
-    serve.add_argument(
-        "--allow-private-urls",
-        action="store_true",
-        help="let URL fetches and callbacks reach loopback/private addresses (LAN setups)",
-    )
-    serve.add_argument("--offload", choices=("none", "model", "blocks"), default="none",
-                       help="wan: keep components (model) or also transformer blocks (blocks) off the GPU when idle")  # fmt: skip
-    serve.add_argument("--cache", metavar="NAME[:THRESHOLD]",
-                       help="wan: every shot's step cache (fbcache, magcache, teacache)")  # fmt: skip
-    serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
-    serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
-    _scale_args(serve)
-    serve.add_argument("--log-format", choices=("text", "json"), default="text",
-                       help="json: one object a line with request id, tenant and job id")  # fmt: skip
-
-    worker = sub.add_parser("worker", help="render jobs from a shared job database (no API; see serve)")
-    worker.add_argument("--data-dir", type=Path, default=Path("yingxi-data"),
-                        help="the folder every API server and worker shares (inputs and outputs)")  # fmt: skip
-    worker.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
-    worker.add_argument("--model")
-    worker.add_argument("--device", help="torch device (default: cuda:<worker> if present)")
-    worker.add_argument("--gpus", type=int, default=1, help="worker processes here, one per GPU (default 1)")
-    worker.add_argument("--offload", choices=("none", "model", "blocks"), default="none")
-    worker.add_argument("--output-ttl-hours", type=float, default=24.0 * 7)
-    _scale_args(worker)
-    worker.add_argument("--log-format", choices=("text", "json"), default="text")
-
-    keys = sub.add_parser("keys", help="manage API keys")
-    ksub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
-    create = ksub.add_parser("create", help="create an API key (printed once)")
-    create.add_argument("--name", required=True)
-    create.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
-    _scale_args(create)
-    listing = ksub.add_parser("list", help="the keys: names, created, last used (never a key itself)")
-    listing.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
-    _scale_args(listing)
-    revoke = ksub.add_parser("revoke", help="remove the keys named NAME; they stop working at once")
-    revoke.add_argument("name")
-    revoke.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
-    _scale_args(revoke)
+    add_server_parsers(sub, _Parser)
     return parser
-
-
-def _scale_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", default=os.environ.get("YINGXI_DATABASE_URL"),
-                   help="the job database: sqlite:///PATH or postgresql://USER@HOST:PORT/DB, shared by every "
-                        "API server and worker (default: DATA_DIR/jobs.db; env YINGXI_DATABASE_URL)")  # fmt: skip
 
 
 def film_from_args(args: argparse.Namespace) -> Film:
@@ -422,83 +363,6 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     path = hub.pull(args.name, args.dest)
     print(path)
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from yingxi.server import run
-    from yingxi.server.settings import ServerSettings
-
-    try:
-        settings = ServerSettings(
-            host=args.host,
-            port=args.port,
-            data_dir=args.data_dir,
-            backend=args.backend,
-            model=args.model,
-            model_files=file_parts(args),
-            device=args.device,
-            workers=args.workers,
-            allow_url_fetch=args.allow_url_fetch,
-            allow_callbacks=args.allow_callbacks,
-            allow_private_urls=args.allow_private_urls,
-            offload=args.offload,
-            cache=_server_cache(args),
-            output_ttl_hours=args.output_ttl_hours,
-            public_url=args.public_url,
-            database_url=args.database_url,
-            log_format=args.log_format,
-        )
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    run(settings)
-    return 0
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    from yingxi.server.runner import run_workers
-    from yingxi.server.settings import ServerSettings
-
-    if args.gpus < 1:
-        raise InputError("--gpus must be at least 1", field="--gpus")
-    try:
-        settings = ServerSettings(data_dir=args.data_dir, backend=args.backend, model=args.model,
-                                  device=args.device, workers=args.gpus, offload=args.offload,
-                                  output_ttl_hours=args.output_ttl_hours, database_url=args.database_url,
-                                  log_format=args.log_format)  # fmt: skip
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    run_workers(settings)
-    return 0
-
-
-def _server_cache(args: argparse.Namespace) -> str | None:
-    """serve --cache, checked now (a bad name exits 2 here, not in every worker)."""
-    if not args.cache:
-        return None
-    if args.backend != "wan":
-        raise InputError("--cache needs --backend wan (the animatic has no steps)", field="--cache")
-    from yingxi.pipelines.wan.cache import parse_cache
-
-    spec = parse_cache(args.cache, field="--cache")
-    return str(spec) if spec is not None else None
-
-
-def cmd_keys(args: argparse.Namespace) -> int:
-    from yingxi.server.keys import create_key, keys_table, list_keys, revoke_key
-
-    if args.keys_command == "list":
-        keys = list_keys(args.data_dir, args.database_url)
-        print(
-            keys_table(keys)
-            if keys
-            else f"no keys in {args.database_url or args.data_dir} (yingxi keys create --name NAME)"
-        )
-    elif args.keys_command == "revoke":
-        n = revoke_key(args.data_dir, args.name, args.database_url)
-        print(f"revoked {n} key{'s' if n != 1 else ''} named {args.name}")
-    else:
-        print(create_key(args.data_dir, args.name, args.database_url))
     return 0
 
 
