@@ -32,7 +32,14 @@ from yingxi.pipelines.wan.i2v import i2v_inputs
 from yingxi.pipelines.wan.offload import OffloadMode, Placement
 from yingxi.pipelines.wan.t2v import t2v_inputs
 from yingxi.pipelines.wan.ti2v import ti2v_inputs
-from yingxi.samplers import cfg_denoiser, expert_denoiser, flow_schedule, sample_euler, sample_unipc
+from yingxi.samplers import (
+    cfg_denoiser,
+    expert_denoiser,
+    flow_schedule,
+    sample_euler,
+    sample_unipc,
+    step_list_schedule,
+)
 from yingxi.samplers.schedules import SCHEDULES, ScheduleKind
 
 __all__ = ["StepProgress", "WanComponents", "WanPipeline", "transformer_evaluations"]
@@ -88,6 +95,14 @@ class _Run:
     latents: Tensor | None
     sampler: Sampler
     schedule: ScheduleKind
+    step_list: tuple[int, ...] = ()  # a step distillation's training timesteps: the schedule, if given
+
+
+def _schedule(steps: int, shift: float, sampler: Sampler, schedule: ScheduleKind, step_list=()):
+    """The sigma grid of a run: a distillation's own step list where it has one, else `schedule`'s."""
+    if step_list:
+        return step_list_schedule(step_list, shift)
+    return flow_schedule(steps, shift, solver=sampler, schedule=schedule)
 
 
 def transformer_evaluations(
@@ -100,6 +115,7 @@ def transformer_evaluations(
     sampler: Sampler = "unipc",
     schedule: ScheduleKind = "wan",
     two_experts: bool | None = None,
+    denoising_step_list: Sequence[int] | None = None,
 ) -> int:
     """How many transformer forward passes one clip costs: one per step, two where that step's expert
     guides (scale != 1); A14B switches experts where `WanPipeline` does. Needs no weights."""
@@ -108,7 +124,7 @@ def transformer_evaluations(
     scale_2 = guidance_2 if guidance_2 is not None else (variant.guidance_scale_2 or guidance)
     if not two:
         return steps * (1 if guidance == 1 else 2)
-    plan = flow_schedule(steps, shift, solver=sampler, schedule=schedule)
+    plan = _schedule(steps, shift, sampler, schedule, tuple(denoising_step_list or ()))
     boundary = variant.boundary_ratio * plan.num_train_timesteps
     high = sum(1 for sigma in plan.sigmas[:-1] if plan.timestep(sigma) >= boundary)
     return high * (1 if guidance == 1 else 2) + (steps - high) * (1 if scale_2 == 1 else 2)
@@ -249,6 +265,7 @@ class WanPipeline:
         progress: StepProgress | None = None,
         sampler: Sampler | None = None,
         schedule: ScheduleKind | None = None,
+        denoising_step_list: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length).
 
@@ -257,12 +274,17 @@ class WanPipeline:
         devices and dtypes by kernel rounding. `negative_prompt` None is "" (diffusers' default; Wan's
         own is `models.wan.config.WAN_NEGATIVE_PROMPT`). Guidance 1 skips the unconditional pass.
         `sampler`/`schedule` (None: the pipeline's): "unipc"/"euler", and Wan's own sigma grid or diffusers'.
+        `denoising_step_list` (a step distillation's training timesteps, e.g. [1000, 750, 500, 250]) replaces
+        the grid with exactly those levels, as LightX2V samples them (`samplers.step_list_schedule`).
         """
         v = self.variant
         default_w, default_h = v.default_size
         width = default_w if width is None else width
         height = default_h if height is None else height
         num_frames = v.num_frames if num_frames is None else num_frames
+        step_list = tuple(int(t) for t in denoising_step_list or ())
+        if step_list and num_inference_steps is None:
+            num_inference_steps = len(step_list)
         steps = v.steps if num_inference_steps is None else num_inference_steps
         scale = float(v.guidance_scale if guidance_scale is None else guidance_scale)
         scale_2 = guidance_scale_2 if guidance_scale_2 is not None else (v.guidance_scale_2 or scale)
@@ -270,6 +292,15 @@ class WanPipeline:
         if not isinstance(steps, int) or steps < 1:
             raise InputError(
                 f"num_inference_steps must be at least 1, got {steps}", field="num_inference_steps"
+            )
+        if step_list and (
+            steps != len(step_list)
+            or any(not 0 < t <= 1000 for t in step_list)
+            or list(step_list) != sorted(step_list, reverse=True)
+        ):
+            raise InputError(
+                f"denoising_step_list must be {steps} descending timesteps in 1..1000, got {list(step_list)}",
+                field="denoising_step_list",
             )
         if scale < 1 or scale_2 < 1:
             raise InputError(
@@ -297,7 +328,7 @@ class WanPipeline:
         run = _Run(
             prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
             width, height, num_frames, steps, scale, float(scale_2), shift, seed, latents,
-            sampler, _check_schedule(schedule or self.schedule),
+            sampler, _check_schedule(schedule or self.schedule), step_list,
         )  # fmt: skip
         try:
             return self._generate(run, progress)
@@ -345,7 +376,7 @@ class WanPipeline:
         inputs = self._task_inputs(task, run, shape)
 
         # 4. sample
-        schedule = flow_schedule(run.steps, run.shift, solver=run.sampler, schedule=run.schedule)
+        schedule = _schedule(run.steps, run.shift, run.sampler, run.schedule, run.step_list)
         experts = [("transformer", run.scale)] + ([("transformer_2", run.scale_2)] if two_experts else [])
         denoisers = [
             cfg_denoiser(self._model_fn(name, inputs, schedule), context, uncontext, s) for name, s in experts

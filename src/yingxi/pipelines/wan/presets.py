@@ -40,9 +40,31 @@ class Preset:
     loras: tuple[str, ...] = ()  # file names of its LoRA (the high-noise expert's for A14B); any one will do
     loras_2: tuple[str, ...] = ()  # the low-noise expert's (A14B)
     strength: float = 1.0
+    # The timesteps it was distilled on (LightX2V's `denoising_step_list`): sampled as exactly those levels
+    # of the shifted table (`samplers.step_list_schedule`) instead of `schedule`'s grid; () for none.
+    denoising_step_list: tuple[int, ...] = ()
 
 
-_LIGHTNING = dict(sampler="euler", schedule="wan", steps=4, shift=5.0, guidance=1.0)
+# Every 4-step distillation samples the same levels: LightX2V's step-distill configs (configs/distill/wan21/
+# wan_{t2v,i2v}_distill_lora_4step_cfg.json, configs/distill/wan22/wan_moe_{t2v_distill_lora,i2v_distill_with_
+# lora}.json: denoising_step_list [1000, 750, 500, 250], sample_shift 5, enable_cfg false, infer_steps 4) run
+# WanStepDistillScheduler / Wan22StepDistillScheduler (lightx2v/models/schedulers/wan/step_distill/
+# scheduler.py): the step list indexes the *shifted* float32 table, so sigmas [1, 0.9375, 0.8333, 0.625] and
+# float timesteps [1000, 937.5, 833.33, 625] (Wan's integer truncation would give 937 and 833), an Euler
+# step x + (sigma_next - sigma) v per level, and for A14B the high-noise expert on steps 0-1
+# (boundary_step_index 2; lightx2v/models/runners/wan/wan_distill_runner.py), which Wan's own switch at
+# t >= boundary_ratio * 1000 (875 T2V, 900 I2V) also gives for these timesteps. ComfyUI users' standard
+# settings for these LoRAs (Euler or LCM, "simple" scheduler, ModelSamplingSD3 shift 5, cfg 1, 4 steps, the
+# A14B pair split 2+2 over two KSamplerAdvanced) sample the same sigmas: comfy/samplers.py simple_scheduler
+# at 4 steps takes levels 1000, 750, 500, 250 of the shifted table, and timestep = sigma * 1000 as a float.
+_LIGHTNING = dict(
+    sampler="euler",
+    schedule="wan",
+    steps=4,
+    shift=5.0,
+    guidance=1.0,
+    denoising_step_list=(1000, 750, 500, 250),
+)
 PRESETS: tuple[Preset, ...] = (
     Preset("lightning", "wan2.1-t2v-14b", **_LIGHTNING, loras=(
         "Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors",
