@@ -40,6 +40,17 @@ def lightx2v_sample(velocity, latents, sigmas):
     return latents
 
 
+def lightning_euler(steps, shift, num_train_timesteps=1000):
+    """Wan2.2-Lightning (github:ModelTC/Wan2.2-Lightning, stored as yliuls/Wan2.2-Lightning)
+    wan/utils/fm_solvers_euler.py: get_timesteps (float32 linspace(T, 0, N + 1)), EulerScheduler.set_shift
+    (sigmas = timestep_shift(t / T), timesteps = sigmas * T); wan/text2video.py samples timesteps[:-1] and
+    takes the high-noise expert where t >= boundary * T."""
+    timesteps = torch.from_numpy(np.linspace(num_train_timesteps, 0, steps + 1, dtype=np.float32))
+    sigmas = timesteps / num_train_timesteps
+    sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+    return sigmas, sigmas * num_train_timesteps
+
+
 def comfy_simple(shift, steps, timesteps=1000, multiplier=1000):
     """ComfyUI (github:Comfy-Org/ComfyUI) comfy/model_sampling.py ModelSamplingDiscreteFlow.set_parameters
     (with time_snr_shift) and comfy/samplers.py simple_scheduler; timestep() is sigma * multiplier."""
@@ -68,6 +79,17 @@ def test_lightning_levels_and_why_the_wan_grid_was_not_them():
     # Wan's own grid truncates the timesteps to integers: the same sigmas, other time embeddings
     wan = flow_schedule(4, 5.0, solver="euler", schedule="wan")
     assert torch.allclose(wan.sigmas, ours.sigmas) and wan.timesteps.tolist() == [1000, 937, 833, 625]
+
+
+@pytest.mark.parametrize("shift", [5.0, 3.0, 1.0])
+def test_wan22_lightning_euler_scheduler_samples_the_same_levels(shift):
+    ours = step_list_schedule(LIGHTNING_STEPS, shift)
+    sigmas, timesteps = lightning_euler(4, shift)
+    assert torch.allclose(ours.sigmas, sigmas, rtol=0, atol=1e-7)
+    assert torch.allclose(ours.timesteps, timesteps[:-1], rtol=0, atol=1e-4)
+    for name in ("wan2.2-t2v-a14b", "wan2.2-i2v-a14b") if shift == 5 else ():  # boundary 0.875 / 0.9
+        boundary = VARIANTS[name].boundary_ratio * 1000
+        assert [t >= boundary for t in timesteps[:-1].tolist()] == [True, True, False, False]
 
 
 @pytest.mark.parametrize("shift", [5.0, 3.0, 1.0])

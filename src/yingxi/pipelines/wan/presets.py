@@ -53,10 +53,15 @@ class Preset:
 # float timesteps [1000, 937.5, 833.33, 625] (Wan's integer truncation would give 937 and 833), an Euler
 # step x + (sigma_next - sigma) v per level, and for A14B the high-noise expert on steps 0-1
 # (boundary_step_index 2; lightx2v/models/runners/wan/wan_distill_runner.py), which Wan's own switch at
-# t >= boundary_ratio * 1000 (875 T2V, 900 I2V) also gives for these timesteps. ComfyUI users' standard
-# settings for these LoRAs (Euler or LCM, "simple" scheduler, ModelSamplingSD3 shift 5, cfg 1, 4 steps, the
-# A14B pair split 2+2 over two KSamplerAdvanced) sample the same sigmas: comfy/samplers.py simple_scheduler
-# at 4 steps takes levels 1000, 750, 500, 250 of the shifted table, and timestep = sigma * 1000 as a float.
+# t >= boundary_ratio * 1000 (875 T2V, 900 I2V) also gives for these timesteps. Wan2.2-Lightning's own code
+# (github:ModelTC/Wan2.2-Lightning, stored as yliuls/Wan2.2-Lightning: wan/utils/fm_solvers_euler.py
+# EulerScheduler, float32 linspace(1000, 0, 5) shifted by 5, float timesteps; wan/text2video.py, the
+# high-noise expert where t >= boundary * 1000) gives the same levels, and its authors say the released LoRAs
+# expect exactly timesteps [1000, 937.5, 833.33, 625, 0] (github ModelTC/LightX2V-Wan2.2-Lightning issue 3).
+# ComfyUI's native workflows (Euler or LCM, "simple" scheduler, ModelSamplingSD3 shift 5, cfg 1, 4 steps,
+# the A14B pair split 2+2) sample the same sigmas: comfy/samplers.py simple_scheduler at 4 steps takes
+# levels 1000, 750, 500, 250 of comfy/model_sampling.py ModelSamplingDiscreteFlow's shifted table, timestep
+# = sigma * 1000 as a float. (LCM, which some ComfyUI users pick, re-noises each step: not modelled here.)
 _LIGHTNING = dict(
     sampler="euler",
     schedule="wan",
