@@ -109,7 +109,7 @@ def recording(model):
     return seen
 
 
-@pytest.mark.parametrize("kind", ["t2v", "a14b-t2v"])
+@pytest.mark.parametrize("kind", ["t2v", "ti2v", "a14b-t2v"])
 def test_preset_lightning_calls_the_transformer_at_the_distillation_timesteps(tiny_wan, tmp_path, kind):
     # LightX2V's WanStepDistillScheduler on denoising_step_list [1000, 750, 500, 250] with sample_shift 5
     # (lightx2v/models/schedulers/wan/step_distill/scheduler.py; reproduced value for value in
