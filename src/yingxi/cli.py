@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="x264 speed/size trade-off (default: veryfast for the animatic, medium for wan)")  # fmt: skip
     gen.add_argument("--strict-dialogue", action="store_true",
                      help="fail instead of lengthening a shot whose dialogue does not fit")  # fmt: skip
+    gen.add_argument("--export", metavar="FORMAT",
+                     help="also write the edit for an editor beside the film: otio, edl or fcpxml "
+                     "(film.otio and one clip file per shot in film.shots/)")  # fmt: skip
 
     pl = sub.add_parser("plan", help="print the shot plan without rendering")
     _film_args(pl)
@@ -120,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--offload", choices=("none", "model", "blocks"), default="none",
                        help="wan: keep components (model) or also transformer blocks (blocks) off the GPU when idle")  # fmt: skip
+    serve.add_argument("--cache", metavar="NAME[:THRESHOLD]",
+                       help="wan: every shot's step cache (fbcache, magcache, teacache)")  # fmt: skip
     serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
     serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
     _scale_args(serve)
@@ -260,6 +265,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.output.is_dir():  # found now, not after every shot is shot
         raise InputError(f"{args.output} is a folder; name the .mp4 file to write", field="--output")
     check_writable(args.output, field="--output")  # a folder that takes no file: now, not after the render
+    if args.export is not None:  # a misspelt format: one line naming the closest, before any work
+        from yingxi.editor.export import check_export
+
+        check_export(args.export)
     film = film_from_args(args)
     backend = make_backend(args)
     console = Console(stderr=True)
@@ -293,7 +302,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         console.print(f"[yellow]note:[/] {escape(preset_note)}")
     try:
         result = render(film, backend, args.output, on_progress, burn_subtitles=args.burn_subtitles,
-                        grow_for_dialogue=not args.strict_dialogue, encoder_preset=preset)  # fmt: skip
+                        grow_for_dialogue=not args.strict_dialogue, encoder_preset=preset,
+                        export=args.export)  # fmt: skip
     finally:
         if tasks:
             bar.stop()
@@ -304,9 +314,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if result.total_evaluations is not None:
         per = ", ".join(str(n) for n in result.evaluations)
         print(f"transformer evaluations: {result.total_evaluations} (per shot: {per})")
+        if any(n is not None for n in result.skipped):
+            skipped = [n or 0 for n in result.skipped]
+            print(f"skipped by the step cache: {sum(skipped)} (per shot: {', '.join(map(str, skipped))})")
     print(f"output: {result.path}")
     if result.srt_path:
         print(f"subtitles: {result.srt_path}")
+    if result.export_path:
+        print(f"edit: {result.export_path} ({len(result.export_files)} media files)")
     print(f"time: {time.perf_counter() - started:.1f}s")
     return 0
 
@@ -344,6 +359,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         for i, row in enumerate(rows):
             request = ready.request(i)
             row["evaluations"] = count(request)
+            skips = getattr(backend, "planned_skips", lambda r: None)(request)
+            if skips is not None:  # a step cache: planned skips (MagCache) or "at run time"
+                row["skipped"] = skips
     if args.json:
         print(
             json.dumps(
@@ -372,6 +390,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                "prompt") + (("evaluations",) if count is not None else ())  # fmt: skip
     # A terminal's own width; piped, $COLUMNS when set (COLUMNS=80 yingxi plan ... | less), else 200.
     console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
+    columns += ("skipped",) if any("skipped" in r for r in rows) else ()
     print_plan(console, f"{title}: {shots}, {sum(p.duration for p in plans):.2f}s, {size}", rows, columns)
     for name, v in voices.items():
         console.print(Text(f"voice: {name}: {v['voice']} ({v['why']})"))
@@ -424,6 +443,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             allow_callbacks=args.allow_callbacks,
             allow_private_urls=args.allow_private_urls,
             offload=args.offload,
+            cache=_server_cache(args),
             output_ttl_hours=args.output_ttl_hours,
             public_url=args.public_url,
             database_url=args.database_url,
@@ -450,6 +470,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise InputError(str(e)) from None
     run_workers(settings)
     return 0
+
+
+def _server_cache(args: argparse.Namespace) -> str | None:
+    """serve --cache, checked now (a bad name exits 2 here, not in every worker)."""
+    if not args.cache:
+        return None
+    if args.backend != "wan":
+        raise InputError("--cache needs --backend wan (the animatic has no steps)", field="--cache")
+    from yingxi.pipelines.wan.cache import parse_cache
+
+    spec = parse_cache(args.cache, field="--cache")
+    return str(spec) if spec is not None else None
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -30,6 +30,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", metavar="NAME",
                    help=f"few-step sampling preset: {', '.join(PRESETS)} (4 steps, no CFG, the distillation's "
                         "sampler, shift and LoRA files, found in --comfy-root's loras folder or given by --lora)")  # fmt: skip
+    p.add_argument("--cache", metavar="NAME[:THRESHOLD]",
+                   help="training-free step cache for --backend wan: fbcache (first-block cache, 0.05), "
+                        "magcache (0.06) or teacache (0.1), or none; reused steps are counted in the summary")  # fmt: skip
     p.add_argument("--schedule", choices=("wan", "diffusers"),
                    help="sigma grid: wan (Wan's own samplers, the default) or diffusers (diffusers' WanPipeline)")  # fmt: skip
 
@@ -52,7 +55,7 @@ def sampling_preset(args: argparse.Namespace) -> tuple[str | None, str | None, s
 def wan_only_flags(args: argparse.Namespace) -> list[str]:
     """The flags given that only the Wan backend takes."""
     given = {"--lora": args.lora, "--lora-2": args.lora_2, "--schedule": args.schedule,
-             "--preset": sampling_preset(args)[0]}  # fmt: skip
+             "--preset": sampling_preset(args)[0], "--cache": getattr(args, "cache", None)}  # fmt: skip
     return [flag for flag, value in given.items() if value]
 
 
@@ -71,4 +74,11 @@ def wan_options(args: argparse.Namespace) -> dict:
         preset=sampling_preset(args)[0],
         schedule=args.schedule or "wan",
         comfy_root=getattr(args, "comfy_root", None),  # the single-file flags' --comfy-root, where present
+        cache=_cache_flag(args),
     )
+
+
+def _cache_flag(args: argparse.Namespace):
+    from yingxi.pipelines.wan.cache import parse_cache
+
+    return parse_cache(getattr(args, "cache", None), field="--cache")

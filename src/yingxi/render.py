@@ -12,6 +12,7 @@ import numpy as np
 from yingxi.backends.base import Clip, ClipRequest, Generator
 from yingxi.director.plan import ShotPlan, plan
 from yingxi.editor import fit_dialogue, load_music, record_dialogue, stream_frames, timeline, write_srt
+from yingxi.editor.export import check_export, shot_path, write_export, write_shot
 from yingxi.errors import InputError, RenderError
 from yingxi.film.model import Film
 from yingxi.keyframes import keyframe_images, load_fitted
@@ -48,6 +49,9 @@ class RenderResult:
     evaluations: tuple[
         int | None, ...
     ] = ()  # per shot: transformer forward passes (None: not a neural backend)
+    export_path: Path | None = None  # the edit as a timeline (film.otio), when asked for
+    export_files: tuple[Path, ...] = ()  # the media that timeline points at (film.shots/...)
+    skipped: tuple[int | None, ...] = ()  # per shot: passes a step cache skipped (None: no cache)
 
     @property
     def total_evaluations(self) -> int | None:
@@ -105,12 +109,17 @@ def render(
     last_frame_png: Path | None = None,
     grow_for_dialogue: bool = True,
     encoder_preset: str = "medium",
+    export: str | None = None,
 ) -> RenderResult:
     """Plan, shoot each shot, edit, and write `out` atomically. Raises InputError / RenderError.
-    `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews."""
+    `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews.
+    `export`: also write the edit for an editor ("otio", "edl", "fcpxml": editor.export), with each shot's
+    clip file written as it is shot."""
     started = time.perf_counter()
     out = Path(out)
     check_writable(out, field="output")  # before any work: with wan a render takes hours
+    if export is not None:
+        check_export(export, film.fps)
     report = progress or (lambda event: None)
     total = len(film.shots)
     report(ProgressEvent(0, total, 0.0, "recording dialogue and planning shots"))
@@ -120,6 +129,7 @@ def render(
     previous_last: list[np.ndarray] = []  # the last shot's last frame, for a "continue" keyframe
     all_shot: list[bool] = []  # [True] once the last shot is shot: the rest is editing and encoding
     evaluations: list[int | None] = []  # per shot: transformer forward passes (None: not a neural backend)
+    skipped: list[int | None] = []  # per shot: passes a step cache skipped (None: no cache)
 
     def shoot(i: int) -> Clip:
         p, request = plans[i], ready.request(i)
@@ -143,7 +153,13 @@ def render(
                 f"{clip.frames.shape[2]}x{clip.frames.shape[1]}, planned {p.num_frames} of {p.width}x{p.height}"
             )
         previous_last[:] = [np.array(clip.frames[-1])]
+        if export is not None:
+            try:
+                write_shot(cut, i, clip, out, film.fps, encoder_preset)
+            except OSError as e:
+                raise _ShotFailed(RenderError(f"cannot write {shot_path(out, i)}: {e.strerror or e}")) from e
         evaluations.append(clip.evaluations)
+        skipped.append(clip.skipped)
         shot_progress(1.0)
         if i == total - 1:
             report(ProgressEvent(total + 1, total, PREPARE_SHARE + SHOOT_SHARE, "editing and encoding"))
@@ -172,6 +188,12 @@ def render(
         raise e.error from None
     except OSError as e:  # a full disk, a folder made read-only meanwhile: say where, not a traceback
         raise RenderError(f"cannot write {out}: {e.strerror or e}") from None
+    exported = None
+    if export is not None:  # after the film: the timeline points at files that all exist
+        try:
+            exported = write_export(film, cut, out, export)
+        except OSError as e:
+            raise RenderError(f"cannot write the {export} export beside {out}: {e.strerror or e}") from None
     if last_frame_png is not None:  # the last shot is still held whole: its last output frame, made again
         save_png(cut.frame(cut.num_frames - 1), last_frame_png)
     report(ProgressEvent(total + 1, total, 1.0, "done"))
@@ -186,6 +208,9 @@ def render(
         seconds=time.perf_counter() - started,
         last_frame_path=last_frame_png,
         evaluations=tuple(evaluations),
+        export_path=exported.path if exported else None,
+        export_files=exported.files if exported else (),
+        skipped=tuple(skipped),
     )
 
 

@@ -44,6 +44,7 @@ class Clip:
     frames: np.ndarray  # uint8 (F, H, W, 3)
     fps: float
     evaluations: int | None = None  # transformer forward passes it cost (neural backends)
+    skipped: int | None = None  # forward passes a step cache skipped (reused a residual) on top of those
 
     def __post_init__(self) -> None:
         f = self.frames

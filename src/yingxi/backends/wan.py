@@ -27,6 +27,7 @@ __all__ = ["OPTIONS", "WanGenerator"]
 OPTIONS = {
     "shift": "number > 0: flow shift of the sigma schedule (default: the variant's)",
     "guidance_2": "number >= 1: guidance of the low-noise expert, two-expert (A14B) models only",
+    "cache": "fbcache, magcache or teacache [:threshold], or none: the step cache of this shot",
 }
 MIN_FRAMES = 5  # one latent frame after the first: the shortest clip that moves
 AREA_SLACK = (
@@ -46,6 +47,7 @@ class WanGenerator:
     go on the transformer (A14B: files named *low_noise* go on the low-noise expert, unless `loras_2` is
     given; otherwise both experts get them). `preset` ("lightning"; or a request's own) sets the sampler,
     steps, shift, guidance and, unless `loras` are given, the LoRA files, found in `comfy_root`'s loras.
+    `cache` ("magcache", "teacache:0.2", ...; a request's option "cache" replaces it) skips steps' blocks.
     """
 
     def __init__(
@@ -65,8 +67,12 @@ class WanGenerator:
         preset: str | None = None,
         schedule: str = "wan",
         comfy_root: str | Path | None = None,
+        cache: str | None = None,
     ) -> None:
         from yingxi.pipelines.wan import WanPipeline
+        from yingxi.pipelines.wan.cache import parse_cache
+
+        self.cache = parse_cache(cache)  # every shot's step cache unless its request names one
         from yingxi.pipelines.wan.load import find
         from yingxi.pipelines.wan.load_files import is_single_file
 
@@ -251,6 +257,10 @@ class WanGenerator:
         shift = options.get("shift")
         if shift is not None and not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
             raise CapabilityError(f"option shift must be a number > 0, got {shift!r}", field="options")
+        if "cache" in options:
+            from yingxi.pipelines.wan.cache import parse_cache
+
+            parse_cache(options["cache"], field="options")
         g2 = options.get("guidance_2")
         if g2 is not None:
             if not self.variant.two_experts:
@@ -330,9 +340,42 @@ class WanGenerator:
             sampler=s.sampler,
             schedule=s.schedule,
             denoising_step_list=s.step_list_for(steps),
+            cache=self._cache(request),
         )
         report(1.0)
-        return Clip(frames=frames, fps=float(self.variant.fps), evaluations=self.evaluations(request))
+        usage = pipe.last_usage
+        return Clip(frames=frames, fps=float(self.variant.fps), evaluations=usage["evaluations"],
+                    skipped=usage["skipped"] if usage["cache"] else None)  # fmt: skip
+
+    def planned_skips(self, request: ClipRequest) -> int | str | None:
+        """Forward passes the shot's step cache will skip: a count for MagCache on one transformer (its
+        rule reads only the published ratios), "at run time" for the caches that look at activations,
+        None without a cache."""
+        from yingxi.pipelines.wan.cache import CacheSpec, magcache_plan
+        from yingxi.pipelines.wan.cache_tables import table_key
+
+        spec = self._cache(request)
+        if not isinstance(spec, CacheSpec):
+            return None
+        if spec.name != "magcache" or self.variant.two_experts:
+            return "at run time"
+        s, v = self.settings(request.preset), self.variant
+        steps = int(request.steps or s.steps or v.steps)
+        guidance = request.guidance if request.guidance is not None else s.guidance
+        guided = float(v.guidance_scale if guidance is None else guidance) != 1
+        tokens = (int(request.num_frames) - 1) // 4 + 1
+        tokens *= (int(request.width) // 16) * (int(request.height) // 16)  # 8x VAE, 2x2 patches
+        table = table_key(v.dit.inner_dim, v.dit.in_channels, tokens)
+        branches = ("cond", "uncond") if guided else ("cond",)
+        return sum(len(magcache_plan(spec, table, steps, b)) for b in branches)
+
+    def _cache(self, request: ClipRequest):
+        """The shot's step cache: its request's option, else the generator's; "none" turns it off."""
+        from yingxi.pipelines.wan.cache import parse_cache
+
+        if "cache" in request.options:
+            return parse_cache(request.options["cache"], field="options") or "none"
+        return self.cache
 
 
 @dataclass(frozen=True)

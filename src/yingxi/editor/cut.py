@@ -59,6 +59,8 @@ class Cut:
     burn_subtitles: bool = False
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
     fade_out_frames: int = 0  # the film's closing fade to black ("fade out"), in frames
+    lines: list[tuple[int, DialogueTake]] = field(default_factory=list, repr=False)  # (start sample, take)
+    music: np.ndarray | None = field(default=None, repr=False)  # float32 (N, 2) as decoded, before looping
 
     @property
     def duration(self) -> float:
@@ -119,7 +121,16 @@ class Cut:
 
     def _clip_index(self, shot: int, local: int) -> int:
         clip = self.clips[shot]
-        return min(clip.num_frames - 1, max(0, math.floor(local * clip.fps / self.fps + 0.5 + 1e-9)))
+        return nearest_clip_frame(local, clip.num_frames, clip.fps, self.fps)
+
+    def shot_frames_of(self, shot: int, clip: Clip) -> Iterator[np.ndarray]:
+        """Shot `shot`'s own frames at the cut's fps and size, from `clip`, without transitions or subtitles:
+        the frames shot_frame() gives (the editor's export writes them as the shot's clip file)."""
+        for local in range(self.shot_frames[shot]):
+            frame = clip.frames[nearest_clip_frame(local, clip.num_frames, clip.fps, self.fps)]
+            if frame.shape[:2] != (self.height, self.width):
+                frame = fit_image(frame, self.width, self.height)
+            yield frame
 
     def hold_tail(self, shot: int, from_local: int) -> None:
         """Keep of shot `shot`'s clip only the frames its output frames from `from_local` on will read (an
@@ -135,6 +146,11 @@ class Cut:
             k for k in self._cache if k[0] == shot
         ]:  # views into that array too; made again on demand
             del self._cache[key]
+
+
+def nearest_clip_frame(local: int, clip_frames: int, clip_fps: float, fps: float) -> int:
+    """The clip frame nearest in time to output frame `local` of its shot."""
+    return min(clip_frames - 1, max(0, math.floor(local * clip_fps / fps + 0.5 + 1e-9)))
 
 
 def stream_frames(cut: Cut, shoot: Callable[[int], Clip]) -> Iterator[np.ndarray]:
@@ -233,6 +249,7 @@ def timeline(
 
     n_samples = round(total / fps * SAMPLE_RATE)
     lines: list[tuple[int, np.ndarray]] = []
+    placed: list[tuple[int, DialogueTake]] = []
     subtitles: list[Subtitle] = []
     for i, shot_takes in enumerate(takes):
         seconds = shot_frames[i] / fps
@@ -253,6 +270,7 @@ def timeline(
             start = shot_starts[i] + offset
             sample = min(round(start * SAMPLE_RATE), n_samples - len(take.audio))
             lines.append((sample, take.audio))
+            placed.append((sample, take))
             shown = min(max(take.seconds, MIN_SUBTITLE_SECONDS), next_start - offset)
             subtitles.append(Subtitle(start, start + shown, subtitle_text(take.character, take.text)))
 
@@ -276,4 +294,6 @@ def timeline(
         clips=[None] * len(plans),
         burn_subtitles=burn_subtitles,
         fade_out_frames=fade_frames,
+        lines=placed,
+        music=music,
     )

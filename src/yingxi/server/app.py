@@ -202,9 +202,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         path = c.task_dir(task_id) / "out" / name
         if not path.is_file():
             raise ApiError(404, "no such file (it expired or was not asked for)")
-        media = {".mp4": "video/mp4", ".srt": "application/x-subrip; charset=utf-8"}.get(
-            path.suffix, "image/png"
-        )
+        media = {
+            ".mp4": "video/mp4",
+            ".srt": "application/x-subrip; charset=utf-8",
+            ".zip": "application/zip",
+        }.get(path.suffix, "image/png")
         return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
     app.add_api_route(

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from yingxi.server.common import (
     ARK_QUEUE_SECONDS,
     Int,
+    checked_export,
     ctx,
     owned_job,
     parse_json,
@@ -65,6 +66,7 @@ class CreateTask(BaseModel):
     camera_fixed: bool | None = None
     watermark: bool | None = None
     burn_subtitles: bool | None = None  # yingxi: draw the dialogue's subtitles onto the picture
+    export: str | None = Field(default=None, max_length=32)  # yingxi: "otio" | "edl" | "fcpxml", as edit.zip
     seed: Int | None = None
     resolution: str | None = Field(default=None, max_length=32)
     ratio: str | None = Field(default=None, max_length=32)
@@ -174,7 +176,7 @@ async def create_task(request: Request, tenant: str = Depends(tenant_of)) -> dic
     api = {"return_last_frame": bool(body.return_last_frame), "generate_audio": bool(body.generate_audio),
            "callback_url": body.callback_url, "watermark": bool(body.watermark),
            "execution_expires_after": body.execution_expires_after or ARK_QUEUE_SECONDS,
-           "burn_subtitles": bool(body.burn_subtitles)}  # fmt: skip
+           "burn_subtitles": bool(body.burn_subtitles), "export": checked_export(body.export)}  # fmt: skip
     job = await submit(
         request,
         tenant,

@@ -317,3 +317,16 @@ def owned_job(request: Request, tenant: str, job_id: str) -> Job:
     if job is None:
         raise ApiError(404, f'no task with id "{job_id[:80]}"', param="id")
     return job
+
+
+def checked_export(value: Any) -> str | None:
+    """The request's `export` (yingxi: the edit for an editor, served as edit.zip), or a 400 naming the
+    closest format; checked before the job is queued."""
+    if value is None:
+        return None
+    from yingxi.editor.export import check_export  # OpenTimelineIO loads only when asked for
+
+    try:
+        return check_export(str(value)[:32])
+    except InputError as e:
+        raise ApiError(400, e.message, param="export") from None

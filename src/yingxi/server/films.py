@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from yingxi.server.common import ctx, owned_job, parse_yaml, read_body, submit, tenant_of, url_maker
+from yingxi.server.common import (
+    checked_export,
+    ctx,
+    owned_job,
+    parse_yaml,
+    read_body,
+    submit,
+    tenant_of,
+    url_maker,
+)
 from yingxi.server.http_errors import ApiError
 from yingxi.server.scripts import script_request
 from yingxi.server.views import film_task
@@ -43,6 +52,10 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
             raise ApiError(
                 400, f"burn_subtitles is true or false, got {str(burn)[:20]!r}", param="burn_subtitles"
             )
+    export = None
+    if isinstance(script, dict) and "export" in script:  # yingxi: the edit for an editor, as edit.zip
+        script = dict(script)
+        export = checked_export(script.pop("export"))
     settings = ctx(request).settings
     job = await submit(
         request,
@@ -50,7 +63,7 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
         kind="film",
         model=model,
         build=lambda inputs: script_request(script, inputs, uploads, settings),
-        api={"return_last_frame": True, "burn_subtitles": burn},
+        api={"return_last_frame": True, "burn_subtitles": burn, "export": export},
     )
     return film_task(job, url_maker(request))
 

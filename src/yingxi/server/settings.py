@@ -53,6 +53,7 @@ class ServerSettings:
     model_files: dict[str, str] = field(default_factory=dict)
     device: str | None = None  # torch device for neural backends; None: cuda:<worker index> if any, else cpu
     offload: str = "none"  # wan: "none" | "model" (5B on 24 GB) | "blocks" (14B on 24 GB)
+    cache: str | None = None  # wan: every shot's step cache, "magcache" / "teacache:0.2" / ...; None: off
     workers: int = 1  # render processes (one per GPU, or one on CPU); 0: an API server, workers elsewhere
     allow_url_fetch: bool = False  # fetch http(s) references server-side (SSRF risk: off by default)
     allow_callbacks: bool = False  # POST the task to callback_url when it finishes

@@ -9,7 +9,12 @@ from typing import Any, Protocol
 from yingxi.server.keys import sign
 from yingxi.server.store import Job, JobStatus
 
-OUTPUT_FILES = ("video.mp4", "last_frame.png", "video.srt")  # the only names the file route serves
+OUTPUT_FILES = (
+    "video.mp4",
+    "last_frame.png",
+    "video.srt",
+    "edit.zip",
+)  # the only names the file route serves
 URL_SECONDS = 24 * 3600  # a signed URL handed out lives at most this long (and never past the outputs)
 
 
@@ -100,10 +105,15 @@ def ark_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
             content["last_frame_url"] = url_for(job.id, "last_frame.png", job.expires_at)
         if job.result.get("subtitles"):  # yingxi: the dialogue as SubRip, beside the video
             content["subtitles_url"] = url_for(job.id, "video.srt", job.expires_at)
+        if job.result.get("edit"):  # yingxi: the edit for an editor (export: "otio"), a zip
+            content["edit_url"] = url_for(job.id, "edit.zip", job.expires_at)
         out["content"] = content
         out["frames"] = job.result.get("num_frames", 0)
         n = tokens(f.get("width", 0), f.get("height", 0), f.get("fps", 24), f.get("duration", 0))
         out["usage"] = {"completion_tokens": n, "total_tokens": n}
+        if "evaluations" in job.result:  # yingxi: transformer passes run and skipped by the step cache
+            out["usage"].update(evaluations=job.result["evaluations"],
+                                skipped_evaluations=job.result.get("skipped_evaluations", 0))  # fmt: skip
     error = _error(job)
     if error and job.status != JobStatus.CANCELLED:
         out["error"] = error
@@ -166,4 +176,6 @@ def film_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
         out["num_frames"] = job.result.get("num_frames")
         if job.result.get("subtitles"):
             out["subtitles_url"] = url_for(job.id, "video.srt", job.expires_at)
+        if job.result.get("edit"):
+            out["edit_url"] = url_for(job.id, "edit.zip", job.expires_at)
     return out

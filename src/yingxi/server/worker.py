@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -45,7 +46,11 @@ def make_backend(settings: ServerSettings, index: int):
 
         device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     return WanGenerator(
-        settings.model, device=device, offload=settings.offload, files=settings.model_files
+        settings.model,
+        device=device,
+        offload=settings.offload,
+        files=settings.model_files,
+        cache=settings.cache,
     )  # weights load on the first shot
 
 
@@ -135,6 +140,7 @@ class Worker:
             logs.reset(token)
 
     def _render_job(self, job: Job, lease: str) -> None:
+        from yingxi.editor.export import Exported, write_package
         from yingxi.render import ProgressEvent, render
         from yingxi.server.inputs import build_film
 
@@ -146,6 +152,13 @@ class Worker:
         for stale in out.iterdir():  # leftovers of an attempt whose worker died
             stale.unlink(missing_ok=True)
         video, last = out / f"attempt-{lease}.mp4", out / f"attempt-{lease}.png"
+        export = job.request.get("api", {}).get("export")
+        edit_dir = task_dir / f"edit-{lease}"  # film.mp4, film.otio, film.shots/: the names the zip keeps
+        for stale in task_dir.glob("edit-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if export:
+            video = edit_dir / "film.mp4"
+        package = out / f"attempt-{lease}.zip"
         lost = threading.Event()
         done = threading.Event()
 
@@ -192,13 +205,20 @@ class Worker:
         try:
             film = build_film(job.request, task_dir)
             burn = bool(job.request.get("api", {}).get("burn_subtitles"))
-            result = render(film, self.backend, video, progress, last_frame_png=last, burn_subtitles=burn)
+            result = render(film, self.backend, video, progress, last_frame_png=last, burn_subtitles=burn,
+                            export=export)  # fmt: skip
+            if result.export_path is not None:
+                write_package(Exported(result.export_path, result.export_files), package)
             if lost.is_set():
                 raise Lost()
             facts = {"duration": result.duration, "num_frames": result.num_frames, "fps": result.fps,
                      "notes": list(result.notes), "seconds": round(time.monotonic() - started, 3),
                      "video": "video.mp4", "last_frame": "last_frame.png" if result.last_frame_path else None,
-                     "subtitles": "video.srt" if result.srt_path else None}  # fmt: skip
+                     "subtitles": "video.srt" if result.srt_path else None,
+                     "edit": "edit.zip" if result.export_path else None}  # fmt: skip
+            if result.total_evaluations is not None:  # transformer passes that ran / a step cache skipped
+                facts["evaluations"] = result.total_evaluations
+                facts["skipped_evaluations"] = sum(n or 0 for n in result.skipped)
 
             facts["bytes"] = sum(p.stat().st_size for p in (video, last) if p.is_file())
 
@@ -208,6 +228,8 @@ class Worker:
                     os.replace(last, out / "last_frame.png")
                 if result.srt_path is not None:
                     os.replace(result.srt_path, out / "video.srt")
+                if result.export_path is not None:
+                    os.replace(package, out / "edit.zip")
 
             if store.finish(job.id, lease, facts, ttl, publish):
                 store.record_shots(job.id, settings.backend, shot_seconds)
@@ -230,6 +252,8 @@ class Worker:
             video.unlink(missing_ok=True)
             last.unlink(missing_ok=True)
             video.with_suffix(".srt").unlink(missing_ok=True)
+            package.unlink(missing_ok=True)
+            shutil.rmtree(edit_dir, ignore_errors=True)
         self.notify(job.id)
 
     def notify(self, job_id: str) -> None:

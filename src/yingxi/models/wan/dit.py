@@ -11,6 +11,7 @@ L = f*h*w video tokens, Lt text tokens, Li image tokens, D inner dim, Hd heads, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -265,8 +266,24 @@ class WanBlock(nn.Module):
         return (x.float() + self.ffn(y).float() * ffn.gate).type_as(x)  # (B, L, D)
 
 
+class BlockInputs(NamedTuple):
+    """What the block stack of one forward takes: the hook point between embed and head."""
+
+    x: Tensor  # (B, L, D) video tokens after the patch embedding
+    text: Tensor  # (B, 512, D)
+    image: Tensor | None  # (B, Li, D)
+    temb: Tensor  # (B, [L,] D) time embedding (TeaCache's "e")
+    temb6: Tensor  # (B, [L,] 6, D) per-block modulation input (TeaCache's "e0")
+    rope: tuple[Tensor, Tensor]  # 2 x (L, Dh/2)
+
+
 class WanDiT(nn.Module):
-    """Patchify -> N blocks -> modulated head -> unpatchify, predicting the flow velocity."""
+    """Patchify -> N blocks -> modulated head -> unpatchify, predicting the flow velocity.
+
+    `blocks_hook` (None: every block runs) is the explicit seam for step caches
+    (`yingxi.pipelines.cache`): it gets the embedded inputs and returns the block stack's output, calling
+    `run_blocks` for the blocks it does run.
+    """
 
     def __init__(self, config: WanDiTConfig):
         super().__init__()
@@ -281,6 +298,17 @@ class WanDiT(nn.Module):
         # The RoPE tables of the last latent grid: every step (and both guidance passes) of a clip uses the
         # same one, so it is built once per clip, not once per call (a float64 build of (L, Dh/2) tables).
         self._rope_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
+        # blocks_hook(model, inputs) -> (B, L, D): runs in place of the plain block loop (a step cache)
+        self.blocks_hook: Callable[[WanDiT, BlockInputs], Tensor] | None = None
+
+    def run_blocks(
+        self, inputs: BlockInputs, x: Tensor | None = None, start: int = 0, stop: int | None = None
+    ) -> Tensor:
+        """Blocks [start, stop) on `x` (default: inputs.x) -> (B, L, D)."""
+        x = inputs.x if x is None else x
+        for block in self.blocks[start:stop]:
+            x = block(x, inputs.text, inputs.image, inputs.temb6, inputs.rope)  # (B, L, D)
+        return x
 
     @property
     def dtype(self) -> torch.dtype:
@@ -325,8 +353,10 @@ class WanDiT(nn.Module):
             timestep, text, image
         )  # (B,[L,]D), (B,[L,]6,D), ...
 
-        for block in self.blocks:
-            x = block(x, text, image, temb6, rope)  # (B, L, D)
+        inputs = BlockInputs(x, text, image, temb, temb6, rope)
+        x = (
+            self.run_blocks(inputs) if self.blocks_hook is None else self.blocks_hook(self, inputs)
+        )  # (B, L, D)
 
         if temb.ndim == 3:  # per-token (TI2V)
             e = self.scale_shift_table.unsqueeze(0) + temb.unsqueeze(2)  # (B, L, 2, D) float32

@@ -44,7 +44,10 @@ class TaskInputs:
     def model_input(self, x: Tensor) -> Tensor:
         """(B, z, f, h, w) sampler latents -> what the transformer's patch embedding takes."""
         x = self.hold(x)
-        return x if self.concat is None else torch.cat([x, self.concat.to(x.dtype)], dim=1)
+        if self.concat is None:
+            return x
+        concat = self.concat.to(x.dtype).expand(x.shape[0], *self.concat.shape[1:])  # batched guidance: 2B
+        return torch.cat([x, concat], dim=1)
 
     def timestep(self, t: Tensor, batch: int, patch: tuple[int, int, int]) -> Tensor:
         """The scheduler timestep as the transformer takes it: (B,) or, per token, (B, f*h*w/patch)."""
@@ -123,3 +126,11 @@ def video_to_uint8(video: Tensor) -> np.ndarray:
     x = (video[0].float() / 2 + 0.5).clamp(0, 1)  # (3, F, H, W)
     x = (x * 255).round().to(torch.uint8)
     return x.permute(1, 2, 3, 0).contiguous().cpu().numpy()  # (F, H, W, 3)
+
+
+def join_contexts(cond: Tensor, uncond: Tensor) -> Tensor:
+    """(1, Lc, E), (1, Lu, E) -> (2, max(Lc, Lu), E), zero-padded: the DiT zero-pads every context to 512
+    text tokens anyway, so padding first changes nothing."""
+    length = max(cond.shape[1], uncond.shape[1])
+    pad = [torch.nn.functional.pad(c, (0, 0, 0, length - c.shape[1])) for c in (cond, uncond)]
+    return torch.cat(pad)  # (2, L, E)

@@ -218,6 +218,8 @@ def load_pipeline(
     schedule: ScheduleKind = "wan",
     loras: Sequence[tuple[str | Path, float]] = (),
     loras_2: Sequence[tuple[str | Path, float]] | None = None,
+    cache: str | None = None,
+    batched_guidance: bool | None = None,
     **files: Any,
 ) -> WanPipeline:
     """A ready WanPipeline.
@@ -231,13 +233,17 @@ def load_pipeline(
     transformer (A14B: the high-noise expert); loras_2 on the low-noise expert (None: the same as loras).
     `name_or_path` may be one transformer file (or a ComfyUI name); `files` then name its other parts:
     model_2 (A14B low-noise expert), text_encoder, vae, image_encoder, tokenizer, variant, comfy_root.
+    cache: a step cache for every call, "fbcache" / "magcache" / "teacache" [":threshold"] (`cache.py`);
+    batched_guidance: cond and uncond as one batch of 2 (None: on GPUs, off on the CPU).
     """
     from yingxi.models.wan.image import WanImageEncoder
     from yingxi.models.wan.loading import load_transformer_pair
     from yingxi.models.wan.text import WanTextEncoder
     from yingxi.models.wan.vae_loading import load_vae
+    from yingxi.pipelines.wan.cache import parse_cache
     from yingxi.pipelines.wan.load_files import is_single_file, load_file_components, plan_files
 
+    parse_cache(cache)  # a bad name or threshold: before any weights load
     device = torch.device(device)
     dtype = (
         parse_dtype(dtype)
@@ -249,9 +255,8 @@ def load_pipeline(
         single = plan_files(name_or_path, **files)
         check_fits(single.variant, dtype, offload, _device_memory(device), weights, files=single.reports)
         parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype, weights=weights)
-        pipe = WanPipeline(
-            WanComponents(**parts), device=device, offload=offload, sampler=sampler, schedule=schedule
-        )
+        pipe = WanPipeline(WanComponents(**parts), device=device, offload=offload, sampler=sampler,
+                           schedule=schedule, cache=cache, batched_guidance=batched_guidance)  # fmt: skip
         if loras or loras_2:
             pipe.set_loras(loras, loras_2)
         return pipe
@@ -279,4 +284,5 @@ def load_pipeline(
         image_encoder=image_encoder,
         transformer_2=transformer_2,
     )
-    return WanPipeline(components, device=device, offload=offload, sampler=sampler, schedule=schedule)
+    return WanPipeline(components, device=device, offload=offload, sampler=sampler, schedule=schedule,
+                       cache=cache, batched_guidance=batched_guidance)  # fmt: skip

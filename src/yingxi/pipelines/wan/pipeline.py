@@ -7,6 +7,7 @@ the task's conditioning (`t2v.py`, `i2v.py`, `ti2v.py`), wraps the transformer(s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from yingxi.errors import CapabilityError, InputError
 from yingxi.models.wan.config import WanVariant, variants_with
+from yingxi.pipelines.wan.cache import CacheSpec, StepCache, make_cache, parse_cache, use_cache
 from yingxi.pipelines.wan.common import (
     TaskInputs,
     as_uint8_image,
@@ -25,21 +27,16 @@ from yingxi.pipelines.wan.common import (
     check_size,
     image_to_tensor,
     initial_latents,
+    join_contexts,
     latent_shape,
     video_to_uint8,
 )
+from yingxi.pipelines.wan.evaluations import check_step_list, sampling_schedule, transformer_evaluations
 from yingxi.pipelines.wan.i2v import i2v_inputs
 from yingxi.pipelines.wan.offload import OffloadMode, Placement
 from yingxi.pipelines.wan.t2v import t2v_inputs
 from yingxi.pipelines.wan.ti2v import ti2v_inputs
-from yingxi.samplers import (
-    cfg_denoiser,
-    expert_denoiser,
-    flow_schedule,
-    sample_euler,
-    sample_unipc,
-    step_list_schedule,
-)
+from yingxi.samplers import cfg_denoiser, expert_denoiser, sample_euler, sample_unipc
 from yingxi.samplers.schedules import SCHEDULES, ScheduleKind
 
 __all__ = ["StepProgress", "WanComponents", "WanPipeline", "transformer_evaluations"]
@@ -95,39 +92,8 @@ class _Run:
     latents: Tensor | None
     sampler: Sampler
     schedule: ScheduleKind
+    cache: CacheSpec | None
     step_list: tuple[int, ...] = ()  # a step distillation's training timesteps: the schedule, if given
-
-
-def _schedule(steps: int, shift: float, sampler: Sampler, schedule: ScheduleKind, step_list=()):
-    """The sigma grid of a run: a distillation's own step list where it has one, else `schedule`'s."""
-    if step_list:
-        return step_list_schedule(step_list, shift)
-    return flow_schedule(steps, shift, solver=sampler, schedule=schedule)
-
-
-def transformer_evaluations(
-    variant: WanVariant,
-    *,
-    steps: int,
-    guidance: float,
-    guidance_2: float | None = None,
-    shift: float | None = None,
-    sampler: Sampler = "unipc",
-    schedule: ScheduleKind = "wan",
-    two_experts: bool | None = None,
-    denoising_step_list: Sequence[int] | None = None,
-) -> int:
-    """How many transformer forward passes one clip costs: one per step, two where that step's expert
-    guides (scale != 1); A14B switches experts where `WanPipeline` does. Needs no weights."""
-    two = variant.two_experts if two_experts is None else two_experts
-    shift = float(variant.shift if shift is None else shift)
-    scale_2 = guidance_2 if guidance_2 is not None else (variant.guidance_scale_2 or guidance)
-    if not two:
-        return steps * (1 if guidance == 1 else 2)
-    plan = _schedule(steps, shift, sampler, schedule, tuple(denoising_step_list or ()))
-    boundary = variant.boundary_ratio * plan.num_train_timesteps
-    high = sum(1 for sigma in plan.sigmas[:-1] if plan.timestep(sigma) >= boundary)
-    return high * (1 if guidance == 1 else 2) + (steps - high) * (1 if scale_2 == 1 else 2)
 
 
 class WanPipeline:
@@ -141,8 +107,17 @@ class WanPipeline:
         offload: bool | OffloadMode = False,
         sampler: Sampler = "unipc",
         schedule: ScheduleKind = "wan",
+        cache: str | CacheSpec | None = None,
+        batched_guidance: bool | None = None,
     ) -> None:
         self.components = components
+        self.cache = parse_cache(cache)  # step cache of every call (None: every block of every step)
+        # cond and uncond as one batch of 2: on by default on GPUs, where the fuller batch is faster; off
+        # on the CPU, where it saves nothing and two calls keep diffusers' exact call sequence
+        self.batched_guidance = (
+            torch.device(device).type != "cpu" if batched_guidance is None else bool(batched_guidance)
+        )
+        self.last_usage: dict[str, Any] = {}  # of the last call: evaluations, skipped, calls, cache
         self.variant = components.variant
         self.device = torch.device(device)
         self.sampler = sampler
@@ -265,6 +240,7 @@ class WanPipeline:
         progress: StepProgress | None = None,
         sampler: Sampler | None = None,
         schedule: ScheduleKind | None = None,
+        cache: str | CacheSpec | None = None,
         denoising_step_list: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length).
@@ -274,6 +250,8 @@ class WanPipeline:
         devices and dtypes by kernel rounding. `negative_prompt` None is "" (diffusers' default; Wan's
         own is `models.wan.config.WAN_NEGATIVE_PROMPT`). Guidance 1 skips the unconditional pass.
         `sampler`/`schedule` (None: the pipeline's): "unipc"/"euler", and Wan's own sigma grid or diffusers'.
+        `cache` (None: the pipeline's; "none": off): "fbcache", "magcache", "teacache", optionally
+        ":threshold". After the call `last_usage` holds the evaluations that ran, were skipped, and calls.
         `denoising_step_list` (a step distillation's training timesteps, e.g. [1000, 750, 500, 250]) replaces
         the grid with exactly those levels, as LightX2V samples them (`samplers.step_list_schedule`).
         """
@@ -283,9 +261,7 @@ class WanPipeline:
         height = default_h if height is None else height
         num_frames = v.num_frames if num_frames is None else num_frames
         step_list = tuple(int(t) for t in denoising_step_list or ())
-        if step_list and num_inference_steps is None:
-            num_inference_steps = len(step_list)
-        steps = v.steps if num_inference_steps is None else num_inference_steps
+        steps = (len(step_list) or v.steps) if num_inference_steps is None else num_inference_steps
         scale = float(v.guidance_scale if guidance_scale is None else guidance_scale)
         scale_2 = guidance_scale_2 if guidance_scale_2 is not None else (v.guidance_scale_2 or scale)
         shift = float(v.shift if shift is None else shift)
@@ -293,15 +269,7 @@ class WanPipeline:
             raise InputError(
                 f"num_inference_steps must be at least 1, got {steps}", field="num_inference_steps"
             )
-        if step_list and (
-            steps != len(step_list)
-            or any(not 0 < t <= 1000 for t in step_list)
-            or list(step_list) != sorted(step_list, reverse=True)
-        ):
-            raise InputError(
-                f"denoising_step_list must be {steps} descending timesteps in 1..1000, got {list(step_list)}",
-                field="denoising_step_list",
-            )
+        check_step_list(step_list, steps)
         if scale < 1 or scale_2 < 1:
             raise InputError(
                 "guidance scales must be at least 1 (1 turns guidance off)", field="guidance_scale"
@@ -328,7 +296,8 @@ class WanPipeline:
         run = _Run(
             prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
             width, height, num_frames, steps, scale, float(scale_2), shift, seed, latents,
-            sampler, _check_schedule(schedule or self.schedule), step_list,
+            sampler, _check_schedule(schedule or self.schedule),
+            self.cache if cache is None else parse_cache(cache), step_list,
         )  # fmt: skip
         try:
             return self._generate(run, progress)
@@ -376,14 +345,28 @@ class WanPipeline:
         inputs = self._task_inputs(task, run, shape)
 
         # 4. sample
-        schedule = _schedule(run.steps, run.shift, run.sampler, run.schedule, run.step_list)
+        schedule = sampling_schedule(run.steps, run.shift, run.sampler, run.schedule, run.step_list)
         experts = [("transformer", run.scale)] + ([("transformer_2", run.scale_2)] if two_experts else [])
+        tokens = math.prod(n // p for n, p in zip(shape[-3:], self.patch, strict=True))
+        # an A14B low-noise expert's cache starts at the switch, so its step index is the clip's
+        boundary = v.boundary_ratio * schedule.num_train_timesteps if two_experts else 0.0
+        switch = sum(1 for sigma in schedule.sigmas[:-1] if schedule.timestep(sigma) >= boundary)
+        caches = {
+            name: make_cache(run.cache, self.components.modules()[name].config, run.steps, tokens,
+                             first_step=switch if name == "transformer_2" else 0)
+            for name, _ in experts
+        }  # fmt: skip
+        usage = {"evaluations": 0, "skipped": 0, "calls": 0}
+        batch = join_contexts if self.batched_guidance else None
         denoisers = [
-            cfg_denoiser(self._model_fn(name, inputs, schedule), context, uncontext, s) for name, s in experts
-        ]
+            cfg_denoiser(
+                self._model_fn(name, inputs, schedule, caches[name], usage, context, uncontext),
+                context, uncontext, s, batch=batch,
+            )
+            for name, s in experts
+        ]  # fmt: skip
         denoise = denoisers[0]
         if two_experts:
-            boundary = v.boundary_ratio * schedule.num_train_timesteps
             denoise = expert_denoiser(
                 denoisers[0], denoisers[1], boundary=boundary, timestep=schedule.timestep
             )
@@ -393,6 +376,8 @@ class WanPipeline:
         # solver's coefficients), which on the GPU would be a device sync per read.
         latents = sample(denoise, latents, schedule.sigmas, callback=callback)
         latents = inputs.hold(latents)
+        usage["cache"] = str(run.cache) if run.cache is not None else None
+        self.last_usage = usage
 
         # 5. pixels
         with self.placement.use("vae") as vae:
@@ -423,16 +408,34 @@ class WanPipeline:
             inputs = i2v_inputs(vae, first, run.num_frames, last_image=last, image_embeds=embeds)
         return TaskInputs(concat=inputs.concat.to(device), image_embeds=inputs.image_embeds)
 
-    def _model_fn(self, name: str, inputs: TaskInputs, schedule):
-        """model_fn(x, sigma, context) -> velocity for one transformer, as `cfg_denoiser` wants it."""
+    def _model_fn(
+        self,
+        name: str,
+        inputs: TaskInputs,
+        schedule,
+        cache: StepCache | None,
+        usage: dict[str, Any],
+        context: Tensor,
+        uncontext: Tensor | None,
+    ):
+        """model_fn(x, sigma, context) -> velocity for one transformer, as `cfg_denoiser` wants it; counts
+        the calls and evaluations in `usage` and runs `cache` on the branch the context names."""
 
-        def model_fn(x: Tensor, sigma: Tensor, context: Tensor) -> Tensor:
-            with self.placement.use(name) as model:
+        def model_fn(x: Tensor, sigma: Tensor, ctx: Tensor) -> Tensor:
+            branch = "cond" if ctx is context else "uncond" if ctx is uncontext else "cfg"
+            with self.placement.use(name) as model, use_cache(model, cache, branch):
                 dtype = model.dtype
                 t = schedule.timestep(sigma).to(x.device)
                 timestep = inputs.timestep(t, x.shape[0], self.patch)
                 image = inputs.image_embeds.to(dtype) if inputs.image_embeds is not None else None
-                v = model(inputs.model_input(x).to(dtype), timestep, context.to(dtype), image)
+                if image is not None and x.shape[0] > 1:  # batched guidance: the same image tokens twice
+                    image = image.repeat(x.shape[0], 1, 1)  # (2N, Li, E)
+                skipped = cache.skipped if cache is not None else 0
+                v = model(inputs.model_input(x).to(dtype), timestep, ctx.to(dtype), image)
+                done = (cache.skipped if cache is not None else 0) - skipped
+                usage["calls"] += 1
+                usage["skipped"] += done
+                usage["evaluations"] += x.shape[0] - done
                 # float32 from here, as Wan's own model returns it: the guidance difference
                 # scale * (v_cond - v_uncond) amplifies bf16 rounding (diffusers combines in bf16)
                 return v.float()
