@@ -62,6 +62,7 @@ class Preset:
 # the A14B pair split 2+2) sample the same sigmas: comfy/samplers.py simple_scheduler at 4 steps takes
 # levels 1000, 750, 500, 250 of comfy/model_sampling.py ModelSamplingDiscreteFlow's shifted table, timestep
 # = sigma * 1000 as a float. (LCM, which some ComfyUI users pick, re-noises each step: not modelled here.)
+# The lightx2v/Wan2.{1,2}-Distill-Loras file names at the end of each row are those LightX2V's configs load.
 _LIGHTNING = dict(
     sampler="euler",
     schedule="wan",
@@ -75,24 +76,30 @@ PRESETS: tuple[Preset, ...] = (
         "Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors",
         "lightx2v_T2V_14B_cfg_step_distill_v2_lora_rank64_bf16.safetensors",
         "Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank32.safetensors",
+        "wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors",  # lightx2v/Wan2.1-Distill-Loras
     )),
     Preset("lightning", "wan2.1-i2v-14b", **_LIGHTNING, loras=(
         "Wan21_I2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors",
         "lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
+        "wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors",  # lightx2v/Wan2.1-Distill-Loras
     )),
     Preset("lightning", "wan2.2-t2v-a14b", **_LIGHTNING, loras=(
         "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors",
         "Wan2.2-T2V-A14B-4steps-lora-rank64-Seko-V1.1/high_noise_model.safetensors",
+        "wan2.2_t2v_A14b_high_noise_lora_rank64_lightx2v_4step_1217.safetensors",
     ), loras_2=(
         "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors",
         "Wan2.2-T2V-A14B-4steps-lora-rank64-Seko-V1.1/low_noise_model.safetensors",
+        "wan2.2_t2v_A14b_low_noise_lora_rank64_lightx2v_4step_1217.safetensors",
     )),
     Preset("lightning", "wan2.2-i2v-a14b", **_LIGHTNING, loras=(
         "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors",
         "Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/high_noise_model.safetensors",
+        "wan2.2_i2v_A14b_high_noise_lora_rank64_lightx2v_4step_1022.safetensors",
     ), loras_2=(
         "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors",
         "Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/low_noise_model.safetensors",
+        "wan2.2_i2v_A14b_low_noise_lora_rank64_lightx2v_4step_1022.safetensors",
     )),
     Preset("lightning", "wan2.2-ti2v-5b", **_LIGHTNING),  # no published LoRA: give one with --lora
     Preset("lightning", "wan2.1-t2v-1.3b", **_LIGHTNING),  # no published LoRA: give one with --lora
