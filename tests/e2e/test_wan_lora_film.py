@@ -121,7 +121,21 @@ def calls(monkeypatch):
     return count
 
 
-def test_lightning_film_with_a_lora(model, lora, calls, tmp_path, capsys):
+@pytest.fixture
+def timesteps(calls, monkeypatch):
+    """The timestep each WanDiT forward is called with (on top of `calls`)."""
+    seen: list[float] = []
+    forward = WanDiT.forward
+
+    def recorded(self, hidden_states, timestep, *args, **kwargs):
+        seen.append(float(timestep.flatten()[0]))
+        return forward(self, hidden_states, timestep, *args, **kwargs)
+
+    monkeypatch.setattr(WanDiT, "forward", recorded)
+    return seen
+
+
+def test_lightning_film_with_a_lora(model, lora, calls, timesteps, tmp_path, capsys):
     script = tmp_path / "film.json"
     script.write_text(json.dumps(SCRIPT))
     out = tmp_path / "film.mp4"
@@ -131,6 +145,9 @@ def test_lightning_film_with_a_lora(model, lora, calls, tmp_path, capsys):
     printed = capsys.readouterr().out
     # 16 fps model: 1 s -> 17 frames, 0.5 s -> 9 frames (4k+1); 4 steps each at guidance 1: 4 passes a shot
     assert calls[0] == 8
+    # at LightX2V's step-distill levels (denoising_step_list [1000, 750, 500, 250], shift 5, float timesteps:
+    # lightx2v/models/schedulers/wan/step_distill/scheduler.py), each shot
+    assert timesteps == pytest.approx([1000.0, 937.5, 2500 / 3, 625.0] * 2, abs=1e-4)
     assert "transformer evaluations: 8 (per shot: 4, 4)" in printed
     frames, fps, _, _ = decode(out)
     assert frames.shape == (17 + 9, 64, 64, 3) and fps == 16

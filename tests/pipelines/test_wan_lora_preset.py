@@ -12,6 +12,7 @@ from yingxi.errors import InputError
 from yingxi.film.model import PRESETS as FILM_PRESETS
 from yingxi.models.wan.config import VARIANTS
 from yingxi.pipelines.wan.presets import PRESET_NAMES, PRESETS, find_preset_loras, get_preset, model_family
+from yingxi.samplers import step_list_schedule
 
 W, H, F = 32, 32, 5
 
@@ -99,3 +100,51 @@ def test_preset_loras_are_found_by_name_in_the_comfy_root(tmp_path):
         find_preset_loras(get_preset("lightning", VARIANTS["wan2.2-ti2v-5b"]), tmp_path)
     with pytest.raises(InputError, match='did you mean "lightning"'):
         get_preset("lightening", VARIANTS["wan2.2-ti2v-5b"])
+
+
+def recording(model):
+    """The timesteps a transformer is called with, one per forward (its real forward runs)."""
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(float(args[1].flatten()[0])))
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["t2v", "ti2v", "a14b-t2v"])
+def test_preset_lightning_calls_the_transformer_at_the_distillation_timesteps(tiny_wan, tmp_path, kind):
+    # LightX2V's WanStepDistillScheduler on denoising_step_list [1000, 750, 500, 250] with sample_shift 5
+    # (lightx2v/models/schedulers/wan/step_distill/scheduler.py; reproduced value for value in
+    # tests/samplers/test_step_distill_schedule.py): float timesteps, the high-noise expert on the first two
+    from yingxi.backends.base import ClipRequest
+    from yingxi.backends.wan import WanGenerator
+
+    expected = step_list_schedule([1000, 750, 500, 250], 5.0).timesteps.tolist()
+    pipe = yingxi.load_pipeline(tiny_wan(kind))
+    high = recording(pipe.components.transformer)
+    low = recording(pipe.components.transformer_2) if pipe.components.transformer_2 is not None else []
+    loras = [(tiny_lora(tmp_path / "x_high_noise.safetensors", 1), 1.0)]
+    if kind.startswith("a14b"):
+        loras.append((tiny_lora(tmp_path / "x_low_noise.safetensors", 2), 1.0))
+    backend = WanGenerator(pipe, preset="lightning", loras=loras)
+    request = ClipRequest(
+        prompt="a kite", width=W, height=H, num_frames=F, fps=16, seed=0, preset="lightning"
+    )
+    clip = backend.generate(request)
+    assert high + low == expected and clip.evaluations == 4  # guidance 1: one pass a step
+    assert (high, low) == ((expected[:2], expected[2:]) if low else (expected, []))
+    # a --steps override of the preset leaves the step list for the schedule's own grid
+    high.clear()
+    low.clear()
+    backend.generate(ClipRequest(prompt="a kite", width=W, height=H, num_frames=F, fps=16, seed=0,
+                                 preset="lightning", steps=3))  # fmt: skip
+    assert len(high + low) == 3 and high[0] == 1000.0 and high + low != expected[:3]
+
+
+def test_a_step_list_of_another_length_than_the_steps_is_an_input_error(tiny_wan):
+    pipe = yingxi.load_pipeline(tiny_wan("t2v"))
+    embeds = torch.zeros(1, 512, 32)
+    with pytest.raises(InputError, match="denoising_step_list"):
+        pipe(prompt_embeds=embeds, width=W, height=H, num_frames=F, guidance_scale=1.0, num_inference_steps=3,
+             denoising_step_list=[1000, 750, 500, 250])  # fmt: skip
+    with pytest.raises(InputError, match="descending"):
+        pipe(prompt_embeds=embeds, width=W, height=H, num_frames=F, guidance_scale=1.0,
+             denoising_step_list=[250, 500])  # fmt: skip

@@ -289,6 +289,7 @@ class WanGenerator:
             sampler=row.sampler if row else self.sampler,
             schedule=row.schedule if row else self.schedule,
             loras=loras,
+            step_list=row.denoising_step_list if row else (),
         )
 
     def evaluations(self, request: ClipRequest) -> int:
@@ -306,6 +307,7 @@ class WanGenerator:
             shift=request.options.get("shift", s.shift),
             sampler=s.sampler,
             schedule=s.schedule,
+            denoising_step_list=s.step_list_for(steps),
         )
 
     # ---- shooting ----------------------------------------------------------------------------------------
@@ -337,6 +339,7 @@ class WanGenerator:
             progress=lambda i, n: report((1 - DECODE_SHARE) * i / n),
             sampler=s.sampler,
             schedule=s.schedule,
+            denoising_step_list=s.step_list_for(steps),
             cache=self._cache(request),
         )
         report(1.0)
@@ -386,6 +389,14 @@ class ShotSettings:
     sampler: str
     schedule: str
     loras: tuple  # (((file, strength), ...), low-noise expert's or None: the same)
+    step_list: tuple[int, ...] = ()  # the preset's distillation timesteps (used when the steps match)
+
+    def step_list_for(self, steps: int | None) -> tuple[int, ...] | None:
+        """The distillation's timesteps if this shot samples that many steps (a --steps override of the
+        preset falls back to the schedule's grid)."""
+        if self.step_list and (steps is None or int(steps) == len(self.step_list)):
+            return self.step_list
+        return None
 
 
 LOW_NOISE = re.compile(r"low[_-]?noise", re.IGNORECASE)

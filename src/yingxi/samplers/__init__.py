@@ -2,7 +2,13 @@
 
 from yingxi.samplers.flow import Callback, Denoiser, sample_euler, sample_unipc
 from yingxi.samplers.guidance import ConditionalModel, cfg_denoiser, expert_denoiser
-from yingxi.samplers.schedules import FlowSchedule, flow_schedule, flow_sigmas, shift_sigmas
+from yingxi.samplers.schedules import (
+    FlowSchedule,
+    flow_schedule,
+    flow_sigmas,
+    shift_sigmas,
+    step_list_schedule,
+)
 
 __all__ = [
     "Callback",
@@ -16,4 +22,5 @@ __all__ = [
     "sample_euler",
     "sample_unipc",
     "shift_sigmas",
+    "step_list_schedule",
 ]

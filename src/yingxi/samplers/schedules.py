@@ -14,6 +14,7 @@ sigma' = shift * sigma / (1 + (shift - 1) * sigma). Two grids are offered, each 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +30,7 @@ __all__ = [
     "flow_schedule",
     "flow_sigmas",
     "shift_sigmas",
+    "step_list_schedule",
 ]
 
 SolverKind = Literal["unipc", "euler"]
@@ -128,6 +130,33 @@ def flow_schedule(
     if solver == "euler":
         return _euler_schedule(num_steps, shift, num_train_timesteps)
     raise ValueError(f'unknown solver "{solver}"; accepted: unipc, euler')
+
+
+def step_list_schedule(
+    step_list: Sequence[int], shift: float, *, num_train_timesteps: int = 1000
+) -> FlowSchedule:
+    """The schedule a step-distilled Wan samples with: its training steps (`denoising_step_list`, e.g.
+    [1000, 750, 500, 250]) picked from the shifted 1000-level table, as LightX2V's
+    `lightx2v/models/schedulers/wan/step_distill/scheduler.py` WanStepDistillScheduler.set_denoising_timesteps
+    builds it: float32 `linspace(1, 0, T + 1)[:-1]`, shifted, timesteps = sigma * T kept as floats (937.5,
+    not 937), level T - step for each step; the last step goes to sigma 0. For [1000, 750, 500, 250] and
+    any shift this is also ComfyUI's "simple" scheduler at 4 steps (`comfy/samplers.py` simple_scheduler)."""
+    steps = [int(s) for s in step_list]
+    if (
+        not steps
+        or any(not 0 < s <= num_train_timesteps for s in steps)
+        or steps != sorted(steps, reverse=True)
+    ):
+        raise ValueError(f"step_list must descend within 1..{num_train_timesteps}, got {list(step_list)}")
+    if shift <= 0:
+        raise ValueError(f"shift must be positive, got {shift}")
+    table = torch.linspace(1.0, 0.0, num_train_timesteps + 1, dtype=torch.float32)[:-1]  # (T,)
+    table = shift * table / (1 + (shift - 1) * table)
+    index = torch.tensor([num_train_timesteps - s for s in steps])
+    sigmas = table[index]  # (N,)
+    return FlowSchedule(
+        torch.cat([sigmas, torch.zeros(1)]), sigmas * num_train_timesteps, num_train_timesteps
+    )
 
 
 def flow_sigmas(

@@ -31,12 +31,12 @@ from yingxi.pipelines.wan.common import (
     latent_shape,
     video_to_uint8,
 )
-from yingxi.pipelines.wan.evaluations import transformer_evaluations
+from yingxi.pipelines.wan.evaluations import check_step_list, sampling_schedule, transformer_evaluations
 from yingxi.pipelines.wan.i2v import i2v_inputs
 from yingxi.pipelines.wan.offload import OffloadMode, Placement
 from yingxi.pipelines.wan.t2v import t2v_inputs
 from yingxi.pipelines.wan.ti2v import ti2v_inputs
-from yingxi.samplers import cfg_denoiser, expert_denoiser, flow_schedule, sample_euler, sample_unipc
+from yingxi.samplers import cfg_denoiser, expert_denoiser, sample_euler, sample_unipc
 from yingxi.samplers.schedules import SCHEDULES, ScheduleKind
 
 __all__ = ["StepProgress", "WanComponents", "WanPipeline", "transformer_evaluations"]
@@ -93,6 +93,7 @@ class _Run:
     sampler: Sampler
     schedule: ScheduleKind
     cache: CacheSpec | None
+    step_list: tuple[int, ...] = ()  # a step distillation's training timesteps: the schedule, if given
 
 
 class WanPipeline:
@@ -240,6 +241,7 @@ class WanPipeline:
         sampler: Sampler | None = None,
         schedule: ScheduleKind | None = None,
         cache: str | CacheSpec | None = None,
+        denoising_step_list: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Generate one clip; every default comes from the variant (steps, guidance, shift, size, length).
 
@@ -250,13 +252,16 @@ class WanPipeline:
         `sampler`/`schedule` (None: the pipeline's): "unipc"/"euler", and Wan's own sigma grid or diffusers'.
         `cache` (None: the pipeline's; "none": off): "fbcache", "magcache", "teacache", optionally
         ":threshold". After the call `last_usage` holds the evaluations that ran, were skipped, and calls.
+        `denoising_step_list` (a step distillation's training timesteps, e.g. [1000, 750, 500, 250]) replaces
+        the grid with exactly those levels, as LightX2V samples them (`samplers.step_list_schedule`).
         """
         v = self.variant
         default_w, default_h = v.default_size
         width = default_w if width is None else width
         height = default_h if height is None else height
         num_frames = v.num_frames if num_frames is None else num_frames
-        steps = v.steps if num_inference_steps is None else num_inference_steps
+        step_list = tuple(int(t) for t in denoising_step_list or ())
+        steps = (len(step_list) or v.steps) if num_inference_steps is None else num_inference_steps
         scale = float(v.guidance_scale if guidance_scale is None else guidance_scale)
         scale_2 = guidance_scale_2 if guidance_scale_2 is not None else (v.guidance_scale_2 or scale)
         shift = float(v.shift if shift is None else shift)
@@ -264,6 +269,7 @@ class WanPipeline:
             raise InputError(
                 f"num_inference_steps must be at least 1, got {steps}", field="num_inference_steps"
             )
+        check_step_list(step_list, steps)
         if scale < 1 or scale_2 < 1:
             raise InputError(
                 "guidance scales must be at least 1 (1 turns guidance off)", field="guidance_scale"
@@ -291,7 +297,7 @@ class WanPipeline:
             prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, image, last_image,
             width, height, num_frames, steps, scale, float(scale_2), shift, seed, latents,
             sampler, _check_schedule(schedule or self.schedule),
-            self.cache if cache is None else parse_cache(cache),
+            self.cache if cache is None else parse_cache(cache), step_list,
         )  # fmt: skip
         try:
             return self._generate(run, progress)
@@ -339,7 +345,7 @@ class WanPipeline:
         inputs = self._task_inputs(task, run, shape)
 
         # 4. sample
-        schedule = flow_schedule(run.steps, run.shift, solver=run.sampler, schedule=run.schedule)
+        schedule = sampling_schedule(run.steps, run.shift, run.sampler, run.schedule, run.step_list)
         experts = [("transformer", run.scale)] + ([("transformer_2", run.scale_2)] if two_experts else [])
         tokens = math.prod(n // p for n, p in zip(shape[-3:], self.patch, strict=True))
         # an A14B low-noise expert's cache starts at the switch, so its step index is the clip's

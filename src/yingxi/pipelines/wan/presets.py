@@ -40,32 +40,66 @@ class Preset:
     loras: tuple[str, ...] = ()  # file names of its LoRA (the high-noise expert's for A14B); any one will do
     loras_2: tuple[str, ...] = ()  # the low-noise expert's (A14B)
     strength: float = 1.0
+    # The timesteps it was distilled on (LightX2V's `denoising_step_list`): sampled as exactly those levels
+    # of the shifted table (`samplers.step_list_schedule`) instead of `schedule`'s grid; () for none.
+    denoising_step_list: tuple[int, ...] = ()
 
 
-_LIGHTNING = dict(sampler="euler", schedule="wan", steps=4, shift=5.0, guidance=1.0)
+# Every 4-step distillation samples the same levels: LightX2V's step-distill configs (configs/distill/wan21/
+# wan_{t2v,i2v}_distill_lora_4step_cfg.json, configs/distill/wan22/wan_moe_{t2v_distill_lora,i2v_distill_with_
+# lora}.json: denoising_step_list [1000, 750, 500, 250], sample_shift 5, enable_cfg false, infer_steps 4) run
+# WanStepDistillScheduler / Wan22StepDistillScheduler (lightx2v/models/schedulers/wan/step_distill/
+# scheduler.py): the step list indexes the *shifted* float32 table, so sigmas [1, 0.9375, 0.8333, 0.625] and
+# float timesteps [1000, 937.5, 833.33, 625] (Wan's integer truncation would give 937 and 833), an Euler
+# step x + (sigma_next - sigma) v per level, and for A14B the high-noise expert on steps 0-1
+# (boundary_step_index 2; lightx2v/models/runners/wan/wan_distill_runner.py), which Wan's own switch at
+# t >= boundary_ratio * 1000 (875 T2V, 900 I2V) also gives for these timesteps. Wan2.2-Lightning's own code
+# (github:ModelTC/Wan2.2-Lightning, stored as yliuls/Wan2.2-Lightning: wan/utils/fm_solvers_euler.py
+# EulerScheduler, float32 linspace(1000, 0, 5) shifted by 5, float timesteps; wan/text2video.py, the
+# high-noise expert where t >= boundary * 1000) gives the same levels, and its authors say the released LoRAs
+# expect exactly timesteps [1000, 937.5, 833.33, 625, 0] (github ModelTC/LightX2V-Wan2.2-Lightning issue 3).
+# ComfyUI's native workflows (Euler or LCM, "simple" scheduler, ModelSamplingSD3 shift 5, cfg 1, 4 steps,
+# the A14B pair split 2+2) sample the same sigmas: comfy/samplers.py simple_scheduler at 4 steps takes
+# levels 1000, 750, 500, 250 of comfy/model_sampling.py ModelSamplingDiscreteFlow's shifted table, timestep
+# = sigma * 1000 as a float. (LCM, which some ComfyUI users pick, re-noises each step: not modelled here.)
+# The lightx2v/Wan2.{1,2}-Distill-Loras file names at the end of each row are those LightX2V's configs load.
+_LIGHTNING = dict(
+    sampler="euler",
+    schedule="wan",
+    steps=4,
+    shift=5.0,
+    guidance=1.0,
+    denoising_step_list=(1000, 750, 500, 250),
+)
 PRESETS: tuple[Preset, ...] = (
     Preset("lightning", "wan2.1-t2v-14b", **_LIGHTNING, loras=(
         "Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors",
         "lightx2v_T2V_14B_cfg_step_distill_v2_lora_rank64_bf16.safetensors",
         "Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank32.safetensors",
+        "wan2.1_t2v_14b_lora_rank64_lightx2v_4step.safetensors",  # lightx2v/Wan2.1-Distill-Loras
     )),
     Preset("lightning", "wan2.1-i2v-14b", **_LIGHTNING, loras=(
         "Wan21_I2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors",
         "lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
+        "wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors",  # lightx2v/Wan2.1-Distill-Loras
     )),
     Preset("lightning", "wan2.2-t2v-a14b", **_LIGHTNING, loras=(
         "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors",
         "Wan2.2-T2V-A14B-4steps-lora-rank64-Seko-V1.1/high_noise_model.safetensors",
+        "wan2.2_t2v_A14b_high_noise_lora_rank64_lightx2v_4step_1217.safetensors",
     ), loras_2=(
         "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors",
         "Wan2.2-T2V-A14B-4steps-lora-rank64-Seko-V1.1/low_noise_model.safetensors",
+        "wan2.2_t2v_A14b_low_noise_lora_rank64_lightx2v_4step_1217.safetensors",
     )),
     Preset("lightning", "wan2.2-i2v-a14b", **_LIGHTNING, loras=(
         "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors",
         "Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/high_noise_model.safetensors",
+        "wan2.2_i2v_A14b_high_noise_lora_rank64_lightx2v_4step_1022.safetensors",
     ), loras_2=(
         "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors",
         "Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/low_noise_model.safetensors",
+        "wan2.2_i2v_A14b_low_noise_lora_rank64_lightx2v_4step_1022.safetensors",
     )),
     Preset("lightning", "wan2.2-ti2v-5b", **_LIGHTNING),  # no published LoRA: give one with --lora
     Preset("lightning", "wan2.1-t2v-1.3b", **_LIGHTNING),  # no published LoRA: give one with --lora
