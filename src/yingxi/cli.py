@@ -22,7 +22,8 @@ from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, fil
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
 from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
 from yingxi.errors import InputError, ModelNotFoundError, YingxiError
-from yingxi.film.model import RATIOS, RESOLUTIONS, Character, Film
+from yingxi.film.model import RATIOS, RESOLUTIONS, Film
+from yingxi.film.references import with_character_image
 
 EXIT_BAD_INPUT = 2
 
@@ -150,7 +151,7 @@ def film_from_args(args: argparse.Namespace) -> Film:
             raise InputError(f'write --ref as NAME=IMAGE, got "{ref}"', field="--ref")
         name = check_ref_name(film, name)  # a misspelt name would add an image that nothing uses
         path = _must_exist(Path(image), f"--ref {name}")
-        film = _with_character_image(film, name, path)
+        film = with_character_image(film, name, path)
     return film
 
 
@@ -158,14 +159,6 @@ def _must_exist(path: Path, field: str) -> Path:
     if not path.is_file():
         raise InputError(f"file not found: {path}", field=field)
     return path
-
-
-def _with_character_image(film: Film, name: str, image: Path) -> Film:
-    known = film.character(name)
-    if known is None:
-        return replace(film, characters=film.characters + (Character(name=name, image=image),))
-    chars = tuple(replace(c, image=image) if c is known else c for c in film.characters)
-    return replace(film, characters=chars)
 
 
 def make_backend(args: argparse.Namespace):

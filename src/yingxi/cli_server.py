@@ -77,49 +77,51 @@ def _scale_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from yingxi.server import run
-    from yingxi.server.settings import ServerSettings
 
-    try:
-        settings = ServerSettings(
-            host=args.host,
-            port=args.port,
-            data_dir=args.data_dir,
-            backend=args.backend,
-            model=args.model,
-            model_files=file_parts(args),
-            device=args.device,
-            workers=args.workers,
-            allow_url_fetch=args.allow_url_fetch,
-            allow_callbacks=args.allow_callbacks,
-            allow_private_urls=args.allow_private_urls,
-            offload=args.offload,
-            cache=_server_cache(args),
-            output_ttl_hours=args.output_ttl_hours,
-            public_url=args.public_url,
-            database_url=args.database_url,
-            log_format=args.log_format,
-        )
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    settings = _settings(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        backend=args.backend,
+        model=args.model,
+        model_files=file_parts(args),
+        device=args.device,
+        workers=args.workers,
+        allow_url_fetch=args.allow_url_fetch,
+        allow_callbacks=args.allow_callbacks,
+        allow_private_urls=args.allow_private_urls,
+        offload=args.offload,
+        cache=_server_cache(args),
+        output_ttl_hours=args.output_ttl_hours,
+        public_url=args.public_url,
+        database_url=args.database_url,
+        log_format=args.log_format,
+    )
     run(settings)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from yingxi.server.runner import run_workers
-    from yingxi.server.settings import ServerSettings
 
     if args.gpus < 1:
         raise InputError("must be at least 1 (one worker process per GPU)", field="--gpus")
-    try:
-        settings = ServerSettings(data_dir=args.data_dir, backend=args.backend, model=args.model,
+    settings = _settings(data_dir=args.data_dir, backend=args.backend, model=args.model,
                                   device=args.device, workers=args.gpus, offload=args.offload,
                                   output_ttl_hours=args.output_ttl_hours, database_url=args.database_url,
                                   log_format=args.log_format)  # fmt: skip
-    except ValueError as e:
-        raise InputError(str(e)) from None
     run_workers(settings)
     return 0
+
+
+def _settings(**fields):
+    """ServerSettings from the command's arguments; a value it refuses is bad input (exit 2)."""
+    from yingxi.server.settings import ServerSettings
+
+    try:
+        return ServerSettings(**fields)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def _server_cache(args: argparse.Namespace) -> str | None:

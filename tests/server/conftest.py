@@ -6,6 +6,7 @@ import base64
 import io
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,21 @@ def live(tmp_path_factory):
     server = start_live(tmp_path_factory.mktemp("server"))
     yield server
     assert server.proc.stop() == 0, "graceful stop"
+
+
+@contextmanager
+def app_client(data_dir: Path, **overrides):
+    """The app in-process (no workers), with tenant alice's key sent on every request; 500s come back as
+    responses, so a test can assert on them."""
+    from fastapi.testclient import TestClient
+
+    from yingxi.server.app import create_app
+
+    key = create_key(data_dir, "alice")
+    app = create_app(ServerSettings(data_dir=data_dir, limits=TEST_LIMITS, **overrides))
+    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}) as c:
+        c.data_dir = data_dir
+        yield c
 
 
 def png_bytes(width: int = 160, height: int = 90, color: tuple[int, int, int] = (200, 40, 30)) -> bytes:

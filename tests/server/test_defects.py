@@ -11,13 +11,11 @@ import zlib
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from tests.server.conftest import TEST_LIMITS, assert_error, data_url
+from tests.server.conftest import TEST_LIMITS, app_client, assert_error, data_url
 from yingxi.server import outbound
 from yingxi.server.app import create_app
 from yingxi.server.http_errors import ApiError
-from yingxi.server.keys import create_key
 from yingxi.server.settings import ServerSettings
 
 FILMS = "/api/v1/films"
@@ -27,10 +25,7 @@ YAML = {"content-type": "application/yaml"}
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("defects")
-    key = create_key(data_dir, "alice")
-    app = create_app(ServerSettings(data_dir=data_dir, limits=TEST_LIMITS))
-    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}) as c:
+    with app_client(tmp_path_factory.mktemp("defects")) as c:
         yield c
 
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.server.conftest import TEST_LIMITS, assert_error, data_url
+from tests.server.conftest import TEST_LIMITS, app_client, assert_error, data_url
 from yingxi.server.app import create_app
 from yingxi.server.keys import create_key
 from yingxi.server.settings import ServerSettings
@@ -21,10 +21,7 @@ YAML = {"content-type": "application/yaml"}
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("hostile")
-    key = create_key(data_dir, "alice")
-    app = create_app(ServerSettings(data_dir=data_dir, limits=TEST_LIMITS))
-    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}) as c:
+    with app_client(tmp_path_factory.mktemp("hostile")) as c:
         yield c
 
 

@@ -4,24 +4,16 @@ each carry it to the Film; an unknown name is a 400 naming the closest one."""
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
-from tests.server.conftest import TEST_LIMITS, assert_error
-from yingxi.server.app import create_app
+from tests.server.conftest import app_client, assert_error
 from yingxi.server.inputs import build_film
-from yingxi.server.keys import create_key
-from yingxi.server.settings import ServerSettings
 
 TASKS = "/api/v3/contents/generations/tasks"
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("preset")
-    key = create_key(data_dir, "alice")
-    app = create_app(ServerSettings(data_dir=data_dir, limits=TEST_LIMITS))
-    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}) as c:
-        c.data_dir = data_dir
+    with app_client(tmp_path_factory.mktemp("preset")) as c:
         yield c
 
 
