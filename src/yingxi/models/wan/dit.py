@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from yingxi.errors import InputError
-from yingxi.models.wan.attention import attention
+from yingxi.models.wan.attention import AttentionFn, attention
 from yingxi.models.wan.config import TEXT_LEN, WanDiTConfig
 
 # Parameters the reference keeps in float32 when the rest is bf16/fp16 (diffusers `_keep_in_fp32_modules`;
@@ -192,11 +192,16 @@ class ConditionEmbedding(nn.Module):
 
 
 class WanAttention(nn.Module):
-    """Multi-head attention with RMS-normed q/k across all heads; optional image k/v for cross-attention."""
+    """Multi-head attention with RMS-normed q/k across all heads; optional image k/v for cross-attention.
+
+    `attention_fn` is this module's own kernel, (B, Hd, Lq, Dh) q and (B, Hd, Lk, Dh) k/v -> (B, Hd, Lq, Dh):
+    the seam where a faster kernel or a sequence-parallel wrapper (Ulysses, Ring) goes, per module.
+    """
 
     def __init__(self, dim: int, heads: int, eps: float, added_kv_proj_dim: int | None = None):
         super().__init__()
         self.heads = heads
+        self.attention_fn: AttentionFn = attention
         self.to_q = nn.Linear(dim, dim)
         self.to_k = nn.Linear(dim, dim)
         self.to_v = nn.Linear(dim, dim)
@@ -211,7 +216,7 @@ class WanAttention(nn.Module):
             self.add_k_proj = self.add_v_proj = self.norm_added_k = None
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B, Hd, Lq, Dh)
+        out = self.attention_fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B, Hd, Lq, Dh)
         return out.transpose(1, 2).flatten(2).type_as(q)  # (B, Lq, D)
 
     def forward(
@@ -309,6 +314,16 @@ class WanDiT(nn.Module):
         for block in self.blocks[start:stop]:
             x = block(x, inputs.text, inputs.image, inputs.temb6, inputs.rope)  # (B, L, D)
         return x
+
+    def set_attention(
+        self, self_attention: AttentionFn | None = None, cross_attention: AttentionFn | None = None
+    ):
+        """Give every block's self-attention (attn1) and/or cross-attention (attn2) its own kernel."""
+        for block in self.blocks:
+            if self_attention is not None:
+                block.attn1.attention_fn = self_attention
+            if cross_attention is not None:
+                block.attn2.attention_fn = cross_attention
 
     @property
     def dtype(self) -> torch.dtype:
