@@ -1,0 +1,46 @@
+"""The backend contract (tests/backends/contract.py) on every backend we ship.
+
+To add a backend: one `Case` in CASES (a builder from a tmp folder, e.g. a tiny pipeline it saves, and a
+small request). E.g. `Case("diffusers-ltx2", lambda tmp: build_backend("diffusers", {"model":
+str(save_tiny_ltx2(tmp))}), small_request(32, 32, 9, 24))`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.backends.contract import Case, run_contract
+from yingxi.backends.base import ClipRequest
+from yingxi.backends.registry import build_backend
+
+TINY_WAN = Path(__file__).resolve().parents[1] / "models" / "wan"
+
+
+def small_request(width: int, height: int, frames: int, fps: float, **kw) -> ClipRequest:
+    args = dict(prompt="a cat walks on the beach", width=width, height=height, num_frames=frames, fps=fps,
+                seed=3)  # fmt: skip
+    return ClipRequest(**(args | kw))
+
+
+def tiny_wan(tmp: Path):
+    sys.path.insert(0, str(TINY_WAN))
+    from tiny import save_tiny_wan
+
+    return build_backend(
+        "wan", {"model": str(save_tiny_wan(tmp / "t2v", "t2v")), "steps": 2, "device": "cpu"}
+    )
+
+
+CASES = [
+    Case("animatic", lambda tmp: build_backend("animatic"), lambda gen: small_request(48, 32, 6, 12)),
+    Case("wan-tiny-t2v", tiny_wan, lambda gen: small_request(32, 32, 9, 16)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_backend_contract(case: Case, tmp_path):
+    gen = case.build(tmp_path)
+    run_contract(gen, case.request(gen), case.stochastic)
