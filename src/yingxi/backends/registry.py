@@ -30,6 +30,7 @@ __all__ = [
     "check_options",
     "get_spec",
     "register",
+    "unregister",
 ]
 
 
@@ -92,6 +93,11 @@ def register(spec: BackendSpec, *, replace: bool = False) -> BackendSpec:
         raise ValueError(f'backend "{spec.name}" is already registered')
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a backend from the table (tests, plugins that replace one)."""
+    _REGISTRY.pop(name, None)
 
 
 def backend_names() -> tuple[str, ...]:
