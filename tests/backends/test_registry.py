@@ -102,3 +102,15 @@ def test_health_reports_the_served_backend_s_capabilities(tmp_path):
         health = client.get("/api/v1/health").json()
     assert health["capabilities"]["name"] == "animatic" and health["capabilities"]["audio"] is False
     assert health["capabilities"]["conditioning_kinds"] == []
+
+
+def test_a_backend_may_accept_its_own_values_of_a_shared_option():
+    spec = register(BackendSpec(name="seq", summary="", build=lambda model, options: options,
+                                options=("offload",), option_choices={"offload": ("none", "model", "sequential")}))  # fmt: skip
+    try:
+        assert build_backend("seq", {"offload": "sequential"}) == {"offload": "sequential"}
+        with pytest.raises(InputError, match='unknown offload "blocks"'):
+            build_backend("seq", {"offload": "blocks"})
+    finally:
+        unregister("seq")
+    assert spec.name == "seq"

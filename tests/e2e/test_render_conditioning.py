@@ -128,3 +128,15 @@ def test_a_backend_without_those_kinds_keeps_first_frames_and_says_there_is_no_s
     assert "the reference video moves.mp4 is not used" in notes
     _, _, audio, _ = decode(tmp_path / "plain.mp4")
     assert np.abs(audio).max() < 1e-3  # no dialogue, no music, no sound of its own: silence
+
+
+def test_the_exported_shot_files_carry_each_shot_s_own_sound(film, tmp_path):
+    from yingxi.editor.export import shot_path
+
+    out = tmp_path / "edit" / "film.mp4"
+    render(film, Sounding(), out, encoder_preset="ultrafast", export="otio")
+    for i, freq in enumerate((300, 500)):
+        frames, _, audio, rate = decode(shot_path(out, i))
+        assert len(frames) == (18, 24)[i]
+        middle = audio[int(0.2 * rate) : len(audio) - int(0.2 * rate)]
+        assert tone_at(middle, freq, rate) == pytest.approx(AMP, rel=0.1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from yingxi.errors import InputError, unknown_word
@@ -77,6 +77,8 @@ class BackendSpec:
     model_help: str = ""  # what a model is for this backend, for the error when it is missing
     encoder_preset: str = "medium"  # x264 preset its films are encoded with by default
     makes_sound: bool = False  # some of its models return Clip.audio (the editor mixes it)
+    # Accepted values of an option where this backend's differ from OPTIONS' (e.g. offload "sequential").
+    option_choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [o for o in self.options if o not in OPTIONS]
@@ -142,7 +144,7 @@ def check_options(spec: BackendSpec, options: Mapping[str, Any], *, flags: bool 
         need = f"need --backend {' or '.join(others)}" if others else "are not all taken by any one backend"
         raise InputError(f"{', '.join(flags)} {need} (the {spec.name} takes {takes})", field=flags[0])
     for k, v in given.items():
-        choices = OPTIONS[k].choices
+        choices = spec.option_choices.get(k, OPTIONS[k].choices)
         if choices and isinstance(v, str) and v not in choices:
             raise InputError(unknown_word(k, v, choices), field=OPTIONS[k].flag if flags else k)
     if spec.needs_model and not given.get("model"):
