@@ -273,6 +273,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "camera": p.shot.camera.move.words,
             "transition": p.transition.words,
             "keyframe": p.keyframe_words,  # composition (two-shot, speaker), fit and title-card palette
+            "conditioning": p.conditioning.words,  # references, extension, reference video, generated sound
             "seed": p.seed,
             "dialogue": [f"{d.character}: {d.line}" for d in p.shot.dialogue],
             "voices": {t.character: t.voice for t in ready.takes[p.index - 1]},

@@ -34,9 +34,16 @@ def tiny_wan(tmp: Path):
     )
 
 
+def sounding(tmp: Path):
+    from tests.e2e.test_render_conditioning import Sounding  # a test camera: the contract's audio checks
+
+    return Sounding()
+
+
 CASES = [
     Case("animatic", lambda tmp: build_backend("animatic"), lambda gen: small_request(48, 32, 6, 12)),
     Case("wan-tiny-t2v", tiny_wan, lambda gen: small_request(32, 32, 9, 16)),
+    Case("sounding-test-camera", sounding, lambda gen: small_request(48, 32, 6, 12)),
 ]
 
 

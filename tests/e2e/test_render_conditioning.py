@@ -24,14 +24,14 @@ AMP = 0.5
 
 
 class Sounding(AnimaticGenerator):
-    """Takes "reference", "video" and "control" items and makes sound: shot k's audio is a sine of
-    300 + 200 k Hz, as long as the clip."""
+    """Takes "reference", "video" and "control" items and makes sound: the k-th prompt it sees (from 0) gets
+    a sine of 300 + 200 k Hz, as long as the clip (the same request, the same sound)."""
 
     name = "sounding"
 
     def __init__(self):
         super().__init__()
-        self.requests, self.clips = [], []
+        self.requests, self.clips, self.pitch = [], [], {}
 
     @property
     def capabilities(self) -> Capabilities:
@@ -41,7 +41,7 @@ class Sounding(AnimaticGenerator):
     def generate(self, request, progress=None):
         self.check(request)
         clip = super().generate(replace(request, conditioning=(), generate_audio=False), progress)
-        freq = 300 + 200 * len(self.requests)
+        freq = self.pitch.setdefault(request.prompt, 300 + 200 * len(self.pitch))
         t = np.arange(round(clip.num_frames / clip.fps * TONE_RATE)) / TONE_RATE
         audio = (AMP * np.sin(2 * np.pi * freq * t)).astype(np.float32)[:, None]
         clip = Clip(clip.frames, clip.fps, audio=audio, sample_rate=TONE_RATE)
