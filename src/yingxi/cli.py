@@ -318,6 +318,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     # A terminal's own width; piped, $COLUMNS when set (COLUMNS=80 yingxi plan ... | less), else 200.
     console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
     columns += ("skipped",) if any("skipped" in r for r in rows) else ()
+    columns += ("conditioning",) if any(r["conditioning"] for r in rows) else ()
     print_plan(console, f"{title}: {shots}, {sum(p.duration for p in plans):.2f}s, {size}", rows, columns)
     for name, v in voices.items():
         console.print(Text(f"voice: {name}: {v['voice']} ({v['why']})"))

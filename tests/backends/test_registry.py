@@ -25,12 +25,15 @@ from yingxi.errors import InputError
 from yingxi.server.settings import ServerSettings
 
 
+def register_sounding() -> BackendSpec:
+    """A backend registered the way any new one is: one entry."""
+    return register(BackendSpec(name="sounding", summary="a test camera with sound",
+                                build=lambda model, options: Sounding(), makes_sound=True))  # fmt: skip
+
+
 @pytest.fixture
 def sounding():
-    """A backend registered the way any new one is: one entry."""
-    spec = register(BackendSpec(name="sounding", summary="a test camera with sound",
-                                build=lambda model, options: Sounding(), makes_sound=True))  # fmt: skip
-    yield spec
+    yield register_sounding()
     unregister("sounding")
 
 

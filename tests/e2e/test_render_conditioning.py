@@ -140,3 +140,25 @@ def test_the_exported_shot_files_carry_each_shot_s_own_sound(film, tmp_path):
         assert len(frames) == (18, 24)[i]
         middle = audio[int(0.2 * rate) : len(audio) - int(0.2 * rate)]
         assert tone_at(middle, freq, rate) == pytest.approx(AMP, rel=0.1)
+
+
+def test_plan_shows_each_shot_s_conditioning(film, tmp_path, capsys):
+    from tests.backends.test_registry import register_sounding
+    from yingxi.backends.registry import unregister
+    from yingxi.cli import main
+
+    register_sounding()
+    try:
+        assert main(["plan", "--script", str(tmp_path / "film.yaml"), "--backend", "sounding", "--json"]) == 0
+        rows = __import__("json").loads(capsys.readouterr().out)["shots"]
+        assert rows[1]["conditioning"].startswith(
+            "extends the previous shot's last 9 frames; control moves.mp4"
+        )
+        assert main(["plan", "--script", str(tmp_path / "film.yaml"), "--backend", "sounding"]) == 0
+        assert "references MEI; generated sound" in capsys.readouterr().out
+        assert main(["plan", "--script", str(tmp_path / "film.yaml")]) == 0  # the animatic: none of it
+        out = capsys.readouterr().out
+        assert "references MEI" not in out and "note: shot 1: no generated sound" in out
+        assert "shot 2: no generated sound" not in out  # said once
+    finally:
+        unregister("sounding")

@@ -67,7 +67,7 @@ def shot_conditioning(
             notes.append(f"the reference video {shot.reference_video.name} is not used: this backend takes no "
                          f"{wanted} conditioning")  # fmt: skip
     sound = film.generate_audio and caps.audio
-    if film.generate_audio and not caps.audio:
+    if film.generate_audio and not caps.audio and shot is film.shots[0]:  # said once, for the film
         notes.append("no generated sound: this backend makes none (dialogue and music are mixed as usual)")
     source = caps.extension_frames if video_kind == "video" else 0
     return ShotConditioning(references, extend, video, video_kind, source, sound)
