@@ -51,7 +51,7 @@ def _video_item(p: ShotPlan) -> Conditioning:
     if c.reference_video_kind == "control":
         picks = [min(len(frames) - 1, round(k * info.fps / p.fps)) for k in range(p.num_frames)]
     else:
-        picks = list(range(max(0, len(frames) - c.source_frames), len(frames)))
+        picks = list(range(max(0, len(frames) - max(1, c.source_frames)), len(frames)))
     video = np.stack([fit_image(frames[i], p.width, p.height) for i in picks])  # (F, H, W, 3)
     return Conditioning(c.reference_video_kind, video, frame=0, name=path.name)
 

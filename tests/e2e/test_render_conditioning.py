@@ -15,6 +15,7 @@ from tests.e2e.helpers import decode, flat_png
 from yingxi.backends.animatic import AnimaticGenerator
 from yingxi.backends.base import Capabilities, Clip
 from yingxi.conditioning_items import PREVIOUS_SHOT
+from yingxi.errors import InputError
 from yingxi.film import load_script
 from yingxi.media.video import write_mp4
 from yingxi.render import render
@@ -162,3 +163,12 @@ def test_plan_shows_each_shot_s_conditioning(film, tmp_path, capsys):
         assert "shot 2: no generated sound" not in out  # said once
     finally:
         unregister("sounding")
+
+
+def test_an_unreadable_reference_video_fails_before_any_shot_naming_shot_field_and_file(film, tmp_path):
+    (tmp_path / "moves.mp4").write_text("not a video")
+    camera = Sounding()
+    with pytest.raises(InputError) as e:
+        render(film, camera, tmp_path / "bad.mp4")
+    assert (e.value.shot, e.value.field) == (2, "reference_video") and "moves.mp4" in str(e.value.file)
+    assert camera.requests == [] and not (tmp_path / "bad.mp4").exists()

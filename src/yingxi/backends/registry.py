@@ -119,11 +119,6 @@ def get_spec(name: str, *, field: str = "backend") -> BackendSpec:
     return spec
 
 
-def takers(option: str) -> list[str]:
-    """The backends that take `option`."""
-    return [s.name for s in _REGISTRY.values() if option in s.options]
-
-
 def check_options(spec: BackendSpec, options: Mapping[str, Any], *, flags: bool = False) -> dict[str, Any]:
     """The options that were given (not None, not empty), checked against what `spec` takes; InputError
     naming the flags it does not take and the backends that do, or a value outside an option's choices.

@@ -71,7 +71,7 @@ class ServerSettings:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        get_spec(self.backend)  # InputError naming the closest registered backend
+        object.__setattr__(self, "backend", get_spec(self.backend).name)  # InputError naming the closest
         if self.offload not in ("none", "model", "blocks"):
             raise ValueError(f'unknown offload "{self.offload}"; accepted: none, model, blocks')
         if self.log_format not in ("text", "json"):
