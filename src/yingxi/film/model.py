@@ -115,9 +115,8 @@ class Shot:
     focus: tuple[float, float] | None = None  # (x, y) fractions of the keyframe a closer framing centres on
     compose: str | None = None  # one of COMPOSITIONS for several characters; None: a two-shot
     fit: str | None = None  # one of FITS for this shot's keyframes; None: the film's
-    reference_video: Path | None = (
-        None  # a video the shot follows (control) or extends, for backends that can
-    )
+    # A video the shot follows (its motion or layout: "control") or extends ("extend"), for backends that can.
+    reference_video: Path | None = None
     reference_video_use: str = "control"  # one of REFERENCE_VIDEO_USES
 
     @property
@@ -140,9 +139,7 @@ class Film:
     seed: int = 0
     music: Path | None = None
     reference_audio: tuple[Path, ...] = ()
-    generate_audio: bool = (
-        False  # ask a backend that makes sound for each shot's own audio (Seedance's field)
-    )
+    generate_audio: bool = False  # each shot's own sound, from a backend that makes it (Seedance's field)
     custom_size: tuple[int, int] | None = None  # exact (width, height), overriding resolution and ratio
     fade_out: float = 0.0  # seconds over which the film's end fades to black ("fade out"); 0: none
     fit: str = "cover"  # one of FITS: how first frames and keyframes meet the frame
