@@ -2,7 +2,7 @@
 
 To add a backend: one `Case` in CASES (a builder from a tmp folder, e.g. a tiny pipeline it saves, and a
 small request). E.g. `Case("diffusers-ltx2", lambda tmp: build_backend("diffusers", {"model":
-str(save_tiny_ltx2(tmp))}), small_request(32, 32, 9, 24))`.
+str(save_tiny_ltx2(tmp))}), lambda gen: small_request(32, 32, 9, 24))`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.backends.contract import Case, run_contract
@@ -25,13 +26,24 @@ def small_request(width: int, height: int, frames: int, fps: float, **kw) -> Cli
     return ClipRequest(**(args | kw))
 
 
-def tiny_wan(tmp: Path):
-    sys.path.insert(0, str(TINY_WAN))
-    from tiny import save_tiny_wan
+def gradient(width: int, height: int) -> np.ndarray:
+    """A first frame with something in it: uint8 (H, W, 3)."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    return np.broadcast_to((x + y) / 2, (height, width, 3)).astype(np.uint8)
 
-    return build_backend(
-        "wan", {"model": str(save_tiny_wan(tmp / "t2v", "t2v")), "steps": 2, "device": "cpu"}
-    )
+
+def tiny_wan(kind: str):
+    """A builder of the wan backend over a tiny random Wan folder of `kind`, saved in the test's tmp."""
+
+    def build(tmp: Path):
+        sys.path.insert(0, str(TINY_WAN))
+        from tiny import save_tiny_wan
+
+        folder = save_tiny_wan(tmp / kind, kind)
+        return build_backend("wan", {"model": str(folder), "steps": 2, "device": "cpu"})
+
+    return build
 
 
 def sounding(tmp: Path):
@@ -42,7 +54,12 @@ def sounding(tmp: Path):
 
 CASES = [
     Case("animatic", lambda tmp: build_backend("animatic"), lambda gen: small_request(48, 32, 6, 12)),
-    Case("wan-tiny-t2v", tiny_wan, lambda gen: small_request(32, 32, 9, 16)),
+    Case("wan-tiny-t2v", tiny_wan("t2v"), lambda gen: small_request(32, 32, 9, 16)),
+    Case(
+        "wan-tiny-ti2v-image",
+        tiny_wan("ti2v"),
+        lambda gen: small_request(32, 32, 9, 24, first_frame=gradient(32, 32)),
+    ),  # fmt: skip
     Case("sounding-test-camera", sounding, lambda gen: small_request(48, 32, 6, 12)),
 ]
 
