@@ -113,6 +113,12 @@ class Shot:
     focus: tuple[float, float] | None = None  # (x, y) fractions of the keyframe a closer framing centres on
     compose: str | None = None  # one of COMPOSITIONS for several characters; None: a two-shot
     fit: str | None = None  # one of FITS for this shot's keyframes; None: the film's
+    # Seedance references the prompt ties to this shot (film/mentions.py): a video whose camera move and motion
+    # the shot copies (a "control" conditioning item for backends that take it), sound effects laid from the
+    # shot's start, and audio the shot's generated sound is conditioned on (an "audio" item).
+    reference_video: Path | None = None
+    sounds: tuple[Path, ...] = ()
+    audio_conditioning: Path | None = None
 
     @property
     def featured(self) -> tuple[str, ...]:
@@ -134,6 +140,10 @@ class Film:
     seed: int = 0
     music: Path | None = None
     reference_audio: tuple[Path, ...] = ()
+    reference_videos: tuple[Path, ...] = ()  # every reference video, in request order (@video1 first)
+    generate_audio: bool = (
+        False  # ask a backend that makes sound for each shot's own audio (Seedance's field)
+    )
     custom_size: tuple[int, int] | None = None  # exact (width, height), overriding resolution and ratio
     fade_out: float = 0.0  # seconds over which the film's end fades to black ("fade out"); 0: none
     fit: str = "cover"  # one of FITS: how first frames and keyframes meet the frame

@@ -20,6 +20,7 @@ from typing import Any
 from yingxi.errors import InputError
 from yingxi.film import parse_prompt, parse_script
 from yingxi.film.composition import parse_fit
+from yingxi.film.mentions import attach_media
 from yingxi.film.model import RATIOS, SIZES, CameraMove, Film
 from yingxi.film.references import (
     attach_references,
@@ -68,7 +69,11 @@ class Inputs:
     )  # the character each image shows, if named
     reference_audio: list[str] = field(default_factory=list)
     reference_videos: list[str] = field(default_factory=list)
-    image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (width, height)
+    image_sizes: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # name -> (width, height), videos too
+    media_seconds: dict[str, float] = field(default_factory=dict)  # audio/video name -> seconds
+    visuals: list[str] = field(default_factory=list)  # images and videos in item order (ratio "adaptive")
     count: dict[str, int] = field(default_factory=lambda: {"image": 0, "audio": 0, "video": 0})
 
     def as_request(self) -> dict[str, Any]:
@@ -128,11 +133,33 @@ def reference_bytes(url: Any, uploads: dict[str, Upload], settings: ServerSettin
 
 
 def check_count(inputs: Inputs, kind: str, settings: ServerSettings, param: str) -> None:
-    limit = {"image": settings.limits.max_images, "audio": settings.limits.max_audios,
-             "video": settings.limits.max_videos}[kind]  # fmt: skip
+    """Seedance 2.0's counts: at most 9 images, 3 videos, 3 audio clips and 12 files in all per task."""
+    limits = settings.limits
+    limit = {"image": limits.max_images, "audio": limits.max_audios, "video": limits.max_videos}[kind]
     inputs.count[kind] += 1
+    item = param.split(".", 1)[0]
     if inputs.count[kind] > limit:
-        raise ApiError(400, f"too many {kind} references; at most {limit} per task", param=param)
+        raise ApiError(400, f"{item}: too many {kind} references; at most {limit} {kind} items per task",
+                       param=param)  # fmt: skip
+    if sum(inputs.count.values()) > limits.max_files:
+        raise ApiError(400, f"{item}: too many reference files; at most {limits.max_files} images, videos and "
+                       "audio clips in all per task", param=param)  # fmt: skip
+
+
+def check_media_seconds(inputs: Inputs, kind: str, settings: ServerSettings, param: str) -> None:
+    """Seedance 2.0's totals, checked as each clip arrives: reference videos together at most 15 s, audio
+    clips together at most 15 s (the 2 s minimum of the videos is checked once all are in)."""
+    names = inputs.reference_videos if kind == "video" else inputs.reference_audio
+    total = sum(inputs.media_seconds[n] for n in names)
+    limit = (
+        settings.limits.max_reference_video_seconds
+        if kind == "video"
+        else settings.limits.max_reference_audio_seconds
+    )
+    if total > limit + 1e-3:
+        what = "reference videos" if kind == "video" else "reference audio clips"
+        raise ApiError(400, f"{param.split('.', 1)[0]}: the {what} last {total:.2f}s together; at most "
+                       f"{limit:g}s in all", param=param)  # fmt: skip
 
 
 def save_image(inputs: Inputs, data: bytes, stem: str, param: str, max_pixels: int) -> str:
@@ -195,6 +222,7 @@ def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, ma
                                    param=param)  # fmt: skip
             next(container.decode(streams[0]))
             fmt = container.format.name
+            seconds = _seconds(container, streams[0], data, kind)
     except ApiError:
         raise
     except (av.error.FFmpegError, StopIteration, ValueError, OSError):
@@ -203,7 +231,26 @@ def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, ma
     name = f"{stem}.{ext}"
     inputs.folder.mkdir(parents=True, exist_ok=True)
     (inputs.folder / name).write_bytes(data)
+    inputs.media_seconds[name] = seconds
+    if kind == "video":
+        inputs.image_sizes[name] = (width, height)
     return name
+
+
+def _seconds(container: Any, stream: Any, data: bytes, kind: str) -> float:
+    """A clip's length: the container's header, else the stream's, else its frames decoded and counted."""
+    import av
+
+    if container.duration:
+        return float(container.duration / av.time_base)
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    with av.open(io.BytesIO(data)) as again:  # no header says: decode (bounded by the upload limit)
+        s = again.streams.audio[0] if kind == "audio" else again.streams.video[0]
+        if kind == "audio":
+            return sum(f.samples / f.sample_rate for f in again.decode(s))
+        frames = sum(1 for _ in again.decode(s))
+        return frames / float(s.average_rate or 24)
 
 
 def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[str, Upload],
@@ -224,6 +271,7 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
             if getattr(inputs, role) is not None:
                 raise ApiError(400, f"only one image may have the role {role}", param=param)
             setattr(inputs, role, save_image(inputs, data, role, param, settings.limits.max_image_pixels))
+            inputs.visuals.append(getattr(inputs, role))
         else:
             inputs.reference_names.append(name.strip() if name and name.strip() else None)
             inputs.reference_images.append(
@@ -235,16 +283,20 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
                     settings.limits.max_image_pixels,
                 )
             )
+            inputs.visuals.append(inputs.reference_images[-1])
     elif kind == "audio":
         stem = f"reference_audio_{len(inputs.reference_audio) + 1}"
         inputs.reference_audio.append(
             save_media(inputs, data, stem, "audio", param, settings.limits.max_image_pixels)
         )
+        check_media_seconds(inputs, "audio", settings, param)
     else:
         stem = f"reference_video_{len(inputs.reference_videos) + 1}"
         inputs.reference_videos.append(
             save_media(inputs, data, stem, "video", param, settings.limits.max_image_pixels)
         )
+        inputs.visuals.append(inputs.reference_videos[-1])
+        check_media_seconds(inputs, "video", settings, param)
 
 
 def adaptive_ratio(width: int, height: int) -> str:
@@ -292,6 +344,7 @@ def prompt_request(
     camera_fixed: bool = False,
     fit: Any = None,
     preset: Any = None,
+    generate_audio: bool = False,
 ) -> dict[str, Any]:
     """The stored request of a prompt task (plain or multi-shot grammar), fields validated."""
     limits = settings.limits
@@ -304,7 +357,7 @@ def prompt_request(
     try:
         res = parse_resolution(resolution or "720p")
         if ratio in (None, "", "adaptive", "keep_ratio"):
-            frame = inputs.first_frame or (inputs.reference_images[0] if inputs.reference_images else None)
+            frame = inputs.visuals[0] if inputs.visuals else None  # the first image or video item's aspect
             ratio_word = adaptive_ratio(*inputs.image_sizes[frame]) if frame else "16:9"
         else:
             ratio_word = parse_ratio(ratio)
@@ -345,6 +398,7 @@ def prompt_request(
             **sampling,
         },  # fmt: skip
         "camera_fixed": bool(camera_fixed),
+        "generate_audio": bool(generate_audio),
         **inputs.as_request(),
     }
 
@@ -363,10 +417,12 @@ def build_film(request: dict[str, Any], task_dir: Path) -> Film:
         return film
     fields = dict(request["fields"])
     refs = [folder / n for n in request.get("reference_images", [])]
-    if request.get("reference_audio"):
-        fields["reference_audio"] = tuple(folder / n for n in request["reference_audio"])
-        fields["music"] = fields["reference_audio"][0]  # heard: the editor lays it under the film as its bed
     film = parse_prompt(request["text"], default_duration=request.get("default_duration"), **fields)
+    # Videos and audio clips go where the prompt's @video1 / @audio1 say (film/mentions.py): a shot's camera
+    # move to copy; the music, a sound at a shot, or audio a shot's sound follows.
+    film = attach_media(film, [folder / n for n in request.get("reference_videos", [])],
+                        [folder / n for n in request.get("reference_audio", [])])  # fmt: skip
+    film = replace(film, generate_audio=bool(request.get("generate_audio")))
     # Each reference is a character's image, used in that character's shots (a first frame only takes
     # shot 1's keyframe); names come from the items or the prompt's "NAME (@image1)".
     film = attach_references(
