@@ -394,3 +394,25 @@ def test_output_bytes_quota_and_row_retention(open_store):
     clock.t += 501
     store.expire(retention_seconds=1000)
     assert store.get(job.id) is None  # then the record goes too
+
+
+def test_flex_tier_jobs_are_claimed_after_every_default_one(open_store):
+    """Ark's service_tier "flex": a flex job queued first still waits for the default jobs queued after it."""
+    store = open_store()
+
+    def job(tier: str | None):
+        api = {} if tier is None else {"service_tier": tier}
+        return store.create(
+            tenant="t", kind="ark", model="m", request={"text": "x", "api": api}, max_attempts=3
+        )
+
+    flex1, default1, flex2, old, default2 = (
+        job("flex"),
+        job("default"),
+        job("flex"),
+        job(None),
+        job("default"),
+    )
+    order = [store.claim("w")[0].id for _ in range(5)]
+    assert order == [default1.id, old.id, default2.id, flex1.id, flex2.id]
+    assert store.claim("w") is None

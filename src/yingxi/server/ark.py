@@ -270,12 +270,11 @@ def draft_of(body: CreateTask, request: Request, tenant: str) -> Job | None:
     job = ctx(request).store.get(ref.id, tenant)
     param = f"content[{n}].draft_task.id"
     if job is None or job.kind != "ark" or not job.request.get("api", {}).get("draft"):
-        raise ApiError(
-            400, f'no draft task with id "{ref.id[:80]}" (a task created with draft: true)', param=param
-        )
+        raise ApiError(400, f'content[{n}]: no draft task with id "{ref.id[:80]}" (a task created with draft: '
+                       "true)", param=param)  # fmt: skip
     if job.status != JobStatus.SUCCEEDED:
-        raise ApiError(400, f'the draft task "{job.id}" is {job.status.value}; re-run a draft once it has '
-                       "succeeded", param=param)  # fmt: skip
+        raise ApiError(400, f'content[{n}]: the draft task "{job.id}" is {job.status.value}; re-run a draft once '
+                       "it has succeeded", param=param)  # fmt: skip
     return job
 
 
