@@ -55,7 +55,7 @@ def attach_media(film: Film, videos: list[Path], audios: list[Path]) -> Film:
     which shot it belongs to."""
     single = len(film.shots) == 1
     shots = list(film.shots)
-    music: Path | None = None
+    music: Path | None = film.music  # a music bed given apart (yingxi's role "music") counts as called so
     music_number = 0
     mentioned_videos: set[int] = set()
     mentioned_audio: set[int] = set()
@@ -79,8 +79,9 @@ def attach_media(film: Film, videos: list[Path], audios: list[Path]) -> Film:
             clip = audios[number - 1]
             if how == "music" or k == 0:  # a film-wide mention is a bed under the whole film
                 if music is not None and music != clip:
-                    raise InputError(f"@audio{music_number} and @audio{number} are both called the music; the "
-                                     "film has one music bed (the other can be a sound at a shot)", field=where)  # fmt: skip
+                    first = f"@audio{music_number}" if music_number else "the music item"
+                    raise InputError(f"{first} and @audio{number} are both called the music; the film has one "
+                                     "music bed (the other can be a sound at a shot)", field=where)  # fmt: skip
                 music, music_number = clip, number
             elif how == "conditioning":
                 shot = shots[k - 1]
@@ -108,5 +109,5 @@ def attach_media(film: Film, videos: list[Path], audios: list[Path]) -> Film:
         else:
             raise InputError(f"reference audio {number} is tied to nothing; mention @audio{number} in the shot "
                              "it sounds in, or call it the music", field=f"reference_audio[{number}]")  # fmt: skip
-    return replace(film, shots=tuple(shots), music=music if music is not None else film.music,
+    return replace(film, shots=tuple(shots), music=music,
                    reference_audio=tuple(audios), reference_videos=tuple(videos))  # fmt: skip

@@ -153,6 +153,7 @@ def item_roles(body: CreateTask) -> list[tuple[int, str, str]]:
 def check_modes(roles: list[tuple[int, str, str]]) -> None:
     """Before any file is fetched: first/last frames and references do not mix, audio never comes alone,
     a last frame needs a first frame. Each 400 names the item and the rule."""
+    roles = [(n, k, r) for n, k, r in roles if r != "music"]  # yingxi's music bed: no Seedance reference
     frames = [(n, r) for n, _, r in roles if r in FRAME_ROLES]
     refs = [(n, r) for n, _, r in roles if r not in FRAME_ROLES]
     if frames and refs:

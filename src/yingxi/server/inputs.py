@@ -69,6 +69,7 @@ class Inputs:
     )  # the character each image shows, if named
     reference_audio: list[str] = field(default_factory=list)
     reference_videos: list[str] = field(default_factory=list)
+    music: str | None = None  # yingxi's role "music" (the studio's music bed)
     image_sizes: dict[str, tuple[int, int]] = field(
         default_factory=dict
     )  # name -> (width, height), videos too
@@ -84,6 +85,7 @@ class Inputs:
             "reference_names": self.reference_names,
             "reference_audio": self.reference_audio,
             "reference_videos": self.reference_videos,
+            "music": self.music,
         }
 
 
@@ -260,7 +262,7 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
     if name is not None and (kind != "image" or role != "reference_image"):
         raise ApiError(400, "only a reference_image item takes a name (the character it shows)",
                        param=param.rsplit(".", 2)[0] + ".name")  # fmt: skip
-    roles = {"image": ("first_frame", "last_frame", "reference_image"), "audio": ("reference_audio",),
+    roles = {"image": ("first_frame", "last_frame", "reference_image"), "audio": ("reference_audio", "music"),
              "video": ("reference_video",)}[kind]  # fmt: skip
     if role not in roles:
         raise ApiError(400, f'unknown role "{role}" for a {kind}; accepted: {", ".join(roles)}', param=param)
@@ -284,6 +286,10 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
                 )
             )
             inputs.visuals.append(inputs.reference_images[-1])
+    elif role == "music":  # yingxi: the film's music bed, outside Seedance's reference rules
+        if inputs.music is not None:
+            raise ApiError(400, "only one audio item may have the role music", param=param)
+        inputs.music = save_media(inputs, data, "music", "audio", param, settings.limits.max_image_pixels)
     elif kind == "audio":
         stem = f"reference_audio_{len(inputs.reference_audio) + 1}"
         inputs.reference_audio.append(
@@ -417,6 +423,8 @@ def build_film(request: dict[str, Any], task_dir: Path) -> Film:
         return film
     fields = dict(request["fields"])
     refs = [folder / n for n in request.get("reference_images", [])]
+    if request.get("music"):
+        fields["music"] = folder / request["music"]
     film = parse_prompt(request["text"], default_duration=request.get("default_duration"), **fields)
     # Videos and audio clips go where the prompt's @video1 / @audio1 say (film/mentions.py): a shot's camera
     # move to copy; the music, a sound at a shot, or audio a shot's sound follows.
