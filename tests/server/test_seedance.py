@@ -120,7 +120,9 @@ def test_fields_round_trip_and_usage_is_seedances_exact_count(live, tmp_path):
     assert (task.frames, task.framespersecond, task.duration, task.seed) == (29, 24, 1, 11)
     assert (task.ratio, task.resolution, task.service_tier, task.execution_expires_after) == (
         "9:16", "480p", "flex", 3600)  # fmt: skip
-    assert task.generate_audio is True and task.draft is False
+    assert (
+        task.generate_audio is True and task.draft is False and (task.model_extra or {})["watermark"] is True
+    )
     assert task.usage.completion_tokens == task.usage.total_tokens == 480 * 864 * 29 // 1024 == 11745
     info = read_video_bytes(httpx.get(task.content.video_url, timeout=30).content, tmp_path)
     assert (info.width, info.height, info.num_frames) == (480, 864, 29)

@@ -122,13 +122,15 @@ def _flag_number(value: str | None, param: str) -> float | None:
 
 
 # Seedance 2.0's content rules, as Volcengine Ark's "create a video generation task" page gives them
-# (https://www.volcengine.com/docs/82379/1520757; BytePlus ModelArk's copy, e.g. as mirrored at
-# docs.powertokens.ai/en/zmodelVideo/byteplus/seedance/seedance-video): a request is either first/last-frame
-# image-to-video or multimodal reference-to-video (0-9 images, 0-3 videos of 2-15 s in all, 0-3 audio clips
-# of at most 15 s in all, never audio alone), 12 files at most; mixing the two modes is an InvalidParameter
-# "first/last frame content cannot be mixed with reference media content". Frame counts: 25 + 4n in
-# [29, 289]. A draft is 480p; its final video is a task whose only content item is
-# {"type": "draft_task", "draft_task": {"id": ...}}.
+# (https://www.volcengine.com/docs/82379/1520757; BytePlus ModelArk's copy mirrored at
+# https://docs.powertokens.ai/en/zmodelVideo/byteplus/seedance/seedance-video): a request is either
+# first/last-frame image-to-video or multimodal reference-to-video (0-9 images, 0-3 videos of 2-15 s in all,
+# 0-3 audio clips of at most 15 s in all, never audio alone), 12 files at most. Mixing the two modes is a 400
+# InvalidParameter "first/last frame content cannot be mixed with reference media content"
+# (https://docs.apiyi.com/en/faq/seedance-first-frame-mixed-with-reference). Frame counts: 25 + 4n in
+# [29, 289]. A draft (`draft: true`) is 480p; its final video is a task whose only content item is
+# {"type": "draft_task", "draft_task": {"id": ...}} (the SDK's CreateTaskContentDraftTaskParam; the task then
+# reports `draft_task_id`). service_tier "flex" is Ark's offline tier, run after "default" work.
 FRAME_ROLES = ("first_frame", "last_frame")
 SERVICE_TIERS = ("default", "flex")
 DRAFT_RESOLUTION = "480p"

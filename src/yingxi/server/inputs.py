@@ -32,6 +32,7 @@ from yingxi.film.vocabulary import parse_fps, parse_preset, parse_ratio, parse_r
 from yingxi.media.image import decode_image_bytes, save_png
 from yingxi.server.http_errors import ApiError
 from yingxi.server.outbound import fetch
+from yingxi.server.probe import image_size, media_seconds
 from yingxi.server.settings import ServerSettings
 
 # A multi-shot prompt: "Shot 1", "镜头1", and the Chinese numbering "镜头一" / "第一镜" (film/prompt.py).
@@ -167,7 +168,7 @@ def check_media_seconds(inputs: Inputs, kind: str, settings: ServerSettings, par
 def save_image(inputs: Inputs, data: bytes, stem: str, param: str, max_pixels: int) -> str:
     """Decode (the content decides, never the name), save as PNG; 415 when it is not an image, 413 when
     its header promises more than `max_pixels` (checked before any pixel is decoded)."""
-    size = _image_size(data)
+    size = image_size(data)
     if size is not None and size[0] * size[1] > max_pixels:
         raise ApiError(413, f"the image is {size[0]}x{size[1]} px; at most {max_pixels / 1e6:g} Mpx",
                        param=param)  # fmt: skip
@@ -180,31 +181,6 @@ def save_image(inputs: Inputs, data: bytes, stem: str, param: str, max_pixels: i
     save_png(img, inputs.folder / name)
     inputs.image_sizes[name] = (img.shape[1], img.shape[0])
     return name
-
-
-def _image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image's header alone; None when PIL cannot tell (the decoder then says why).
-    Pillow's own bomb check refuses headers over 2x its limit before saying the size; the format's header
-    is then read without it, so every oversized image gets the same 413 naming its size."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except Image.DecompressionBombError:
-        Image.init()
-        for kind in Image.ID:
-            factory, accept = Image.OPEN[kind]
-            if accept is not None and not accept(data[:16]):
-                continue
-            try:
-                with factory(io.BytesIO(data)) as image:  # the plugin alone: header parsed, no bomb check
-                    return image.size
-            except Exception:  # not this format after all
-                continue
-        return None
-    except Exception:  # any unreadable header is reported by decode_image_bytes next
-        return None
 
 
 def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, max_pixels: int) -> str:
@@ -224,7 +200,7 @@ def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, ma
                                    param=param)  # fmt: skip
             next(container.decode(streams[0]))
             fmt = container.format.name
-            seconds = _seconds(container, streams[0], data, kind)
+            seconds = media_seconds(container, streams[0], data, kind)
     except ApiError:
         raise
     except (av.error.FFmpegError, StopIteration, ValueError, OSError):
@@ -237,22 +213,6 @@ def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, ma
     if kind == "video":
         inputs.image_sizes[name] = (width, height)
     return name
-
-
-def _seconds(container: Any, stream: Any, data: bytes, kind: str) -> float:
-    """A clip's length: the container's header, else the stream's, else its frames decoded and counted."""
-    import av
-
-    if container.duration:
-        return float(container.duration / av.time_base)
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    with av.open(io.BytesIO(data)) as again:  # no header says: decode (bounded by the upload limit)
-        s = again.streams.audio[0] if kind == "audio" else again.streams.video[0]
-        if kind == "audio":
-            return sum(f.samples / f.sample_rate for f in again.decode(s))
-        frames = sum(1 for _ in again.decode(s))
-        return frames / float(s.average_rate or 24)
 
 
 def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[str, Upload],
