@@ -171,6 +171,13 @@ def test_a_draft_is_an_instant_preview_then_re_runs_at_full_quality_from_its_id(
         model="doubao-seedance-2-0", content=[{"type": "draft_task", "draft_task": {"id": draft.id}}],
         resolution="720p").id)  # fmt: skip
     assert full.draft is False and full.draft_task_id == draft.id
+    rerun = [{"type": "draft_task", "draft_task": {"id": draft.id}}]
+    body = refused(live, rerun, seed=6)
+    assert body["param"] == "seed" and "keeps its draft's seed" in body["message"]
+    body = refused(live, [*rerun, text("another prompt")])
+    assert body["param"] == "content[1]" and "send it as the only content item" in body["message"]
+    body = refused(live, [{"type": "draft_task", "draft_task": {"id": full.id}}])  # not a draft itself
+    assert body["param"] == "content[0].draft_task.id"
     assert (full.resolution, full.seed, full.duration, full.frames, full.ratio) == (
         "720p", 5, draft.duration, draft.frames, draft.ratio)  # fmt: skip
     assert full.revised_prompt == draft.revised_prompt == "a red kite"

@@ -270,6 +270,10 @@ def draft_of(body: CreateTask, request: Request, tenant: str) -> Job | None:
     if body.draft:
         raise ApiError(400, "a draft_task item makes the full-quality video of a draft; drop draft: true",
                        param="draft")  # fmt: skip
+    for name in ("seed", "ratio", "duration", "frames", "camera_fixed"):  # the draft's own are re-run
+        if getattr(body, name) is not None:
+            raise ApiError(400, f"{name}: a draft_task re-run keeps its draft's {name}; drop it (resolution, "
+                           "watermark and generate_audio may change)", param=name)  # fmt: skip
     job = ctx(request).store.get(ref.id, tenant)
     param = f"content[{n}].draft_task.id"
     if job is None or job.kind != "ark" or not job.request.get("api", {}).get("draft"):
