@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from yingxi.backends.base import Clip, ClipRequest, Generator
+from yingxi.conditioning import heard_references, with_audio_conditioning
 from yingxi.conditioning_items import conditioning_items, with_previous_frames
 from yingxi.director.plan import ShotPlan, plan
 from yingxi.editor import fit_dialogue, load_music, record_dialogue, stream_frames, timeline, write_srt
@@ -20,6 +21,7 @@ from yingxi.keyframes import keyframe_images, load_fitted
 from yingxi.media.files import check_writable
 from yingxi.media.image import fit_image, load_image, save_png
 from yingxi.media.video import write_mp4
+from yingxi.media.watermark import add_watermark
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,14 @@ class Prepared:
     notes: list[str]
     music: np.ndarray | None  # float32 (N, 2), decoded
     references_ok: bool = True  # the backend takes reference images
+    kinds: frozenset[str] = frozenset()  # the conditioning item kinds the backend takes (Capabilities)
 
     def request(self, i: int) -> ClipRequest:
         """Shot i's request, its images decoded now (a "continue" shot's first frame is a placeholder until
         shooting). Not kept for every shot: a 10-minute film's keyframes at 1080p would be 0.7 GB."""
         p = self.plans[i]
-        return _request(self.film, p, self.references_ok, self.takes[p.index - 1])
+        request = _request(self.film, p, self.references_ok, self.takes[p.index - 1])
+        return with_audio_conditioning(request, self.film, p, self.kinds)
 
 
 def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -> Prepared:
@@ -83,12 +87,16 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -
     dialogue recorded and fitted, music decoded, the plan made, every image decoded, the backend's checks run."""
     if not film.shots:  # the parsers never make one; a Film built in Python can
         raise InputError("the film has no shots; give it at least one", field="shots")
+    kinds = backend.capabilities.conditioning_kinds
+    film, heard = heard_references(film, kinds, backend.name)  # what this backend cannot take, said
     takes = record_dialogue(film)
     film, notes = fit_dialogue(film, takes, grow=grow_for_dialogue)
     music = load_music(film)
     plans = plan(film, backend.capabilities)
-    notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
-    ready = Prepared(film, takes, plans, notes, music, "references" in backend.capabilities.conditionings)
+    notes = heard + list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
+    ready = Prepared(
+        film, takes, plans, notes, music, "references" in backend.capabilities.conditionings, kinds
+    )
     for i, p in enumerate(plans):  # every image decoded and every request checked, one shot at a time
         r = ready.request(i)
         try:
@@ -109,11 +117,12 @@ def render(
     grow_for_dialogue: bool = True,
     encoder_preset: str = "medium",
     export: str | None = None,
+    watermark: bool = False,
 ) -> RenderResult:
     """Plan, shoot each shot, edit, and write `out` atomically. Raises InputError / RenderError.
     `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews.
     `export`: also write the edit for an editor ("otio", "edl", "fcpxml": editor.export), with each shot's
-    clip file written as it is shot."""
+    clip file written as it is shot. `watermark`: Ark's "AI生成" mark in the corner of every frame."""
     started = time.perf_counter()
     out = Path(out)
     check_writable(out, field="output")  # before any work: with wan a render takes hours
@@ -178,7 +187,7 @@ def render(
                 done = max(0, i - last_shot_starts) / max(1, cut.num_frames - last_shot_starts)
                 fraction = PREPARE_SHARE + SHOOT_SHARE + (1 - PREPARE_SHARE - SHOOT_SHARE) * done
                 report(ProgressEvent(total + 1, total, fraction, "editing and encoding"))
-            yield frame
+            yield add_watermark(frame) if watermark else frame
 
     srt_path = out.with_suffix(".srt") if cut.subtitles else None
     try:

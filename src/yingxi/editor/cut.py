@@ -202,6 +202,21 @@ def load_music(film: Film) -> np.ndarray | None:
     return music
 
 
+def sound_effects(film: Film, starts: list[float], frames: list[int], fps: float, n_samples: int) -> list:
+    """(start sample, mono audio) of each shot's sound effects (a reference audio clip the prompt put at the
+    shot: film/mentions.py), from the shot's start, cut at its end; mixed like a line (the music ducks)."""
+    out = []
+    for i, shot in enumerate(film.shots):
+        for path in shot.sounds:
+            try:
+                sound = read_audio(path, SAMPLE_RATE, max_seconds=frames[i] / fps).mean(axis=1)  # (S,)
+            except InputError as e:
+                raise InputError(e.message, file=e.file, field="reference_audio", shot=i + 1) from None
+            start = min(round(starts[i] * SAMPLE_RATE), n_samples)
+            out.append((start, sound[: n_samples - start].astype(np.float32)))
+    return out
+
+
 def assemble(
     film: Film,
     plans: list[ShotPlan],
@@ -281,6 +296,7 @@ def timeline(
             shown = min(max(take.seconds, MIN_SUBTITLE_SECONDS), next_start - offset)
             subtitles.append(Subtitle(start, start + shown, subtitle_text(take.character, take.text)))
 
+    lines += sound_effects(film, shot_starts, shot_frames, fps, n_samples)
     if music is None:
         music = load_music(film)
     sounds = shot_sounds(plans, first, fps, n_samples)

@@ -115,9 +115,13 @@ class Shot:
     focus: tuple[float, float] | None = None  # (x, y) fractions of the keyframe a closer framing centres on
     compose: str | None = None  # one of COMPOSITIONS for several characters; None: a two-shot
     fit: str | None = None  # one of FITS for this shot's keyframes; None: the film's
-    # A video the shot follows (its motion or layout: "control") or extends ("extend"), for backends that can.
+    # A video the shot follows (its motion or layout: "control") or extends ("extend"), for backends that can;
+    # a Seedance prompt ties one with @video1 (film/mentions.py). Sound effects laid from the shot's start,
+    # and audio the shot's generated sound is conditioned on (an "audio" item).
     reference_video: Path | None = None
     reference_video_use: str = "control"  # one of REFERENCE_VIDEO_USES
+    sounds: tuple[Path, ...] = ()
+    audio_conditioning: Path | None = None
 
     @property
     def featured(self) -> tuple[str, ...]:
@@ -139,6 +143,7 @@ class Film:
     seed: int = 0
     music: Path | None = None
     reference_audio: tuple[Path, ...] = ()
+    reference_videos: tuple[Path, ...] = ()  # every reference video, in request order (@video1 first)
     generate_audio: bool = False  # each shot's own sound, from a backend that makes it (Seedance's field)
     custom_size: tuple[int, int] | None = None  # exact (width, height), overriding resolution and ratio
     fade_out: float = 0.0  # seconds over which the film's end fades to black ("fade out"); 0: none

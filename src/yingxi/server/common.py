@@ -274,8 +274,10 @@ async def submit(
     build: Callable[[Inputs], dict[str, Any]],
     api: dict[str, Any],
     queue_seconds: float | None = None,
+    backend: Any = None,
 ) -> Job:
-    """Save the references, validate the film, and queue the job; nothing is left behind on error."""
+    """Save the references, validate the film, and queue the job; nothing is left behind on error.
+    `backend`: the one the job renders with, when not the server's (a draft's animatic)."""
     c = ctx(request)
     limit = c.settings.limits.max_queued_per_tenant
     job_id = new_job_id(kind)
@@ -287,7 +289,7 @@ async def submit(
         try:
             request_data = build(Inputs(task_dir / "inputs"))
             film = validated_film(request_data, task_dir, c.settings)
-            film, notes = checked_by_backend(film, c.backend)
+            film, notes = checked_by_backend(film, backend or c.backend)
             request_data.update(api=api, base_url=base, facts={**film_facts(film), "notes": notes},
                                 request_id=logs.context().get("request_id"))  # fmt: skip
             return c.store.create(tenant=tenant, kind=kind, model=model, request=request_data,
@@ -308,6 +310,13 @@ async def submit(
         raise ApiError(429, f"quota reached: {open_jobs} tasks are queued or running (at most {limit}); wait for "
                        "some to finish", retry_after=30)  # fmt: skip
     return await run_in_threadpool(work)
+
+
+def draft_backend() -> Any:
+    """What a draft (Ark's `draft: true`) renders with: the animatic, an instant preview on any server."""
+    from yingxi.backends.animatic import AnimaticGenerator
+
+    return AnimaticGenerator()
 
 
 def owned_job(request: Request, tenant: str, job_id: str) -> Job:

@@ -19,6 +19,10 @@ class Limits:
     max_images: int = 9  # reference + first/last frame images per task (Seedance 2.0)
     max_videos: int = 3  # reference videos per task
     max_audios: int = 3  # reference audio clips per task
+    max_files: int = 12  # images + videos + audio clips per task (Seedance 2.0)
+    min_reference_video_seconds: float = 2.0  # all reference videos of a task together (Seedance 2.0: 2-15 s)
+    max_reference_video_seconds: float = 15.0
+    max_reference_audio_seconds: float = 15.0  # all reference audio clips together (Seedance 2.0)
     max_upload_bytes: int = 30 * 1024 * 1024  # one decoded reference file
     # Pixels of one reference image, read from its header before decoding: a few kB of PNG can stand for
     # 8192x8192 px (seconds of CPU, GBs of memory to decode); a 1080p frame needs 2 Mpx.

@@ -20,7 +20,7 @@ from yingxi.backends.registry import get_spec
 from yingxi.errors import InputError
 from yingxi.server import logs
 from yingxi.server.callbacks import CallbackSender
-from yingxi.server.common import public_message
+from yingxi.server.common import draft_backend, public_message
 from yingxi.server.keys import signing_secret
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import Job, open_queue, worker_id
@@ -191,9 +191,11 @@ class Worker:
         started = time.monotonic()
         try:
             film = build_film(job.request, task_dir)
-            burn = bool(job.request.get("api", {}).get("burn_subtitles"))
-            result = render(film, self.backend, video, progress, last_frame_png=last, burn_subtitles=burn,
-                            export=export)  # fmt: skip
+            api = job.request.get("api", {})
+            burn = bool(api.get("burn_subtitles"))
+            backend = draft_backend() if api.get("draft") else self.backend  # a draft: the animatic's preview
+            result = render(film, backend, video, progress, last_frame_png=last, burn_subtitles=burn,
+                            export=export, watermark=bool(api.get("watermark")))  # fmt: skip
             if result.export_path is not None:
                 write_package(Exported(result.export_path, result.export_files), package)
             if lost.is_set():
@@ -219,7 +221,7 @@ class Worker:
                     os.replace(package, out / "edit.zip")
 
             if store.finish(job.id, lease, facts, ttl, publish):
-                store.record_shots(job.id, settings.backend, shot_seconds)
+                store.record_shots(job.id, "animatic" if api.get("draft") else settings.backend, shot_seconds)
                 log.info("job %s succeeded in %.1fs (attempt %d)", job.id, facts["seconds"], job.attempts)
             else:
                 log.warning("job %s was taken from us before it finished; output dropped", job.id)

@@ -394,7 +394,7 @@ function buildRequest() {
     });
   }
   state.refs.music.forEach((ref, index) => {
-    content.push({ type: "audio_url", audio_url: { url: ref.url }, role: "reference_audio" }); // the music bed
+    content.push({ type: "audio_url", audio_url: { url: ref.url }, role: "music" }); // the music bed (yingxi's role)
     state.contentMap.push({ role: "music", index });
   });
   const body = {
