@@ -212,6 +212,15 @@ def ready_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def make_pool(settings: ServerSettings) -> Supervisor:
+    """The workers `serve` runs: local processes, or Ray actors across a cluster (`--pool ray[://HEAD]`)."""
+    if settings.pool == "local":
+        return Supervisor(settings)
+    from yingxi.server.ray_pool import RayPool
+
+    return RayPool(settings)
+
+
 def run(settings: ServerSettings) -> None:
     """Serve the API on settings.host:port with settings.workers render processes, until SIGINT/SIGTERM."""
     import uvicorn
@@ -221,7 +230,7 @@ def run(settings: ServerSettings) -> None:
     logs.configure(settings.log_format)
     app = create_app(settings)
     _ = app.state.ctx.backend  # build the door backend now (Wan imports torch), not on the first request
-    supervisor = Supervisor(settings)
+    supervisor = make_pool(settings)
     supervisor.start()
 
     def _exit(signum, frame):  # uvicorn re-raises the signal it caught after shutting down: end cleanly
