@@ -115,3 +115,13 @@ def test_a_killed_node_s_job_is_retried_on_the_other_with_one_output(served, tmp
     assert not [n for n in names if "attempt" in n or "partial" in n], names  # the killed attempt's are gone
     with av.open(str(out / "video.mp4")) as f:
         assert sum(1 for _ in f.decode(video=0)) == 72  # 9 s at 8 fps: one whole film
+
+
+def test_serve_refuses_a_bad_pool_in_one_line(tmp_path, capsys):
+    from yingxi.cli import main
+
+    assert main(["serve", "--data-dir", str(tmp_path), "--pool", "rays://head"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--pool must be local, ray or ray://HEAD[:PORT]" in err
+    assert main(["serve", "--data-dir", str(tmp_path), "--pool", "ray", "--pool-workers", "-1"]) == 2
+    assert "--pool-workers" in capsys.readouterr().err

@@ -147,6 +147,9 @@ class RayPool(Supervisor):
         return slot
 
     def start(self) -> None:
+        if not self.store.shared and self.pool != "ray":
+            log.warning("--pool %s with a SQLite job store: only Ray nodes on this machine can reach it; give "
+                        "--database-url postgresql://... for a cluster", self.pool)  # fmt: skip
         connect(self.pool)
         requeued = self.store.recover(lease_seconds=self.settings.lease_seconds, ttl_seconds=self._ttl,
                                       all_running=False)  # fmt: skip  # other machines may hold jobs
