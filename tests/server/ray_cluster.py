@@ -146,9 +146,14 @@ class RayCluster:
     def pids(self) -> list[int]:
         return [pid for n in self.nodes for pid in n.pids()]
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: Path | None = None) -> None:
         for node in reversed(self.nodes):
             node.stop()
+        if keep_logs is not None:  # Ray's own logs, for a failure's post-mortem (the temp dir goes)
+            logs = self.root / "ray" / "session_latest" / "logs"
+            subprocess.run(["cp", "-r", str(logs), str(keep_logs)], check=False, capture_output=True)
+            for node in self.nodes:
+                subprocess.run(["cp", str(node.log), str(keep_logs)], check=False, capture_output=True)
         subprocess.run(["rm", "-rf", str(self.root)], check=False)
 
 

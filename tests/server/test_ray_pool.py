@@ -40,20 +40,21 @@ def served(postgres, tmp_path_factory):
     """node-a (head) and node-b, one CPU each: `serve --pool ray://...` places one worker actor on each."""
     cluster = RayCluster(SRC)
     server = None
+    data = tmp_path_factory.mktemp("ray-served")
     try:
         cluster.start()
         url = postgres.new_database()
-        data = tmp_path_factory.mktemp("ray-served")
         settings = make_settings(data, database_url=url, pool=cluster.client_url, lease_seconds=8.0)
         server = ServerProcess(settings, log_path=data / "serve.log").start(timeout=240)
         key = create_key(data, "alice", url)
         store = open_queue(url, data)
         wait_for(lambda: {"workers": store.workers()}, lambda s: len(s["workers"]) == 2, timeout=240)
+        print(f"ray start (seconds since the head's launch): {cluster.start_seconds}")  # shown by pytest -s
         yield cluster, server, store, key, data
     finally:
         if server is not None:
             assert server.stop(timeout=60) == 0, "the pool drains and serve exits cleanly"
-        cluster.stop()
+        cluster.stop(keep_logs=data / "ray-logs")
 
 
 def test_pool_values_name_a_ray_address():

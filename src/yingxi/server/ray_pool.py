@@ -40,7 +40,7 @@ def ray_address(pool: str) -> str | None:
     return f"ray://{head}"
 
 
-def connect(pool: str) -> None:
+def connect(pool: str, tries: int = 3) -> None:
     """Connect this process to the cluster `pool` names (see `ray_address`)."""
     for name, value in QUIET_RAY.items():
         os.environ.setdefault(name, value)
@@ -54,8 +54,17 @@ def connect(pool: str) -> None:
         return
     if address is None and not os.environ.get("RAY_ADDRESS"):
         ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    else:
-        ray.init(address, logging_level=logging.WARNING, log_to_driver=False)
+        return
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(address, logging_level=logging.WARNING, log_to_driver=False)
+            return
+        except ConnectionError as e:  # the head's client server could not start our session (a loaded head)
+            if attempt == tries:
+                raise ConnectionError(f"cannot connect to the Ray cluster at {address}: {e}") from None
+            log.warning("Ray connection %d/%d to %s failed (%s); retrying", attempt, tries, address, e)
+            ray.shutdown()
+            time.sleep(2.0 * attempt)
 
 
 class WorkerActor:
