@@ -52,17 +52,21 @@ def connect(pool: str, tries: int = 3) -> None:
 
     if ray.is_initialized():
         return
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-        return
+    local = address is None and not os.environ.get("RAY_ADDRESS")
     for attempt in range(1, tries + 1):
         try:
-            ray.init(address, logging_level=logging.WARNING, log_to_driver=False)
+            if local:
+                ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+            else:
+                ray.init(address, logging_level=logging.WARNING, log_to_driver=False)
             return
-        except ConnectionError as e:  # the head's client server could not start our session (a loaded head)
+        # Ray Client: the head could not start our session; local: Ray's own 30 s for a raylet to register
+        # ran out (a loaded machine). Both raise plain exceptions.
+        except Exception as e:
+            where = "a new local Ray instance" if local else f"the Ray cluster at {address}"
             if attempt == tries:
-                raise ConnectionError(f"cannot connect to the Ray cluster at {address}: {e}") from None
-            log.warning("Ray connection %d/%d to %s failed (%s); retrying", attempt, tries, address, e)
+                raise ConnectionError(f"cannot start or reach {where}: {e}") from None
+            log.warning("Ray start/connection %d/%d failed (%s); retrying", attempt, tries, e)
             ray.shutdown()
             time.sleep(2.0 * attempt)
 
