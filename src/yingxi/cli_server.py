@@ -40,6 +40,14 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
     serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
     _scale_args(serve)
+    serve.add_argument("--pool", default="local", metavar="local|ray|ray://HEAD[:PORT]",
+                       help="where workers run: local (--workers processes here), ray (a Ray cluster on this "
+                            "machine, or RAY_ADDRESS), ray://HEAD[:PORT] (a Ray cluster through Ray Client, "
+                            "port 10001 by default): one worker actor per GPU (wan) or CPU (animatic), claiming "
+                            "jobs from --database-url (PostgreSQL)")  # fmt: skip
+    serve.add_argument("--pool-workers", type=int, default=0, metavar="N",
+                       help="with --pool ray: this many worker actors (default: one per GPU, or per CPU for "
+                            "the animatic, of the whole cluster)")  # fmt: skip
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="json: one object a line with request id, tenant and job id")  # fmt: skip
 
@@ -101,6 +109,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         database_url=args.database_url,
         log_format=args.log_format,
+        pool=args.pool,
+        pool_workers=args.pool_workers,
     )
     run(settings)
     return 0

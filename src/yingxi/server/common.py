@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.film.model import Film
 from yingxi.server import logs
+from yingxi.server.artifacts import ArtifactStore
 from yingxi.server.http_errors import ApiError, param_path
 from yingxi.server.inputs import Inputs, Upload, validated_film
 from yingxi.server.keys import hash_key
@@ -36,6 +36,7 @@ class Context:
     settings: ServerSettings
     store: JobQueue
     secret: bytes
+    artifacts: ArtifactStore
 
     _backend: Any = None
     _backend_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,11 +52,11 @@ class Context:
             return self._backend
 
     def task_dir(self, job_id: str) -> Path:
-        # Job ids are ours (prefix-time-hex), so this never leaves tasks_dir.
-        return self.settings.tasks_dir / job_id
+        """Where the job's inputs are saved (the artifact store's folder of the job)."""
+        return self.artifacts.folder(job_id)
 
     def remove_files(self, job_id: str) -> None:
-        shutil.rmtree(self.task_dir(job_id), ignore_errors=True)
+        self.artifacts.delete(job_id)
 
 
 def ctx(request: Request) -> Context:

@@ -58,6 +58,10 @@ class ServerSettings:
     offload: str = "none"  # wan: "none" | "model" (5B on 24 GB) | "blocks" (14B on 24 GB)
     cache: str | None = None  # wan: every shot's step cache, "magcache" / "teacache:0.2" / ...; None: off
     workers: int = 1  # render processes (one per GPU, or one on CPU); 0: an API server, workers elsewhere
+    pool: str = (
+        "local"  # "local": `workers` processes here; "ray" / "ray://HEAD[:PORT]": Ray actors (ray_pool.py)
+    )
+    pool_workers: int = 0  # Ray actors to place; 0: one per GPU of the cluster (wan) or per CPU (animatic)
     allow_url_fetch: bool = False  # fetch http(s) references server-side (SSRF risk: off by default)
     allow_callbacks: bool = False  # POST the task to callback_url when it finishes
     allow_private_urls: bool = False  # let those two reach loopback/private/link-local hosts (LAN only)
@@ -88,6 +92,10 @@ class ServerSettings:
             "postgres",
         ):
             raise ValueError("--database-url must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+        if self.pool not in ("local", "ray") and not self.pool.startswith("ray://"):
+            raise ValueError(f'--pool must be local, ray or ray://HEAD[:PORT], got "{self.pool}"')
+        if self.pool_workers < 0:
+            raise ValueError("--pool-workers must be 0 (one per GPU or CPU of the cluster) or more")
         unknown = sorted(set(self.model_files) - set(MODEL_FILE_PARTS))
         if unknown:
             raise ValueError(

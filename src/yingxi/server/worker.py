@@ -19,6 +19,7 @@ from typing import Any
 from yingxi.backends.registry import get_spec
 from yingxi.errors import InputError
 from yingxi.server import logs
+from yingxi.server.artifacts import open_artifacts
 from yingxi.server.callbacks import CallbackSender
 from yingxi.server.common import draft_backend, public_message
 from yingxi.server.keys import signing_secret
@@ -73,6 +74,7 @@ class Worker:
         self.index = index
         self.parent_pid = parent_pid
         self.store = open_queue(settings.database_url, settings.data_dir)
+        self.artifacts = open_artifacts(settings.tasks_dir)
         self.pid = os.getpid()
         self.name = name or worker_id()  # host:pid:nonce; a supervisor names its children to know them
         self._backend = None
@@ -131,13 +133,11 @@ class Worker:
         from yingxi.render import ProgressEvent, render
         from yingxi.server.inputs import build_film
 
-        settings, store = self.settings, self.store
+        settings, store, artifacts = self.settings, self.store, self.artifacts
         ttl = settings.output_ttl_hours * 3600
-        task_dir = settings.tasks_dir / job.id
-        out = task_dir / "out"
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.iterdir():  # leftovers of an attempt whose worker died
-            stale.unlink(missing_ok=True)
+        task_dir = artifacts.folder(job.id)  # its inputs, as the API saved them
+        out = artifacts.scratch(job.id)  # this attempt's files until `put` publishes them
+        artifacts.clean_partials(job.id)  # leftovers of an attempt whose worker died
         video, last = out / f"attempt-{lease}.mp4", out / f"attempt-{lease}.png"
         export = job.request.get("api", {}).get("export")
         edit_dir = task_dir / f"edit-{lease}"  # film.mp4, film.otio, film.shots/: the names the zip keeps
@@ -212,13 +212,13 @@ class Worker:
             facts["bytes"] = sum(p.stat().st_size for p in (video, last) if p.is_file())
 
             def publish() -> None:  # inside the store's write lock, only if the lease is still ours
-                os.replace(video, out / "video.mp4")
+                artifacts.put(job.id, "video.mp4", video)
                 if result.last_frame_path is not None:
-                    os.replace(last, out / "last_frame.png")
+                    artifacts.put(job.id, "last_frame.png", last)
                 if result.srt_path is not None:
-                    os.replace(result.srt_path, out / "video.srt")
+                    artifacts.put(job.id, "video.srt", result.srt_path)
                 if result.export_path is not None:
-                    os.replace(package, out / "edit.zip")
+                    artifacts.put(job.id, "edit.zip", package)
 
             if store.finish(job.id, lease, facts, ttl, publish):
                 store.record_shots(job.id, "animatic" if api.get("draft") else settings.backend, shot_seconds)
