@@ -19,6 +19,7 @@ from yingxi.cli_checks import (
     version,
 )
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
+from yingxi.cli_runtime import add_runtime_args, runtime_from_args
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
 from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
 from yingxi.errors import InputError, ModelNotFoundError, YingxiError
@@ -71,6 +72,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
                         "(a 14B expert in ~14 GB instead of 28); bf16 widens an fp8 file (default: as stored)")  # fmt: skip
     add_file_args(p)
     add_sampling_args(p)  # --lora, --lora-2, --preset, --schedule
+    add_runtime_args(p)  # --batched-guidance (the rest of the Runtime's flags are above)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,7 +167,8 @@ def make_backend(args: argparse.Namespace):
     if args.backend == "animatic":
         given = {"--model": args.model, "--steps": args.steps, "--guidance": args.guidance, "--dtype": args.dtype,
                  "--device": args.device, "--offload": None if args.offload == "none" else args.offload,
-                 "--weights": args.weights}  # fmt: skip
+                 "--weights": args.weights,
+                 "--batched-guidance": None if args.batched_guidance == "auto" else args.batched_guidance}  # fmt: skip
         given.update({f"--{k.replace('_', '-')}": v for k, v in file_parts(args).items()})
         wan_only = [flag for flag, value in given.items() if value is not None] + wan_only_flags(args)
         if wan_only:  # a person who gives these expects neural generation; do not quietly draw an animatic
@@ -181,8 +184,7 @@ def make_backend(args: argparse.Namespace):
         raise InputError(
             "--backend wan needs --model (a variant name from `yingxi models list`, or a folder)"
         )
-    return WanGenerator(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-                        steps=args.steps, guidance=args.guidance, weights=args.weights,
+    return WanGenerator(args.model, runtime=runtime_from_args(args), steps=args.steps, guidance=args.guidance,
                         files=file_parts(args), **wan_options(args))  # fmt: skip
 
 

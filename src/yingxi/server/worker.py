@@ -5,6 +5,7 @@ with an atomic rename under its lease. Run by `yingxi.server.run`, or alone:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -40,17 +41,19 @@ def make_backend(settings: ServerSettings, index: int):
 
     if not settings.model:
         raise InputError("the wan backend needs a model (a variant name or a folder)", field="model")
-    device = settings.device
-    if device is None:
+    runtime = settings.runtime
+    if runtime.device is None:  # one GPU per worker process
         import torch
 
         device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+        runtime = dataclasses.replace(runtime, device=device)
     return WanGenerator(
         settings.model,
-        device=device,
-        offload=settings.offload,
+        runtime=runtime,
         files=settings.model_files,
-        cache=settings.cache,
+        loras=settings.loras,
+        loras_2=settings.loras_2,
+        preset=settings.preset,
     )  # weights load on the first shot
 
 
@@ -64,8 +67,13 @@ def door_backend(settings: ServerSettings):
     from yingxi.backends.wan import WanGenerator
 
     return WanGenerator(
-        settings.model, files=settings.model_files
-    )  # weights load only on first generate(), which never runs here
+        settings.model,
+        runtime=settings.runtime,
+        files=settings.model_files,
+        loras=settings.loras,
+        loras_2=settings.loras_2,
+        preset=settings.preset,
+    )  # weights load only on first generate()
 
 
 def device_bytes() -> int | None:
