@@ -253,6 +253,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if any(n is not None for n in result.skipped):
             skipped = [n or 0 for n in result.skipped]
             print(f"skipped by the step cache: {sum(skipped)} (per shot: {', '.join(map(str, skipped))})")
+    if getattr(backend, "runtime", None) is not None:  # how the neural backend ran: the non-default fields
+        print(f"runtime: {backend.runtime.summary()}")
     print(f"output: {result.path}")
     if result.srt_path:
         print(f"subtitles: {result.srt_path}")

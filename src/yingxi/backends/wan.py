@@ -367,7 +367,9 @@ class WanGenerator:
         tokens = (int(request.num_frames) - 1) // 4 + 1
         tokens *= (int(request.width) // 16) * (int(request.height) // 16)  # 8x VAE, 2x2 patches
         table = table_key(v.dit.inner_dim, v.dit.in_channels, tokens)
-        branches = ("cond", "uncond") if guided else ("cond",)
+        batched = self._pipe.batched_guidance if self._pipe is not None else self.runtime.guidance_batched
+        # a batched pair is decided on the cond ratios and skips both of its evaluations (`cache.py`)
+        branches = (("cond", "cond") if batched else ("cond", "uncond")) if guided else ("cond",)
         return sum(len(magcache_plan(spec, table, steps, b)) for b in branches)
 
     def _cache(self, request: ClipRequest):

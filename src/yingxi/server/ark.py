@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from yingxi.server.common import (
     ARK_QUEUE_SECONDS,
     Int,
+    checked_cache,
     checked_export,
     ctx,
     owned_job,
@@ -75,6 +76,7 @@ class CreateTask(BaseModel):
     execution_expires_after: Int | None = Field(default=None, ge=3600, le=259200)
     fit: str | None = Field(default=None, max_length=32)  # yingxi: cover | contain | blur for the first frame
     preset: str | None = Field(default=None, max_length=32)  # yingxi's extra: few-step sampling ("lightning")
+    cache: Any = None  # yingxi's extra: this task's step cache, "magcache" / "teacache:0.2" / "none"
 
 
 def parse_flags(text: str) -> tuple[str, dict[str, str]]:
@@ -176,7 +178,8 @@ async def create_task(request: Request, tenant: str = Depends(tenant_of)) -> dic
     api = {"return_last_frame": bool(body.return_last_frame), "generate_audio": bool(body.generate_audio),
            "callback_url": body.callback_url, "watermark": bool(body.watermark),
            "execution_expires_after": body.execution_expires_after or ARK_QUEUE_SECONDS,
-           "burn_subtitles": bool(body.burn_subtitles), "export": checked_export(body.export)}  # fmt: skip
+           "burn_subtitles": bool(body.burn_subtitles), "export": checked_export(body.export),
+           "cache": checked_cache(body.cache, settings)}  # fmt: skip
     job = await submit(
         request,
         tenant,

@@ -19,7 +19,7 @@ from typing import Any
 from yingxi.errors import InputError
 from yingxi.server import logs
 from yingxi.server.callbacks import CallbackSender
-from yingxi.server.common import public_message
+from yingxi.server.common import public_message, shot_options
 from yingxi.server.keys import signing_secret
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import Job, open_queue, worker_id
@@ -55,6 +55,15 @@ def make_backend(settings: ServerSettings, index: int):
         loras_2=settings.loras_2,
         preset=settings.preset,
     )  # weights load on the first shot
+
+
+def shot_cache(options: dict[str, Any], backend: Any) -> str | None:
+    """The step cache a job's shots ran with ("magcache:0.06"), or None: the request's, else the runtime's."""
+    named = options.get("cache")
+    if named is not None:
+        return None if named == "none" else str(named)
+    runtime = getattr(backend, "runtime", None)
+    return runtime.cache if runtime is not None else None
 
 
 def door_backend(settings: ServerSettings):
@@ -213,8 +222,9 @@ class Worker:
         try:
             film = build_film(job.request, task_dir)
             burn = bool(job.request.get("api", {}).get("burn_subtitles"))
+            options = shot_options(job.request.get("api", {}))  # the request's own step cache
             result = render(film, self.backend, video, progress, last_frame_png=last, burn_subtitles=burn,
-                            export=export)  # fmt: skip
+                            export=export, options=options)  # fmt: skip
             if result.export_path is not None:
                 write_package(Exported(result.export_path, result.export_files), package)
             if lost.is_set():
@@ -227,6 +237,7 @@ class Worker:
             if result.total_evaluations is not None:  # transformer passes that ran / a step cache skipped
                 facts["evaluations"] = result.total_evaluations
                 facts["skipped_evaluations"] = sum(n or 0 for n in result.skipped)
+                facts["cache"] = shot_cache(options, self.backend)
 
             facts["bytes"] = sum(p.stat().st_size for p in (video, last) if p.is_file())
 
