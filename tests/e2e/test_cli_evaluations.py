@@ -69,7 +69,10 @@ def test_preset_lightning_shot_costs_four_evaluations(t2v, tmp_path, capsys):
     args += ["--cache", "fbcache:0.9"]  # a loose threshold on 4 steps: some are reused, counted apart
     assert main(["generate", "A kite.", *args, "-o", str(tmp_path / "fast2.mp4")]) == 0
     s = _summary(capsys.readouterr().out)
-    ran, skipped = int(s["transformer evaluations"].split()[0]), int(s["skipped by the step cache"].split()[0])
+    ran, skipped = (
+        int(s["transformer evaluations"].split()[0]),
+        int(s["skipped by the step cache"].split()[0]),
+    )
     assert ran + skipped == 4 and skipped > 0
 
 
