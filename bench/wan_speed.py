@@ -215,6 +215,10 @@ def run_model(spec: Model, args, device: torch.device, dtype: torch.dtype, peak:
         ours.set_attention(self_attention=_default_attention(), cross_attention=_default_attention())
     if not args.skip_fp8:
         quantized = fp8_copy(ours, device, dtype)
+        n = sum(type(m).__name__ == "QuantLinear" for m in quantized.modules())
+        print(
+            f"fp8: {n} block Linears in float8_e4m3fn (per output row), the rest shared with ours", flush=True
+        )
         row("ours + fp8 weights", *timed(lambda: quantized(x, t, text), device, args.repeats))
         quantized = None
         gc.collect()
@@ -306,7 +310,12 @@ def end_to_end(spec: Model, ours, device: torch.device, dtype: torch.dtype) -> N
     sync(device)
     total = time.perf_counter() - started
     latents = torch.randn(1, spec.vae.z_dim, *spec.latent, device=device)
-    decode, _ = timed(lambda: vae.decode(latents), device, 1)
+    sync(device)
+    started = time.perf_counter()
+    with torch.no_grad():
+        vae.decode(latents)  # once more, alone (warm: the shot just decoded)
+    sync(device)
+    decode = time.perf_counter() - started
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     print(f"\n{spec.name}: 4-step shot {w}x{h}x{spec.frames} end to end (WanPipeline, frames {tuple(frames.shape)}): "
           f"{total:.2f} s, of which VAE decode ~{decode:.2f} s; peak {mem:.2f} GiB", flush=True)  # fmt: skip

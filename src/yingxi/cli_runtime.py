@@ -1,9 +1,10 @@
 """The CLI's `Runtime`: built once from the flags of `generate`/`plan`, `serve` and `worker`, handed down.
 
 `generate`/`plan` keep their flags where they were (--device, --dtype, --offload, --weights in `cli.py`,
---cache in `cli_sampling.py`); `serve` and `worker` get one block of them here, with the LoRA and preset
-flags the server's wan backend takes too. Flags other modules add later (--attention, --cross-attention,
---compile, --parallel) are read here when present, so each lands by adding its flag alone.
+--cache in `cli_sampling.py`); `serve` and `worker` get one block of them here (with --attention,
+--cross-attention, --compile), with the LoRA and preset flags the server's wan backend takes too. Flags
+other modules add to `generate`/`plan` (--attention, --cross-attention, --compile) or `worker` (--parallel)
+are read here when present, so each lands by adding its flag alone.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def add_server_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="refuse a request's own `cache` field (every shot uses --cache)")  # fmt: skip
     g.add_argument("--batched-guidance", choices=tuple(BATCHED), default="auto",
                    help="cond and uncond in one batch of 2 (auto: on GPUs)")  # fmt: skip
+    g.add_argument("--attention", default="auto", help="self-attention kernel (auto: the best installed)")
+    g.add_argument("--cross-attention", help="cross-attention kernel (default: as --attention)")
+    g.add_argument("--compile", nargs="?", const=True, metavar="MODE",
+                   help="torch.compile the transformer blocks (MODE: the compile module's; default eager)")  # fmt: skip
     g.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                    help="a LoRA on the transformer (repeatable; A14B: *low_noise* files on the low-noise expert)")  # fmt: skip
     g.add_argument("--lora-2", action="append", default=[], metavar="FILE[:STRENGTH]",
@@ -82,7 +87,9 @@ def server_runtime_fields(args: argparse.Namespace) -> dict[str, Any]:
         given = {"--device": args.device, "--dtype": args.dtype, "--weights": args.weights,
                  "--offload": None if args.offload == "none" else args.offload, "--cache": args.cache,
                  "--lora": args.lora, "--lora-2": args.lora_2, "--preset": args.preset,
-                 "--batched-guidance": None if args.batched_guidance == "auto" else args.batched_guidance}  # fmt: skip
+                 "--batched-guidance": None if args.batched_guidance == "auto" else args.batched_guidance,
+                 "--attention": None if args.attention == "auto" else args.attention,
+                 "--cross-attention": args.cross_attention, "--compile": args.compile}  # fmt: skip
         wan_only = [flag for flag, value in given.items() if value]
         if wan_only:
             raise InputError(

@@ -94,11 +94,12 @@ def test_serve_and_worker_flags_become_the_settings_runtime(tiny_wan, tmp_path):
         args = build_parser().parse_args([command, "--backend", "wan", "--model", str(tiny_wan("t2v")),
                                           "--dtype", "bf16", "--weights", "fp8", "--offload", "blocks",
                                           "--cache", "teacache:0.2", "--lora", f"{lora}:0.5",
-                                          "--preset", "Lightning", "--no-request-cache"])  # fmt: skip
+                                          "--preset", "Lightning", "--no-request-cache",
+                                          "--cross-attention", "SDPA"])  # fmt: skip
         fields = server_runtime_fields(args)
         settings = ServerSettings(backend="wan", model=args.model, **fields)
         assert settings.runtime == Runtime(
-            dtype="bf16", weights="fp8", offload="blocks", cache="teacache:0.2"
+            dtype="bf16", weights="fp8", offload="blocks", cache="teacache:0.2", cross_attention="sdpa"
         )
         assert (settings.loras, settings.preset, settings.request_cache) == (
             ((str(lora), 0.5),),
@@ -106,8 +107,8 @@ def test_serve_and_worker_flags_become_the_settings_runtime(tiny_wan, tmp_path):
             False,
         )
         assert ServerSettings.from_dict(settings.to_dict()) == settings
-    args = build_parser().parse_args(["worker", "--cache", "magcache"])
-    with pytest.raises(InputError, match="--cache need --backend wan"):
+    args = build_parser().parse_args(["worker", "--cache", "magcache", "--compile"])
+    with pytest.raises(InputError, match="--cache, --compile need --backend wan"):
         server_runtime_fields(args)
     args = build_parser().parse_args(["serve", "--backend", "wan", "--cache", "magcach"])
     with pytest.raises(InputError, match='did you mean "magcache"') as bad:

@@ -46,4 +46,5 @@ def test_cpu_tiny_run_prints_the_tables_with_finite_ratios(bench, capsys):
         assert f"| tiny | {cache} |" in out
     magcache = next(line for line in out.splitlines() if "| magcache:0.06 |" in line).split("|")
     assert int(magcache[3]) + int(magcache[4]) == 10 and int(magcache[4]) > 0  # 5 batched steps, some skipped
+    assert "fp8: 20 block Linears in float8_e4m3fn" in out  # 2 blocks x (4 self + 4 cross + 2 FFN)
     assert "4-step shot 32x32x5 end to end" in out and "frames (5, 32, 32, 3)" in out
