@@ -20,6 +20,7 @@ from yingxi.cli_checks import (
     version,
 )
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
+from yingxi.cli_runtime import add_runtime_args, runtime_from_args
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_options
 from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
 from yingxi.errors import InputError, ModelNotFoundError, YingxiError
@@ -72,6 +73,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
                         "(a 14B expert in ~14 GB instead of 28); bf16 widens an fp8 file (default: as stored)")  # fmt: skip
     add_file_args(p)
     add_sampling_args(p)  # --lora, --lora-2, --preset, --schedule
+    add_runtime_args(p)  # --batched-guidance (the rest of the Runtime's flags are above)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,17 +166,24 @@ def _must_exist(path: Path, field: str) -> Path:
 
 def make_backend(args: argparse.Namespace):
     """The backend --backend names (backends/registry.py), built from the flags it takes; a flag it does
-    not take is refused (a person who gives --steps expects neural generation, not an animatic)."""
+    not take is refused (a person who gives --steps expects neural generation, not an animatic). How it
+    runs is one Runtime (cli_runtime), built here once."""
     from yingxi.backends.registry import build_backend, check_options
 
     given = {"model": args.model, "device": args.device, "dtype": args.dtype, "steps": args.steps,
              "guidance": args.guidance, "offload": None if args.offload == "none" else args.offload,
              "weights": args.weights, "files": file_parts(args), "loras": args.lora, "loras_2": args.lora_2,
-             "preset": sampling_preset(args)[0], "schedule": args.schedule, "cache": args.cache}  # fmt: skip
+             "preset": sampling_preset(args)[0], "schedule": args.schedule, "cache": args.cache,
+             "batched_guidance": None if args.batched_guidance == "auto" else args.batched_guidance}  # fmt: skip
     spec = get_spec(args.backend, field="--backend")
     check_options(spec, given, flags=True)  # before LoRA paths are looked at
-    parsed = wan_options(args) if args.lora or args.lora_2 or args.cache else {}  # LoRAs read, cache parsed
-    given.update({k: parsed[k] for k in ("loras", "loras_2", "cache") if k in parsed})
+    if "runtime" not in spec.options:
+        return build_backend(args.backend, given, flags=True)
+    runtime = runtime_from_args(args)  # device, dtype, weights, offload, cache, kernels, compile, parallel
+    for key in ("device", "dtype", "offload", "weights", "cache", "batched_guidance"):
+        given.pop(key)
+    options = wan_options(args) if args.lora or args.lora_2 else {}  # LoRA files found
+    given.update({k: options[k] for k in ("loras", "loras_2") if k in options}, runtime=runtime)
     return build_backend(args.backend, given, flags=True)
 
 
@@ -243,6 +252,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if any(n is not None for n in result.skipped):
             skipped = [n or 0 for n in result.skipped]
             print(f"skipped by the step cache: {sum(skipped)} (per shot: {', '.join(map(str, skipped))})")
+    if getattr(backend, "runtime", None) is not None:  # how the neural backend ran: the non-default fields
+        print(f"runtime: {backend.runtime.summary()}")
     print(f"output: {result.path}")
     if result.srt_path:
         print(f"subtitles: {result.srt_path}")

@@ -86,8 +86,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(
             f"  storage {r.storage}, {r.params:,} parameters ({r.params / 1e9:.2f} B), {gib(r.stored_bytes)} on disk"
         )
+    from yingxi.cli_runtime import runtime_from_args
+
+    runtime = runtime_from_args(args)  # the same Runtime `generate` would load these files with
     plan = plan_memory(
-        reports, dtype=args.dtype, weights=args.weights, offload=args.offload, vram=_vram(args)
+        reports, dtype=runtime.dtype, weights=runtime.weights, offload=runtime.offload, vram=_vram(args)
     )
     print("  " + plan.summary())
     refuse_if_too_big(plan, reports[0].detection.variant.name)

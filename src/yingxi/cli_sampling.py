@@ -52,26 +52,24 @@ def sampling_preset(args: argparse.Namespace) -> tuple[str | None, str | None, s
     return preset, encoder, None
 
 
-def wan_options(args: argparse.Namespace) -> dict:
-    """WanGenerator keyword arguments from the flags."""
+def check_loras(specs: list[str]) -> list:
+    """[(path, strength)] of FILE[:STRENGTH] flags, each file found."""
     from yingxi.models.lora import parse_lora_spec
 
-    loras = [parse_lora_spec(spec) for spec in args.lora]
-    loras_2 = [parse_lora_spec(spec) for spec in args.lora_2]
-    for path, _ in loras + loras_2:
+    loras = [parse_lora_spec(spec) for spec in specs]
+    for path, _ in loras:
         if not path.is_file():
             raise InputError(f"LoRA file not found: {path}", field="--lora")
+    return loras
+
+
+def wan_options(args: argparse.Namespace) -> dict:
+    """WanGenerator keyword arguments from the flags (how it runs is the Runtime: `cli_runtime`)."""
+    loras, loras_2 = check_loras(args.lora), check_loras(args.lora_2)
     return dict(
         loras=loras,
         loras_2=loras_2 or None,
         preset=sampling_preset(args)[0],
         schedule=args.schedule or "wan",
         comfy_root=getattr(args, "comfy_root", None),  # the single-file flags' --comfy-root, where present
-        cache=_cache_flag(args),
     )
-
-
-def _cache_flag(args: argparse.Namespace):
-    from yingxi.pipelines.wan.cache import parse_cache
-
-    return parse_cache(getattr(args, "cache", None), field="--cache")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from yingxi.backends.registry import backend_names
 from yingxi.cli_files import add_file_args, file_parts
+from yingxi.cli_runtime import add_server_runtime_args, server_runtime_fields
 from yingxi.errors import InputError
 
 
@@ -21,7 +22,7 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     serve.add_argument("--model")
     add_file_args(serve)
     serve.add_argument("--workers", type=int, default=1, help="render processes: one per GPU, or one on CPU")
-    serve.add_argument("--device", help="torch device for --backend wan (default: cuda:<worker> if present)")
+    add_server_runtime_args(serve)  # --device --dtype --weights --offload --cache --lora --preset ...
     serve.add_argument(
         "--allow-url-fetch", action="store_true", help="fetch http(s) reference URLs (off: SSRF)"
     )
@@ -33,10 +34,6 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
         action="store_true",
         help="let URL fetches and callbacks reach loopback/private addresses (LAN setups)",
     )
-    serve.add_argument("--offload", choices=("none", "model", "blocks"), default="none",
-                       help="wan: keep components (model) or also transformer blocks (blocks) off the GPU when idle")  # fmt: skip
-    serve.add_argument("--cache", metavar="NAME[:THRESHOLD]",
-                       help="wan: every shot's step cache (fbcache, magcache, teacache)")  # fmt: skip
     serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
     serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
     _scale_args(serve)
@@ -56,9 +53,8 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
                         help="the folder every API server and worker shares (inputs and outputs)")  # fmt: skip
     worker.add_argument("--backend", default="animatic", help=f"{backend_names_help()} (default animatic)")
     worker.add_argument("--model")
-    worker.add_argument("--device", help="torch device (default: cuda:<worker> if present)")
     worker.add_argument("--gpus", type=int, default=1, help="worker processes here, one per GPU (default 1)")
-    worker.add_argument("--offload", choices=("none", "model", "blocks"), default="none")
+    add_server_runtime_args(worker)  # the same as serve's
     worker.add_argument("--output-ttl-hours", type=float, default=24.0 * 7)
     _scale_args(worker)
     worker.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -98,13 +94,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         backend=args.backend,
         model=args.model,
         model_files=file_parts(args),
-        device=args.device,
         workers=args.workers,
         allow_url_fetch=args.allow_url_fetch,
         allow_callbacks=args.allow_callbacks,
         allow_private_urls=args.allow_private_urls,
-        offload=args.offload,
-        cache=_server_cache(args),
+        **server_runtime_fields(args),  # runtime, loras, loras_2, preset, request_cache
         output_ttl_hours=args.output_ttl_hours,
         public_url=args.public_url,
         database_url=args.database_url,
@@ -121,10 +115,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     if args.gpus < 1:
         raise InputError("must be at least 1 (one worker process per GPU)", field="--gpus")
-    settings = _settings(data_dir=args.data_dir, backend=args.backend, model=args.model,
-                                  device=args.device, workers=args.gpus, offload=args.offload,
-                                  output_ttl_hours=args.output_ttl_hours, database_url=args.database_url,
-                                  log_format=args.log_format)  # fmt: skip
+    settings = _settings(data_dir=args.data_dir, backend=args.backend, model=args.model, workers=args.gpus,
+                         output_ttl_hours=args.output_ttl_hours, database_url=args.database_url,
+                         log_format=args.log_format, **server_runtime_fields(args))  # fmt: skip
     run_workers(settings)
     return 0
 
@@ -137,19 +130,6 @@ def _settings(**fields):
         return ServerSettings(**fields)
     except ValueError as e:
         raise InputError(str(e)) from None
-
-
-def _server_cache(args: argparse.Namespace) -> str | None:
-    """serve --cache, checked now (a bad name exits 2 here, not in every worker)."""
-    if not args.cache:
-        return None
-    from yingxi.backends.registry import check_options, get_spec
-
-    check_options(get_spec(args.backend, field="--backend"), {"cache": args.cache}, flags=True)
-    from yingxi.pipelines.wan.cache import parse_cache
-
-    spec = parse_cache(args.cache, field="--cache")
-    return str(spec) if spec is not None else None
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

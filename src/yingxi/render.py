@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,18 +73,23 @@ class Prepared:
     music: np.ndarray | None  # float32 (N, 2), decoded
     references_ok: bool = True  # the backend takes reference images
     kinds: frozenset[str] = frozenset()  # the conditioning item kinds the backend takes (Capabilities)
+    options: dict = field(default_factory=dict)  # backend options of every shot (a request's "cache")
 
     def request(self, i: int) -> ClipRequest:
         """Shot i's request, its images decoded now (a "continue" shot's first frame is a placeholder until
         shooting). Not kept for every shot: a 10-minute film's keyframes at 1080p would be 0.7 GB."""
         p = self.plans[i]
-        request = _request(self.film, p, self.references_ok, self.takes[p.index - 1])
-        return with_audio_conditioning(request, self.film, p, self.kinds)
+        r = _request(self.film, p, self.references_ok, self.takes[p.index - 1])
+        r = replace(r, options={**r.options, **self.options}) if self.options else r
+        return with_audio_conditioning(r, self.film, p, self.kinds)
 
 
-def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -> Prepared:
+def prepare(
+    film: Film, backend: Generator, *, grow_for_dialogue: bool = True, options: dict | None = None
+) -> Prepared:
     """Everything that can fail on bad input, done before any frame is shot:
-    dialogue recorded and fitted, music decoded, the plan made, every image decoded, the backend's checks run."""
+    dialogue recorded and fitted, music decoded, the plan made, every image decoded, the backend's checks run.
+    `options`: backend options every shot's request carries (an API request's own step cache)."""
     if not film.shots:  # the parsers never make one; a Film built in Python can
         raise InputError("the film has no shots; give it at least one", field="shots")
     kinds = backend.capabilities.conditioning_kinds
@@ -94,9 +99,8 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -
     music = load_music(film)
     plans = plan(film, backend.capabilities)
     notes = heard + list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
-    ready = Prepared(
-        film, takes, plans, notes, music, "references" in backend.capabilities.conditionings, kinds
-    )
+    ready = Prepared(film, takes, plans, notes, music, "references" in backend.capabilities.conditionings,
+                     kinds, dict(options or {}))  # fmt: skip
     for i, p in enumerate(plans):  # every image decoded and every request checked, one shot at a time
         r = ready.request(i)
         try:
@@ -118,11 +122,13 @@ def render(
     encoder_preset: str = "medium",
     export: str | None = None,
     watermark: bool = False,
+    options: dict | None = None,
 ) -> RenderResult:
     """Plan, shoot each shot, edit, and write `out` atomically. Raises InputError / RenderError.
     `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews.
     `export`: also write the edit for an editor ("otio", "edl", "fcpxml": editor.export), with each shot's
-    clip file written as it is shot. `watermark`: Ark's "AI生成" mark in the corner of every frame."""
+    clip file written as it is shot. `watermark`: Ark's "AI生成" mark in the corner of every frame.
+    `options`: backend options of every shot (as `prepare`)."""
     started = time.perf_counter()
     out = Path(out)
     check_writable(out, field="output")  # before any work: with wan a render takes hours
@@ -131,7 +137,7 @@ def render(
     report = progress or (lambda event: None)
     total = len(film.shots)
     report(ProgressEvent(0, total, 0.0, "recording dialogue and planning shots"))
-    ready = prepare(film, backend, grow_for_dialogue=grow_for_dialogue)
+    ready = prepare(film, backend, grow_for_dialogue=grow_for_dialogue, options=options)
     film, plans = ready.film, ready.plans
     cut = timeline(film, plans, ready.takes, burn_subtitles=burn_subtitles, music=ready.music)
     previous_last: list[np.ndarray] = []  # copies of the last shot's last frames, for a "continue"

@@ -10,6 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.server.conftest import assert_error, data_url, png_bytes
+from yingxi.errors import InputError
+from yingxi.pipelines.runtime import Runtime
 from yingxi.server.app import create_app
 from yingxi.server.keys import create_key
 from yingxi.server.settings import ServerSettings
@@ -65,10 +67,11 @@ def test_worker_builds_wan_with_the_offload_setting(tmp_path):
     from yingxi.server.worker import make_backend
 
     folder = save_tiny_wan(tmp_path / "tiny", "t2v")
-    settings = ServerSettings(data_dir=tmp_path / "data", backend="wan", model=str(folder), device="cpu",
-                              offload="blocks")  # fmt: skip
+    runtime = Runtime(device="cpu", offload="blocks", cache="magcache", weights="fp8", dtype="bf16")
+    settings = ServerSettings(data_dir=tmp_path / "data", backend="wan", model=str(folder), runtime=runtime)
     backend = make_backend(settings, 0)
-    assert backend._load_args["offload"] == "blocks" and backend._load_args["device"] == "cpu"
-    assert ServerSettings.from_dict(settings.to_dict()).offload == "blocks"  # survives the trip to a worker
-    with pytest.raises(ValueError, match="offload"):
-        ServerSettings(data_dir=tmp_path, offload="gpu")
+    assert backend.runtime == runtime and backend.cache is not None and backend.cache.name == "magcache"
+    assert ServerSettings.from_dict(settings.to_dict()).runtime == runtime  # survives the trip to a worker
+    with pytest.raises(InputError, match="offload") as bad:
+        Runtime(offload="gpu")
+    assert bad.value.field == "offload"

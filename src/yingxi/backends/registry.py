@@ -59,6 +59,10 @@ OPTIONS: dict[str, BackendOption] = {
     "preset": BackendOption("--preset", "few-step sampling preset"),
     "schedule": BackendOption("--schedule", "sigma grid", ("wan", "diffusers")),
     "cache": BackendOption("--cache", "step cache: fbcache, magcache or teacache [:threshold]"),
+    "batched_guidance": BackendOption("--batched-guidance", "cond and uncond in one batch of 2"),
+    # how it runs, as one object (pipelines.runtime.Runtime: device, dtype, weights, offload, attention,
+    # compile, cache, parallel); the loose device/dtype/... options above override its fields
+    "runtime": BackendOption("--device", "how it runs (a Runtime)"),
 }
 
 Builder = Callable[[str | None, dict[str, Any]], Any]
@@ -222,6 +226,8 @@ register(
             "preset",
             "schedule",
             "cache",
+            "batched_guidance",
+            "runtime",
         ),  # fmt: skip
         needs_model=True,
         model_help="a variant name (see `yingxi models list`), a model folder or a transformer file",

@@ -22,6 +22,7 @@ from yingxi.backends.checks import refuse_unsupported
 from yingxi.errors import CapabilityError, InputError, ModelNotFoundError
 from yingxi.models import hub
 from yingxi.models.wan.config import WAN_NEGATIVE_PROMPT, WanVariant, variants_with
+from yingxi.pipelines.runtime import Runtime
 
 __all__ = ["OPTIONS", "WanGenerator", "build_wan", "door_wan"]
 
@@ -40,52 +41,57 @@ DECODE_SHARE = 0.05  # of a shot's progress, left for the VAE decode after the l
 class WanGenerator:
     """A Generator over a Wan pipeline.
 
-    `pipe_or_name`: a built `WanPipeline`, or a variant name / HF repo id / diffusers-layout folder (then
-    `device`, `dtype`, `offload` and `sampler` are passed to `load_pipeline` on first use), or one
+    `pipe_or_name`: a built `WanPipeline`, or a variant name / HF repo id / diffusers-layout folder, or one
     transformer file with `files` naming its other parts (model_2, text_encoder, vae, image_encoder,
-    tokenizer, variant, comfy_root). `steps` and `guidance` replace the variant's defaults when a request
-    does not set them. `loras` [(file, strength)]
-    go on the transformer (A14B: files named *low_noise* go on the low-noise expert, unless `loras_2` is
-    given; otherwise both experts get them). `preset` ("lightning"; or a request's own) sets the sampler,
-    steps, shift, guidance and, unless `loras` are given, the LoRA files, found in `comfy_root`'s loras.
-    `cache` ("magcache", "teacache:0.2", ...; a request's option "cache" replaces it) skips steps' blocks.
+    tokenizer, variant, comfy_root). `runtime` says how to run it (device, dtype, weights, offload,
+    attention, compile, cache, parallel: `pipelines.runtime.Runtime`), handed to `load_pipeline` on first
+    use; the loose keywords device=, dtype=, offload=, sampler=, weights=, cache= replace its fields.
+    `steps` and `guidance` replace the variant's defaults when a request does not set them. `loras`
+    [(file, strength)] go on the transformer (A14B: files named *low_noise* go on the low-noise expert,
+    unless `loras_2` is given; otherwise both experts get them). `preset` ("lightning"; or a request's
+    own) sets the sampler, steps, shift, guidance and, unless `loras` are given, the LoRA files, found in
+    `comfy_root`'s loras. The Runtime's cache (a request's option "cache" replaces it) skips steps' blocks.
     """
 
     def __init__(
         self,
         pipe_or_name: Any,
         *,
-        device: str | None = None,
-        dtype: str | None = None,
-        offload: bool | str = False,
-        sampler: str = "unipc",
+        runtime: Runtime | None = None,
         steps: int | None = None,
         guidance: float | None = None,
-        weights: str | None = None,
         files: dict[str, str] | None = None,
         loras: Sequence[tuple[str | Path, float]] = (),
         loras_2: Sequence[tuple[str | Path, float]] | None = None,
         preset: str | None = None,
         schedule: str = "wan",
         comfy_root: str | Path | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        offload: bool | str | None = None,
+        sampler: str | None = None,
+        weights: str | None = None,
         cache: str | None = None,
     ) -> None:
+        from yingxi.pipelines.runtime import check_supported, runtime_with
         from yingxi.pipelines.wan import WanPipeline
         from yingxi.pipelines.wan.cache import parse_cache
-
-        self.cache = parse_cache(cache)  # every shot's step cache unless its request names one
         from yingxi.pipelines.wan.load import find
         from yingxi.pipelines.wan.load_files import is_single_file
 
+        self.runtime = runtime_with(runtime, device=device, dtype=dtype, offload=offload, sampler=sampler,
+                                    weights=weights, cache=cache)  # fmt: skip
+        check_supported(self.runtime)  # a kernel or plan this build cannot run: now, before planning
+        self.cache = parse_cache(self.runtime.cache)  # every shot's step cache unless its request names one
         self._files = {k: v for k, v in (files or {}).items() if v is not None}
-        self._load_args = dict(
-            device=device, dtype=dtype, offload=offload, sampler=sampler, weights=weights, **self._files
-        )
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name
             self.variant: WanVariant = pipe_or_name.variant
             self._folder: Path | None = None
             self.size_multiple = pipe_or_name.size_multiple
+            if runtime is None:  # a built pipeline already runs somehow: report that, not the defaults
+                self.runtime = runtime_with(pipe_or_name.runtime, cache=cache)
+                self.cache = parse_cache(self.runtime.cache)
         else:
             self._pipe = None
             self.variant, self._folder = find(pipe_or_name, **self._files)
@@ -95,7 +101,7 @@ class WanGenerator:
             self.size_multiple = self.variant.size_multiple
         self.steps = steps
         self.guidance = guidance
-        self.sampler, self.schedule = sampler, schedule
+        self.sampler, self.schedule = self.runtime.sampler, schedule
         self.comfy_root = comfy_root or self._files.get("comfy_root")  # its loras/ folder holds preset LoRAs
         self.loras, self.loras_2 = split_lora_pair(self.variant, loras, loras_2)
         self.preset = preset
@@ -152,14 +158,9 @@ class WanGenerator:
         if self._pipe is None:
             from yingxi.pipelines.wan.load import load_pipeline
 
-            args = dict(self._load_args)
-            if args["device"] is None:
-                import torch
-
-                args["device"] = "cuda" if torch.cuda.is_available() else "cpu"
             loras, loras_2 = self.settings(self.preset).loras
-            self._pipe = load_pipeline(self._folder or self._source, schedule=self.schedule, loras=loras,
-                                       loras_2=loras_2, **args)  # fmt: skip
+            self._pipe = load_pipeline(self._folder or self._source, runtime=self.runtime, schedule=self.schedule,
+                                       loras=loras, loras_2=loras_2, **self._files)  # fmt: skip
             self._applied = (tuple(loras), None if loras_2 is None else tuple(loras_2))
             self.size_multiple = self._pipe.size_multiple
         return self._pipe
@@ -368,7 +369,9 @@ class WanGenerator:
         tokens = (int(request.num_frames) - 1) // 4 + 1
         tokens *= (int(request.width) // 16) * (int(request.height) // 16)  # 8x VAE, 2x2 patches
         table = table_key(v.dit.inner_dim, v.dit.in_channels, tokens)
-        branches = ("cond", "uncond") if guided else ("cond",)
+        batched = self._pipe.batched_guidance if self._pipe is not None else self.runtime.guidance_batched
+        # a batched pair is decided on the cond ratios and skips both of its evaluations (`cache.py`)
+        branches = (("cond", "cond") if batched else ("cond", "uncond")) if guided else ("cond",)
         return sum(len(magcache_plan(spec, table, steps, b)) for b in branches)
 
     def _cache(self, request: ClipRequest):
@@ -430,9 +433,12 @@ def split_lora_pair(
 def build_wan(model: str | None, options: dict[str, Any]) -> WanGenerator:
     """The registry's builder: a WanGenerator over `model` with the options given (weights load on the
     first shot). `files` carries the single-file parts, comfy_root among them (its loras/ hold presets')."""
+    from yingxi.pipelines.runtime import runtime_with
+
     files = dict(options.get("files") or {})
-    return WanGenerator(model, device=options.get("device"), dtype=options.get("dtype"),
-                        offload=options.get("offload") or "none", steps=options.get("steps"),
+    runtime = runtime_with(options.get("runtime"), batched_guidance=options.get("batched_guidance"))
+    return WanGenerator(model, runtime=runtime, device=options.get("device"),
+                        dtype=options.get("dtype"), offload=options.get("offload"), steps=options.get("steps"),
                         guidance=options.get("guidance"), weights=options.get("weights"), files=files,
                         loras=options.get("loras") or (), loras_2=options.get("loras_2"),
                         preset=options.get("preset"), schedule=options.get("schedule") or "wan",

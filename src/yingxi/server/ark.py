@@ -17,6 +17,7 @@ from yingxi.film.vocabulary import parse_resolution
 from yingxi.server.common import (
     ARK_QUEUE_SECONDS,
     Int,
+    checked_cache,
     checked_export,
     ctx,
     draft_backend,
@@ -89,6 +90,7 @@ class CreateTask(BaseModel):
     execution_expires_after: Int | None = Field(default=None, ge=3600, le=259200)
     fit: str | None = Field(default=None, max_length=32)  # yingxi: cover | contain | blur for the first frame
     preset: str | None = Field(default=None, max_length=32)  # yingxi's extra: few-step sampling ("lightning")
+    cache: Any = None  # yingxi's extra: this task's step cache, "magcache" / "teacache:0.2" / "none"
 
 
 def parse_flags(text: str) -> tuple[str, dict[str, str]]:
@@ -326,7 +328,8 @@ async def create_task(request: Request, tenant: str = Depends(tenant_of)) -> dic
            "watermark": bool(body.watermark),  # Ark's default: no watermark
            "draft": bool(body.draft), "service_tier": checked_tier(body.service_tier),
            "execution_expires_after": body.execution_expires_after or ARK_QUEUE_SECONDS,
-           "burn_subtitles": bool(body.burn_subtitles), "export": checked_export(body.export)}  # fmt: skip
+           "burn_subtitles": bool(body.burn_subtitles), "export": checked_export(body.export),
+           "cache": None if body.draft else checked_cache(body.cache, settings)}  # fmt: skip
     if draft is not None:
         build = lambda inputs: rerun_request(draft, body, settings, inputs)  # noqa: E731
     else:

@@ -249,13 +249,14 @@ def public_message(message: str) -> str:
     return _ABSOLUTE_PATH.sub(lambda m: m.group(1), message)
 
 
-def checked_by_backend(film: Film, backend: Any) -> tuple[Film, list[str]]:
+def checked_by_backend(film: Film, backend: Any, options: dict | None = None) -> tuple[Film, list[str]]:
     """render.prepare at the door: the plan made, images decoded, dialogue fitted and the backend's own
-    checks run, so what cannot be rendered is a 400 now instead of a failed task later."""
+    checks run (with the request's backend `options`), so what cannot be rendered is a 400 now instead of
+    a failed task later."""
     from yingxi.render import prepare
 
     try:
-        ready = prepare(film, backend)
+        ready = prepare(film, backend, options=options)
         film, notes = ready.film, ready.notes
     except InputError as e:  # CapabilityError included
         raise ApiError(400, public_message(str(e)), param=e.field, shot=e.shot) from None
@@ -290,7 +291,8 @@ async def submit(
         try:
             request_data = build(Inputs(task_dir / "inputs"))
             film = validated_film(request_data, task_dir, c.settings)
-            film, notes = checked_by_backend(film, backend or c.backend)
+            door = backend or c.backend  # a draft is checked by the animatic that renders it
+            film, notes = checked_by_backend(film, door, shot_options(api) if door is c.backend else None)
             request_data.update(api=api, base_url=base, facts={**film_facts(film), "notes": notes},
                                 request_id=logs.context().get("request_id"))  # fmt: skip
             return c.store.create(tenant=tenant, kind=kind, model=model, request=request_data,
@@ -340,3 +342,32 @@ def checked_export(value: Any) -> str | None:
         return check_export(str(value)[:32])
     except InputError as e:
         raise ApiError(400, e.message, param="export") from None
+
+
+def checked_cache(value: Any, settings: ServerSettings) -> str | None:
+    """A request's own step cache ("magcache", "teacache:0.2", "none"), canonical, or None when it names
+    none; a 400 naming the closest cache, or saying why this server takes none (the animatic has no steps;
+    the operator turned request caches off, `request_cache`)."""
+    if value is None:
+        return None
+    if settings.backend != "wan":
+        raise ApiError(400, "cache needs the wan backend; this server renders animatics, which have no steps",
+                       param="cache")  # fmt: skip
+    if not settings.request_cache:
+        raise ApiError(400, "this server sets the step cache itself (request_cache is off); leave cache out",
+                       param="cache")  # fmt: skip
+    if not isinstance(value, str):
+        raise ApiError(400, f"cache is a name like magcache or teacache:0.2, got {str(value)[:20]!r}",
+                       param="cache")  # fmt: skip
+    from yingxi.pipelines.wan.cache import parse_cache
+
+    try:
+        spec = parse_cache(value[:64], field="cache")
+    except InputError as e:
+        raise ApiError(400, e.message, param="cache") from None
+    return str(spec) if spec is not None else "none"
+
+
+def shot_options(api: dict[str, Any]) -> dict[str, Any]:
+    """The backend options every shot of a job carries: the request's own cache, where it named one."""
+    return {"cache": api["cache"]} if api.get("cache") else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from yingxi.server.common import (
+    checked_cache,
     checked_export,
     ctx,
     owned_job,
@@ -57,13 +58,17 @@ async def create_film(request: Request, tenant: str = Depends(tenant_of)) -> dic
         script = dict(script)
         export = checked_export(script.pop("export"))
     settings = ctx(request).settings
+    cache = None
+    if isinstance(script, dict) and "cache" in script:  # yingxi: this film's step cache, as the CLI's --cache
+        script = dict(script)
+        cache = checked_cache(script.pop("cache"), settings)
     job = await submit(
         request,
         tenant,
         kind="film",
         model=model,
         build=lambda inputs: script_request(script, inputs, uploads, settings),
-        api={"return_last_frame": True, "burn_subtitles": burn, "export": export},
+        api={"return_last_frame": True, "burn_subtitles": burn, "export": export, "cache": cache},
     )
     return film_task(job, url_maker(request))
 

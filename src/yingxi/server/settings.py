@@ -9,6 +9,7 @@ from typing import Any
 
 from yingxi.backends.registry import get_spec
 from yingxi.film.limits import MAX_FILM_SECONDS, MAX_SHOT_SECONDS, MIN_SHOT_SECONDS
+from yingxi.pipelines.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,15 @@ class ServerSettings:
     # The other parts of a model given as single files: model_2, text_encoder, vae, image_encoder, tokenizer,
     # variant, comfy_root (as `load_pipeline`'s keywords)
     model_files: dict[str, str] = field(default_factory=dict)
-    device: str | None = None  # torch device for neural backends; None: cuda:<worker index> if any, else cpu
-    offload: str = "none"  # wan: "none" | "model" (5B on 24 GB) | "blocks" (14B on 24 GB)
-    cache: str | None = None  # wan: every shot's step cache, "magcache" / "teacache:0.2" / ...; None: off
+    # wan: how it runs (device, dtype, weights, offload, attention, compile, cache, parallel, ...); a None
+    # device is cuda:<worker index> where there is a GPU, else cpu
+    runtime: Runtime = field(default_factory=Runtime)
+    loras: tuple[tuple[str, float], ...] = ()  # wan: LoRA files (path, strength) on the transformer
+    loras_2: tuple[tuple[str, float], ...] | None = None  # wan A14B: the low-noise expert's (None: the same)
+    preset: str | None = None  # wan: every task's sampling preset ("lightning") unless the request names one
+    request_cache: bool = (
+        True  # wan: a request may choose its own step cache (`cache`); False: runtime's only
+    )
     workers: int = 1  # render processes (one per GPU, or one on CPU); 0: an API server, workers elsewhere
     pool: str = (
         "local"  # "local": `workers` processes here; "ray" / "ray://HEAD[:PORT]": Ray actors (ray_pool.py)
@@ -80,8 +87,8 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend", get_spec(self.backend).name)  # InputError naming the closest
-        if self.offload not in ("none", "model", "blocks"):
-            raise ValueError(f'unknown offload "{self.offload}"; accepted: none, model, blocks')
+        if not isinstance(self.runtime, Runtime):
+            raise ValueError(f"runtime must be a Runtime, got {type(self.runtime).__name__}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f'unknown log format "{self.log_format}"; accepted: text, json')
         if self.workers < 0:
@@ -114,9 +121,12 @@ class ServerSettings:
     def backend_options(self) -> dict[str, Any]:
         """The registry options these settings give the backend (only those it takes: see registry.py)."""
         takes = get_spec(self.backend).options
-        given = {"model": self.model, "files": dict(self.model_files), "device": self.device,
-                 "offload": None if self.offload == "none" else self.offload, "cache": self.cache}  # fmt: skip
-        return {k: v for k, v in given.items() if k in takes}
+        r = self.runtime
+        given = {"model": self.model, "files": dict(self.model_files), "runtime": r, "loras": self.loras,
+                 "loras_2": self.loras_2, "preset": self.preset}  # fmt: skip
+        if "runtime" not in takes:  # a backend with loose options gets the runtime fields it takes
+            given.update(device=r.device, dtype=r.dtype, offload=None if r.offload == "none" else r.offload)
+        return {k: v for k, v in given.items() if k in takes and v is not None and v != () and v != {}}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, to hand the settings to a worker process."""
@@ -130,6 +140,10 @@ class ServerSettings:
         limits = dict(d.pop("limits", {}))
         limits["resolutions"] = tuple(limits.get("resolutions", Limits.resolutions))
         d["cors_origins"] = tuple(d.get("cors_origins", ()))
+        d["runtime"] = Runtime.from_dict(d.get("runtime"))
+        d["loras"] = tuple((str(f), float(w)) for f, w in d.get("loras", ()))
+        if d.get("loras_2") is not None:
+            d["loras_2"] = tuple((str(f), float(w)) for f, w in d["loras_2"])
         return cls(**d, limits=Limits(**limits))
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from yingxi.server.artifacts import ArtifactMissing, artifact_response
-from yingxi.server.common import ctx, owned_job, read_body, submit, tenant_of, validate
+from yingxi.server.common import checked_cache, ctx, owned_job, read_body, submit, tenant_of, validate
 from yingxi.server.http_errors import ApiError
 from yingxi.server.inputs import UPLOAD_SCHEME, Inputs, Upload, add_reference, prompt_request, size_to_format
 from yingxi.server.settings import ServerSettings
@@ -34,6 +34,7 @@ class CreateVideo(BaseModel):
     input_reference: ImageReference | str | None = None
     fit: str | None = Field(default=None, max_length=32)  # yingxi: cover | contain | blur for input_reference
     preset: str | None = Field(default=None, max_length=32)  # yingxi's: few-step sampling ("lightning")
+    cache: Any = None  # yingxi's (extra body): this video's step cache, "magcache" / "teacache:0.2" / "none"
 
 
 def _seconds(value: Any) -> int:
@@ -83,7 +84,7 @@ async def create_video(request: Request, tenant: str = Depends(tenant_of)) -> di
         kind="openai",
         model=body.model,
         build=lambda inputs: build_request(body, uploads, settings, inputs),
-        api={"prompt": body.prompt, "return_last_frame": True},
+        api={"prompt": body.prompt, "return_last_frame": True, "cache": checked_cache(body.cache, settings)},
     )
     return openai_video(job)
 

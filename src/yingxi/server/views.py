@@ -81,6 +81,16 @@ def tokens(width: int, height: int, fps: float, seconds: float, frames: int | No
     return int(width * height * fps * seconds / 1024)
 
 
+def evaluation_usage(job: Job) -> dict[str, Any]:
+    """Transformer passes a finished job's shots ran and its step cache skipped, and the cache; {} for a
+    backend without a transformer (the animatic) or a job not done."""
+    result = job.result or {}
+    if job.status != JobStatus.SUCCEEDED or "evaluations" not in result:
+        return {}
+    return {"evaluations": result["evaluations"], "skipped_evaluations": result.get("skipped_evaluations", 0),
+            "cache": result.get("cache")}  # fmt: skip
+
+
 def ark_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
     f = _facts(job)
     fields = job.request.get("fields", {})
@@ -119,9 +129,7 @@ def ark_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
         n = tokens(f.get("width", 0), f.get("height", 0), f.get("fps", 24), f.get("duration", 0),
                    job.result.get("num_frames"))  # fmt: skip
         out["usage"] = {"completion_tokens": n, "total_tokens": n}
-        if "evaluations" in job.result:  # yingxi: transformer passes run and skipped by the step cache
-            out["usage"].update(evaluations=job.result["evaluations"],
-                                skipped_evaluations=job.result.get("skipped_evaluations", 0))  # fmt: skip
+        out["usage"].update(evaluation_usage(job))  # yingxi: transformer passes run and skipped
     error = _error(job)
     if error and job.status != JobStatus.CANCELLED:
         out["error"] = error
@@ -157,6 +165,7 @@ def openai_video(job: Job) -> dict[str, Any]:
         "seconds": str(whole(f.get("duration", 0))),
         "size": f"{f.get('width', 0)}x{f.get('height', 0)}",
         "error": _error(job),
+        **({"usage": usage} if (usage := evaluation_usage(job)) else {}),  # yingxi: transformer passes
     }
 
 
@@ -186,4 +195,6 @@ def film_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
             out["subtitles_url"] = url_for(job.id, "video.srt", job.expires_at)
         if job.result.get("edit"):
             out["edit_url"] = url_for(job.id, "edit.zip", job.expires_at)
+        if usage := evaluation_usage(job):  # yingxi: transformer passes run and skipped by the step cache
+            out["usage"] = usage
     return out

@@ -6,6 +6,7 @@ backends/registry.py)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ from yingxi.errors import InputError
 from yingxi.server import logs
 from yingxi.server.artifacts import open_artifacts
 from yingxi.server.callbacks import CallbackSender
-from yingxi.server.common import draft_backend, public_message
+from yingxi.server.common import draft_backend, public_message, shot_options
 from yingxi.server.keys import signing_secret
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import Job, open_queue, worker_id
@@ -38,14 +39,28 @@ def make_backend(settings: ServerSettings, index: int):
     backend without a device given gets this worker's GPU (cuda:<index>), else the CPU."""
     from yingxi.backends.registry import build_backend
 
-    options = settings.backend_options()
-    if "device" in get_spec(settings.backend).options and options.get("device") is None:
+    options, takes = settings.backend_options(), get_spec(settings.backend).options
+    runtime = options.get("runtime")
+    if (runtime is not None and runtime.device is None) or (
+        "device" in takes and options.get("device") is None
+    ):
         import torch
 
-        options["device"] = (
-            f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-        )
+        device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+        if "runtime" in takes:  # one GPU per worker process
+            options["runtime"] = dataclasses.replace(runtime or settings.runtime, device=device)
+        else:
+            options["device"] = device
     return build_backend(settings.backend, options)
+
+
+def shot_cache(options: dict[str, Any], backend: Any) -> str | None:
+    """The step cache a job's shots ran with ("magcache:0.06"), or None: the request's, else the runtime's."""
+    named = options.get("cache")
+    if named is not None:
+        return None if named == "none" else str(named)
+    runtime = getattr(backend, "runtime", None)
+    return runtime.cache if runtime is not None else None
 
 
 def door_backend(settings: ServerSettings):
@@ -194,8 +209,9 @@ class Worker:
             api = job.request.get("api", {})
             burn = bool(api.get("burn_subtitles"))
             backend = draft_backend() if api.get("draft") else self.backend  # a draft: the animatic's preview
+            options = shot_options(api) if backend is self.backend else {}  # the request's own step cache
             result = render(film, backend, video, progress, last_frame_png=last, burn_subtitles=burn,
-                            export=export, watermark=bool(api.get("watermark")))  # fmt: skip
+                            export=export, watermark=bool(api.get("watermark")), options=options)  # fmt: skip
             if result.export_path is not None:
                 write_package(Exported(result.export_path, result.export_files), package)
             if lost.is_set():
@@ -208,6 +224,7 @@ class Worker:
             if result.total_evaluations is not None:  # transformer passes that ran / a step cache skipped
                 facts["evaluations"] = result.total_evaluations
                 facts["skipped_evaluations"] = sum(n or 0 for n in result.skipped)
+                facts["cache"] = shot_cache(options, self.backend)
 
             facts["bytes"] = sum(p.stat().st_size for p in (video, last) if p.is_file())
 

@@ -6,8 +6,8 @@ from yingxi.pipelines.wan.pipeline import StepProgress, WanComponents, WanPipeli
 __all__ = ["WAN_OFFLOAD_ORDER", "StepProgress", "WanComponents", "WanPipeline", "load_pipeline"]
 
 
-def load_pipeline(name_or_path, device="cpu", dtype=None, **kwargs):
+def load_pipeline(name_or_path, *args, **kwargs):
     """Build a WanPipeline from a registered variant name or a diffusers-layout folder (see `load.py`)."""
     from yingxi.pipelines.wan.load import load_pipeline as _load
 
-    return _load(name_or_path, device=device, dtype=dtype, **kwargs)
+    return _load(name_or_path, *args, **kwargs)

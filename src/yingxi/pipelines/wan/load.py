@@ -19,9 +19,9 @@ import torch
 
 from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.models import hub
-from yingxi.models.loading import parse_dtype
 from yingxi.models.wan.config import CLIP_TOKENS, VARIANTS, WanDiTConfig, WanVariant, get_variant
 from yingxi.pipelines.offload import OffloadMode, offload_mode
+from yingxi.pipelines.runtime import Runtime, check_supported, runtime_with
 from yingxi.pipelines.wan.inspect import FileReport, plan_memory, refuse_if_too_big
 from yingxi.pipelines.wan.load_files import PART_NAMES
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
@@ -208,55 +208,53 @@ def check_fits(
 
 def load_pipeline(
     name_or_path: str | Path,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
     *,
-    offload: bool | OffloadMode = False,
-    sampler: Literal["unipc", "euler"] = "unipc",
-    vae_dtype: torch.dtype | str = torch.float32,
-    weights: str | None = None,
+    runtime: Runtime | None = None,
     schedule: ScheduleKind = "wan",
     loras: Sequence[tuple[str | Path, float]] = (),
     loras_2: Sequence[tuple[str | Path, float]] | None = None,
+    offload: bool | OffloadMode | None = None,
+    sampler: Literal["unipc", "euler"] | None = None,
+    vae_dtype: torch.dtype | str | None = None,
+    weights: str | None = None,
     cache: str | None = None,
     batched_guidance: bool | None = None,
     **files: Any,
 ) -> WanPipeline:
     """A ready WanPipeline.
 
-    dtype: the transformers' and text encoder's (default bf16 on GPU, fp32 on CPU); the VAE and CLIP stay
-    float32 as Wan runs them. offload: "model" (or True) keeps each part on the device only while it runs;
-    "blocks" also streams the transformers' blocks (a 14B model on a 24 GB card); see `offload.py`.
-    weights: None keeps the transformer weights as stored, "fp8" quantizes a bf16/fp16/fp32 checkpoint's
-    block Linears at load (a 14B expert in ~14 GB), "bf16" widens an fp8 one (`load_transformer`).
+    runtime: how to run it (`pipelines.runtime.Runtime`): device, dtype (of the transformers and text
+    encoder; default bf16 on GPU, fp32 on CPU; the VAE and CLIP stay float32 as Wan runs them), weights
+    (None as stored; "fp8" quantizes a bf16/fp16/fp32 checkpoint's block Linears at load, a 14B expert in
+    ~14 GB; "bf16" widens an fp8 one), offload ("model": each part on the device only while it runs;
+    "blocks": also stream the blocks, a 14B model on a 24 GB card; see `offload.py`), the step cache of
+    every call ("fbcache" / "magcache" / "teacache" [":threshold"], `cache.py`), batched guidance, sampler,
+    attention kernels and compile. The loose keywords (device=, dtype=, offload=, ...) replace its fields.
     schedule: "wan" (Wan's own sigma grid, the default) or "diffusers". loras: [(file, strength)] on the
     transformer (A14B: the high-noise expert); loras_2 on the low-noise expert (None: the same as loras).
     `name_or_path` may be one transformer file (or a ComfyUI name); `files` then name its other parts:
     model_2 (A14B low-noise expert), text_encoder, vae, image_encoder, tokenizer, variant, comfy_root.
-    cache: a step cache for every call, "fbcache" / "magcache" / "teacache" [":threshold"] (`cache.py`);
-    batched_guidance: cond and uncond as one batch of 2 (None: on GPUs, off on the CPU).
     """
+    runtime = runtime_with(runtime, device=device, dtype=dtype, offload=offload, sampler=sampler,
+                           vae_dtype=vae_dtype, weights=weights, cache=cache,
+                           batched_guidance=batched_guidance)  # fmt: skip
     from yingxi.models.wan.image import WanImageEncoder
     from yingxi.models.wan.loading import load_transformer_pair
     from yingxi.models.wan.text import WanTextEncoder
     from yingxi.models.wan.vae_loading import load_vae
-    from yingxi.pipelines.wan.cache import parse_cache
     from yingxi.pipelines.wan.load_files import is_single_file, load_file_components, plan_files
 
-    parse_cache(cache)  # a bad name or threshold: before any weights load
-    device = torch.device(device)
-    dtype = (
-        parse_dtype(dtype)
-        if dtype is not None
-        else (torch.float32 if device.type == "cpu" else torch.bfloat16)
-    )
-    home = "cpu" if offload_mode(offload) != "none" else device
+    check_supported(runtime)  # a kernel, compile or plan this build cannot run: before any weights load
+    device, dtype, vae_dtype = runtime.torch_device, runtime.torch_dtype, runtime.torch_vae_dtype
+    offload, weights = runtime.offload, runtime.weights
+    home = "cpu" if offload != "none" else device
     if is_single_file(name_or_path, files.get("comfy_root")):
         single = plan_files(name_or_path, **files)
         check_fits(single.variant, dtype, offload, _device_memory(device), weights, files=single.reports)
         parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype, weights=weights)
-        pipe = WanPipeline(WanComponents(**parts), device=device, offload=offload, sampler=sampler,
-                           schedule=schedule, cache=cache, batched_guidance=batched_guidance)  # fmt: skip
+        pipe = WanPipeline(WanComponents(**parts), runtime=runtime, schedule=schedule)
         if loras or loras_2:
             pipe.set_loras(loras, loras_2)
         return pipe
@@ -284,5 +282,4 @@ def load_pipeline(
         image_encoder=image_encoder,
         transformer_2=transformer_2,
     )
-    return WanPipeline(components, device=device, offload=offload, sampler=sampler, schedule=schedule,
-                       cache=cache, batched_guidance=batched_guidance)  # fmt: skip
+    return WanPipeline(components, runtime=runtime, schedule=schedule)

@@ -29,6 +29,7 @@ from yingxi.pipelines.common import (
     video_to_uint8,
 )
 from yingxi.pipelines.offload import OffloadMode, Placement
+from yingxi.pipelines.runtime import Runtime, apply_runtime, runtime_with
 from yingxi.pipelines.wan.cache import CacheSpec, StepCache, make_cache, parse_cache, use_cache
 from yingxi.pipelines.wan.common import WAN_OFFLOAD_ORDER, WAN_STREAMED, TaskInputs, join_contexts
 from yingxi.pipelines.wan.evaluations import check_step_list, sampling_schedule, transformer_evaluations
@@ -102,29 +103,34 @@ class WanPipeline:
         self,
         components: WanComponents,
         *,
-        device: str | torch.device = "cpu",
-        offload: bool | OffloadMode = False,
-        sampler: Sampler = "unipc",
+        runtime: Runtime | None = None,
         schedule: ScheduleKind = "wan",
+        device: str | torch.device | None = None,
+        offload: bool | OffloadMode | None = None,
+        sampler: Sampler | None = None,
         cache: str | CacheSpec | None = None,
         batched_guidance: bool | None = None,
     ) -> None:
+        """`runtime`: how to run (device, offload, sampler, cache, batched guidance, attention, ...); the
+        loose keywords, kept for callers that pass them, replace its fields."""
+        self.runtime = runtime_with(runtime, device=device, offload=offload, sampler=sampler, cache=cache,
+                                    batched_guidance=batched_guidance)  # fmt: skip
+        runtime = self.runtime
         self.components = components
-        self.cache = parse_cache(cache)  # step cache of every call (None: every block of every step)
-        # cond and uncond as one batch of 2: on by default on GPUs, where the fuller batch is faster; off
-        # on the CPU, where it saves nothing and two calls keep diffusers' exact call sequence
-        self.batched_guidance = (
-            torch.device(device).type != "cpu" if batched_guidance is None else bool(batched_guidance)
-        )
+        self.cache = parse_cache(runtime.cache)  # step cache of every call (None: every block of every step)
+        self.batched_guidance = runtime.guidance_batched  # cond + uncond as one batch (default: on GPUs)
         self.last_usage: dict[str, Any] = {}  # of the last call: evaluations, skipped, calls, cache
         self.variant = components.variant
-        self.device = torch.device(device)
-        self.sampler = sampler
+        self.device = runtime.torch_device
+        self.sampler = runtime.sampler
         self.schedule = _check_schedule(schedule)
         if components.transformer_2 is not None and components.variant.boundary_ratio is None:
             raise InputError("transformer_2 needs the variant's boundary_ratio", field="transformer_2")
         self.placement = Placement(components.modules(), self.device, order=WAN_OFFLOAD_ORDER,
-                                   streamed=WAN_STREAMED, offload=offload)  # fmt: skip
+                                   streamed=WAN_STREAMED, offload=runtime.offload)  # fmt: skip
+        apply_runtime(
+            runtime, [m for m in (components.transformer, components.transformer_2) if m is not None]
+        )
         vae_cfg = components.vae.config
         self.temporal = int(vae_cfg.scale_factor_temporal)
         self.spatial = int(vae_cfg.scale_factor_spatial)
