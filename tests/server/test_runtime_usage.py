@@ -75,7 +75,7 @@ def test_lightning_usage_in_every_api_view(client):
     usage = ark_task(job, lambda *a: "http://x/v")["usage"]
     assert {k: usage[k] for k in expected} == expected and usage["completion_tokens"] > 0
 
-    ark = client.post(TASKS, json={"model": "wan", "resolution": "480p", "frames": 6, "cache": "TeaCache:0.2",
+    ark = client.post(TASKS, json={"model": "wan", "resolution": "480p", "frames": 29, "cache": "TeaCache:0.2",
                                    "content": [{"type": "text", "text": "a kite"}]})  # fmt: skip
     video = client.post("/v1/videos", json={"prompt": "a kite", "seconds": "1", "size": "480x480",
                                             "preset": "lightning", "cache": "none"})  # fmt: skip

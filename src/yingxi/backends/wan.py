@@ -446,5 +446,8 @@ def build_wan(model: str | None, options: dict[str, Any]) -> WanGenerator:
 
 
 def door_wan(model: str | None, options: dict[str, Any]) -> WanGenerator:
-    """The API process's WanGenerator: capabilities and checks from the variant, no weights loaded."""
-    return WanGenerator(model, files=options.get("files") or None)
+    """The API process's WanGenerator: capabilities and checks from the variant, no weights loaded (its
+    LoRAs and preset count: a preset's check looks for the distillation LoRA)."""
+    return WanGenerator(model, runtime=options.get("runtime"), files=options.get("files") or None,
+                        loras=options.get("loras") or (), loras_2=options.get("loras_2"),
+                        preset=options.get("preset"))  # fmt: skip
