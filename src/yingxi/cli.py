@@ -18,6 +18,7 @@ from yingxi.cli_checks import (
     terminate_like_interrupt,
     version,
 )
+from yingxi.cli_diffusers import add_diffusers_args, diffusers_backend, refuse_pipeline_args
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
 from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
@@ -55,9 +56,11 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, help="seconds, for a plain one-shot prompt (default 5)")
     p.add_argument("--fit", help="how first frames and keyframes meet the frame: cover (crop, the default), "
                    "contain (bars) or blur (blurred fill); overrides the script's film-wide fit")  # fmt: skip
-    p.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
+    p.add_argument("--backend", default="animatic", choices=("animatic", "wan", "diffusers"))
     p.add_argument(
-        "--model", help="Wan variant name (see `yingxi models list`), a model folder or a transformer file"
+        "--model",
+        help="Wan variant name (see `yingxi models list`), a model folder or a transformer file; "
+        "--backend diffusers: a diffusers pipeline folder (model_index.json)",
     )
     p.add_argument("--device", default=None, help="torch device for --backend wan (default: cuda if present)")
     p.add_argument("--dtype", default=None, choices=("bf16", "fp16", "fp32"))
@@ -71,6 +74,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
                         "(a 14B expert in ~14 GB instead of 28); bf16 widens an fp8 file (default: as stored)")  # fmt: skip
     add_file_args(p)
     add_sampling_args(p)  # --lora, --lora-2, --preset, --schedule
+    add_diffusers_args(p)  # --pipeline-arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +166,9 @@ def _must_exist(path: Path, field: str) -> Path:
 
 
 def make_backend(args: argparse.Namespace):
+    refuse_pipeline_args(args)
+    if args.backend == "diffusers":
+        return diffusers_backend(args)
     if args.backend == "animatic":
         given = {"--model": args.model, "--steps": args.steps, "--guidance": args.guidance, "--dtype": args.dtype,
                  "--device": args.device, "--offload": None if args.offload == "none" else args.offload,

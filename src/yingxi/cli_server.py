@@ -16,7 +16,7 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
-    serve.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
+    serve.add_argument("--backend", default="animatic", choices=("animatic", "wan", "diffusers"))
     serve.add_argument("--model")
     add_file_args(serve)
     serve.add_argument("--workers", type=int, default=1, help="render processes: one per GPU, or one on CPU")
@@ -45,7 +45,7 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     worker = sub.add_parser("worker", help="render jobs from a shared job database (no API; see serve)")
     worker.add_argument("--data-dir", type=Path, default=Path("yingxi-data"),
                         help="the folder every API server and worker shares (inputs and outputs)")  # fmt: skip
-    worker.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
+    worker.add_argument("--backend", default="animatic", choices=("animatic", "wan", "diffusers"))
     worker.add_argument("--model")
     worker.add_argument("--device", help="torch device (default: cuda:<worker> if present)")
     worker.add_argument("--gpus", type=int, default=1, help="worker processes here, one per GPU (default 1)")

@@ -9,7 +9,7 @@ from typing import Any
 
 from yingxi.film.limits import MAX_FILM_SECONDS, MAX_SHOT_SECONDS, MIN_SHOT_SECONDS
 
-BACKENDS = ("animatic", "wan")
+BACKENDS = ("animatic", "wan", "diffusers")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("yingxi-data")  # jobs.db, secret, tasks/<id>/ (inputs and outputs)
-    backend: str = "animatic"  # "animatic" (CPU, no weights) | "wan"
+    backend: str = "animatic"  # "animatic" (CPU, no weights) | "wan" | "diffusers" (a pipeline folder)
     model: str | None = None  # Wan variant name, folder or transformer file; None: the backend's default
     # The other parts of a model given as single files: model_2, text_encoder, vae, image_encoder, tokenizer,
     # variant, comfy_root (as `load_pipeline`'s keywords)

@@ -32,6 +32,8 @@ class Lost(Exception):
 
 def make_backend(settings: ServerSettings, index: int):
     """The backend named by the settings, built once per worker (Wan loads its weights here)."""
+    if settings.backend == "diffusers":
+        return diffusers_backend(settings, index)
     if settings.backend == "animatic":
         from yingxi.backends.animatic import AnimaticGenerator
 
@@ -57,6 +59,10 @@ def make_backend(settings: ServerSettings, index: int):
 def door_backend(settings: ServerSettings):
     """The backend as the API process needs it: capabilities and checks only, no weights loaded, so a
     request the model cannot make is refused before it is queued."""
+    if settings.backend == "diffusers":
+        from yingxi.backends.diffusers import build_diffusers_generator
+
+        return build_diffusers_generator(settings.model, {})  # reads the class and configs, no weights
     if settings.backend == "animatic":
         from yingxi.backends.animatic import AnimaticGenerator
 
@@ -66,6 +72,18 @@ def door_backend(settings: ServerSettings):
     return WanGenerator(
         settings.model, files=settings.model_files
     )  # weights load only on first generate(), which never runs here
+
+
+def diffusers_backend(settings: ServerSettings, index: int):
+    """A diffusers pipeline folder (weights load on the first shot), on this worker's GPU if any."""
+    from yingxi.backends.diffusers import build_diffusers_generator
+
+    device = settings.device
+    if device is None:
+        import torch
+
+        device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+    return build_diffusers_generator(settings.model, {"device": device, "offload": settings.offload})
 
 
 def device_bytes() -> int | None:
