@@ -68,6 +68,9 @@ def test_capabilities_are_read_from_the_class_and_configs(folders):
     # tiny VAE: 2x spatial and temporal compression, patch 1; LTX-2's check_inputs wants sides of 32k
     assert (c.size_multiple, c.frame_step, c.frame_offset, c.min_frames) == (32, 2, 1, 3)
     assert c.native_fps is None  # it takes frame_rate: it shoots at the film's rate
+    if hasattr(c, "audio"):  # the registry's wider Capabilities (issue 10.1), once merged
+        assert c.audio and cond.capabilities.conditioning_kinds == {"image", "video"}
+        assert not t2v.capabilities.conditioning_kinds
     wan, wan_flf2v = (build_diffusers_generator(str(folders[k]), {}) for k in ("wan-t2v", "wan-flf2v"))
     assert wan.capabilities.conditionings == {"t2v"}
     assert wan_flf2v.capabilities.conditionings == {"i2v", "flf2v"}  # image + last_image
@@ -103,8 +106,12 @@ def test_ltx2_t2v_clip_is_the_pipelines_own_frames_and_sound(folders, pipes):
 
 def test_ltx2_same_seed_same_clip_other_seed_other_clip(folders):
     gen = DiffusersGenerator(str(folders["t2v"]), call=FAST)
-    a, b = gen.generate(request(seed=1)), gen.generate(request(seed=1))
+    a, b = (
+        gen.generate(request(seed=1, generate_audio=True)),
+        gen.generate(request(seed=1, generate_audio=True)),
+    )
     c = gen.generate(request(seed=2))
+    assert c.audio is None and c.sample_rate is None  # not asked for: the film's own sound stays alone
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
     assert not np.array_equal(a.frames, c.frames)
 
@@ -114,7 +121,7 @@ def test_ltx2_i2v_starts_from_the_first_frame_as_the_pipeline_does(folders, pipe
 
     gen = DiffusersGenerator(str(folders["i2v"]), call=FAST)
     first = image(3)
-    clip = gen.generate(request(first_frame=first, seed=11))
+    clip = gen.generate(request(first_frame=first, seed=11, generate_audio=True))
     frames, out = reference(pipes["i2v"], 11, image=Image.fromarray(first), prompt=request().prompt, width=32,
                             height=32, num_frames=9, frame_rate=25.0, num_inference_steps=2, guidance_scale=1.0,
                             **FAST)  # fmt: skip
@@ -129,7 +136,7 @@ def test_ltx2_conditions_take_first_last_and_frame_items(folders, pipes):
     gen = DiffusersGenerator(str(folders["condition"]), call=FAST)
     first, middle, last = image(1), image(2), image(3)
     video = np.stack([image(4), image(5), image(6)])
-    r = request(first_frame=first, last_frame=last, seed=5,
+    r = request(first_frame=first, last_frame=last, seed=5, generate_audio=True,
                 conditioning=(Conditioning("image", middle, frame=4, strength=0.5),
                               Conditioning("video", video, frame=5, strength=0.8)))  # fmt: skip
     clip = gen.generate(r)

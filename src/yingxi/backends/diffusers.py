@@ -2,8 +2,8 @@
 
 `--backend diffusers --model DIR` loads `DiffusionPipeline.from_pretrained(DIR, local_files_only=True)` on the
 first shot; what it can shoot is read off the pipeline class before that (`diffusers_traits`), so the director
-plans within it and `check(request)` refuses, before any work, what the class cannot take. A shot's sound, where
-the pipeline makes one (LTX-2 always does: video and audio are denoised together), comes back as `Clip.audio`.
+plans within it and `check(request)` refuses, before any work, what the class cannot take. A shot that asks for
+its sound (`generate_audio`) from a pipeline that makes one (LTX-2) gets it back as `Clip.audio` (S, C).
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
-from yingxi.backends.diffusers_traits import MAPPED, UNSETTABLE, PipelineTraits, read_traits, traits_of
+from yingxi.backends.diffusers_traits import (
+    CONDITION_KINDS,
+    MAPPED,
+    UNSETTABLE,
+    PipelineTraits,
+    read_traits,
+    traits_of,
+)
 from yingxi.errors import CapabilityError, InputError, ModelNotFoundError, RenderError, unknown_word
 
 __all__ = ["OPTIONS", "DiffusersGenerator", "build_diffusers_generator", "to_uint8"]
@@ -32,7 +39,6 @@ OPTIONS = {
 OFFLOADS = {"none": None, "model": "model", "sequential": "sequential", "blocks": "sequential"}
 DTYPES = ("bf16", "fp16", "fp32")
 DECODE_SHARE = 0.05  # of a shot's progress, left for the VAE (and vocoder) decode after the last step
-CONDITION_KINDS = ("image", "video")  # Conditioning kinds a `conditions` pipeline takes
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -290,13 +296,15 @@ class DiffusersGenerator:
         if frames.shape != (request.num_frames, request.height, request.width, 3):
             raise RenderError(f"{self.name} returned frames {frames.shape}, asked for "
                               f"({request.num_frames}, {request.height}, {request.width}, 3)")  # fmt: skip
-        audio, rate = self._audio(pipe, out)
+        audio, rate = self._audio(pipe, out) if request.generate_audio else (None, None)
         report(1.0)
         fps = float(request.fps if self.traits.native_fps is None else self.traits.native_fps)
         return Clip(frames=frames, fps=fps, evaluations=counter.count or None, audio=audio, sample_rate=rate)
 
     def _audio(self, pipe, out) -> tuple[np.ndarray | None, int | None]:
-        """The shot's sound as float32 (S, C), at the vocoder's output rate; None where it made none."""
+        """The shot's sound as float32 (S, C), at the vocoder's output rate; None where it made none.
+        Asked for by `generate_audio` only: LTX-2 denoises its sound with the picture either way, and a shot
+        that did not ask keeps the film's own sound (dialogue, music) alone."""
         audio = getattr(out, "audio", None)
         if audio is None or not self.traits.makes_audio:
             return None, None

@@ -20,7 +20,7 @@ from typing import Any
 from yingxi.director.capabilities import Capabilities
 from yingxi.errors import ModelNotFoundError
 
-__all__ = ["PipelineTraits", "condition_type", "read_traits", "traits_of"]
+__all__ = ["CONDITION_KINDS", "PipelineTraits", "condition_type", "read_traits", "traits_of"]
 
 # The arguments yingxi fills from a ClipRequest; the rest of a pipeline's __call__ is open to options.
 MAPPED = frozenset(
@@ -34,6 +34,7 @@ UNSETTABLE = frozenset({"self", "latents", "audio_latents", "num_videos_per_prom
 # (expand_timesteps) is 24 fps, the other Wan pipelines 16.
 FAMILY_FPS = (("Wan", 16.0), ("HunyuanVideo15", 24.0), ("Kandinsky5", 24.0))
 AUDIO_COMPONENTS = ("audio_vae", "vocoder")
+CONDITION_KINDS = ("image", "video")  # the Conditioning kinds a `conditions` pipeline takes
 DIVISIBLE = re.compile(r"height.{0,80}?divisible by (\d+)", re.DOTALL)
 
 
@@ -91,15 +92,24 @@ class PipelineTraits:
     def size_multiple(self) -> int:
         return math.lcm(self.spatial * self.patch, self.size_divisor)
 
+    @property
+    def conditioning_kinds(self) -> frozenset[str]:
+        """The ClipRequest.conditioning kinds it takes: LTX-2's `conditions` are images and videos at frames."""
+        return frozenset(CONDITION_KINDS) if self.takes_conditions else frozenset()
+
     def capabilities(self) -> Capabilities:
-        return Capabilities(
+        args = dict(
             conditionings=self.conditionings,
             size_multiple=self.size_multiple,
             frame_step=self.frame_step,
             frame_offset=1 if self.frame_step > 1 else 0,
             min_frames=self.frame_step + 1 if self.frame_step > 1 else 1,  # one latent frame after the first
             native_fps=self.native_fps,
+            conditioning_kinds=self.conditioning_kinds,  # the registry's wider Capabilities (issue 10.1)
+            audio=self.makes_audio,
         )
+        known = {f.name for f in fields(Capabilities)}  # older Capabilities lack the last two
+        return Capabilities(**{k: v for k, v in args.items() if k in known})
 
 
 def pipeline_class(name: str, folder: Path):
