@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from yingxi.cli_files import file_parts
-from yingxi.cli_sampling import wan_only_flags
 from yingxi.errors import InputError
 
 
@@ -33,6 +31,8 @@ def pipeline_args(specs: list[str]) -> dict:
 def diffusers_backend(args: argparse.Namespace):
     """The diffusers backend the flags describe; Wan-only flags are refused, not ignored."""
     from yingxi.backends.diffusers import build_diffusers_generator
+    from yingxi.cli_files import file_parts
+    from yingxi.cli_sampling import wan_only_flags
 
     given = {
         "--weights": args.weights,
