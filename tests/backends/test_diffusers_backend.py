@@ -15,7 +15,9 @@ from yingxi.backends.diffusers import DiffusersGenerator, build_diffusers_genera
 from yingxi.errors import CapabilityError, InputError, ModelNotFoundError
 
 AUDIO_TOLERANCE = 1e-6  # float32 samples of the same computation; frames: exactly equal as uint8
-FAST = dict(stg_scale=0.0, modality_scale=1.0, audio_stg_scale=0.0, audio_modality_scale=1.0)  # 1 pass/step
+FAST = dict(
+    stg_scale=0.0, modality_scale=1.0, audio_stg_scale=0.0, audio_modality_scale=1.0, max_sequence_length=16
+)  # one transformer pass per step, 16 text tokens (not 1024)
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +213,19 @@ def test_wan_flf2v_through_diffusers_takes_first_and_last_image(folders, pipes):
         ("t2v", dict(options={"stg_scal": 0.0}), "options", 'did you mean "stg_scale"'),
         ("t2v", dict(options={"num_frames": 9}), "options", "yingxi sets it from the shot"),
         ("t2v", dict(steps=0), "steps", "at least 1"),
+        ("t2v", dict(preset="lightning"), "preset", "are Wan's"),
+        (
+            "condition",
+            dict(conditioning=(Conditioning("video", np.stack([image(0)] * 4), frame=6),)),
+            "conditioning[0]",
+            "4 frames from frame 6 run past the shot's 9",
+        ),
+        (
+            "condition",
+            dict(conditioning=(Conditioning("video", image(0)),)),
+            "conditioning[0]",
+            "uint8 with 4 axes",
+        ),
         ("wan-t2v", dict(generate_audio=True), "generate_audio", "makes no sound"),
         ("wan-t2v", dict(conditioning=(Conditioning("image", image(0)),)), "conditioning[0]", "takes none"),
     ],
@@ -234,3 +249,59 @@ def test_bad_folders_and_options_are_clear_errors(tmp_path, folders):
         build_diffusers_generator(str(folders["t2v"]), {"call": {"stg_scal": 0}})
     with pytest.raises(InputError, match="is none"):  # offload wants a GPU; found when loading, not later
         build_diffusers_generator(str(folders["t2v"]), {"offload": "model", "device": "cpu"}).load()
+
+
+def saved_config_folder(root, pipeline: str, vae_cls, transformer: dict, extra: dict | None = None):
+    """A pipeline folder as far as read_traits looks: model_index.json, vae/ and transformer/ configs (a
+    real VAE class's own default config; no weights, no other parts)."""
+    import json
+
+    from accelerate import init_empty_weights
+
+    folder = root / pipeline
+    (folder / "transformer").mkdir(parents=True)
+    with init_empty_weights():
+        vae_cls().save_config(folder / "vae")
+    (folder / "transformer" / "config.json").write_text(json.dumps(transformer))
+    index = {"_class_name": pipeline, "vae": ["diffusers", vae_cls.__name__],
+             "transformer": ["diffusers", "SomeTransformer"], **(extra or {})}  # fmt: skip
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "pipeline, vae, patch, can, multiple, fps",
+    [
+        ("HunyuanVideo15Pipeline", "AutoencoderKLHunyuanVideo15", {"patch_size": 1, "patch_size_t": 1},
+         {"t2v"}, 16, 24.0),  # 16x VAE
+        ("HunyuanVideo15ImageToVideoPipeline", "AutoencoderKLHunyuanVideo15", {"patch_size": 1}, {"i2v"}, 16,
+         24.0),
+        ("Kandinsky5T2VPipeline", "AutoencoderKLHunyuanVideo", {"patch_size": [1, 2, 2]}, {"t2v"}, 16, 24.0),
+        ("Kandinsky5I2VPipeline", "AutoencoderKLHunyuanVideo", {"patch_size": [1, 2, 2]}, {"i2v"}, 16, 24.0),
+        ("WanPipeline", "AutoencoderKLWan", {"patch_size": [1, 2, 2]}, {"t2v"}, 16, 16.0),
+    ],
+)  # fmt: skip
+def test_other_families_capabilities_from_their_configs(tmp_path, pipeline, vae, patch, can, multiple, fps):
+    import diffusers
+
+    folder = saved_config_folder(tmp_path, pipeline, getattr(diffusers, vae), patch)
+    gen = build_diffusers_generator(str(folder), {})
+    c = gen.capabilities
+    assert c.conditionings == can and c.size_multiple == multiple and c.native_fps == fps
+    assert (c.frame_step, c.frame_offset, c.min_frames) == (4, 1, 5)  # 4x temporal VAE: 4k+1 frames
+
+
+def test_wan22_ti2v_through_diffusers_is_24_fps(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    folder = saved_config_folder(tmp_path, "WanPipeline", AutoencoderKLWan, {"patch_size": [1, 2, 2]},
+                                 {"expand_timesteps": True})  # fmt: skip
+    assert build_diffusers_generator(str(folder), {}).capabilities.native_fps == 24.0
+
+
+def test_a_class_diffusers_lacks_is_named(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    folder = saved_config_folder(tmp_path, "WanPipelineX", AutoencoderKLWan, {"patch_size": [1, 2, 2]})
+    with pytest.raises(ModelNotFoundError, match="'WanPipelineX', which diffusers .* does not have"):
+        build_diffusers_generator(str(folder), {})

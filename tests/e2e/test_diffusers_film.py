@@ -15,7 +15,8 @@ from yingxi.media.video import write_mp4
 from yingxi.render import prepare
 
 FAST = ["--pipeline-arg", "stg_scale=0", "--pipeline-arg", "modality_scale=1", "--pipeline-arg",
-        "audio_stg_scale=0", "--pipeline-arg", "audio_modality_scale=1"]  # fmt: skip
+        "audio_stg_scale=0", "--pipeline-arg", "audio_modality_scale=1", "--pipeline-arg",
+        "max_sequence_length=16"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

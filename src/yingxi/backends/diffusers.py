@@ -162,6 +162,9 @@ class DiffusersGenerator:
         if request.guidance is not None and "guidance_scale" not in t.params:
             raise CapabilityError(f"{t.class_name} takes no guidance scale (its guider component sets it)",
                                   field="guidance")  # fmt: skip
+        if request.preset is not None:
+            raise CapabilityError(f"sampling presets ({request.preset}) are Wan's (--backend wan); give the "
+                                  "pipeline's own arguments as options instead", field="preset")  # fmt: skip
         self._check_images(request)
         self._check_conditioning(request)
         self._check_call(request.options, "options")
@@ -205,6 +208,9 @@ class DiffusersGenerator:
                 raise InputError(f"strength must be in [0, 1], got {item.strength}", field=where)
             ndim = 3 if item.kind == "image" else 4
             _check_pixels(item.media, None, where, ndim=ndim)
+            if item.kind == "video" and item.frame + len(item.media) > request.num_frames:
+                raise InputError(f"{len(item.media)} frames from frame {item.frame} run past the shot's "
+                                 f"{request.num_frames}; give fewer frames or an earlier one", field=where)  # fmt: skip
 
     def _check_call(self, args: dict[str, Any], field: str) -> None:
         """Options are the pipeline's own further __call__ arguments; a misspelt one names the closest."""
