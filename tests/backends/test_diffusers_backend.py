@@ -247,6 +247,8 @@ def test_bad_folders_and_options_are_clear_errors(tmp_path, folders):
         build_diffusers_generator("", {})
     with pytest.raises(CapabilityError, match='did you mean "stg_scale"'):
         build_diffusers_generator(str(folders["t2v"]), {"call": {"stg_scal": 0}})
+    with pytest.raises(InputError, match="at least 1"):
+        build_diffusers_generator(str(folders["t2v"]), {"steps": 0})
     with pytest.raises(InputError, match="is none"):  # offload wants a GPU; found when loading, not later
         build_diffusers_generator(str(folders["t2v"]), {"offload": "model", "device": "cpu"}).load()
 

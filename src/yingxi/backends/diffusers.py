@@ -83,6 +83,11 @@ class DiffusersGenerator:
         else:
             self._pipe, self.folder = model, None
             self.traits = traits_of(model)
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise InputError(f"steps must be a whole number of at least 1, got {steps!r}", field="steps")
+        if guidance is not None and not (isinstance(guidance, (int, float)) and math.isfinite(guidance)
+                                         and guidance >= 0):  # fmt: skip
+            raise InputError(f"guidance must be a number >= 0, got {guidance!r}", field="guidance")
         self.device, self.dtype, self.offload = device, dtype, OFFLOADS[offload]
         self.steps, self.guidance = steps, guidance
         self.call = dict(call or {})
@@ -106,6 +111,9 @@ class DiffusersGenerator:
             from diffusers import DiffusionPipeline
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            if self.offload is not None and not device.startswith("cuda"):  # before any weights are read
+                raise InputError(f"offload {self.offload} moves parts onto a GPU, and {device} is none",
+                                 field="offload")  # fmt: skip
             dtype = self.dtype or ("bf16" if device.startswith("cuda") else "fp32")
             torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
             try:
@@ -116,9 +124,6 @@ class DiffusersGenerator:
                     f"cannot load the diffusers pipeline in {self.folder}: {e}"
                 ) from None
             pipe.set_progress_bar_config(disable=True)
-            if self.offload is not None and not device.startswith("cuda"):
-                raise InputError(f"offload {self.offload} moves parts onto a GPU, and {device} is none",
-                                 field="offload")  # fmt: skip
             if self.offload == "model":
                 pipe.enable_model_cpu_offload(device=device)
             elif self.offload == "sequential":
