@@ -1,4 +1,4 @@
-"""The CLI's `--backend diffusers` (any diffusers video pipeline folder) and its `--pipeline-arg` flag."""
+"""The CLI's `--pipeline-arg` flag: further __call__ arguments for `--backend diffusers` (registry option "call")."""
 
 from __future__ import annotations
 
@@ -26,28 +26,3 @@ def pipeline_args(specs: list[str]) -> dict:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
-
-
-def diffusers_backend(args: argparse.Namespace):
-    """The diffusers backend the flags describe; Wan-only flags are refused, not ignored."""
-    from yingxi.backends.diffusers import build_diffusers_generator
-    from yingxi.cli_files import file_parts
-    from yingxi.cli_sampling import wan_only_flags
-
-    given = {
-        "--weights": args.weights,
-        **{f"--{k.replace('_', '-')}": v for k, v in file_parts(args).items()},
-    }
-    wan_only = [flag for flag, value in given.items() if value is not None] + wan_only_flags(args)
-    if wan_only:
-        raise InputError(f"{', '.join(wan_only)} need --backend wan (the diffusers backend reads a whole "
-                         "pipeline folder and takes none)", field=wan_only[0])  # fmt: skip
-    options = dict(device=args.device, dtype=args.dtype, offload=args.offload, steps=args.steps,
-                   guidance=args.guidance, call=pipeline_args(args.pipeline_arg))  # fmt: skip
-    return build_diffusers_generator(args.model, options)
-
-
-def refuse_pipeline_args(args: argparse.Namespace) -> None:
-    if args.backend != "diffusers" and getattr(args, "pipeline_arg", None):
-        raise InputError(f"--pipeline-arg needs --backend diffusers (--backend {args.backend} takes none)",
-                         field="--pipeline-arg")  # fmt: skip

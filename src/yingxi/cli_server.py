@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from yingxi.backends.registry import backend_names
 from yingxi.cli_files import add_file_args, file_parts
 from yingxi.errors import InputError
 
@@ -16,7 +17,7 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
-    serve.add_argument("--backend", default="animatic", choices=("animatic", "wan", "diffusers"))
+    serve.add_argument("--backend", default="animatic", help=f"{backend_names_help()} (default animatic)")
     serve.add_argument("--model")
     add_file_args(serve)
     serve.add_argument("--workers", type=int, default=1, help="render processes: one per GPU, or one on CPU")
@@ -45,7 +46,7 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     worker = sub.add_parser("worker", help="render jobs from a shared job database (no API; see serve)")
     worker.add_argument("--data-dir", type=Path, default=Path("yingxi-data"),
                         help="the folder every API server and worker shares (inputs and outputs)")  # fmt: skip
-    worker.add_argument("--backend", default="animatic", choices=("animatic", "wan", "diffusers"))
+    worker.add_argument("--backend", default="animatic", help=f"{backend_names_help()} (default animatic)")
     worker.add_argument("--model")
     worker.add_argument("--device", help="torch device (default: cuda:<worker> if present)")
     worker.add_argument("--gpus", type=int, default=1, help="worker processes here, one per GPU (default 1)")
@@ -67,6 +68,10 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     revoke.add_argument("name")
     revoke.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
     _scale_args(revoke)
+
+
+def backend_names_help() -> str:
+    return ", ".join(backend_names())
 
 
 def _scale_args(p: argparse.ArgumentParser) -> None:
@@ -128,8 +133,9 @@ def _server_cache(args: argparse.Namespace) -> str | None:
     """serve --cache, checked now (a bad name exits 2 here, not in every worker)."""
     if not args.cache:
         return None
-    if args.backend != "wan":
-        raise InputError("--cache needs --backend wan (the animatic has no steps)", field="--cache")
+    from yingxi.backends.registry import check_options, get_spec
+
+    check_options(get_spec(args.backend, field="--backend"), {"cache": args.cache}, flags=True)
     from yingxi.pipelines.wan.cache import parse_cache
 
     spec = parse_cache(args.cache, field="--cache")

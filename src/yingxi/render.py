@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from yingxi.backends.base import Clip, ClipRequest, Generator
+from yingxi.conditioning_items import conditioning_items, with_previous_frames
 from yingxi.director.plan import ShotPlan, plan
 from yingxi.editor import fit_dialogue, load_music, record_dialogue, stream_frames, timeline, write_srt
 from yingxi.editor.export import check_export, shot_path, write_export, write_shot
@@ -88,14 +89,12 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -
     plans = plan(film, backend.capabilities)
     notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
     ready = Prepared(film, takes, plans, notes, music, "references" in backend.capabilities.conditionings)
-    check = getattr(backend, "check", None)
     for i, p in enumerate(plans):  # every image decoded and every request checked, one shot at a time
         r = ready.request(i)
-        if check is not None:
-            try:
-                check(r)
-            except InputError as e:  # the backend knows the field; the person needs the shot too
-                raise type(e)(e.message, shot=p.index, field=e.field, file=e.file) from None
+        try:
+            backend.check(r)
+        except InputError as e:  # the backend knows the field; the person needs the shot too
+            raise type(e)(e.message, shot=p.index, field=e.field, file=e.file) from None
     return ready
 
 
@@ -126,15 +125,17 @@ def render(
     ready = prepare(film, backend, grow_for_dialogue=grow_for_dialogue)
     film, plans = ready.film, ready.plans
     cut = timeline(film, plans, ready.takes, burn_subtitles=burn_subtitles, music=ready.music)
-    previous_last: list[np.ndarray] = []  # the last shot's last frame, for a "continue" keyframe
+    previous_last: list[np.ndarray] = []  # copies of the last shot's last frames, for a "continue"
     all_shot: list[bool] = []  # [True] once the last shot is shot: the rest is editing and encoding
     evaluations: list[int | None] = []  # per shot: transformer forward passes (None: not a neural backend)
     skipped: list[int | None] = []  # per shot: passes a step cache skipped (None: no cache)
 
     def shoot(i: int) -> Clip:
         p, request = plans[i], ready.request(i)
-        if p.keyframe.source == "continue":
-            request = _replace_first_frame(request, previous_last[0])
+        if p.conditioning.extend_frames:  # video extension: its last frames, not a first frame
+            request = with_previous_frames(request, previous_last[0][-p.conditioning.extend_frames :])
+        elif p.keyframe.source == "continue":
+            request = _replace_first_frame(request, previous_last[0][-1])
 
         def shot_progress(fraction: float) -> None:
             done = (p.index - 1 + min(max(fraction, 0.0), 1.0)) / total
@@ -152,7 +153,8 @@ def render(
                 f"shot {p.index}: backend {backend.name} returned {clip.num_frames} frames of "
                 f"{clip.frames.shape[2]}x{clip.frames.shape[1]}, planned {p.num_frames} of {p.width}x{p.height}"
             )
-        previous_last[:] = [np.array(clip.frames[-1])]
+        keep = max([1] + [q.conditioning.extend_frames for q in plans[i + 1 : i + 2]])  # what the next needs
+        previous_last[:] = [np.array(clip.frames[-keep:])]  # a copy: the clip itself is freed
         if export is not None:
             try:
                 write_shot(cut, i, clip, out, film.fps, encoder_preset)
@@ -233,11 +235,11 @@ def _request(film: Film, p: ShotPlan, references_ok: bool = True, takes: list | 
     """The backend's view of a shot: pixels, not paths; no film, no transitions."""
     key = p.keyframe
     first, cuts = keyframe_images(p, takes or [], film.fps)  # fitted, composed, cut to each speaker
-    if key.source == "continue":
+    if key.source == "continue" and not p.conditioning.extend_frames:
         first = np.zeros((p.height, p.width, 3), np.uint8)  # placeholder until the previous shot exists
     last = load_fitted(p.last_frame, p, "last_frame", key.fit) if p.last_frame is not None else None
-    refs = []
-    for name in p.shot.featured if references_ok else ():
+    refs = []  # the older reference_images, for backends that take them but not "reference" items
+    for name in p.shot.featured if references_ok and not p.conditioning.references else ():
         character = film.character(name)
         if character is not None and character.image is not None:
             refs.append(_image(character.image, p, f"characters.{character.name}.image"))
@@ -257,6 +259,8 @@ def _request(film: Film, p: ShotPlan, references_ok: bool = True, takes: list | 
         cuts=cuts,
         palette=tuple(rgb for _, rgb in p.palette),
         preset=film.preset,
+        conditioning=conditioning_items(p),
+        generate_audio=p.conditioning.generate_audio,
     )
 
 

@@ -20,6 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from yingxi import __version__
+from yingxi.backends.registry import capabilities_view, get_spec
+from yingxi.backends.registry import describe as describe_backends
+from yingxi.errors import YingxiError
 from yingxi.server import ark, films, logs, metrics, openapi, videos
 from yingxi.server.common import Context, ctx, tenant_of
 from yingxi.server.http_errors import ApiError, error_response, param_path
@@ -138,13 +141,20 @@ class SecurityHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
+def _capabilities(request: Request) -> dict | None:
+    """The served backend's capabilities (None while its model cannot be read: /health still answers)."""
+    try:
+        return capabilities_view(ctx(request).backend)
+    except YingxiError:
+        return None
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     """The app over settings.data_dir (the job store is created there if missing). Workers run apart
     (see `yingxi.server.run`); this process only queues, reports and serves files."""
-    if settings.backend == "wan" and not settings.model:
-        raise ValueError(
-            "the wan backend needs a model: a variant name (see `yingxi models list`) or a folder"
-        )
+    spec = get_spec(settings.backend)
+    if spec.needs_model and not settings.model:
+        raise ValueError(f"the {spec.name} backend needs a model: {spec.model_help}")
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
     app = FastAPI(title="yingxi", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json",
                   redoc_url=None)  # fmt: skip
@@ -178,7 +188,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def health(request: Request) -> dict:
         counts = ctx(request).store.counts()
         return {"status": "ok", "version": __version__, "backend": settings.backend, "model": settings.model,
-                "queued": counts.get("queued", 0), "running": counts.get("running", 0)}  # fmt: skip
+                "queued": counts.get("queued", 0), "running": counts.get("running", 0),
+                "backends": describe_backends(), "capabilities": _capabilities(request)}  # fmt: skip
 
     @app.get("/api/v1/limits")
     def limits() -> dict:

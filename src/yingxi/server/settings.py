@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yingxi.backends.registry import get_spec
 from yingxi.film.limits import MAX_FILM_SECONDS, MAX_SHOT_SECONDS, MIN_SHOT_SECONDS
-
-BACKENDS = ("animatic", "wan", "diffusers")
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("yingxi-data")  # jobs.db, secret, tasks/<id>/ (inputs and outputs)
-    backend: str = "animatic"  # "animatic" (CPU, no weights) | "wan" | "diffusers" (a pipeline folder)
+    backend: str = "animatic"  # a name in backends/registry.py: "animatic" (CPU, no weights), "wan", ...
     model: str | None = None  # Wan variant name, folder or transformer file; None: the backend's default
     # The other parts of a model given as single files: model_2, text_encoder, vae, image_encoder, tokenizer,
     # variant, comfy_root (as `load_pipeline`'s keywords)
@@ -72,8 +71,7 @@ class ServerSettings:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f'unknown backend "{self.backend}"; accepted: {", ".join(BACKENDS)}')
+        object.__setattr__(self, "backend", get_spec(self.backend).name)  # InputError naming the closest
         if self.offload not in ("none", "model", "blocks"):
             raise ValueError(f'unknown offload "{self.offload}"; accepted: none, model, blocks')
         if self.log_format not in ("text", "json"):
@@ -100,6 +98,13 @@ class ServerSettings:
     @property
     def tasks_dir(self) -> Path:
         return self.data_dir / "tasks"
+
+    def backend_options(self) -> dict[str, Any]:
+        """The registry options these settings give the backend (only those it takes: see registry.py)."""
+        takes = get_spec(self.backend).options
+        given = {"model": self.model, "files": dict(self.model_files), "device": self.device,
+                 "offload": None if self.offload == "none" else self.offload, "cache": self.cache}  # fmt: skip
+        return {k: v for k, v in given.items() if k in takes}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, to hand the settings to a worker process."""

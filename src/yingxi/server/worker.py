@@ -1,6 +1,7 @@
 """A render worker: claims one job at a time from the store, heartbeats while rendering, publishes the MP4
 with an atomic rename under its lease. Run by `yingxi.server.run`, or alone:
-`python -m yingxi.server.worker --data-dir DIR [--backend animatic|wan] [--model M] [--index N]`."""
+`python -m yingxi.server.worker --data-dir DIR [--backend NAME] [--model M] [--index N]` (names:
+backends/registry.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from yingxi.backends.registry import get_spec
 from yingxi.errors import InputError
 from yingxi.server import logs
 from yingxi.server.callbacks import CallbackSender
@@ -31,59 +33,26 @@ class Lost(Exception):
 
 
 def make_backend(settings: ServerSettings, index: int):
-    """The backend named by the settings, built once per worker (Wan loads its weights here)."""
-    if settings.backend == "diffusers":
-        return diffusers_backend(settings, index)
-    if settings.backend == "animatic":
-        from yingxi.backends.animatic import AnimaticGenerator
+    """The backend named by the settings, built once per worker (weights load on its first shot); a neural
+    backend without a device given gets this worker's GPU (cuda:<index>), else the CPU."""
+    from yingxi.backends.registry import build_backend
 
-        return AnimaticGenerator()
-    from yingxi.backends.wan import WanGenerator
-
-    if not settings.model:
-        raise InputError("the wan backend needs a model (a variant name or a folder)", field="model")
-    device = settings.device
-    if device is None:
+    options = settings.backend_options()
+    if "device" in get_spec(settings.backend).options and options.get("device") is None:
         import torch
 
-        device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-    return WanGenerator(
-        settings.model,
-        device=device,
-        offload=settings.offload,
-        files=settings.model_files,
-        cache=settings.cache,
-    )  # weights load on the first shot
+        options["device"] = (
+            f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+        )
+    return build_backend(settings.backend, options)
 
 
 def door_backend(settings: ServerSettings):
     """The backend as the API process needs it: capabilities and checks only, no weights loaded, so a
     request the model cannot make is refused before it is queued."""
-    if settings.backend == "diffusers":
-        from yingxi.backends.diffusers import build_diffusers_generator
+    from yingxi.backends.registry import build_door_backend
 
-        return build_diffusers_generator(settings.model, {})  # reads the class and configs, no weights
-    if settings.backend == "animatic":
-        from yingxi.backends.animatic import AnimaticGenerator
-
-        return AnimaticGenerator()
-    from yingxi.backends.wan import WanGenerator
-
-    return WanGenerator(
-        settings.model, files=settings.model_files
-    )  # weights load only on first generate(), which never runs here
-
-
-def diffusers_backend(settings: ServerSettings, index: int):
-    """A diffusers pipeline folder (weights load on the first shot), on this worker's GPU if any."""
-    from yingxi.backends.diffusers import build_diffusers_generator
-
-    device = settings.device
-    if device is None:
-        import torch
-
-        device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-    return build_diffusers_generator(settings.model, {"device": device, "offload": settings.offload})
+    return build_door_backend(settings.backend, settings.backend_options())
 
 
 def device_bytes() -> int | None:

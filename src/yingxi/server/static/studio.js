@@ -749,6 +749,10 @@ async function loadDefaultModel() {
       $("model").placeholder = name;
       const opt = document.createElement("option");
       opt.value = name;
+      /* the served backend's row of the registry (backends/registry.py): what it is, whether it makes sound */
+      const spec = (health.backends || []).find((b) => b.name === health.backend);
+      const caps = health.capabilities || {};
+      if (spec) opt.label = spec.summary + (caps.audio ? " (with sound)" : "");
       $("model-list").append(opt);
     }
   } catch (e) {

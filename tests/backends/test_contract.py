@@ -1,0 +1,98 @@
+"""The backend contract (tests/backends/contract.py) on every backend we ship.
+
+To add a backend: one `Case` in CASES (a builder from a tmp folder, e.g. a tiny pipeline it saves, and a
+small request), as the diffusers cases below.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.backends.contract import Case, run_contract
+from yingxi.backends.base import ClipRequest
+from yingxi.backends.registry import build_backend
+
+TINY_WAN = Path(__file__).resolve().parents[1] / "models" / "wan"
+
+
+def small_request(width: int, height: int, frames: int, fps: float, **kw) -> ClipRequest:
+    args = dict(prompt="a cat walks on the beach", width=width, height=height, num_frames=frames, fps=fps,
+                seed=3)  # fmt: skip
+    return ClipRequest(**(args | kw))
+
+
+def gradient(width: int, height: int) -> np.ndarray:
+    """A first frame with something in it: uint8 (H, W, 3)."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    return np.broadcast_to((x + y) / 2, (height, width, 3)).astype(np.uint8)
+
+
+def tiny_wan(kind: str):
+    """A builder of the wan backend over a tiny random Wan folder of `kind`, saved in the test's tmp."""
+
+    def build(tmp: Path):
+        sys.path.insert(0, str(TINY_WAN))
+        from tiny import save_tiny_wan
+
+        folder = save_tiny_wan(tmp / kind, kind)
+        return build_backend("wan", {"model": str(folder), "steps": 2, "device": "cpu"})
+
+    return build
+
+
+LTX2_FAST = {"stg_scale": 0.0, "modality_scale": 1.0, "max_sequence_length": 16}  # tiny: 1 pass a step
+
+
+def tiny_diffusers(kind: str):
+    """A builder of the diffusers backend over a tiny random pipeline folder: LTX-2 (t2v, condition) or Wan."""
+
+    def build(tmp: Path):
+        if kind.startswith("wan-"):
+            sys.path.insert(0, str(TINY_WAN))
+            from tiny import save_tiny_wan
+
+            return build_backend("diffusers", {"model": str(save_tiny_wan(tmp / kind, kind[4:])), "steps": 2})
+        from tests.backends.tiny_ltx2 import save_tiny_ltx2
+
+        folder = save_tiny_ltx2(tmp / kind, kind)
+        return build_backend("diffusers", {"model": str(folder), "steps": 2, "call": LTX2_FAST})
+
+    return build
+
+
+def sounding(tmp: Path):
+    from tests.e2e.test_render_conditioning import Sounding  # a test camera: the contract's audio checks
+
+    return Sounding()
+
+
+CASES = [
+    Case("animatic", lambda tmp: build_backend("animatic"), lambda gen: small_request(48, 32, 6, 12)),
+    Case("wan-tiny-t2v", tiny_wan("t2v"), lambda gen: small_request(32, 32, 9, 16)),
+    Case(
+        "wan-tiny-ti2v-image",
+        tiny_wan("ti2v"),
+        lambda gen: small_request(32, 32, 9, 24, first_frame=gradient(32, 32)),
+    ),  # fmt: skip
+    Case("sounding-test-camera", sounding, lambda gen: small_request(48, 32, 6, 12)),
+    Case(
+        "diffusers-ltx2", tiny_diffusers("t2v"), lambda gen: small_request(32, 32, 9, 24, generate_audio=True)
+    ),
+    Case(
+        "diffusers-ltx2-conditions",
+        tiny_diffusers("condition"),
+        lambda gen: small_request(32, 32, 9, 24, first_frame=gradient(32, 32)),
+    ),  # fmt: skip
+    Case("diffusers-wan-t2v", tiny_diffusers("wan-t2v"), lambda gen: small_request(32, 32, 5, 16)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_backend_contract(case: Case, tmp_path):
+    gen = case.build(tmp_path)
+    run_contract(gen, case.request(gen), case.stochastic)
