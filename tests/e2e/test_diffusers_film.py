@@ -10,7 +10,6 @@ import pytest
 from tests.backends.tiny_ltx2 import save_tiny_ltx2
 from tests.e2e.helpers import decode, rms
 from yingxi.cli import build_parser, film_from_args, main, make_backend
-from yingxi.film.model import Film
 from yingxi.media.video import write_mp4
 from yingxi.render import prepare
 
@@ -71,10 +70,6 @@ def test_cli_refuses_what_the_pipeline_cannot_take_before_any_work(ltx2, tmp_pat
     assert not out.exists()
 
 
-@pytest.mark.xfail(
-    "generate_audio" not in Film.__dataclass_fields__, strict=True,
-    reason="the film's generate_audio and the editor's mixing of Clip.audio come with the registry branch",
-)  # fmt: skip
 def test_cli_film_sound_is_the_pipelines_own_audio(ltx2, tmp_path):
     script = tmp_path / "film.yaml"
     script.write_text("generate_audio: true\nshots:\n  - prompt: A drum beats while the band plays.\n"
