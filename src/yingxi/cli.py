@@ -19,6 +19,7 @@ from yingxi.cli_checks import (
     terminate_like_interrupt,
     version,
 )
+from yingxi.cli_diffusers import add_diffusers_args, pipeline_args
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
 from yingxi.cli_runtime import add_runtime_args, runtime_from_args
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_options
@@ -74,6 +75,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     add_file_args(p)
     add_sampling_args(p)  # --lora, --lora-2, --preset, --schedule
     add_runtime_args(p)  # --batched-guidance (the rest of the Runtime's flags are above)
+    add_diffusers_args(p)  # --pipeline-arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,7 +176,8 @@ def make_backend(args: argparse.Namespace):
              "guidance": args.guidance, "offload": None if args.offload == "none" else args.offload,
              "weights": args.weights, "files": file_parts(args), "loras": args.lora, "loras_2": args.lora_2,
              "preset": sampling_preset(args)[0], "schedule": args.schedule, "cache": args.cache,
-             "batched_guidance": None if args.batched_guidance == "auto" else args.batched_guidance}  # fmt: skip
+             "batched_guidance": None if args.batched_guidance == "auto" else args.batched_guidance,
+             "call": pipeline_args(args.pipeline_arg)}  # fmt: skip
     spec = get_spec(args.backend, field="--backend")
     check_options(spec, given, flags=True)  # before LoRA paths are looked at
     if "runtime" not in spec.options:

@@ -1,8 +1,7 @@
 """The backend contract (tests/backends/contract.py) on every backend we ship.
 
 To add a backend: one `Case` in CASES (a builder from a tmp folder, e.g. a tiny pipeline it saves, and a
-small request). E.g. `Case("diffusers-ltx2", lambda tmp: build_backend("diffusers", {"model":
-str(save_tiny_ltx2(tmp))}), lambda gen: small_request(32, 32, 9, 24))`.
+small request), as the diffusers cases below.
 """
 
 from __future__ import annotations
@@ -46,6 +45,26 @@ def tiny_wan(kind: str):
     return build
 
 
+LTX2_FAST = {"stg_scale": 0.0, "modality_scale": 1.0, "max_sequence_length": 16}  # tiny: 1 pass a step
+
+
+def tiny_diffusers(kind: str):
+    """A builder of the diffusers backend over a tiny random pipeline folder: LTX-2 (t2v, condition) or Wan."""
+
+    def build(tmp: Path):
+        if kind.startswith("wan-"):
+            sys.path.insert(0, str(TINY_WAN))
+            from tiny import save_tiny_wan
+
+            return build_backend("diffusers", {"model": str(save_tiny_wan(tmp / kind, kind[4:])), "steps": 2})
+        from tests.backends.tiny_ltx2 import save_tiny_ltx2
+
+        folder = save_tiny_ltx2(tmp / kind, kind)
+        return build_backend("diffusers", {"model": str(folder), "steps": 2, "call": LTX2_FAST})
+
+    return build
+
+
 def sounding(tmp: Path):
     from tests.e2e.test_render_conditioning import Sounding  # a test camera: the contract's audio checks
 
@@ -61,6 +80,15 @@ CASES = [
         lambda gen: small_request(32, 32, 9, 24, first_frame=gradient(32, 32)),
     ),  # fmt: skip
     Case("sounding-test-camera", sounding, lambda gen: small_request(48, 32, 6, 12)),
+    Case(
+        "diffusers-ltx2", tiny_diffusers("t2v"), lambda gen: small_request(32, 32, 9, 24, generate_audio=True)
+    ),
+    Case(
+        "diffusers-ltx2-conditions",
+        tiny_diffusers("condition"),
+        lambda gen: small_request(32, 32, 9, 24, first_frame=gradient(32, 32)),
+    ),  # fmt: skip
+    Case("diffusers-wan-t2v", tiny_diffusers("wan-t2v"), lambda gen: small_request(32, 32, 5, 16)),
 ]
 
 

@@ -50,12 +50,13 @@ def test_the_built_in_backends_and_their_specs():
 
 def test_unknown_backend_names_the_closest_in_python_cli_and_server(capsys):
     with pytest.raises(
-        InputError, match='unknown backend "wann" \\(did you mean "wan"\\?\\); accepted: animatic, wan'
+        InputError,
+        match='unknown backend "wann" \\(did you mean "wan"\\?\\); accepted: animatic, wan, diffusers',
     ):
         get_spec("wann")
     assert main(["plan", "a kite", "--backend", "animatc"]) == 2
     assert capsys.readouterr().err == (
-        'yingxi: error: --backend: unknown backend "animatc" (did you mean "animatic"?); accepted: animatic, wan\n'
+        'yingxi: error: --backend: unknown backend "animatc" (did you mean "animatic"?); accepted: animatic, wan, diffusers\n'
     )
     with pytest.raises(InputError, match='did you mean "wan"'):
         ServerSettings(backend="wna")
@@ -66,7 +67,7 @@ def test_unknown_backend_names_the_closest_in_python_cli_and_server(capsys):
 def test_options_a_backend_does_not_take_are_refused_naming_who_takes_them():
     with pytest.raises(InputError) as e:
         check_options(get_spec("animatic"), {"steps": 4, "guidance": None, "loras": []}, flags=True)
-    assert str(e.value) == "--steps: --steps need --backend wan (the animatic takes none)"
+    assert str(e.value) == "--steps: --steps need --backend wan or diffusers (the animatic takes none)"
     with pytest.raises(InputError, match='unknown dtype "bf61" \\(did you mean "bf16"'):
         check_options(get_spec("wan"), {"model": "m", "dtype": "bf61"})
     with pytest.raises(InputError, match="the wan backend needs a model") as e:
@@ -88,13 +89,13 @@ def test_one_entry_adds_a_backend_to_the_cli_and_the_server(sounding, capsys, tm
     assert main(["plan", "Shot 1 (1s): a kite", "--backend", "sounding", "--json"]) == 0
     assert '"shots"' in capsys.readouterr().out
     assert main(["plan", "a", "--backend", "sounding", "--steps", "3"]) == 2
-    assert "--steps need --backend wan (the sounding takes none)" in capsys.readouterr().err
+    assert "--steps need --backend wan or diffusers (the sounding takes none)" in capsys.readouterr().err
     with app_client(tmp_path, backend="sounding") as client:
         health = client.get("/api/v1/health").json()
     assert health["backend"] == "sounding"
     names = [b["name"] for b in health["backends"]]
-    assert names == ["animatic", "wan", "sounding"]
-    assert health["backends"][2] == {"name": "sounding", "summary": "a test camera with sound",
+    assert names == ["animatic", "wan", "diffusers", "sounding"]
+    assert health["backends"][3] == {"name": "sounding", "summary": "a test camera with sound",
                                      "needs_model": False, "makes_sound": True, "options": []}  # fmt: skip
     caps = health["capabilities"]
     assert caps["audio"] is True and caps["conditioning_kinds"] == ["control", "reference", "video"]

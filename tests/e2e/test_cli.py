@@ -153,7 +153,7 @@ def test_wan_flags_without_the_wan_backend_are_refused(tmp_path):
     assert (
         r.returncode == 2
         and r.stderr
-        == "yingxi: error: --model: --model, --steps need --backend wan (the animatic takes none)\n"
+        == "yingxi: error: --model: --model, --steps need --backend wan or diffusers (the animatic takes none)\n"
     )
     assert not (tmp_path / "a.mp4").exists()
 

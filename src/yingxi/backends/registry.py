@@ -63,6 +63,9 @@ OPTIONS: dict[str, BackendOption] = {
     # how it runs, as one object (pipelines.runtime.Runtime: device, dtype, weights, offload, attention,
     # compile, cache, parallel); the loose device/dtype/... options above override its fields
     "runtime": BackendOption("--device", "how it runs (a Runtime)"),
+    "call": BackendOption(
+        "--pipeline-arg", "further __call__ arguments of a diffusers pipeline {name: value}"
+    ),
 }
 
 Builder = Callable[[str | None, dict[str, Any]], Any]
@@ -231,5 +234,17 @@ register(
         ),  # fmt: skip
         needs_model=True,
         model_help="a variant name (see `yingxi models list`), a model folder or a transformer file",
+    )
+)
+register(
+    BackendSpec(
+        name="diffusers",
+        summary="any diffusers video pipeline folder (LTX-2 with its sound, Wan, ...), abilities read from its class",
+        build="yingxi.backends.diffusers:build_diffusers_generator",  # reads no weights until the first shot
+        options=("model", "device", "dtype", "steps", "guidance", "offload", "call"),
+        option_choices={"offload": ("none", "model", "blocks", "sequential")},
+        needs_model=True,
+        model_help="a diffusers pipeline folder (with model_index.json)",
+        makes_sound=True,
     )
 )
