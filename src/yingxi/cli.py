@@ -21,6 +21,7 @@ from yingxi.cli_checks import (
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
 from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
+from yingxi.cli_speed import add_speed_args, speed_flags, speed_options
 from yingxi.errors import InputError, ModelNotFoundError, YingxiError
 from yingxi.film.model import RATIOS, RESOLUTIONS, Film
 from yingxi.film.references import with_character_image
@@ -71,6 +72,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
                         "(a 14B expert in ~14 GB instead of 28); bf16 widens an fp8 file (default: as stored)")  # fmt: skip
     add_file_args(p)
     add_sampling_args(p)  # --lora, --lora-2, --preset, --schedule
+    add_speed_args(p)  # --attention, --cross-attention, --compile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +170,7 @@ def make_backend(args: argparse.Namespace):
                  "--weights": args.weights}  # fmt: skip
         given.update({f"--{k.replace('_', '-')}": v for k, v in file_parts(args).items()})
         wan_only = [flag for flag, value in given.items() if value is not None] + wan_only_flags(args)
+        wan_only += speed_flags(args)
         if wan_only:  # a person who gives these expects neural generation; do not quietly draw an animatic
             raise InputError(
                 f"{', '.join(wan_only)} need --backend wan (the animatic takes none)", field=wan_only[0]
@@ -183,7 +186,7 @@ def make_backend(args: argparse.Namespace):
         )
     return WanGenerator(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                         steps=args.steps, guidance=args.guidance, weights=args.weights,
-                        files=file_parts(args), **wan_options(args))  # fmt: skip
+                        files=file_parts(args), **wan_options(args), **speed_options(args))  # fmt: skip
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -251,6 +254,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if any(n is not None for n in result.skipped):
             skipped = [n or 0 for n in result.skipped]
             print(f"skipped by the step cache: {sum(skipped)} (per shot: {', '.join(map(str, skipped))})")
+    for line in getattr(backend, "runtime_notes", list)():  # attention kernels, compile time (wan)
+        print(line)
     print(f"output: {result.path}")
     if result.srt_path:
         print(f"subtitles: {result.srt_path}")

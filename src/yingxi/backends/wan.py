@@ -48,6 +48,8 @@ class WanGenerator:
     given; otherwise both experts get them). `preset` ("lightning"; or a request's own) sets the sampler,
     steps, shift, guidance and, unless `loras` are given, the LoRA files, found in `comfy_root`'s loras.
     `cache` ("magcache", "teacache:0.2", ...; a request's option "cache" replaces it) skips steps' blocks.
+    `attention`/`cross_attention` (kernel names, "auto") and `compile` (True, "cudagraphs") are passed to
+    `load_pipeline`; a kernel this machine cannot run is refused here, before any weights load.
     """
 
     def __init__(
@@ -68,6 +70,9 @@ class WanGenerator:
         schedule: str = "wan",
         comfy_root: str | Path | None = None,
         cache: str | None = None,
+        attention: str | None = "auto",
+        cross_attention: str | None = None,
+        compile: bool | str | None = None,
     ) -> None:
         from yingxi.pipelines.wan import WanPipeline
         from yingxi.pipelines.wan.cache import parse_cache
@@ -80,6 +85,10 @@ class WanGenerator:
         self._load_args = dict(
             device=device, dtype=dtype, offload=offload, sampler=sampler, weights=weights, **self._files
         )
+        speed = dict(attention=attention, cross_attention=cross_attention, compile=compile)
+        if not isinstance(pipe_or_name, WanPipeline):
+            _check_speed(device, dtype, offload, speed)
+            self._load_args.update(speed)
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name
             self.variant: WanVariant = pipe_or_name.variant
@@ -347,6 +356,11 @@ class WanGenerator:
         return Clip(frames=frames, fps=float(self.variant.fps), evaluations=usage["evaluations"],
                     skipped=usage["skipped"] if usage["cache"] else None)  # fmt: skip
 
+    def runtime_notes(self) -> list[str]:
+        """How the loaded pipeline runs, for the `generate` summary: its attention kernels and compile time
+        (nothing before the weights load)."""
+        return self._pipe.speed.notes() if self._pipe is not None else []
+
     def planned_skips(self, request: ClipRequest) -> int | str | None:
         """Forward passes the shot's step cache will skip: a count for MagCache on one transformer (its
         rule reads only the published ratios), "at run time" for the caches that look at activations,
@@ -376,6 +390,22 @@ class WanGenerator:
         if "cache" in request.options:
             return parse_cache(request.options["cache"], field="options") or "none"
         return self.cache
+
+
+def _check_speed(device: str | None, dtype: str | None, offload: bool | str, speed: dict) -> None:
+    """The kernels and compile mode `load_pipeline` will take on this machine, or InputError now."""
+    import torch
+
+    from yingxi.models.loading import parse_dtype
+    from yingxi.pipelines.wan.speed import check_speed
+
+    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dt = (
+        parse_dtype(dtype)
+        if dtype is not None
+        else (torch.float32 if where.type == "cpu" else torch.bfloat16)
+    )
+    check_speed(where, dt, offload=offload, **speed)
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,9 @@ def load_pipeline(
     loras_2: Sequence[tuple[str | Path, float]] | None = None,
     cache: str | None = None,
     batched_guidance: bool | None = None,
+    attention: str | None = "auto",
+    cross_attention: str | None = None,
+    compile: bool | str | None = None,
     **files: Any,
 ) -> WanPipeline:
     """A ready WanPipeline.
@@ -235,6 +238,8 @@ def load_pipeline(
     model_2 (A14B low-noise expert), text_encoder, vae, image_encoder, tokenizer, variant, comfy_root.
     cache: a step cache for every call, "fbcache" / "magcache" / "teacache" [":threshold"] (`cache.py`);
     batched_guidance: cond and uncond as one batch of 2 (None: on GPUs, off on the CPU).
+    attention / cross_attention: the kernels (`yingxi.models.attention`; "auto": the best this card runs;
+    cross None: as attention); compile: True/"auto" or "cudagraphs" compiles the blocks (`models.compile`).
     """
     from yingxi.models.wan.image import WanImageEncoder
     from yingxi.models.wan.loading import load_transformer_pair
@@ -242,6 +247,7 @@ def load_pipeline(
     from yingxi.models.wan.vae_loading import load_vae
     from yingxi.pipelines.wan.cache import parse_cache
     from yingxi.pipelines.wan.load_files import is_single_file, load_file_components, plan_files
+    from yingxi.pipelines.wan.speed import check_speed
 
     parse_cache(cache)  # a bad name or threshold: before any weights load
     device = torch.device(device)
@@ -250,13 +256,15 @@ def load_pipeline(
         if dtype is not None
         else (torch.float32 if device.type == "cpu" else torch.bfloat16)
     )
+    speed = dict(attention=attention, cross_attention=cross_attention, compile=compile)
+    check_speed(device, dtype, offload=offload, **speed)  # a kernel this card cannot run: before any weights
     home = "cpu" if offload_mode(offload) != "none" else device
     if is_single_file(name_or_path, files.get("comfy_root")):
         single = plan_files(name_or_path, **files)
         check_fits(single.variant, dtype, offload, _device_memory(device), weights, files=single.reports)
         parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype, weights=weights)
         pipe = WanPipeline(WanComponents(**parts), device=device, offload=offload, sampler=sampler,
-                           schedule=schedule, cache=cache, batched_guidance=batched_guidance)  # fmt: skip
+                           schedule=schedule, cache=cache, batched_guidance=batched_guidance, **speed)  # fmt: skip
         if loras or loras_2:
             pipe.set_loras(loras, loras_2)
         return pipe
@@ -285,4 +293,4 @@ def load_pipeline(
         transformer_2=transformer_2,
     )
     return WanPipeline(components, device=device, offload=offload, sampler=sampler, schedule=schedule,
-                       cache=cache, batched_guidance=batched_guidance)  # fmt: skip
+                       cache=cache, batched_guidance=batched_guidance, **speed)  # fmt: skip

@@ -34,6 +34,7 @@ from yingxi.pipelines.wan.common import (
 from yingxi.pipelines.wan.evaluations import check_step_list, sampling_schedule, transformer_evaluations
 from yingxi.pipelines.wan.i2v import i2v_inputs
 from yingxi.pipelines.wan.offload import OffloadMode, Placement
+from yingxi.pipelines.wan.speed import apply_speed
 from yingxi.pipelines.wan.t2v import t2v_inputs
 from yingxi.pipelines.wan.ti2v import ti2v_inputs
 from yingxi.samplers import cfg_denoiser, expert_denoiser, sample_euler, sample_unipc
@@ -109,6 +110,9 @@ class WanPipeline:
         schedule: ScheduleKind = "wan",
         cache: str | CacheSpec | None = None,
         batched_guidance: bool | None = None,
+        attention: str | None = "auto",
+        cross_attention: str | None = None,
+        compile: bool | str | None = None,
     ) -> None:
         self.components = components
         self.cache = parse_cache(cache)  # step cache of every call (None: every block of every step)
@@ -125,6 +129,10 @@ class WanPipeline:
         if components.transformer_2 is not None and components.variant.boundary_ratio is None:
             raise InputError("transformer_2 needs the variant's boundary_ratio", field="transformer_2")
         self.placement = Placement(components.modules(), self.device, offload=offload)
+        # attention kernels (cross_attention None: as attention) and compiled blocks, chosen once: speed.py
+        self.speed = apply_speed({"transformer": components.transformer, "transformer_2": components.transformer_2},
+                                 self.device, attention=attention, cross_attention=cross_attention,
+                                 compile=compile, offload=offload)  # fmt: skip
         vae_cfg = components.vae.config
         self.temporal = int(vae_cfg.scale_factor_temporal)
         self.spatial = int(vae_cfg.scale_factor_spatial)
