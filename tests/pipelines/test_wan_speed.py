@@ -26,10 +26,10 @@ def test_compiled_pipeline_with_a_step_cache_makes_the_eager_frames(tiny_wan):
     dit = compiled.components.transformer
     assert compiled.speed.compile_mode == "default" and dit.compile_stats.blocks == 2
     assert {kernel_name(b.attn1.attention_fn) for b in dit.blocks} == {"sdpa"}
-    call = dict(prompt="a kite over the sea", num_inference_steps=5, guidance_scale=4.0, seed=3, **SIZE)
+    call = dict(prompt="a kite over the sea", num_inference_steps=4, guidance_scale=4.0, seed=3, **SIZE)
     want = eager(**call)
     got = compiled(**call)
-    # float32 blocks within 1e-5 of eager (test_compile.py); through 5 steps, the decoder and uint8 rounding
+    # float32 blocks within 1e-5 of eager (test_compile.py); through 4 steps, the decoder and uint8 rounding
     # a pixel may land one level apart
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     assert compiled.last_usage == eager.last_usage and eager.last_usage["skipped"] > 0
@@ -38,7 +38,7 @@ def test_compiled_pipeline_with_a_step_cache_makes_the_eager_frames(tiny_wan):
     assert dit.compile_stats.graphs == before
     notes = compiled.speed.notes()
     assert notes[0] == "attention: sdpa (cross-attention: sdpa)"
-    assert notes[1].startswith("compile: ") and "(default; 2 blocks" in notes[1]
+    assert notes[1].startswith("compile: ") and "2 blocks" in notes[1] and "default" in notes[1]
 
 
 def test_kernels_are_chosen_per_module_and_refused_before_weights_load(tiny_wan, monkeypatch):

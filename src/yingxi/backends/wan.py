@@ -87,7 +87,8 @@ class WanGenerator:
         )
         speed = dict(attention=attention, cross_attention=cross_attention, compile=compile)
         if not isinstance(pipe_or_name, WanPipeline):
-            _check_speed(device, dtype, offload, speed)
+            if attention not in (None, "auto") or cross_attention is not None or compile is not None:
+                _check_speed(device, dtype, offload, speed)  # "auto" alone never fails: no CUDA start here
             self._load_args.update(speed)
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name

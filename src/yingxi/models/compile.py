@@ -77,6 +77,8 @@ class CompileStats:
         graphs = f"{self.graphs} block graph{'s' if self.graphs != 1 else ''}"
         if not self.calls:
             return f"{self.blocks} blocks to compile ({self.mode}) on the first call"
+        if not self.graphs:
+            return f"nothing compiled: {self.blocks} blocks reuse graphs compiled earlier in this process ({self.mode})"
         return f"compiled {graphs} in {self.seconds:.1f} s ({self.mode}; {self.blocks} blocks share them)"
 
 
