@@ -84,3 +84,21 @@ def test_cli_prints_the_kernels_and_compile_time(tiny_wan, tmp_path, capsys):
     assert main(["generate", "--compile", "Shot 1: a kite.", *base, "-o", str(out)]) == 2
     assert "write the prompt before --compile" in capsys.readouterr().err
     assert torch.get_num_threads() >= 1
+
+
+def test_check_speed_refuses_cuda_graphs_with_offload_and_names_modes():
+    from yingxi.pipelines.wan.speed import check_speed
+
+    # judged from the arguments alone (no kernel probe for "auto" -> sdpa): no GPU needed to refuse
+    assert check_speed("cuda", torch.bfloat16, compile="cudagraphs")[2] == "max-autotune"
+    with pytest.raises(InputError, match="CUDA graphs replay fixed weight addresses") as bad:
+        check_speed("cuda", torch.bfloat16, compile="cudagraphs", offload="blocks")
+    assert bad.value.field == "compile"
+    with pytest.raises(InputError, match='did you mean "max-autotune"'):
+        check_speed("cpu", torch.float32, compile="max-autotun")
+    assert check_speed("cpu", torch.float32, attention="math") == ("sdpa-math", "sdpa-math", None)
+    assert check_speed("cpu", torch.bfloat16, cross_attention="sdpa-flash", compile=True) == (
+        "sdpa",
+        "sdpa-flash",
+        "default",
+    )
