@@ -61,17 +61,16 @@ def kernels(args, device: torch.device) -> None:
             q = torch.randn(1, args.heads, args.tokens, 128, generator=g).to(device, dtype)  # (B, H, L, D)
             k = torch.randn(1, args.heads, lk, 128, generator=g).to(device, dtype)  # (B, H, Lk, D)
             v = torch.randn(1, args.heads, lk, 128, generator=g).to(device, dtype)
-            math_fn = resolve_attention("sdpa-math", device, dtype, head_dim=128)
-            ref = math_fn(q, k, v).float()
-            base = timed(functools.partial(math_fn, q, k, v), device, args.repeats)
+            ref = resolve_attention("sdpa-math", device, dtype, head_dim=128)(q, k, v).float()
+            rows = {}  # name -> (seconds, max diff); sdpa-math is one of them, the ratios' base
             for name in available_attention_backends(device, dtype):
                 fn = resolve_attention(name, device, dtype, head_dim=128)
                 seconds = timed(functools.partial(fn, q, k, v), device, args.repeats)
-                diff = (fn(q, k, v).float() - ref).abs().max().item()
-                dt = str(dtype).removeprefix("torch.")
-                print(
-                    f"| {name} | {dt} | {label} | {seconds * 1e3:.1f} | {base / seconds:.2f} | {diff:.2e} |"
-                )
+                rows[name] = seconds, (fn(q, k, v).float() - ref).abs().max().item()
+            base, dt = rows["sdpa-math"][0], str(dtype).removeprefix("torch.")
+            for name, (seconds, diff) in rows.items():
+                ms = seconds * 1e3
+                print(f"| {name} | {dt} | {label} | {ms:.1f} | {base / seconds:.2f} | {diff:.2e} |")
 
 
 def blocks(args, device: torch.device) -> None:
