@@ -20,8 +20,8 @@ import time
 
 import torch
 
+from yingxi.models.attention import set_attention_backend
 from yingxi.models.loading import load_module, parse_dtype
-from yingxi.models.wan.attention import set_attention_backend
 from yingxi.models.wan.config import WanDiTConfig, get_variant
 from yingxi.models.wan.dit import KEEP_FP32, WanDiT
 
@@ -60,7 +60,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--attention", default="sdpa", help="our attention backend: sdpa or flash")
+    parser.add_argument(
+        "--attention", default="sdpa", help="our attention kernel (yingxi.models.attention.KERNELS)"
+    )
     parser.add_argument("--latent", default="21x60x104", help="latent frames x height x width")
     parser.add_argument(
         "--blocks", action="store_true", help="also time ours with offload='blocks' (streamed weights)"

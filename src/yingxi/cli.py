@@ -24,6 +24,7 @@ from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, fil
 from yingxi.cli_runtime import add_runtime_args, runtime_from_args
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_options
 from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
+from yingxi.cli_speed import add_speed_args, speed_options
 from yingxi.errors import InputError, ModelNotFoundError, YingxiError
 from yingxi.film.model import RATIOS, RESOLUTIONS, Film
 from yingxi.film.references import with_character_image
@@ -76,6 +77,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     add_sampling_args(p)  # --lora, --lora-2, --preset, --schedule
     add_runtime_args(p)  # --batched-guidance (the rest of the Runtime's flags are above)
     add_diffusers_args(p)  # --pipeline-arg
+    add_speed_args(p)  # --attention, --cross-attention, --compile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,13 +179,25 @@ def make_backend(args: argparse.Namespace):
              "weights": args.weights, "files": file_parts(args), "loras": args.lora, "loras_2": args.lora_2,
              "preset": sampling_preset(args)[0], "schedule": args.schedule, "cache": args.cache,
              "batched_guidance": None if args.batched_guidance == "auto" else args.batched_guidance,
-             "call": pipeline_args(args.pipeline_arg)}  # fmt: skip
+             "call": pipeline_args(args.pipeline_arg), "attention": args.attention,
+             "cross_attention": args.cross_attention, "compile": args.compile}  # fmt: skip
     spec = get_spec(args.backend, field="--backend")
     check_options(spec, given, flags=True)  # before LoRA paths are looked at
     if "runtime" not in spec.options:
         return build_backend(args.backend, given, flags=True)
     runtime = runtime_from_args(args)  # device, dtype, weights, offload, cache, kernels, compile, parallel
-    for key in ("device", "dtype", "offload", "weights", "cache", "batched_guidance"):
+    speed_options(args)  # a misspelt kernel or compile mode names the closest
+    for key in (
+        "device",
+        "dtype",
+        "offload",
+        "weights",
+        "cache",
+        "batched_guidance",
+        "attention",
+        "cross_attention",
+        "compile",
+    ):
         given.pop(key)
     options = wan_options(args) if args.lora or args.lora_2 else {}  # LoRA files found
     given.update({k: options[k] for k in ("loras", "loras_2") if k in options}, runtime=runtime)
@@ -257,6 +271,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"skipped by the step cache: {sum(skipped)} (per shot: {', '.join(map(str, skipped))})")
     if getattr(backend, "runtime", None) is not None:  # how the neural backend ran: the non-default fields
         print(f"runtime: {backend.runtime.summary()}")
+    for line in getattr(backend, "runtime_notes", list)():  # attention kernels, compile time (wan)
+        print(line)
     print(f"output: {result.path}")
     if result.srt_path:
         print(f"subtitles: {result.srt_path}")

@@ -60,6 +60,9 @@ OPTIONS: dict[str, BackendOption] = {
     "schedule": BackendOption("--schedule", "sigma grid", ("wan", "diffusers")),
     "cache": BackendOption("--cache", "step cache: fbcache, magcache or teacache [:threshold]"),
     "batched_guidance": BackendOption("--batched-guidance", "cond and uncond in one batch of 2"),
+    "attention": BackendOption("--attention", "self-attention kernel (models.attention)"),
+    "cross_attention": BackendOption("--cross-attention", "cross-attention kernel"),
+    "compile": BackendOption("--compile", "torch.compile of the transformer blocks"),
     # how it runs, as one object (pipelines.runtime.Runtime: device, dtype, weights, offload, attention,
     # compile, cache, parallel); the loose device/dtype/... options above override its fields
     "runtime": BackendOption("--device", "how it runs (a Runtime)"),
@@ -230,6 +233,9 @@ register(
             "schedule",
             "cache",
             "batched_guidance",
+            "attention",
+            "cross_attention",
+            "compile",
             "runtime",
         ),  # fmt: skip
         needs_model=True,

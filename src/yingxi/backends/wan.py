@@ -45,12 +45,14 @@ class WanGenerator:
     transformer file with `files` naming its other parts (model_2, text_encoder, vae, image_encoder,
     tokenizer, variant, comfy_root). `runtime` says how to run it (device, dtype, weights, offload,
     attention, compile, cache, parallel: `pipelines.runtime.Runtime`), handed to `load_pipeline` on first
-    use; the loose keywords device=, dtype=, offload=, sampler=, weights=, cache= replace its fields.
-    `steps` and `guidance` replace the variant's defaults when a request does not set them. `loras`
-    [(file, strength)] go on the transformer (A14B: files named *low_noise* go on the low-noise expert,
-    unless `loras_2` is given; otherwise both experts get them). `preset` ("lightning"; or a request's
-    own) sets the sampler, steps, shift, guidance and, unless `loras` are given, the LoRA files, found in
-    `comfy_root`'s loras. The Runtime's cache (a request's option "cache" replaces it) skips steps' blocks.
+    use; the loose keywords device=, dtype=, offload=, sampler=, weights=, cache=, attention=,
+    cross_attention=, compile= replace its fields (a kernel this machine cannot run is refused here, before
+    any weights load). `steps` and `guidance` replace the variant's defaults when a request does not set
+    them. `loras` [(file, strength)] go on the transformer (A14B: files named *low_noise* go on the
+    low-noise expert, unless `loras_2` is given; otherwise both experts get them). `preset` ("lightning"; or
+    a request's own) sets the sampler, steps, shift, guidance and, unless `loras` are given, the LoRA files,
+    found in `comfy_root`'s loras. The Runtime's cache (a request's option "cache" replaces it) skips steps'
+    blocks.
     """
 
     def __init__(
@@ -72,6 +74,9 @@ class WanGenerator:
         sampler: str | None = None,
         weights: str | None = None,
         cache: str | None = None,
+        attention: str | None = None,
+        cross_attention: str | None = None,
+        compile: bool | str | None = None,
     ) -> None:
         from yingxi.pipelines.runtime import check_supported, runtime_with
         from yingxi.pipelines.wan import WanPipeline
@@ -80,10 +85,16 @@ class WanGenerator:
         from yingxi.pipelines.wan.load_files import is_single_file
 
         self.runtime = runtime_with(runtime, device=device, dtype=dtype, offload=offload, sampler=sampler,
-                                    weights=weights, cache=cache)  # fmt: skip
+                                    weights=weights, cache=cache, attention=attention,
+                                    cross_attention=cross_attention, compile=compile)  # fmt: skip
         check_supported(self.runtime)  # a kernel or plan this build cannot run: now, before planning
         self.cache = parse_cache(self.runtime.cache)  # every shot's step cache unless its request names one
         self._files = {k: v for k, v in (files or {}).items() if v is not None}
+        r = self.runtime
+        if not isinstance(pipe_or_name, WanPipeline) and (
+            r.attention != "auto" or r.cross_attention is not None or r.compile is not None
+        ):
+            _check_speed(r)  # "auto" alone never fails: no CUDA start here
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name
             self.variant: WanVariant = pipe_or_name.variant
@@ -350,6 +361,11 @@ class WanGenerator:
         return Clip(frames=frames, fps=float(self.variant.fps), evaluations=usage["evaluations"],
                     skipped=usage["skipped"] if usage["cache"] else None)  # fmt: skip
 
+    def runtime_notes(self) -> list[str]:
+        """How the loaded pipeline runs, for the `generate` summary: its attention kernels and compile time
+        (nothing before the weights load)."""
+        return self._pipe.speed.notes() if self._pipe is not None else []
+
     def planned_skips(self, request: ClipRequest) -> int | str | None:
         """Forward passes the shot's step cache will skip: a count for MagCache on one transformer (its
         rule reads only the published ratios), "at run time" for the caches that look at activations,
@@ -381,6 +397,14 @@ class WanGenerator:
         if "cache" in request.options:
             return parse_cache(request.options["cache"], field="options") or "none"
         return self.cache
+
+
+def _check_speed(runtime: Any) -> None:
+    """The kernels and compile mode `load_pipeline` will take on this machine, or InputError now."""
+    from yingxi.pipelines.wan.speed import check_speed
+
+    check_speed(runtime.torch_device, runtime.torch_dtype, offload=runtime.offload, attention=runtime.attention,
+                cross_attention=runtime.cross_attention, compile=runtime.compile)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -436,7 +460,9 @@ def build_wan(model: str | None, options: dict[str, Any]) -> WanGenerator:
     from yingxi.pipelines.runtime import runtime_with
 
     files = dict(options.get("files") or {})
-    runtime = runtime_with(options.get("runtime"), batched_guidance=options.get("batched_guidance"))
+    runtime = runtime_with(options.get("runtime"), batched_guidance=options.get("batched_guidance"),
+                           attention=options.get("attention"), cross_attention=options.get("cross_attention"),
+                           compile=options.get("compile"))  # fmt: skip
     return WanGenerator(model, runtime=runtime, device=options.get("device"),
                         dtype=options.get("dtype"), offload=options.get("offload"), steps=options.get("steps"),
                         guidance=options.get("guidance"), weights=options.get("weights"), files=files,

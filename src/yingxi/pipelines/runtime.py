@@ -151,6 +151,8 @@ def _plain(name: str, value: Any) -> Any:
         return str(value)
     if name == "cache" and not isinstance(value, str):
         return str(value)  # a CacheSpec: "magcache:0.06"
+    if name == "compile" and isinstance(value, bool):
+        return "auto" if value else "none"  # --compile as a switch: the compile module's default mode
     return value
 
 
@@ -181,9 +183,7 @@ def _cache(value: Any) -> str | None:
 
 
 # ---- applying a Runtime to built modules (the pipeline calls this once) ---------------------------------
-# Where the modules that parse `compile` and `parallel` live once they land; looked up, not imported at
-# the top, so this file works with or without them.
-COMPILE_HOMES = ("yingxi.models.compile", "yingxi.models.attention")
+# Where the module that parses `parallel` lives; looked up, not imported at the top.
 PARALLEL_HOMES = ("yingxi.pipelines.wan.parallel", "yingxi.models.parallel")
 
 
@@ -202,43 +202,19 @@ def find_function(homes: tuple[str, ...], name: str):
 
 
 def check_supported(runtime: Runtime) -> None:
-    """InputError now for a field this build cannot honour (compile or parallel without their modules,
-    an attention kernel whose package is missing), rather than a run that quietly ignores it."""
-    from yingxi.models.wan import attention as kernels
+    """InputError now for a field this build cannot honour (an unknown kernel or compile mode, a parallel
+    plan that does not parse), rather than a run that quietly ignores it. Whether this card and these
+    packages run the kernels is checked where the device is known (`pipelines.wan.speed.check_speed`)."""
+    from yingxi.models.attention import canonical_name
+    from yingxi.models.compile import parse_compile
 
     for field, name in (("attention", runtime.attention), ("cross_attention", runtime.cross_attention)):
-        if name in (None, "auto"):  # "auto": PyTorch's SDPA, which picks flash/efficient kernels on a GPU
-            continue
-        if name not in kernels._BACKENDS:
-            raise InputError(
-                unknown_word("attention kernel", name, ("auto", *kernels._BACKENDS)), field=field
-            )
-        if name not in kernels.available_attention_backends():
-            raise InputError(f'attention kernel "{name}" needs the {kernels._BACKENDS[name][1]} package, '
-                             "which is not installed here", field=field)  # fmt: skip
-    if runtime.compile is not None and find_function(COMPILE_HOMES, "compile_blocks") is None:
-        raise InputError("torch.compile of the transformer blocks is not in this build", field="compile")
+        if name is not None:
+            canonical_name(name, field=field)
+    if runtime.compile is not None:
+        parse_compile(runtime.compile, "cuda", field="compile")  # the name; the device is checked at load
     if runtime.parallel is not None:
         parse = find_function(PARALLEL_HOMES, "parse_parallel")
         if parse is None:
             raise InputError("sequence parallelism is not in this build", field="parallel")
         parse(runtime.parallel)
-
-
-def apply_runtime(runtime: Runtime, transformers: list) -> None:
-    """Give the transformers the Runtime's attention kernels (self and cross apart) and compile their
-    blocks, once, after loading."""
-    from yingxi.models.wan import attention as kernels
-
-    check_supported(runtime)
-    if runtime.attention != "auto":
-        kernels.set_attention_backend(runtime.attention)  # the process-wide kernel of `attention`
-    cross = runtime.cross_attention
-    if cross is not None and cross != runtime.attention:
-        fn = kernels.attention if cross == "auto" else kernels._BACKENDS[cross][0]
-        for model in transformers:
-            model.set_attention(cross_attention=fn)
-    if runtime.compile is not None:
-        compile_blocks = find_function(COMPILE_HOMES, "compile_blocks")
-        for model in transformers:
-            compile_blocks(model, runtime.compile)

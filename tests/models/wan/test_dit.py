@@ -12,7 +12,6 @@ from diffusers import WanTransformer3DModel
 from tiny import IMAGE_DIM, IMAGE_TOKENS, TEXT_DIM, save_tiny_wan
 
 from yingxi.errors import InputError
-from yingxi.models.wan.attention import get_attention_backend, set_attention_backend
 from yingxi.models.wan.config import CLIP_TOKENS, VARIANTS, get_variant
 from yingxi.models.wan.dit import KEEP_FP32, Modulation, WanDiT, rope_tables
 from yingxi.models.wan.loading import load_transformer, load_transformer_pair
@@ -180,18 +179,6 @@ def test_modulation_named_fields():
     m = Modulation(shift=torch.tensor(1.0), scale=torch.tensor(0.5), gate=torch.tensor(2.0))
     assert m.apply(torch.tensor(2.0)).item() == 2.0 * 1.5 + 1.0
     assert m._fields == ("shift", "scale", "gate")
-
-
-def test_attention_backend_choice_is_validated():
-    assert get_attention_backend() == "sdpa"
-    with pytest.raises(InputError, match='did you mean "sdpa"'):
-        set_attention_backend("sdp")
-    try:
-        import flash_attn  # noqa: F401
-    except ImportError:
-        with pytest.raises(InputError, match="flash_attn package"):
-            set_attention_backend("flash")
-    set_attention_backend("sdpa")
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

@@ -18,8 +18,8 @@ _LAZY = {
     "load_transformer_pair": "yingxi.models.wan.loading",
     "WanTextEncoder": "yingxi.models.wan.text",
     "WanImageEncoder": "yingxi.models.wan.image",
-    "attention": "yingxi.models.wan.attention",
-    "set_attention_backend": "yingxi.models.wan.attention",
+    "attention": "yingxi.models.attention",
+    "set_attention_backend": "yingxi.models.attention",
 }
 
 __all__ = ["VARIANTS", "WanDiTConfig", "WanVariant", "get_variant", *_LAZY]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from yingxi.errors import InputError
-from yingxi.models.wan.attention import AttentionFn, attention
+from yingxi.models.attention import AttentionFn, attention
 from yingxi.models.wan.config import TEXT_LEN, WanDiTConfig
 
 # Parameters the reference keeps in float32 when the rest is bf16/fp16 (diffusers `_keep_in_fp32_modules`;

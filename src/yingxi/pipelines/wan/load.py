@@ -221,6 +221,9 @@ def load_pipeline(
     weights: str | None = None,
     cache: str | None = None,
     batched_guidance: bool | None = None,
+    attention: str | None = None,
+    cross_attention: str | None = None,
+    compile: bool | str | None = None,
     **files: Any,
 ) -> WanPipeline:
     """A ready WanPipeline.
@@ -236,19 +239,26 @@ def load_pipeline(
     transformer (A14B: the high-noise expert); loras_2 on the low-noise expert (None: the same as loras).
     `name_or_path` may be one transformer file (or a ComfyUI name); `files` then name its other parts:
     model_2 (A14B low-noise expert), text_encoder, vae, image_encoder, tokenizer, variant, comfy_root.
+    The loose keywords (device, dtype, offload, sampler, vae_dtype, weights, cache, batched_guidance,
+    attention, cross_attention, compile) replace `runtime`'s fields; attention / cross_attention name the
+    kernels (`yingxi.models.attention`; "auto": the best this card runs), compile "auto"/"cudagraphs"/a
+    mode compiles the blocks (`models.compile`).
     """
     runtime = runtime_with(runtime, device=device, dtype=dtype, offload=offload, sampler=sampler,
-                           vae_dtype=vae_dtype, weights=weights, cache=cache,
-                           batched_guidance=batched_guidance)  # fmt: skip
+                           vae_dtype=vae_dtype, weights=weights, cache=cache, batched_guidance=batched_guidance,
+                           attention=attention, cross_attention=cross_attention, compile=compile)  # fmt: skip
     from yingxi.models.wan.image import WanImageEncoder
     from yingxi.models.wan.loading import load_transformer_pair
     from yingxi.models.wan.text import WanTextEncoder
     from yingxi.models.wan.vae_loading import load_vae
     from yingxi.pipelines.wan.load_files import is_single_file, load_file_components, plan_files
+    from yingxi.pipelines.wan.speed import check_speed
 
     check_supported(runtime)  # a kernel, compile or plan this build cannot run: before any weights load
     device, dtype, vae_dtype = runtime.torch_device, runtime.torch_dtype, runtime.torch_vae_dtype
     offload, weights = runtime.offload, runtime.weights
+    check_speed(device, dtype, offload=offload, attention=runtime.attention,
+                cross_attention=runtime.cross_attention, compile=runtime.compile)  # fmt: skip
     home = "cpu" if offload != "none" else device
     if is_single_file(name_or_path, files.get("comfy_root")):
         single = plan_files(name_or_path, **files)

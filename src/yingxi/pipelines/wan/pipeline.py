@@ -29,11 +29,12 @@ from yingxi.pipelines.common import (
     video_to_uint8,
 )
 from yingxi.pipelines.offload import OffloadMode, Placement
-from yingxi.pipelines.runtime import Runtime, apply_runtime, runtime_with
+from yingxi.pipelines.runtime import Runtime, runtime_with
 from yingxi.pipelines.wan.cache import CacheSpec, StepCache, make_cache, parse_cache, use_cache
 from yingxi.pipelines.wan.common import WAN_OFFLOAD_ORDER, WAN_STREAMED, TaskInputs, join_contexts
 from yingxi.pipelines.wan.evaluations import check_step_list, sampling_schedule, transformer_evaluations
 from yingxi.pipelines.wan.i2v import i2v_inputs
+from yingxi.pipelines.wan.speed import apply_speed
 from yingxi.pipelines.wan.t2v import t2v_inputs
 from yingxi.pipelines.wan.ti2v import ti2v_inputs
 from yingxi.samplers import cfg_denoiser, expert_denoiser, sample_euler, sample_unipc
@@ -110,11 +111,15 @@ class WanPipeline:
         sampler: Sampler | None = None,
         cache: str | CacheSpec | None = None,
         batched_guidance: bool | None = None,
+        attention: str | None = None,
+        cross_attention: str | None = None,
+        compile: bool | str | None = None,
     ) -> None:
-        """`runtime`: how to run (device, offload, sampler, cache, batched guidance, attention, ...); the
-        loose keywords, kept for callers that pass them, replace its fields."""
+        """`runtime`: how to run (device, offload, sampler, cache, batched guidance, attention, compile, ...);
+        the loose keywords, kept for callers that pass them, replace its fields."""
         self.runtime = runtime_with(runtime, device=device, offload=offload, sampler=sampler, cache=cache,
-                                    batched_guidance=batched_guidance)  # fmt: skip
+                                    batched_guidance=batched_guidance, attention=attention,
+                                    cross_attention=cross_attention, compile=compile)  # fmt: skip
         runtime = self.runtime
         self.components = components
         self.cache = parse_cache(runtime.cache)  # step cache of every call (None: every block of every step)
@@ -128,9 +133,10 @@ class WanPipeline:
             raise InputError("transformer_2 needs the variant's boundary_ratio", field="transformer_2")
         self.placement = Placement(components.modules(), self.device, order=WAN_OFFLOAD_ORDER,
                                    streamed=WAN_STREAMED, offload=runtime.offload)  # fmt: skip
-        apply_runtime(
-            runtime, [m for m in (components.transformer, components.transformer_2) if m is not None]
-        )
+        # attention kernels (cross_attention None: as attention) and compiled blocks, chosen once: speed.py
+        self.speed = apply_speed({"transformer": components.transformer, "transformer_2": components.transformer_2},
+                                 self.device, attention=runtime.attention, cross_attention=runtime.cross_attention,
+                                 compile=runtime.compile, offload=runtime.offload)  # fmt: skip
         vae_cfg = components.vae.config
         self.temporal = int(vae_cfg.scale_factor_temporal)
         self.spatial = int(vae_cfg.scale_factor_spatial)
