@@ -51,17 +51,15 @@ def test_what_this_build_cannot_run_is_refused_before_loading():
     with pytest.raises(InputError, match='did you mean "sdpa"') as bad:
         check_supported(Runtime(cross_attention="spda"))
     assert bad.value.field == "cross_attention"
-    from yingxi.models.wan.attention import available_attention_backends
+    with pytest.raises(InputError, match="compile mode") as bad:
+        check_supported(Runtime(compile="fastest"))
+    assert bad.value.field == "compile"
+    from yingxi.pipelines.runtime import PARALLEL_HOMES, find_function
+    from yingxi.pipelines.wan.speed import check_speed
 
-    if "flash" not in available_attention_backends():
-        with pytest.raises(InputError, match="flash_attn package"):
-            check_supported(Runtime(attention="flash"))
-    from yingxi.pipelines.runtime import COMPILE_HOMES, PARALLEL_HOMES, find_function
-
-    if find_function(COMPILE_HOMES, "compile_blocks") is None:
-        with pytest.raises(InputError, match="compile") as bad:
-            check_supported(Runtime(compile="default"))
-        assert bad.value.field == "compile"
+    cpu = Runtime(device="cpu", attention="flash2")  # a kernel this card cannot run: refused at the check
+    with pytest.raises(InputError, match="flash"):
+        check_speed(cpu.torch_device, cpu.torch_dtype, attention=cpu.attention)
     if find_function(PARALLEL_HOMES, "parse_parallel") is None:
         with pytest.raises(InputError, match="parallel"):
             check_supported(Runtime(parallel="ulysses=2"))
@@ -70,7 +68,7 @@ def test_what_this_build_cannot_run_is_refused_before_loading():
 def test_the_pipeline_runs_as_its_runtime_says(tiny_wan):
     """Device, offload, cache, batched guidance and the cross-attention kernel all arrive from one object."""
     from yingxi.backends.wan import WanGenerator
-    from yingxi.models.wan.attention import _BACKENDS, attention
+    from yingxi.models.attention import kernel_name
 
     runtime = Runtime(device="cpu", cache="fbcache", batched_guidance=True,
                       cross_attention="sdpa", sampler="euler")  # fmt: skip
@@ -80,7 +78,7 @@ def test_the_pipeline_runs_as_its_runtime_says(tiny_wan):
     assert (str(pipe.cache), pipe.batched_guidance, pipe.sampler, pipe.device.type) == (
         "fbcache:0.05", True, "euler", "cpu")  # fmt: skip
     block = pipe.components.transformer.blocks[0]
-    assert block.attn2.attention_fn is _BACKENDS["sdpa"][0] and block.attn1.attention_fn is attention
+    assert kernel_name(block.attn2.attention_fn) == "sdpa" and pipe.speed.cross_attention == "sdpa"
 
 
 def test_serve_and_worker_flags_become_the_settings_runtime(tiny_wan, tmp_path):
