@@ -18,6 +18,8 @@ class Capabilities:
     min_frames: int = 1
     max_frames: int | None = None
     native_fps: float | None = None  # None: shoots at whatever fps is asked
+    # `ClipRequest.conditioning` item kinds it takes ("reference", "video", "image", "control", "audio")
+    conditioning_kinds: frozenset[str] = frozenset()
 
     def legal_frames(self, wanted: int) -> int:
         """The legal frame count nearest to `wanted` (ties go up), within min/max."""

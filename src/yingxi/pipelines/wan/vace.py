@@ -23,7 +23,15 @@ from yingxi.errors import InputError
 from yingxi.pipelines.wan.common import TaskInputs, as_uint8_image, latent_shape
 from yingxi.pipelines.wan.pipeline import WanPipeline
 
-__all__ = ["VaceConditions", "WanVACEPipeline", "as_mask", "as_video", "fit_reference", "vace_context"]
+__all__ = [
+    "VaceConditions",
+    "VaceInputs",
+    "WanVACEPipeline",
+    "as_mask",
+    "as_video",
+    "fit_reference",
+    "vace_context",
+]
 
 
 @dataclass(frozen=True)
@@ -34,18 +42,45 @@ class VaceConditions:
     mask: Tensor  # (1, 1, F, H, W) in [0, 1]: 1 where frames are made, 0 where `video` is kept
     references: tuple[Tensor, ...]  # each (3, H, W) in [-1, 1], letterboxed on white
     scale: float | Sequence[float]
+    keep_given: bool = False  # replace the wholly kept latent frames by the given frames' latents at the end
 
 
-def as_video(video: object, width: int, height: int, *, field: str = "video") -> np.ndarray:
-    """uint8 (F, height, width, 3) from an array (F, H, W, 3) or a list of images (arrays or PIL)."""
+@dataclass(frozen=True)
+class VaceInputs(TaskInputs):
+    """TaskInputs of a VACE call; with `kept` the latent frames whose pixels are all kept (mask 0) end as the
+    VAE latents of the given frames, so an extended clip starts with exactly the VAE round trip of them."""
+
+    kept: Tensor | None = None  # (1, z, f, h, w) latents of the kept part of the video (the inactive ones)
+    kept_frames: Tensor | None = None  # (f,) bool: latent frames wholly kept
+
+    def model_input(self, x: Tensor) -> Tensor:
+        return x  # nothing held while sampling: the context carries the given frames
+
+    def hold(self, x: Tensor) -> Tensor:
+        if self.kept is None or self.kept_frames is None or not bool(self.kept_frames.any()):
+            return x
+        n = self.leading
+        video = x[:, :, n:].clone()  # (1, z, f, h, w)
+        video[:, :, self.kept_frames] = self.kept[:, :, self.kept_frames].to(x.dtype)
+        return torch.cat([x[:, :, :n], video], dim=2)  # (1, z, n + f, h, w)
+
+
+def as_video(video: object, width: int, height: int, *, field: str = "video") -> Tensor:
+    """(1, 3, F, height, width) in [-1, 1] from uint8 (F, H, W, 3) or a list of frames (arrays, PIL, or None
+    for a frame nothing is known of: grey, 0, as Wan's own `prepare_source` fills missing frames)."""
     frames = list(video) if not isinstance(video, np.ndarray) or video.ndim == 4 else None
-    if frames is None or not frames:
+    if frames is None or not frames or all(f is None for f in frames):
         raise InputError("expected a video: uint8 (F, H, W, 3) or a list of frames", field=field)
-    out = np.stack([as_uint8_image(f, field=field) for f in frames])  # (F, H, W, 3)
-    if out.shape[1:3] != (height, width):
-        raise InputError(
-            f"the frames are {out.shape[2]}x{out.shape[1]}, the clip {width}x{height}", field=field
-        )
+    out = torch.zeros(1, 3, len(frames), height, width)
+    for i, frame in enumerate(frames):
+        if frame is None:
+            continue
+        image = as_uint8_image(frame, field=field)
+        if image.shape[:2] != (height, width):
+            raise InputError(
+                f"frame {i} is {image.shape[1]}x{image.shape[0]}, the clip {width}x{height}", field=field
+            )
+        out[0, :, i] = torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1) * 2 - 1
     return out
 
 
@@ -133,12 +168,15 @@ class WanVACEPipeline(WanPipeline):
         mask: object = None,
         reference_images: Sequence[object] = (),
         conditioning_scale: float | Sequence[float] = 1.0,
+        keep_given: bool = False,
         **kwargs: Any,
     ) -> np.ndarray:
         """`video` (F, H, W, 3) uint8 as the clip (None: nothing given, all grey), `mask` (F, H, W) with 1 (or
         255) where frames are made and 0 where `video` is kept (None: all made; a control video then guides
         the whole clip), `reference_images` identity/style images that are not frames of the clip,
-        `conditioning_scale` one number or one per VACE layer."""
+        `conditioning_scale` one number or one per VACE layer. `keep_given`: the latent frames whose pixels are
+        all kept end as the given frames' latents (diffusers does not; off for parity), so an extension starts
+        with the VAE round trip of the frames it continues."""
         for name in ("image", "last_image"):
             if kwargs.get(name) is not None:
                 raise InputError(f"VACE pins frames with video + mask, not {name}", field=name)
@@ -148,7 +186,7 @@ class WanVACEPipeline(WanPipeline):
         frames = kwargs.get("num_frames") or v.num_frames
         self.check(width=width, height=height, num_frames=frames)
         self._conditions = self.conditions(
-            video, mask, reference_images, conditioning_scale, width, height, frames
+            video, mask, reference_images, conditioning_scale, width, height, frames, keep_given
         )
         try:
             return super().__call__(prompt, **kwargs)
@@ -156,7 +194,7 @@ class WanVACEPipeline(WanPipeline):
             self._conditions = None
 
     def conditions(
-        self, video, mask, references, scale, width: int, height: int, frames: int
+        self, video, mask, references, scale, width: int, height: int, frames: int, keep_given: bool = False
     ) -> VaceConditions:
         """Check and convert one call's VACE inputs (InputError naming the field)."""
         device = self.device
@@ -165,11 +203,9 @@ class WanVACEPipeline(WanPipeline):
                 raise InputError("a mask needs the video it masks", field="mask")
             pixels = torch.zeros(1, 3, frames, height, width, device=device)
         else:
-            array = as_video(video, width, height)
-            if len(array) != frames:
-                raise InputError(f"the video has {len(array)} frames, the clip {frames}", field="video")
-            pixels = torch.from_numpy(array.astype(np.float32) / 255.0).permute(3, 0, 1, 2)[None] * 2 - 1
-            pixels = pixels.to(device)  # (1, 3, F, H, W)
+            pixels = as_video(video, width, height).to(device)  # (1, 3, F, H, W)
+            if pixels.shape[2] != frames:
+                raise InputError(f"the video has {pixels.shape[2]} frames, the clip {frames}", field="video")
         if mask is None:
             m = torch.ones(1, 1, frames, height, width, device=device)
         else:
@@ -182,7 +218,7 @@ class WanVACEPipeline(WanPipeline):
         )
         if not isinstance(scale, (int, float)):
             self.components.transformer.context_scales(list(scale), device)  # the count, before any work
-        return VaceConditions(video=pixels, mask=m, references=refs, scale=scale)
+        return VaceConditions(video=pixels, mask=m, references=refs, scale=scale, keep_given=keep_given)
 
     def _latent_shape(self, run) -> tuple[int, ...]:
         base = latent_shape(self.latent_channels, run.num_frames, run.height, run.width,
@@ -197,4 +233,12 @@ class WanVACEPipeline(WanPipeline):
         with self.placement.use("vae") as vae:
             context = vace_context(vae, cond, patch=self.patch[1])  # (1, 96, n + f, h, w)
         scales = self.components.transformer.context_scales(cond.scale, self.device)
-        return TaskInputs(control=context.to(self.device), control_scale=scales, leading=len(cond.references))
+        n, z = len(cond.references), self.latent_channels
+        kept = kept_frames = None
+        if cond.keep_given:
+            kept = context[:, :z, n:]  # (1, z, f, h, w) the inactive latents
+            made = cond.mask[0, 0].flatten(1).amax(dim=1) > 0.5  # (F,) frames with anything to make
+            made = torch.cat([made[:1].repeat(self.temporal), made[1:]])  # frame 0 is a latent frame alone
+            kept_frames = ~made.view(-1, self.temporal).any(dim=1)  # (f,)
+        return VaceInputs(control=context.to(self.device), control_scale=scales, leading=n, kept=kept,
+                          kept_frames=kept_frames)  # fmt: skip
