@@ -7,6 +7,7 @@ Tolerance: frames within 1/255 (conftest.FRAME_TOL); both sides get the same lat
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
@@ -153,3 +154,34 @@ def test_a_pair_of_vace_experts_matches_diffusers(tmp_path):
     frames, theirs = run_both((ours, DiffusersVACE.from_pretrained(folder)), source=video(seed=30), mask=mask,
                               steps=4, guidance_scale_2=3.0)  # fmt: skip
     assert_frames_close(frames, theirs)
+
+
+def test_blocks_offload_streams_the_context_blocks_too(vace, monkeypatch):
+    from yingxi.pipelines.wan import offload
+    from yingxi.pipelines.wan.offload import Placement
+
+    copied = []
+
+    def fake_copy(t, device):  # a "device copy" on the CPU: a fresh tensor, counted
+        copied.append(t.data_ptr())
+        return t.clone()
+
+    monkeypatch.setattr(offload, "_to_device", fake_copy)
+    dit = copy.deepcopy(vace[0].components.transformer)  # the hooks stay on this copy
+    g = torch.Generator().manual_seed(0)
+    x, control, text = (
+        torch.randn(1, 16, 3, 4, 6, generator=g),
+        torch.randn(1, 96, 3, 4, 6, generator=g),
+        embeds()[0],
+    )
+    t = torch.tensor([500.0])
+    with torch.no_grad():
+        expected = dit(x, t, text, control_hidden_states=control)
+        placement = Placement({"transformer": dit}, torch.device("cpu"), offload="blocks", force=True)
+        with placement.use("transformer") as model:
+            got = model(x, t, text, control_hidden_states=control)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    streamed = sum(
+        len(list(b.parameters())) + len(list(b.buffers())) for b in [*dit.blocks, *dit.vace_blocks]
+    )
+    assert len(copied) == streamed  # every main and context block's tensors came in for its forward only
