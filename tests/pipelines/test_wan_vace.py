@@ -185,3 +185,24 @@ def test_blocks_offload_streams_the_context_blocks_too(vace, monkeypatch):
         len(list(b.parameters())) + len(list(b.buffers())) for b in [*dit.blocks, *dit.vace_blocks]
     )
     assert len(copied) == streamed  # every main and context block's tensors came in for its forward only
+
+
+def test_keep_given_ends_the_wholly_kept_latent_frames_as_the_given_frames(vace):
+    from yingxi.pipelines.wan.common import video_to_uint8
+
+    ours, _ = vace
+    source = video(seed=40)
+    mask = np.full((F, H, W), 255, np.uint8)
+    mask[:5] = 0  # frames 0..4: latent frames 0 and 1 wholly kept
+    mask[6] = 0  # one frame of latent frame 2 (frames 5..8): not wholly kept, so it is sampled
+    pe, ne = embeds()
+    args = dict(prompt_embeds=pe, negative_prompt_embeds=ne, width=W, height=H, num_frames=F,
+                num_inference_steps=2, video=source, mask=mask, latents=latents(0))  # fmt: skip
+    held = ours(keep_given=True, **args)
+    free = ours(**args)
+    vae = ours.components.vae
+    x = torch.from_numpy(source[:5].astype(np.float32) / 255.0).permute(3, 0, 1, 2)[None] * 2 - 1
+    with torch.no_grad():
+        trip = video_to_uint8(vae.decode(vae.encode(x)))  # (5, H, W, 3) the VAE round trip
+    assert np.abs(held[:5].astype(int) - trip.astype(int)).max() <= 2
+    assert np.abs(free[:5].astype(int) - trip.astype(int)).max() > 20  # diffusers' way: sampled like the rest
