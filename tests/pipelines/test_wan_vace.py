@@ -206,3 +206,17 @@ def test_keep_given_ends_the_wholly_kept_latent_frames_as_the_given_frames(vace)
         trip = video_to_uint8(vae.decode(vae.encode(x)))  # (5, H, W, 3) the VAE round trip
     assert np.abs(held[:5].astype(int) - trip.astype(int)).max() <= 2
     assert np.abs(free[:5].astype(int) - trip.astype(int)).max() > 20  # diffusers' way: sampled like the rest
+
+
+def test_step_caches_run_through_the_vace_blocks_seam(vace):
+    ours, _ = vace
+    pe, ne = embeds()
+    args = dict(prompt_embeds=pe, negative_prompt_embeds=ne, width=W, height=H, num_frames=F,
+                num_inference_steps=3, seed=2, reference_images=[random_image(W, H, 3)])  # fmt: skip
+    plain = ours(**args)
+    # First-block cache with a threshold nothing passes: block 0 runs apart from the rest (run_blocks twice,
+    # the hints made once), so the frames are those of the plain stack exactly
+    same = ours(cache="fbcache:1e-9", **args)
+    assert np.array_equal(same, plain) and ours.last_usage["skipped"] == 0
+    skipping = ours(cache="fbcache:0.5", **args)
+    assert ours.last_usage["skipped"] > 0 and skipping.shape == plain.shape
