@@ -124,6 +124,8 @@ def test_bad_inputs_are_input_errors_before_any_work(vace):
         (dict(video=video()[:5]), "video"),
         (dict(video=video(), mask=np.zeros((F, 8, 8), np.uint8)), "mask"),
         (dict(video=video()[:, :16]), "video"),
+        (dict(video=video(), mask="all of it"), "mask"),
+        (dict(video=video(), mask=[np.zeros((H, W)), np.zeros((8, 8))]), "mask"),
         (dict(conditioning_scale=[1.0, 1.0, 1.0]), "conditioning_scale"),
         (dict(image=random_image(W, H, 0)), "image"),
         (dict(reference_images=[np.zeros((8, 8), np.float32)]), "reference_images"),

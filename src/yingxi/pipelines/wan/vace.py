@@ -87,9 +87,16 @@ def as_video(video: object, width: int, height: int, *, field: str = "video") ->
 def as_mask(mask: object, frames: int, width: int, height: int) -> np.ndarray:
     """float32 (F, H, W) in [0, 1] from uint8 (0..255), bool or float masks, (F, H, W) or (F, H, W, C)."""
     if not isinstance(mask, np.ndarray):
-        mask = np.stack(
-            [np.asarray(m.convert("L")) if hasattr(m, "convert") else np.asarray(m) for m in mask]
-        )
+        if not isinstance(mask, (list, tuple)) or not mask:
+            raise InputError("expected a mask: (F, H, W) array or a list of frames", field="mask")
+        try:
+            mask = np.stack(
+                [np.asarray(m.convert("L")) if hasattr(m, "convert") else np.asarray(m) for m in mask]
+            )
+        except ValueError as exc:  # frames of different sizes
+            raise InputError(f"the mask's frames differ in size ({exc})", field="mask") from exc
+    if not (mask.dtype == np.bool_ or np.issubdtype(mask.dtype, np.number)):
+        raise InputError(f"the mask must be numbers or booleans, got {mask.dtype}", field="mask")
     m = mask.astype(np.float32) / 255.0 if mask.dtype == np.uint8 else mask.astype(np.float32)
     if m.ndim == 4:
         m = m[..., 0]  # as diffusers: the first channel decides
