@@ -117,9 +117,17 @@ def main() -> None:
 def blocks_offload(ours, resident_out, inputs, device: torch.device, repeats: int) -> None:
     """The same DiT with offload "blocks" (weights in pinned host memory, one block on the device at a
     time): step time, peak device memory and the output against the resident run's (should be equal)."""
-    from yingxi.pipelines.wan.offload import Placement
+    from yingxi.pipelines.offload import Placement
+    from yingxi.pipelines.wan.common import WAN_OFFLOAD_ORDER, WAN_STREAMED
 
-    placement = Placement({"transformer": ours}, device, offload="blocks", force=device.type == "cpu")
+    placement = Placement(
+        {"transformer": ours},
+        device,
+        order=WAN_OFFLOAD_ORDER,
+        streamed=WAN_STREAMED,
+        offload="blocks",
+        force=device.type == "cpu",
+    )
     with placement.use("transformer") as model:
         got, seconds, peak = measure(lambda: model(*inputs), device, repeats)
     placement.release()

@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from yingxi.backends.registry import backends_help, get_spec
 from yingxi.cli_checks import (
     EXIT_TERMINATED,
     Terminated,
@@ -19,7 +20,7 @@ from yingxi.cli_checks import (
     version,
 )
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
-from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
+from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_options
 from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
 from yingxi.errors import InputError, ModelNotFoundError, YingxiError
 from yingxi.film.model import RATIOS, RESOLUTIONS, Film
@@ -55,7 +56,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, help="seconds, for a plain one-shot prompt (default 5)")
     p.add_argument("--fit", help="how first frames and keyframes meet the frame: cover (crop, the default), "
                    "contain (bars) or blur (blurred fill); overrides the script's film-wide fit")  # fmt: skip
-    p.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
+    p.add_argument("--backend", default="animatic", help=f"{backends_help()} (default animatic)")
     p.add_argument(
         "--model", help="Wan variant name (see `yingxi models list`), a model folder or a transformer file"
     )
@@ -162,28 +163,19 @@ def _must_exist(path: Path, field: str) -> Path:
 
 
 def make_backend(args: argparse.Namespace):
-    if args.backend == "animatic":
-        given = {"--model": args.model, "--steps": args.steps, "--guidance": args.guidance, "--dtype": args.dtype,
-                 "--device": args.device, "--offload": None if args.offload == "none" else args.offload,
-                 "--weights": args.weights}  # fmt: skip
-        given.update({f"--{k.replace('_', '-')}": v for k, v in file_parts(args).items()})
-        wan_only = [flag for flag, value in given.items() if value is not None] + wan_only_flags(args)
-        if wan_only:  # a person who gives these expects neural generation; do not quietly draw an animatic
-            raise InputError(
-                f"{', '.join(wan_only)} need --backend wan (the animatic takes none)", field=wan_only[0]
-            )
-        from yingxi.backends.animatic import AnimaticGenerator
+    """The backend --backend names (backends/registry.py), built from the flags it takes; a flag it does
+    not take is refused (a person who gives --steps expects neural generation, not an animatic)."""
+    from yingxi.backends.registry import build_backend, check_options
 
-        return AnimaticGenerator(workers=min(4, os.cpu_count() or 1))  # same frames on any thread count
-    from yingxi.backends.wan import WanGenerator
-
-    if not args.model:
-        raise InputError(
-            "--backend wan needs --model (a variant name from `yingxi models list`, or a folder)"
-        )
-    return WanGenerator(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-                        steps=args.steps, guidance=args.guidance, weights=args.weights,
-                        files=file_parts(args), **wan_options(args))  # fmt: skip
+    given = {"model": args.model, "device": args.device, "dtype": args.dtype, "steps": args.steps,
+             "guidance": args.guidance, "offload": None if args.offload == "none" else args.offload,
+             "weights": args.weights, "files": file_parts(args), "loras": args.lora, "loras_2": args.lora_2,
+             "preset": sampling_preset(args)[0], "schedule": args.schedule, "cache": args.cache}  # fmt: skip
+    spec = get_spec(args.backend, field="--backend")
+    check_options(spec, given, flags=True)  # before LoRA paths are looked at
+    parsed = wan_options(args) if args.lora or args.lora_2 or args.cache else {}  # LoRAs read, cache parsed
+    given.update({k: parsed[k] for k in ("loras", "loras_2", "cache") if k in parsed})
+    return build_backend(args.backend, given, flags=True)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -231,7 +223,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             bar.update(earlier, completed=1.0)
 
     _, encoder_preset, preset_note = sampling_preset(args)
-    preset = encoder_preset or ("veryfast" if args.backend == "animatic" else "medium")
+    preset = encoder_preset or get_spec(args.backend, field="--backend").encoder_preset
     if preset_note:
         console.print(f"[yellow]note:[/] {escape(preset_note)}")
     try:
@@ -281,6 +273,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "camera": p.shot.camera.move.words,
             "transition": p.transition.words,
             "keyframe": p.keyframe_words,  # composition (two-shot, speaker), fit and title-card palette
+            "conditioning": p.conditioning.words,  # references, extension, reference video, generated sound
             "seed": p.seed,
             "dialogue": [f"{d.character}: {d.line}" for d in p.shot.dialogue],
             "voices": {t.character: t.voice for t in ready.takes[p.index - 1]},
@@ -325,6 +318,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     # A terminal's own width; piped, $COLUMNS when set (COLUMNS=80 yingxi plan ... | less), else 200.
     console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
     columns += ("skipped",) if any("skipped" in r for r in rows) else ()
+    columns += ("conditioning",) if any(r["conditioning"] for r in rows) else ()
     print_plan(console, f"{title}: {shots}, {sum(p.duration for p in plans):.2f}s, {size}", rows, columns)
     for name, v in voices.items():
         console.print(Text(f"voice: {name}: {v['voice']} ({v['why']})"))

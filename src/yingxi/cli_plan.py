@@ -29,7 +29,7 @@ def print_plan(console: Console, title: str, rows: list[dict], columns: Sequence
     if wide_enough(console, columns):
         table = Table(title=title)
         for col in columns:
-            wraps = col in ("prompt", "dialogue", "keyframe")
+            wraps = col in ("prompt", "dialogue", "keyframe", "conditioning")
             table.add_column(col, overflow="fold", min_width=len(col), ratio=3 if col == "prompt" else None,
                              no_wrap=not wraps)  # fmt: skip
         for r in rows:

@@ -52,13 +52,6 @@ def sampling_preset(args: argparse.Namespace) -> tuple[str | None, str | None, s
     return preset, encoder, None
 
 
-def wan_only_flags(args: argparse.Namespace) -> list[str]:
-    """The flags given that only the Wan backend takes."""
-    given = {"--lora": args.lora, "--lora-2": args.lora_2, "--schedule": args.schedule,
-             "--preset": sampling_preset(args)[0], "--cache": getattr(args, "cache", None)}  # fmt: skip
-    return [flag for flag, value in given.items() if value]
-
-
 def wan_options(args: argparse.Namespace) -> dict:
     """WanGenerator keyword arguments from the flags."""
     from yingxi.models.lora import parse_lora_spec

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from yingxi.backends.registry import backend_names
 from yingxi.cli_files import add_file_args, file_parts
 from yingxi.errors import InputError
 
@@ -16,7 +17,7 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
-    serve.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
+    serve.add_argument("--backend", default="animatic", help=f"{backend_names_help()} (default animatic)")
     serve.add_argument("--model")
     add_file_args(serve)
     serve.add_argument("--workers", type=int, default=1, help="render processes: one per GPU, or one on CPU")
@@ -39,13 +40,21 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     serve.add_argument("--output-ttl-hours", type=float, default=24.0 * 7, help="delete outputs after this")
     serve.add_argument("--public-url", help="base URL for the links handed out (default: from each request)")
     _scale_args(serve)
+    serve.add_argument("--pool", default="local", metavar="local|ray|ray://HEAD[:PORT]",
+                       help="where workers run: local (--workers processes here), ray (a Ray cluster on this "
+                            "machine, or RAY_ADDRESS), ray://HEAD[:PORT] (a Ray cluster through Ray Client, "
+                            "port 10001 by default): one worker actor per GPU (wan) or CPU (animatic), claiming "
+                            "jobs from --database-url (PostgreSQL)")  # fmt: skip
+    serve.add_argument("--pool-workers", type=int, default=0, metavar="N",
+                       help="with --pool ray: this many worker actors (default: one per GPU, or per CPU for "
+                            "the animatic, of the whole cluster)")  # fmt: skip
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="json: one object a line with request id, tenant and job id")  # fmt: skip
 
     worker = sub.add_parser("worker", help="render jobs from a shared job database (no API; see serve)")
     worker.add_argument("--data-dir", type=Path, default=Path("yingxi-data"),
                         help="the folder every API server and worker shares (inputs and outputs)")  # fmt: skip
-    worker.add_argument("--backend", default="animatic", choices=("animatic", "wan"))
+    worker.add_argument("--backend", default="animatic", help=f"{backend_names_help()} (default animatic)")
     worker.add_argument("--model")
     worker.add_argument("--device", help="torch device (default: cuda:<worker> if present)")
     worker.add_argument("--gpus", type=int, default=1, help="worker processes here, one per GPU (default 1)")
@@ -67,6 +76,10 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     revoke.add_argument("name")
     revoke.add_argument("--data-dir", type=Path, default=Path("yingxi-data"))
     _scale_args(revoke)
+
+
+def backend_names_help() -> str:
+    return ", ".join(backend_names())
 
 
 def _scale_args(p: argparse.ArgumentParser) -> None:
@@ -96,6 +109,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         database_url=args.database_url,
         log_format=args.log_format,
+        pool=args.pool,
+        pool_workers=args.pool_workers,
     )
     run(settings)
     return 0
@@ -128,8 +143,9 @@ def _server_cache(args: argparse.Namespace) -> str | None:
     """serve --cache, checked now (a bad name exits 2 here, not in every worker)."""
     if not args.cache:
         return None
-    if args.backend != "wan":
-        raise InputError("--cache needs --backend wan (the animatic has no steps)", field="--cache")
+    from yingxi.backends.registry import check_options, get_spec
+
+    check_options(get_spec(args.backend, field="--backend"), {"cache": args.cache}, flags=True)
     from yingxi.pipelines.wan.cache import parse_cache
 
     spec = parse_cache(args.cache, field="--cache")

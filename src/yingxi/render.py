@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from yingxi.backends.base import Clip, ClipRequest, Generator
+from yingxi.conditioning import heard_references, with_audio_conditioning
+from yingxi.conditioning_items import conditioning_items, with_previous_frames
 from yingxi.director.plan import ShotPlan, plan
 from yingxi.editor import fit_dialogue, load_music, record_dialogue, stream_frames, timeline, write_srt
 from yingxi.editor.export import check_export, shot_path, write_export, write_shot
@@ -19,6 +21,7 @@ from yingxi.keyframes import keyframe_images, load_fitted
 from yingxi.media.files import check_writable
 from yingxi.media.image import fit_image, load_image, save_png
 from yingxi.media.video import write_mp4
+from yingxi.media.watermark import add_watermark
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,14 @@ class Prepared:
     notes: list[str]
     music: np.ndarray | None  # float32 (N, 2), decoded
     references_ok: bool = True  # the backend takes reference images
+    kinds: frozenset[str] = frozenset()  # the conditioning item kinds the backend takes (Capabilities)
 
     def request(self, i: int) -> ClipRequest:
         """Shot i's request, its images decoded now (a "continue" shot's first frame is a placeholder until
         shooting). Not kept for every shot: a 10-minute film's keyframes at 1080p would be 0.7 GB."""
         p = self.plans[i]
-        return _request(self.film, p, self.references_ok, self.takes[p.index - 1])
+        request = _request(self.film, p, self.references_ok, self.takes[p.index - 1])
+        return with_audio_conditioning(request, self.film, p, self.kinds)
 
 
 def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -> Prepared:
@@ -82,20 +87,22 @@ def prepare(film: Film, backend: Generator, *, grow_for_dialogue: bool = True) -
     dialogue recorded and fitted, music decoded, the plan made, every image decoded, the backend's checks run."""
     if not film.shots:  # the parsers never make one; a Film built in Python can
         raise InputError("the film has no shots; give it at least one", field="shots")
+    kinds = backend.capabilities.conditioning_kinds
+    film, heard = heard_references(film, kinds, backend.name)  # what this backend cannot take, said
     takes = record_dialogue(film)
     film, notes = fit_dialogue(film, takes, grow=grow_for_dialogue)
     music = load_music(film)
     plans = plan(film, backend.capabilities)
-    notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
-    ready = Prepared(film, takes, plans, notes, music, "references" in backend.capabilities.conditionings)
-    check = getattr(backend, "check", None)
+    notes = heard + list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
+    ready = Prepared(
+        film, takes, plans, notes, music, "references" in backend.capabilities.conditionings, kinds
+    )
     for i, p in enumerate(plans):  # every image decoded and every request checked, one shot at a time
         r = ready.request(i)
-        if check is not None:
-            try:
-                check(r)
-            except InputError as e:  # the backend knows the field; the person needs the shot too
-                raise type(e)(e.message, shot=p.index, field=e.field, file=e.file) from None
+        try:
+            backend.check(r)
+        except InputError as e:  # the backend knows the field; the person needs the shot too
+            raise type(e)(e.message, shot=p.index, field=e.field, file=e.file) from None
     return ready
 
 
@@ -110,11 +117,12 @@ def render(
     grow_for_dialogue: bool = True,
     encoder_preset: str = "medium",
     export: str | None = None,
+    watermark: bool = False,
 ) -> RenderResult:
     """Plan, shoot each shot, edit, and write `out` atomically. Raises InputError / RenderError.
     `encoder_preset` is x264's speed/size trade-off: "veryfast" suits animatic previews.
     `export`: also write the edit for an editor ("otio", "edl", "fcpxml": editor.export), with each shot's
-    clip file written as it is shot."""
+    clip file written as it is shot. `watermark`: Ark's "AI生成" mark in the corner of every frame."""
     started = time.perf_counter()
     out = Path(out)
     check_writable(out, field="output")  # before any work: with wan a render takes hours
@@ -126,15 +134,17 @@ def render(
     ready = prepare(film, backend, grow_for_dialogue=grow_for_dialogue)
     film, plans = ready.film, ready.plans
     cut = timeline(film, plans, ready.takes, burn_subtitles=burn_subtitles, music=ready.music)
-    previous_last: list[np.ndarray] = []  # the last shot's last frame, for a "continue" keyframe
+    previous_last: list[np.ndarray] = []  # copies of the last shot's last frames, for a "continue"
     all_shot: list[bool] = []  # [True] once the last shot is shot: the rest is editing and encoding
     evaluations: list[int | None] = []  # per shot: transformer forward passes (None: not a neural backend)
     skipped: list[int | None] = []  # per shot: passes a step cache skipped (None: no cache)
 
     def shoot(i: int) -> Clip:
         p, request = plans[i], ready.request(i)
-        if p.keyframe.source == "continue":
-            request = _replace_first_frame(request, previous_last[0])
+        if p.conditioning.extend_frames:  # video extension: its last frames, not a first frame
+            request = with_previous_frames(request, previous_last[0][-p.conditioning.extend_frames :])
+        elif p.keyframe.source == "continue":
+            request = _replace_first_frame(request, previous_last[0][-1])
 
         def shot_progress(fraction: float) -> None:
             done = (p.index - 1 + min(max(fraction, 0.0), 1.0)) / total
@@ -152,7 +162,8 @@ def render(
                 f"shot {p.index}: backend {backend.name} returned {clip.num_frames} frames of "
                 f"{clip.frames.shape[2]}x{clip.frames.shape[1]}, planned {p.num_frames} of {p.width}x{p.height}"
             )
-        previous_last[:] = [np.array(clip.frames[-1])]
+        keep = max([1] + [q.conditioning.extend_frames for q in plans[i + 1 : i + 2]])  # what the next needs
+        previous_last[:] = [np.array(clip.frames[-keep:])]  # a copy: the clip itself is freed
         if export is not None:
             try:
                 write_shot(cut, i, clip, out, film.fps, encoder_preset)
@@ -176,7 +187,7 @@ def render(
                 done = max(0, i - last_shot_starts) / max(1, cut.num_frames - last_shot_starts)
                 fraction = PREPARE_SHARE + SHOOT_SHARE + (1 - PREPARE_SHARE - SHOOT_SHARE) * done
                 report(ProgressEvent(total + 1, total, fraction, "editing and encoding"))
-            yield frame
+            yield add_watermark(frame) if watermark else frame
 
     srt_path = out.with_suffix(".srt") if cut.subtitles else None
     try:
@@ -233,11 +244,11 @@ def _request(film: Film, p: ShotPlan, references_ok: bool = True, takes: list | 
     """The backend's view of a shot: pixels, not paths; no film, no transitions."""
     key = p.keyframe
     first, cuts = keyframe_images(p, takes or [], film.fps)  # fitted, composed, cut to each speaker
-    if key.source == "continue":
+    if key.source == "continue" and not p.conditioning.extend_frames:
         first = np.zeros((p.height, p.width, 3), np.uint8)  # placeholder until the previous shot exists
     last = load_fitted(p.last_frame, p, "last_frame", key.fit) if p.last_frame is not None else None
-    refs = []
-    for name in p.shot.featured if references_ok else ():
+    refs = []  # the older reference_images, for backends that take them but not "reference" items
+    for name in p.shot.featured if references_ok and not p.conditioning.references else ():
         character = film.character(name)
         if character is not None and character.image is not None:
             refs.append(_image(character.image, p, f"characters.{character.name}.image"))
@@ -257,6 +268,8 @@ def _request(film: Film, p: ShotPlan, references_ok: bool = True, takes: list | 
         cuts=cuts,
         palette=tuple(rgb for _, rgb in p.palette),
         preset=film.preset,
+        conditioning=conditioning_items(p),
+        generate_audio=p.conditioning.generate_audio,
     )
 
 

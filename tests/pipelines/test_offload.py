@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from yingxi.pipelines.wan.offload import OFFLOAD_ORDER, Placement, offload_mode, pack_, stream_blocks
+from yingxi.pipelines.offload import Placement, offload_mode, pack_, stream_blocks
+from yingxi.pipelines.wan.common import WAN_OFFLOAD_ORDER, WAN_STREAMED
 
 
 class FakeModule:
@@ -29,10 +30,12 @@ def fakes(*names):
 
 
 def test_offload_keeps_one_component_on_the_device_at_a_time():
-    parts = fakes(*OFFLOAD_ORDER)
-    placement = Placement(parts, torch.device("cuda"), offload=True)
+    parts = fakes(*WAN_OFFLOAD_ORDER)
+    placement = Placement(
+        parts, torch.device("cuda"), order=WAN_OFFLOAD_ORDER, streamed=WAN_STREAMED, offload=True
+    )
     assert placement.on_device() == []  # everything starts on the CPU
-    for name in OFFLOAD_ORDER:
+    for name in WAN_OFFLOAD_ORDER:
         with placement.use(name) as component:
             assert component is parts[name]
             assert placement.on_device() == [name]
@@ -44,7 +47,13 @@ def test_offload_keeps_one_component_on_the_device_at_a_time():
 
 def test_without_offload_everything_stays_on_the_device():
     parts = fakes("text_encoder", "transformer", "vae")
-    placement = Placement(parts | {"image_encoder": None}, torch.device("cuda"), offload=False)
+    placement = Placement(
+        parts | {"image_encoder": None},
+        torch.device("cuda"),
+        order=WAN_OFFLOAD_ORDER,
+        streamed=WAN_STREAMED,
+        offload=False,
+    )
     with placement.use("vae"):
         assert placement.on_device() == ["text_encoder", "transformer", "vae"]
     placement.release()
@@ -53,10 +62,14 @@ def test_without_offload_everything_stays_on_the_device():
 
 def test_offload_on_cpu_is_a_no_op_and_unknown_parts_are_refused():
     parts = fakes("transformer")
-    placement = Placement(parts, torch.device("cpu"), offload=True)
+    placement = Placement(
+        parts, torch.device("cpu"), order=WAN_OFFLOAD_ORDER, streamed=WAN_STREAMED, offload=True
+    )
     assert not placement.offload
-    with pytest.raises(ValueError, match="not in OFFLOAD_ORDER"):
-        Placement(fakes("unet"), torch.device("cuda"), offload=True)
+    with pytest.raises(ValueError, match="not in the offload order"):
+        Placement(
+            fakes("unet"), torch.device("cuda"), order=WAN_OFFLOAD_ORDER, streamed=WAN_STREAMED, offload=True
+        )
 
 
 def tiny_dit():
@@ -80,7 +93,14 @@ def test_block_streaming_gives_the_same_output_and_keeps_weights_home():
     dit = tiny_dit()
     with torch.no_grad():
         expected = dit(*dit_inputs())
-        placement = Placement({"transformer": dit}, torch.device("cpu"), offload="blocks", force=True)
+        placement = Placement(
+            {"transformer": dit},
+            torch.device("cpu"),
+            order=WAN_OFFLOAD_ORDER,
+            streamed=WAN_STREAMED,
+            offload="blocks",
+            force=True,
+        )
         assert placement.streamed == {"transformer"}
         homes = [p.data.data_ptr() for p in dit.blocks.parameters()]
         with placement.use("transformer") as model:
@@ -91,7 +111,7 @@ def test_block_streaming_gives_the_same_output_and_keeps_weights_home():
 
 def test_block_streaming_moves_each_block_in_only_for_its_forward(monkeypatch):
     """This machine has no accelerator: a copy on the CPU stands in for the host-to-device copy."""
-    from yingxi.pipelines.wan import offload
+    from yingxi.pipelines import offload
 
     copies = []
 
@@ -103,7 +123,14 @@ def test_block_streaming_moves_each_block_in_only_for_its_forward(monkeypatch):
     dit = tiny_dit()
     with torch.no_grad():
         expected = dit(*dit_inputs())
-        placement = Placement({"transformer": dit}, torch.device("cpu"), offload="blocks", force=True)
+        placement = Placement(
+            {"transformer": dit},
+            torch.device("cpu"),
+            order=WAN_OFFLOAD_ORDER,
+            streamed=WAN_STREAMED,
+            offload="blocks",
+            force=True,
+        )
         homes = [{p.data_ptr() for p in block.parameters()} for block in dit.blocks]
         during = []
         for block in dit.blocks:  # registered after the streaming hooks: sees the block as its forward does
@@ -160,3 +187,18 @@ def test_pinned_block_streaming_packs_each_weight_once_and_keeps_outputs():
         got = dit(*dit_inputs())
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert len(storages) == 1  # the tiny model's blocks fit one 1 GiB buffer
+
+
+def test_the_order_is_data_another_familys_parts_work_too():
+    """The shared Placement knows no family's names: an LTX-2-like order (with an audio VAE and vocoder)
+    places its parts the same way, and on_device() reports in that order."""
+    order = ("text_encoder", "connectors", "transformer", "vae", "audio_vae", "vocoder")
+    parts = fakes(*order)
+    placement = Placement(parts, torch.device("cuda"), order=order, offload="model")
+    for name in order:
+        with placement.use(name):
+            assert placement.on_device() == [name]
+    with pytest.raises(ValueError, match="not in the offload order"):
+        Placement(fakes("image_encoder"), torch.device("cuda"), order=order, offload=True)
+    everything = Placement(fakes(*order), torch.device("cuda"), order=order, offload=False)
+    assert everything.on_device() == list(order)

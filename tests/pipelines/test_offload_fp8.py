@@ -8,8 +8,9 @@ from test_offload import dit_inputs, tiny_dit
 from yingxi.models.fp8 import module_bytes, quantize_linears_
 from yingxi.models.quant import QuantLinear
 from yingxi.models.wan.loading import FP8_LAYERS
-from yingxi.pipelines.wan import offload
-from yingxi.pipelines.wan.offload import Placement, pack_, stream_blocks
+from yingxi.pipelines import offload
+from yingxi.pipelines.offload import Placement, pack_, stream_blocks
+from yingxi.pipelines.wan.common import WAN_OFFLOAD_ORDER, WAN_STREAMED
 
 
 def fp8_dit():
@@ -33,7 +34,14 @@ def test_streamed_fp8_blocks_give_the_resident_output_and_move_only_the_quantize
     )
     with torch.no_grad():
         expected = dit(*dit_inputs())
-        placement = Placement({"transformer": dit}, torch.device("cpu"), offload="blocks", force=True)
+        placement = Placement(
+            {"transformer": dit},
+            torch.device("cpu"),
+            order=WAN_OFFLOAD_ORDER,
+            streamed=WAN_STREAMED,
+            offload="blocks",
+            force=True,
+        )
         with placement.use("transformer") as model:
             got = model(*dit_inputs())
     assert torch.equal(got, expected)

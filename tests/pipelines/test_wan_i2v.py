@@ -14,7 +14,7 @@ from PIL import Image
 
 import yingxi
 from yingxi.errors import InputError
-from yingxi.pipelines.wan import OFFLOAD_ORDER
+from yingxi.pipelines.wan import WAN_OFFLOAD_ORDER
 from yingxi.pipelines.wan.i2v import frame_mask
 
 W, H, F, STEPS = 32, 32, 9, 3
@@ -96,7 +96,12 @@ def test_components_are_used_in_offload_order(tiny_wan):
     pipe.placement.use = recording_use
     pipe(prompt="a cat", image=random_image(W, H, 0), width=W, height=H, num_frames=5, num_inference_steps=3,
          shift=3.0, seed=0)  # fmt: skip
-    # The VAE also encodes the first frame before sampling; otherwise parts run in OFFLOAD_ORDER.
+    # The VAE also encodes the first frame before sampling; otherwise parts run in WAN_OFFLOAD_ORDER.
     assert used == ["text_encoder", "vae", "transformer", "transformer_2", "vae"]
-    assert [n for n in OFFLOAD_ORDER if n in used] == ["text_encoder", "transformer", "transformer_2", "vae"]
+    assert [n for n in WAN_OFFLOAD_ORDER if n in used] == [
+        "text_encoder",
+        "transformer",
+        "transformer_2",
+        "vae",
+    ]
     assert torch.get_num_threads() == 1

@@ -159,7 +159,8 @@ def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
 
 def test_audio_and_video_references_are_probed_and_audio_is_heard(live, tmp_path):
     clip = tmp_path / "ref.mp4"
-    write_mp4(clip, (np.full((64, 96, 3), 90, np.uint8) for _ in range(6)), fps=12, width=96, height=64)
+    # 2 s: Seedance 2.0's least for reference videos in all
+    write_mp4(clip, (np.full((64, 96, 3), 90, np.uint8) for _ in range(24)), fps=12, width=96, height=64)
     wrapped = "\n".join(textwrap.wrap(base64.b64encode(wav_bytes()).decode(), 76))  # MIME-style line breaks
     body = {"model": "m", "content": [
         {"type": "text", "text": "a bell rings --dur 2 --rs 480p --fps 12"},

@@ -97,7 +97,8 @@ def test_uploads_are_decoded_not_trusted(live, http):
     assert err["param"] == "content[1].image_url.url"
     text_as_audio = {"type": "audio_url", "audio_url": {"url": data_url(b"hello" * 100, "audio/mpeg")},
                      "role": "reference_audio"}  # fmt: skip
-    assert_error(http.post(TASKS, json=ark_body(text_as_audio)), 415)
+    # beside an image: Seedance 2.0 takes no audio alone
+    assert_error(http.post(TASKS, json=ark_body(image_item(data_url(png_bytes())), text_as_audio)), 415)
     # A multipart upload named like a path: the name is only a label, nothing is written outside the task.
     files = {"../../evil.png": ("../../../evil.png", b"<?php ?>", "image/png")}
     request = ark_body(image_item("upload://../../../evil.png", "first_frame"))

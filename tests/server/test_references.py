@@ -84,21 +84,29 @@ def test_ark_sdk_prompt_mentions_tie_each_reference_to_its_characters_shots(live
     assert task.revised_prompt == MENTIONS.strip() or task.revised_prompt == MENTIONS  # the text as sent
 
 
-def test_ark_sdk_named_items_and_a_first_frame_are_both_used(live, tmp_path):
-    """Named items (yingxi's `name` on a reference_image) with a first frame: the first frame opens shot 1,
-    each character's reference is the keyframe of the shots where they speak."""
-    text = """Shot 1 (1s, medium, static): Dawn over the river.
-Shot 2 (1s, medium, static): The young man turns.
+def test_ark_sdk_named_items_are_used_and_a_first_frame_beside_them_is_refused(live, tmp_path):
+    """Named items (yingxi's `name` on a reference_image): each character's reference is the keyframe of the
+    shots where they speak. Seedance 2.0 does not mix first/last-frame mode with reference mode: adding a
+    first frame is a 400 naming the item and the rule."""
+    text = """Shot 1 (1s, medium, static): The young man turns.
 XIAO LI: "You?"
-Shot 3 (1s, medium, static): The old man nods.
+Shot 2 (1s, medium, static): The old man nods.
 OLD JIA: "Yes."
 """
-    content = [{"type": "text", "text": text}, image_item(solid(GREEN), "first_frame"),
-               image_item(solid(RED), "reference_image", "OLD JIA"),
+    content = [{"type": "text", "text": text}, image_item(solid(RED), "reference_image", "OLD JIA"),
                image_item(solid(BLUE), "reference_image", "XIAO LI")]  # fmt: skip
     task = run_ark(live, content)
-    colours = shot_colours(httpx.get(task.content.video_url, timeout=30).content, tmp_path, 3)
-    assert near(colours[0], GREEN) and near(colours[1], BLUE) and near(colours[2], RED), colours
+    colours = shot_colours(httpx.get(task.content.video_url, timeout=30).content, tmp_path, 2)
+    assert near(colours[0], BLUE) and near(colours[1], RED), colours
+    with pytest.raises(ArkBadRequestError) as e:
+        ark(live).content_generation.tasks.create(
+            model="m", content=[*content, image_item(solid(GREEN), "first_frame")]
+        )
+    assert e.value.body["code"] == "InvalidParameter" and e.value.body["param"] == "content[3].role"
+    assert e.value.body["message"].startswith(
+        "content[3]: first/last frame content cannot be mixed with reference media content (content[3] is a "
+        "first_frame, content[1] a reference_image)"
+    )
 
 
 def test_ark_mentions_past_the_items_and_misspelt_names_are_400s(live):
@@ -110,6 +118,7 @@ def test_ark_mentions_past_the_items_and_misspelt_names_are_400s(live):
             image_item(solid(BLUE), "reference_image")])  # fmt: skip
     message = e.value.body["message"] if isinstance(e.value.body, dict) else str(e.value)
     assert '"@图片3" refers to reference image 3, but the request has 2 reference images' in message
+    assert message.endswith("the closest is @image2")
 
     text = 'Shot 1 (1s): The river.\nOLD JIA: "Hello."\nShot 2 (1s): The fire.'
     with live.http(live.alice) as http:

@@ -394,3 +394,48 @@ def test_output_bytes_quota_and_row_retention(open_store):
     clock.t += 501
     store.expire(retention_seconds=1000)
     assert store.get(job.id) is None  # then the record goes too
+
+
+def test_flex_tier_jobs_are_claimed_after_every_default_one(open_store):
+    """Ark's service_tier "flex": a flex job queued first still waits for the default jobs queued after it."""
+    store = open_store()
+
+    def job(tier: str | None):
+        api = {} if tier is None else {"service_tier": tier}
+        return store.create(
+            tenant="t", kind="ark", model="m", request={"text": "x", "api": api}, max_attempts=3
+        )
+
+    flex1, default1, flex2, old, default2 = (
+        job("flex"),
+        job("default"),
+        job("flex"),
+        job(None),
+        job("default"),
+    )
+    order = [store.claim("w")[0].id for _ in range(5)]
+    assert order == [default1.id, old.id, default2.id, flex1.id, flex2.id]
+    assert store.claim("w") is None
+
+
+def test_a_queued_task_not_started_by_execution_expires_after_expires_as_ark_says(open_store):
+    """Ark's execution_expires_after: a task still queued past it is `expired` (with an error saying so) and
+    is never claimed; a flex task waiting behind default ones expires the same way."""
+    from yingxi.server.views import ark_task
+
+    clock = Clock()
+    store = open_store(clock)
+    request = {"text": "x", "api": {"service_tier": "flex", "execution_expires_after": 3600}}
+    job = store.create(tenant="t", kind="ark", model="m", request=request, max_attempts=3, queue_seconds=3600)
+    clock.t += 3599
+    assert store.expire() == [] and store.get(job.id).status == JobStatus.QUEUED
+    clock.t += 2
+    assert [j.id for j in store.expire()] == [job.id]
+    assert store.claim("w") is None
+    view = ark_task(store.get(job.id), lambda *a, **k: "")
+    assert (view["status"], view["service_tier"], view["execution_expires_after"]) == (
+        "expired",
+        "flex",
+        3600,
+    )
+    assert view["error"]["code"] and "content" not in view

@@ -319,6 +319,8 @@ def test_studio_attaches_previews_and_sends_reference_images(
     refs.nth(1).locator("button.remove").click()  # drop the second reference (red.png)
     expect(refs).to_have_count(1)
     expect(refs.nth(0).locator(".thumb-name")).to_have_text("blue.png")
+    firsts.nth(0).locator("button.remove").click()  # Seedance 2.0 takes a first frame or references, not both
+    expect(firsts).to_have_count(0)
 
     page.fill("#prompt", "The lantern glows.")  # one shot: the duration field applies
     expect(page.locator("#duration")).to_be_enabled()
@@ -332,8 +334,7 @@ def test_studio_attaches_previews_and_sends_reference_images(
     task = server.api("GET", f"{TASKS}/{task_id}").json()
     assert (task["ratio"], task["resolution"], task["duration"], task["seed"]) == ("1:1", "480p", 2, 7)
     inputs = server.data_dir / "tasks" / task_id / "inputs"
-    assert sorted(p.name for p in inputs.iterdir()) == ["first_frame.png", "reference_image_1.png"]
-    assert np.array_equal(np.asarray(Image.open(inputs / "first_frame.png").convert("RGB")), red)
+    assert sorted(p.name for p in inputs.iterdir()) == ["reference_image_1.png"]
     assert np.array_equal(np.asarray(Image.open(inputs / "reference_image_1.png").convert("RGB")), blue)
     assert js_errors == []
 

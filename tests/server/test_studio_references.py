@@ -94,7 +94,7 @@ def test_studio_named_references_music_and_burnt_in_subtitles(
     task_id = page.text_content("#task-id")
 
     inputs = server.data_dir / "tasks" / task_id / "inputs"
-    assert sorted(p.name for p in inputs.iterdir()) == ["reference_audio_1.wav", "reference_image_1.png",
+    assert sorted(p.name for p in inputs.iterdir()) == ["music.wav", "reference_image_1.png",
                                                         "reference_image_2.png"]  # fmt: skip
     store = JobStore(server.data_dir / "jobs.db")
     job = store.get(task_id)

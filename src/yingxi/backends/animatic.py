@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Real
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from yingxi.backends.animatic_card import TEXT_HEIGHT, TEXT_WIDTH, title_card, type_size
 from yingxi.backends.base import CameraPath, Capabilities, Clip, ClipRequest, ShotProgress
+from yingxi.backends.checks import refuse_unsupported
 from yingxi.director.camera import ease
 from yingxi.errors import CapabilityError
 from yingxi.media.image import blurred_fill
 
-__all__ = ["AnimaticGenerator", "view_homographies"]
+__all__ = ["AnimaticGenerator", "build_animatic", "view_homographies"]
 
 MAX_YAW_DEG = 12.0  # an orbit's full turn (yaw = +-1) is shown as the picture turning this far
 FOCAL = 1.0  # focal length in frame widths for the orbit's perspective (about a 53-degree view)
@@ -296,11 +299,13 @@ class AnimaticGenerator:
 
     def check(self, request: ClipRequest) -> None:
         """Every check `generate` makes, without shooting: render() calls it on all shots before the first."""
+        refuse_unsupported(request, self.capabilities, "the animatic")
         _check_request(request)
         if request.camera is not None:
             _check_path(request.camera, int(request.num_frames))
 
     def generate(self, request: ClipRequest, progress: ShotProgress | None = None) -> Clip:
+        refuse_unsupported(request, self.capabilities, "the animatic")
         _check_request(request)
         w, h, n = int(request.width), int(request.height), int(request.num_frames)
         maps = view_homographies(request.camera, w, h, n)  # (F, 3, 3) frame -> virtual keyframe at medium
@@ -345,3 +350,9 @@ class AnimaticGenerator:
                 if progress is not None:
                     progress((i + 1) / n)
         return Clip(frames=frames, fps=float(request.fps))
+
+
+def build_animatic(model: str | None, options: dict[str, Any]) -> AnimaticGenerator:
+    """The registry's builder (the animatic takes no model and no options): frames are the same on any
+    thread count, so it warps on up to 4."""
+    return AnimaticGenerator(workers=min(4, os.cpu_count() or 1))

@@ -86,9 +86,14 @@ class Clip:
 
 
 class Generator(Protocol):
+    """A camera. `check` refuses, before any work, a request `generate` would refuse (a conditioning kind,
+    size or frame count its capabilities exclude), so a film fails on its first shot's plan, not its last."""
+
     name: str
 
     @property
     def capabilities(self) -> Capabilities: ...
+
+    def check(self, request: ClipRequest) -> None: ...
 
     def generate(self, request: ClipRequest, progress: ShotProgress | None = None) -> Clip: ...

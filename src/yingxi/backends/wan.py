@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
+from yingxi.backends.checks import refuse_unsupported
 from yingxi.backends.wan_vace import VACE_KINDS, vace_args
 from yingxi.errors import CapabilityError, InputError, ModelNotFoundError
 from yingxi.models import hub
 from yingxi.models.wan.config import WAN_NEGATIVE_PROMPT, WanVariant, variants_with
 
-__all__ = ["OPTIONS", "WanGenerator"]
+__all__ = ["OPTIONS", "WanGenerator", "build_wan", "door_wan"]
 
 OPTIONS = {
     "shift": "number > 0: flow shift of the sigma schedule (default: the variant's)",
@@ -175,6 +176,7 @@ class WanGenerator:
         """CapabilityError for a shot this model cannot make; ModelNotFoundError when its weights are absent."""
         v, caps = self.variant, self.capabilities
         self._check_conditioning(request)
+        refuse_unsupported(request, caps, v.name)
         m = caps.size_multiple
         for name in ("width", "height"):
             value = getattr(request, name)
@@ -230,12 +232,6 @@ class WanGenerator:
         if self.vace:
             vace_args(request, v.name)
             return
-        if request.conditioning:
-            raise CapabilityError(
-                f"{v.name} takes no conditioning items ({request.conditioning[0].kind}); "
-                f"VACE variants do: {variants_with('references')}",
-                field="conditioning",
-            )
         can = set(v.conditionings)
         if request.reference_images:
             raise CapabilityError(
@@ -443,3 +439,20 @@ def split_lora_pair(
         if low:
             return [lora for lora in loras if lora not in low], low
     return loras, None
+
+
+def build_wan(model: str | None, options: dict[str, Any]) -> WanGenerator:
+    """The registry's builder: a WanGenerator over `model` with the options given (weights load on the
+    first shot). `files` carries the single-file parts, comfy_root among them (its loras/ hold presets')."""
+    files = dict(options.get("files") or {})
+    return WanGenerator(model, device=options.get("device"), dtype=options.get("dtype"),
+                        offload=options.get("offload") or "none", steps=options.get("steps"),
+                        guidance=options.get("guidance"), weights=options.get("weights"), files=files,
+                        loras=options.get("loras") or (), loras_2=options.get("loras_2"),
+                        preset=options.get("preset"), schedule=options.get("schedule") or "wan",
+                        comfy_root=files.get("comfy_root"), cache=options.get("cache"))  # fmt: skip
+
+
+def door_wan(model: str | None, options: dict[str, Any]) -> WanGenerator:
+    """The API process's WanGenerator: capabilities and checks from the variant, no weights loaded."""
+    return WanGenerator(model, files=options.get("files") or None)

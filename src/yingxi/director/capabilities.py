@@ -18,8 +18,11 @@ class Capabilities:
     min_frames: int = 1
     max_frames: int | None = None
     native_fps: float | None = None  # None: shoots at whatever fps is asked
-    # `ClipRequest.conditioning` item kinds it takes ("reference", "video", "image", "control", "audio")
+    # ClipRequest.conditioning kinds it takes ("image", "video", "reference", "control", "audio"); the
+    # director turns characters' references, "continue" and reference videos into these where it can.
     conditioning_kinds: frozenset[str] = frozenset()
+    audio: bool = False  # it can return the shot's own sound (ClipRequest.generate_audio -> Clip.audio)
+    extension_frames: int = 9  # frames of the previous shot a "continue" hands on as a "video" item
 
     def legal_frames(self, wanted: int) -> int:
         """The legal frame count nearest to `wanted` (ties go up), within min/max."""

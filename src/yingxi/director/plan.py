@@ -8,6 +8,7 @@ from pathlib import Path
 
 from yingxi.director.camera import CameraPath, camera_path, camera_phrase
 from yingxi.director.capabilities import Capabilities
+from yingxi.director.conditioning import ShotConditioning, shot_conditioning
 from yingxi.director.palette import RGB, palette_words, style_palette
 from yingxi.errors import CapabilityError, InputError, unknown_word
 from yingxi.film.model import COMPOSITIONS, FITS, Film, Shot, Transition
@@ -31,7 +32,7 @@ MAX_CROP_LOSS = 0.25  # a cover fit that cuts more than this much of a keyframe'
 class Keyframe:
     """Where a shot's first picture comes from, in the order the director tries them."""
 
-    source: str  # "first_frame" | "continue" | "character" | "style" | "title"
+    source: str  # "first_frame" | "continue" | "character" | "style" | "title" | "references"
     path: Path | None = None  # the image, for first_frame / character / style
     character: str | None = None  # whose reference image, for "character"
     on_screen: tuple[str, ...] = ()  # characters the keyframe shows (for "character": whose images, in order)
@@ -47,11 +48,12 @@ class Keyframe:
             text = "two-shot: " + " | ".join(self.on_screen)
         elif self.compose == "speaker":
             text = "speaker: " + ", ".join(dict.fromkeys(self.speakers))
+        elif self.source == "references":  # no first frame: the characters' images are reference items
+            text = "references: " + ", ".join(self.on_screen)
         else:
             text = self.source + (f" ({self.path})" if self.path else "")
-        return (
-            text if self.fit == "cover" or self.source in ("continue", "title") else f"{text}, fit {self.fit}"
-        )
+        plain = self.fit == "cover" or self.source in ("continue", "title", "references")
+        return text if plain else f"{text}, fit {self.fit}"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class ShotPlan:
     last_frame: Path | None
     notes: tuple[str, ...] = ()  # what the director changed and why (snapped durations, sizes)
     palette: tuple[tuple[str, RGB], ...] = ()  # title-card colours named by the style's words, (word, RGB)
+    conditioning: ShotConditioning = ShotConditioning()  # references, extension, reference video, sound
 
     @property
     def keyframe_words(self) -> str:
@@ -263,7 +266,15 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
             )
         keyframe = previous = keyframe_for(film, i, previous, notes)
         notes += _offscreen_speakers(film, shot, keyframe) + _crop_notes(keyframe, width, height)
-        if keyframe.source in IMPLICIT_SOURCES and not caps.conditionings & IMAGE_CONDITIONINGS:
+        conditioning = shot_conditioning(film, shot, keyframe.source, caps, notes)
+        if keyframe.source == "character" and conditioning.references:  # identity, not the first frame
+            keyframe = Keyframe("references", on_screen=keyframe.on_screen, fit=keyframe.fit)
+        extends = conditioning.extend_frames > 0  # a continue that hands on frames, not a first frame
+        if (
+            keyframe.source in IMPLICIT_SOURCES
+            and not extends
+            and not caps.conditionings & IMAGE_CONDITIONINGS
+        ):
             notes.append(
                 f"the {IMPLICIT_SOURCES[keyframe.source]} is not used: this backend shoots from text only"
             )
@@ -295,6 +306,7 @@ def plan(film: Film, caps: Capabilities | None = None) -> list[ShotPlan]:
                 last_frame=shot.last_frame,
                 notes=tuple(notes),
                 palette=palette,
+                conditioning=conditioning,
             )
         )
     return plans

@@ -18,6 +18,7 @@ from yingxi.backends.base import Clip
 from yingxi.director.plan import ShotPlan
 from yingxi.editor.dialogue import SAMPLE_RATE, DialogueTake, place_lines
 from yingxi.editor.mix import MixedTrack, fade_tail, mix
+from yingxi.editor.sound import ShotSounds
 from yingxi.editor.subtitles import Subtitle, SubtitleOverlay, active_subtitle, subtitle_text
 from yingxi.editor.transitions import Window, fade_out, plan_windows
 from yingxi.editor.transitions import mix as mix_frames
@@ -61,6 +62,7 @@ class Cut:
     fade_out_frames: int = 0  # the film's closing fade to black ("fade out"), in frames
     lines: list[tuple[int, DialogueTake]] = field(default_factory=list, repr=False)  # (start sample, take)
     music: np.ndarray | None = field(default=None, repr=False)  # float32 (N, 2) as decoded, before looping
+    sounds: ShotSounds | None = field(default=None, repr=False)  # the shots' own sound, put as they are shot
 
     @property
     def duration(self) -> float:
@@ -169,6 +171,8 @@ def stream_frames(cut: Cut, shoot: Callable[[int], Clip]) -> Iterator[np.ndarray
                 del cut._cache[key]
             loaded += 1
             cut.clips[loaded] = shoot(loaded)
+            if cut.sounds is not None:  # its own sound joins the mix before the encoder reaches it
+                cut.sounds.put(loaded, cut.clips[loaded])
         frame = cut.frame(index)
         if index + 1 < cut.num_frames and _shots_needed(cut, index + 1) > loaded:
             # The consumer still holds this frame while it asks for the next, which shoots: a view into the
@@ -198,6 +202,21 @@ def load_music(film: Film) -> np.ndarray | None:
     return music
 
 
+def sound_effects(film: Film, starts: list[float], frames: list[int], fps: float, n_samples: int) -> list:
+    """(start sample, mono audio) of each shot's sound effects (a reference audio clip the prompt put at the
+    shot: film/mentions.py), from the shot's start, cut at its end; mixed like a line (the music ducks)."""
+    out = []
+    for i, shot in enumerate(film.shots):
+        for path in shot.sounds:
+            try:
+                sound = read_audio(path, SAMPLE_RATE, max_seconds=frames[i] / fps).mean(axis=1)  # (S,)
+            except InputError as e:
+                raise InputError(e.message, file=e.file, field="reference_audio", shot=i + 1) from None
+            start = min(round(starts[i] * SAMPLE_RATE), n_samples)
+            out.append((start, sound[: n_samples - start].astype(np.float32)))
+    return out
+
+
 def assemble(
     film: Film,
     plans: list[ShotPlan],
@@ -214,7 +233,8 @@ def assemble(
             f"assemble needs one plan, clip and take list per shot: {len(film.shots)} shots, "
             f"{len(plans)} plans, {len(clips)} clips, {len(takes)} take lists"
         )
-    cut = timeline(film, plans, takes, burn_subtitles=burn_subtitles, music=music, audio_in_pieces=False)
+    cut = timeline(film, plans, takes, burn_subtitles=burn_subtitles, music=music, audio_in_pieces=False,
+                   clips=clips)  # fmt: skip
     cut.clips[:] = clips
     return cut
 
@@ -227,10 +247,12 @@ def timeline(
     burn_subtitles: bool = False,
     music: np.ndarray | None = None,
     audio_in_pieces: bool = True,
+    clips: list[Clip] | None = None,
 ) -> Cut:
     """The cut before any shot is shot: where each shot and transition sits, the sound track, the subtitles
     (a shot's length comes from its plan). Its clips are None: stream_frames() shoots them as it goes.
-    `audio_in_pieces`: the sound as a MixedTrack, mixed as the encoder reads it (False: mix() it whole now)."""
+    `audio_in_pieces`: the sound as a MixedTrack, mixed as the encoder reads it (False: mix() it whole now,
+    with the shots' own sound from `clips`, when they are given)."""
     if not (len(plans) == len(takes) == len(film.shots)):
         raise ValueError(
             f"a timeline needs one plan and take list per shot: {len(film.shots)} shots, "
@@ -274,9 +296,14 @@ def timeline(
             shown = min(max(take.seconds, MIN_SUBTITLE_SECONDS), next_start - offset)
             subtitles.append(Subtitle(start, start + shown, subtitle_text(take.character, take.text)))
 
+    lines += sound_effects(film, shot_starts, shot_frames, fps, n_samples)
     if music is None:
         music = load_music(film)
-    audio = (MixedTrack if audio_in_pieces else mix)(n_samples, lines, music, SAMPLE_RATE)
+    sounds = shot_sounds(plans, first, fps, n_samples)
+    for i, clip in enumerate(clips or ()):
+        if sounds is not None:
+            sounds.put(i, clip)
+    audio = (MixedTrack if audio_in_pieces else mix)(n_samples, lines, music, SAMPLE_RATE, sounds)
     fade_frames = min(round(film.fade_out * fps), shot_frames[-1])  # "fade out": picture and sound together
     if fade_frames:
         audio = fade_tail(audio, min(n_samples, round(fade_frames / fps * SAMPLE_RATE)))
@@ -296,4 +323,15 @@ def timeline(
         fade_out_frames=fade_frames,
         lines=placed,
         music=music,
+        sounds=sounds,
     )
+
+
+def shot_sounds(plans: list[ShotPlan], first: np.ndarray, fps: float, n_samples: int) -> ShotSounds | None:
+    """Where each shot that asked for its own sound has it: from its first frame's sample for its length
+    on the timeline (None when no shot asked)."""
+    if not any(p.conditioning.generate_audio for p in plans):
+        return None
+    edges = [min(n_samples, round(int(f) / fps * SAMPLE_RATE)) for f in first] + [n_samples]
+    spans = [(edges[i], edges[i + 1]) if p.conditioning.generate_audio else None for i, p in enumerate(plans)]
+    return ShotSounds(spans, SAMPLE_RATE)

@@ -13,6 +13,7 @@ from pathlib import Path
 from yingxi.backends.base import Clip
 from yingxi.editor.cut import Cut
 from yingxi.editor.mix import MUSIC_SEAM, MUSIC_UNDER_DB, loop_to
+from yingxi.editor.sound import as_film_sound
 from yingxi.errors import InputError, unknown_word
 from yingxi.film.model import Film
 from yingxi.media.files import replaced_when_done
@@ -84,11 +85,16 @@ def shot_path(out: Path, index: int) -> Path:
 def write_shot(
     cut: Cut, index: int, clip: Clip, out: Path, fps: float | Fraction, preset: str = "medium"
 ) -> Path:
-    """Shot `index`'s own frames (no transition, no subtitles) as its clip file, as soon as it is shot."""
+    """Shot `index`'s own frames (no transition, no subtitles) as its clip file, as soon as it is shot, with
+    its own generated sound when it asked for some (as the film has it before the mix)."""
     path = shot_path(out, index)
     path.parent.mkdir(parents=True, exist_ok=True)
+    span = cut.sounds.spans[index] if cut.sounds is not None else None
+    sound = None
+    if span is not None and clip.audio is not None:
+        sound = as_film_sound(clip.audio, int(clip.sample_rate), span[1] - span[0], cut.sample_rate)
     return write_mp4(path, cut.shot_frames_of(index, clip), fps=fps, width=cut.width, height=cut.height,
-                     preset=preset)  # fmt: skip
+                     audio=sound, sample_rate=cut.sample_rate, preset=preset)  # fmt: skip
 
 
 def build_timeline(film: Film, cut: Cut, out: Path, name: str | None = None, *, timecode: bool = False):

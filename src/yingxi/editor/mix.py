@@ -1,9 +1,11 @@
-"""The sound mix: dialogue at a steady level, a music bed under it that ducks while anyone speaks."""
+"""The sound mix: dialogue at a steady level, each shot's own generated sound under it (ducked while a line
+plays), and a music bed under both that ducks while anyone speaks or a shot has its own sound."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from yingxi.editor.sound import SOUND_DUCK_DB, ShotSounds
 from yingxi.media.video import AUDIO_RATE as SAMPLE_RATE
 
 DIALOGUE_RMS_DB = -20.0  # dBFS while speaking: each line is brought to this level
@@ -55,16 +57,27 @@ def loop_to(music: np.ndarray, n: int, seam: int = 0) -> np.ndarray:
 def duck_envelope(n: int, spans: list[tuple[int, int]], ramp: int) -> np.ndarray:
     """float32 (n,) in [0, 1]: 1 while a span [start, end) plays, ramping linearly over `ramp` samples before
     it starts and after it ends."""
-    env = np.zeros(n, np.float32)
-    for start, end in spans:
-        lo, hi = max(0, start - ramp), min(n, end + ramp)
+    return duck_between(0, n, spans, ramp)
+
+
+def duck_between(start: int, stop: int, spans: list[tuple[int, int]], ramp: int) -> np.ndarray:
+    """duck_envelope() over samples [start, stop) only: float32 (stop - start,)."""
+    env = np.zeros(stop - start, np.float32)
+    for s, e in spans:
+        lo, hi = max(start, s - ramp), min(stop, e + ramp)
         if lo >= hi:
             continue
         t = np.arange(lo, hi, dtype=np.float32)
-        up = (t - (start - ramp)) / max(ramp, 1)
-        down = ((end + ramp) - t) / max(ramp, 1)
-        env[lo:hi] = np.maximum(env[lo:hi], np.clip(np.minimum(up, down), 0.0, 1.0))
+        up = (t - (s - ramp)) / max(ramp, 1)
+        down = ((e + ramp) - t) / max(ramp, 1)
+        part = np.clip(np.minimum(up, down), 0.0, 1.0)
+        env[lo - start : hi - start] = np.maximum(env[lo - start : hi - start], part)
     return env
+
+
+def under_dialogue(sound: np.ndarray, duck: np.ndarray) -> np.ndarray:
+    """The shots' own sound (n, 2) brought SOUND_DUCK_DB down while dialogue plays (duck: (n,) in [0, 1])."""
+    return sound * (1.0 - (1.0 - db(SOUND_DUCK_DB)) * duck)[:, None]
 
 
 def fade_ends(track: np.ndarray, samples: int) -> np.ndarray:
@@ -99,8 +112,10 @@ def mix(
     lines: list[tuple[int, np.ndarray]],
     music: np.ndarray | None = None,
     sample_rate: int = SAMPLE_RATE,
+    sounds: ShotSounds | None = None,
 ) -> np.ndarray:
-    """float32 (num_samples, 2): dialogue `lines` (start sample, mono audio) centred, over the music bed.
+    """float32 (num_samples, 2): dialogue `lines` (start sample, mono audio) centred, over the shots' own
+    `sounds` (every shot that has one already put), over the music bed.
 
     Lines are placed whole: the caller has made sure they fit (a line is never cut silently).
     """
@@ -113,6 +128,10 @@ def mix(
         dialogue[start:end] += level_speech(audio)
         spans.append((start, end))
     out = np.repeat(dialogue[:, None], 2, axis=1)
+    ramp = int(DUCK_RAMP * sample_rate)
+    if sounds is not None and sounds.planned:
+        out += under_dialogue(sounds.segment(0, num_samples), duck_envelope(num_samples, spans, ramp))
+        spans = spans + sounds.planned  # the music ducks under the shots' sound too
     if music is not None and len(music):
         bed = loop_to(music, num_samples, int(MUSIC_SEAM * sample_rate))
         rms = float(np.sqrt(np.mean(bed.astype(np.float64) ** 2)))
@@ -120,7 +139,7 @@ def mix(
             # Under dialogue the bed sits MUSIC_UNDER_DB below it; a film without lines plays it at their level.
             target = DIALOGUE_RMS_DB + (MUSIC_UNDER_DB if lines else 0.0)
             bed *= db(target) / rms
-            duck = duck_envelope(num_samples, spans, int(DUCK_RAMP * sample_rate))
+            duck = duck_envelope(num_samples, spans, ramp)
             bed *= (1.0 - (1.0 - db(DUCK_DB)) * duck)[:, None]
             out += fade_ends(bed, int(MUSIC_FADE * sample_rate))
     return limit(out.astype(np.float32))
@@ -141,8 +160,10 @@ class MixedTrack:
         lines: list[tuple[int, np.ndarray]],
         music: np.ndarray | None = None,
         sample_rate: int = SAMPLE_RATE,
+        sounds: ShotSounds | None = None,
     ):
         self.n, self.rate = num_samples, sample_rate
+        self.sounds = sounds if sounds is not None and sounds.planned else None
         self.lines = []
         for start, audio in lines:
             if start < 0 or start + len(audio) > num_samples:
@@ -151,6 +172,7 @@ class MixedTrack:
                 )
             self.lines.append((start, level_speech(audio)))
         self.spans = [(s, s + len(a)) for s, a in self.lines]
+        self.duck_spans = self.spans + (self.sounds.planned if self.sounds is not None else [])
         self.music = music if music is not None and len(music) else None
         self.seam = int(MUSIC_SEAM * sample_rate)
         self.gain = 0.0
@@ -203,20 +225,17 @@ class MixedTrack:
             if lo < hi:
                 dialogue[lo - start : hi - start] += audio[lo - s : hi - s]
         out = np.repeat(dialogue[:, None], 2, axis=1)
+        ramp = int(DUCK_RAMP * self.rate)
+        if self.sounds is not None:
+            if stop > self.sounds.horizon():  # the encoder lags the picture (media.video.AUDIO_LAG): a bug
+                raise RuntimeError(f"sound asked for up to sample {stop} before the shot there was shot")
+            out += under_dialogue(
+                self.sounds.segment(start, stop), duck_between(start, stop, self.spans, ramp)
+            )
         if self.gain:
             bed = self._bed(start, stop)
             bed *= self.gain
-            ramp = int(DUCK_RAMP * self.rate)
-            duck = np.zeros(stop - start, np.float32)
-            for s, e in self.spans:  # duck_envelope() restricted to [start, stop)
-                lo, hi = max(start, s - ramp), min(stop, e + ramp)
-                if lo < hi:
-                    t = np.arange(lo, hi, dtype=np.float32)
-                    up = (t - (s - ramp)) / max(ramp, 1)
-                    down = ((e + ramp) - t) / max(ramp, 1)
-                    part = np.clip(np.minimum(up, down), 0.0, 1.0)
-                    duck[lo - start : hi - start] = np.maximum(duck[lo - start : hi - start], part)
-            bed *= (1.0 - (1.0 - db(DUCK_DB)) * duck)[:, None]
+            bed *= (1.0 - (1.0 - db(DUCK_DB)) * duck_between(start, stop, self.duck_spans, ramp))[:, None]
             m = min(int(MUSIC_FADE * self.rate), self.n // 2)  # fade_ends() restricted to [start, stop)
             if m > 0:
                 i = np.arange(start, stop)
@@ -255,7 +274,10 @@ class MixedTrack:
         at, cached = self._cached
         if not (at <= start and stop <= at + len(cached)):
             at = start
-            cached = self._compute(at, min(self.n, max(stop, at + self.STRETCH)))
+            end = min(self.n, at + self.STRETCH)
+            if self.sounds is not None:  # not past the sound still to be shot (the limiter reads 3 blocks on)
+                end = min(end, self.sounds.horizon() - 3 * self.BLOCK)
+            cached = self._compute(at, max(stop, end))
             self._cached = (at, cached)
         return cached[start - at : stop - at]
 

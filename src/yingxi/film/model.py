@@ -32,6 +32,8 @@ TRANSITION_SECONDS = {"cut": 0.0, "crossfade": 0.5, "fade": 0.8, "wipe": 0.5}
 RESOLUTIONS = ("480p", "720p", "1080p")
 # Few-step sampling presets a film may ask for (the Wan backend keeps a row of settings per model for each).
 PRESETS = ("lightning",)
+# What a shot's reference video is for: a control video its motion/layout follows, or a source it extends.
+REFERENCE_VIDEO_USES = ("control", "extend")
 RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
 # Output sizes per resolution and ratio, as Seedance 2.0 documents them (all even, for yuv420p).
 SIZES: dict[str, dict[str, tuple[int, int]]] = {
@@ -113,6 +115,13 @@ class Shot:
     focus: tuple[float, float] | None = None  # (x, y) fractions of the keyframe a closer framing centres on
     compose: str | None = None  # one of COMPOSITIONS for several characters; None: a two-shot
     fit: str | None = None  # one of FITS for this shot's keyframes; None: the film's
+    # A video the shot follows (its motion or layout: "control") or extends ("extend"), for backends that can;
+    # a Seedance prompt ties one with @video1 (film/mentions.py). Sound effects laid from the shot's start,
+    # and audio the shot's generated sound is conditioned on (an "audio" item).
+    reference_video: Path | None = None
+    reference_video_use: str = "control"  # one of REFERENCE_VIDEO_USES
+    sounds: tuple[Path, ...] = ()
+    audio_conditioning: Path | None = None
 
     @property
     def featured(self) -> tuple[str, ...]:
@@ -134,6 +143,8 @@ class Film:
     seed: int = 0
     music: Path | None = None
     reference_audio: tuple[Path, ...] = ()
+    reference_videos: tuple[Path, ...] = ()  # every reference video, in request order (@video1 first)
+    generate_audio: bool = False  # each shot's own sound, from a backend that makes it (Seedance's field)
     custom_size: tuple[int, int] | None = None  # exact (width, height), overriding resolution and ratio
     fade_out: float = 0.0  # seconds over which the film's end fades to black ("fade out"); 0: none
     fit: str = "cover"  # one of FITS: how first frames and keyframes meet the frame

@@ -47,9 +47,20 @@ def check_mentions(text: str, counts: dict[str, int], field: str = "prompt") -> 
             given = f"{have} {NOUNS[m.kind]}{'s' if have != 1 else ''}" if have else f"no {NOUNS[m.kind]}s"
             raise InputError(
                 f'"{m.text}" refers to {NOUNS[m.kind]} {m.number}, but the request has {given} '
-                f"(numbered from 1 in the order of its {m.kind} items)",
+                f"(numbered from 1 in the order of its {m.kind} items){closest_mention(m, counts)}",
                 field=field,
             )
+
+
+def closest_mention(m: Mention, counts: dict[str, int]) -> str:
+    """'; the closest is @image2': the nearest number of the same kind, else the first item of a kind the
+    request has (an "@video1" sent with only images most likely means "@image1")."""
+    if counts.get(m.kind):
+        return f"; the closest is @{m.kind}{min(max(m.number, 1), counts[m.kind])}"
+    for kind in ("image", "video", "audio"):
+        if counts.get(kind):
+            return f"; the closest is @{kind}{min(max(m.number, 1), counts[kind])}"
+    return "; this request has no reference items to mention"
 
 
 CAPITAL_NAME_RE = re.compile(r"(?:^|(?<=[\s,;:.，；：。]))([A-Z][A-Z0-9'.-]*(?: [A-Z][A-Z0-9'.-]*){0,3})$")

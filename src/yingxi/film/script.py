@@ -30,6 +30,7 @@ from yingxi.film.model import (
     DEFAULT_SHOT_SECONDS,
     MAX_SHOT_SECONDS,
     RATIOS,
+    REFERENCE_VIDEO_USES,
     Character,
     DialogueLine,
     Film,
@@ -65,9 +66,11 @@ FILM_KEYS = (
     "fade_out",  # true, or seconds: the film's end fades to black
     "fit",
     "preset",
+    "generate_audio",  # true: each shot's own sound from a backend that makes it (mixed under dialogue)
 )
 SHOT_KEYS = ("prompt", "duration", "framing", "camera", "transition", "dialogue", "characters",
-             "first_frame", "last_frame", "continue", "seed", "focus", "compose", "fit")  # fmt: skip
+             "first_frame", "last_frame", "continue", "seed", "focus", "compose", "fit",
+             "reference_video")  # fmt: skip
 CHARACTER_KEYS = ("description", "image", "voice")
 MAX_SHOTS = 100
 SCRIPT_SUFFIXES = (".yaml", ".yml", ".json")
@@ -131,7 +134,27 @@ def parse_script(data: Any, base_dir: Path | None = None) -> Film:
         fade_out=_fade_out(data.get("fade_out", False)),
         fit=parse_fit(data["fit"]) if data.get("fit") is not None else "cover",
         preset=parse_preset(data.get("preset")),
+        generate_audio=_flag(data.get("generate_audio", False), "generate_audio"),
     )
+
+
+def _flag(value: Any, field: str, shot: int | None = None) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{field} is true or false, got {value!r}", shot=shot, field=field)
+    return value
+
+
+def _reference_video(value: Any, base: Path, n: int) -> tuple[Path | None, str]:
+    """`reference_video: moves.mp4` (a control video) or `{file: take.mp4, use: control | extend}`."""
+    if value is None or value == "":
+        return None, "control"
+    data = value if isinstance(value, dict) else {"file": value}
+    _check_keys(data, ("file", "use"), "reference_video", shot=n, field="reference_video")
+    use = str(data.get("use", "control")).strip().lower()
+    if use not in REFERENCE_VIDEO_USES:
+        raise InputError(unknown_word("reference video use", use, REFERENCE_VIDEO_USES), shot=n,
+                         field="reference_video.use")  # fmt: skip
+    return _path(data.get("file"), base, shot=n, field="reference_video"), use
 
 
 def _fade_out(value: Any) -> float:
@@ -160,6 +183,7 @@ def _shot(n: int, data: Any, base: Path) -> Shot:
         raise InputError(f"continue is true or false, got {keep_going!r}", shot=n, field="continue")
     if keep_going and n == 1:
         raise InputError("the first shot has no previous shot to continue", shot=n, field="continue")
+    video, use = _reference_video(data.get("reference_video"), base, n)
     names = data.get("characters", [])
     if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
         raise InputError("characters is a list of names", shot=n, field="characters")
@@ -177,6 +201,8 @@ def _shot(n: int, data: Any, base: Path) -> Shot:
         focus=parse_focus(data["focus"], shot=n) if data.get("focus") is not None else None,
         compose=parse_compose(data["compose"], shot=n) if data.get("compose") is not None else None,
         fit=parse_fit(data["fit"], shot=n) if data.get("fit") is not None else None,
+        reference_video=video,
+        reference_video_use=use,
     )
 
 

@@ -17,6 +17,10 @@ from yingxi.media.files import replaced_when_done
 
 AUDIO_RATE = 48000  # Hz, the project's one audio rate
 _AUDIO_CHUNK = 1024 * 8  # samples handed to the encoder at a time
+# Seconds the sound is encoded behind the picture: a track made as it is read (the editor's MixedTrack) may
+# depend on a shot not shot until its first frame is asked for (its own generated sound, the limiter's
+# look-ahead of a few ms into it). Packets still interleave; the file is the same.
+AUDIO_LAG = 0.1
 
 
 @dataclass(frozen=True)
@@ -182,8 +186,8 @@ def _encode(
         vf.pts = count
         container.mux(video.encode(vf))
         count += 1
-        if sound is not None:
-            sound.write_until(count / float(rate))
+        if sound is not None:  # a little behind the picture: made-as-read sound may depend on frames to come
+            sound.write_until(count / float(rate) - AUDIO_LAG)
     if count == 0:
         raise ValueError("no frames to write")
     container.mux(video.encode(None))

@@ -20,7 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from yingxi import __version__
+from yingxi.backends.registry import capabilities_view, get_spec
+from yingxi.backends.registry import describe as describe_backends
+from yingxi.errors import YingxiError
 from yingxi.server import ark, films, logs, metrics, openapi, videos
+from yingxi.server.artifacts import ArtifactMissing, artifact_response, open_artifacts
 from yingxi.server.common import Context, ctx, tenant_of
 from yingxi.server.http_errors import ApiError, error_response, param_path
 from yingxi.server.keys import check_signature, signing_secret
@@ -138,18 +142,27 @@ class SecurityHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
+def _capabilities(request: Request) -> dict | None:
+    """The served backend's capabilities (None while its model cannot be read: /health still answers)."""
+    try:
+        return capabilities_view(ctx(request).backend)
+    except YingxiError:
+        return None
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     """The app over settings.data_dir (the job store is created there if missing). Workers run apart
     (see `yingxi.server.run`); this process only queues, reports and serves files."""
-    if settings.backend == "wan" and not settings.model:
-        raise ValueError(
-            "the wan backend needs a model: a variant name (see `yingxi models list`) or a folder"
-        )
+    spec = get_spec(settings.backend)
+    if spec.needs_model and not settings.model:
+        raise ValueError(f"the {spec.name} backend needs a model: {spec.model_help}")
     settings.tasks_dir.mkdir(parents=True, exist_ok=True)
     app = FastAPI(title="yingxi", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json",
                   redoc_url=None)  # fmt: skip
     store = open_queue(settings.database_url, settings.data_dir)
-    app.state.ctx = Context(settings=settings, store=store, secret=signing_secret(store, settings.data_dir))
+    secret = signing_secret(store, settings.data_dir)
+    app.state.ctx = Context(settings=settings, store=store, secret=secret,
+                            artifacts=open_artifacts(settings.tasks_dir, secret))  # fmt: skip
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -178,7 +191,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def health(request: Request) -> dict:
         counts = ctx(request).store.counts()
         return {"status": "ok", "version": __version__, "backend": settings.backend, "model": settings.model,
-                "queued": counts.get("queued", 0), "running": counts.get("running", 0)}  # fmt: skip
+                "queued": counts.get("queued", 0), "running": counts.get("running", 0),
+                "backends": describe_backends(), "capabilities": _capabilities(request)}  # fmt: skip
 
     @app.get("/api/v1/limits")
     def limits() -> dict:
@@ -199,15 +213,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
             job = c.store.get(task_id, tenant_of(request))
         if job is None or job.status != JobStatus.SUCCEEDED:
             raise ApiError(404, "no such file (the task is unknown, unfinished, expired or deleted)")
-        path = c.task_dir(task_id) / "out" / name
-        if not path.is_file():
-            raise ApiError(404, "no such file (it expired or was not asked for)")
         media = {
             ".mp4": "video/mp4",
             ".srt": "application/x-subrip; charset=utf-8",
             ".zip": "application/zip",
-        }.get(path.suffix, "image/png")
-        return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+        }.get(Path(name).suffix, "image/png")
+        try:
+            return artifact_response(c.artifacts, task_id, name, media,
+                                     headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
+        except ArtifactMissing:
+            raise ApiError(404, "no such file (it expired or was not asked for)") from None
 
     app.add_api_route(
         "/api/v3/files/{task_id}/{name}", output_file, methods=["HEAD"], operation_id="output_file_head"

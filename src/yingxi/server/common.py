@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.film.model import Film
 from yingxi.server import logs
+from yingxi.server.artifacts import ArtifactStore
 from yingxi.server.http_errors import ApiError, param_path
 from yingxi.server.inputs import Inputs, Upload, validated_film
 from yingxi.server.keys import hash_key
@@ -36,6 +36,7 @@ class Context:
     settings: ServerSettings
     store: JobQueue
     secret: bytes
+    artifacts: ArtifactStore
 
     _backend: Any = None
     _backend_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,11 +52,11 @@ class Context:
             return self._backend
 
     def task_dir(self, job_id: str) -> Path:
-        # Job ids are ours (prefix-time-hex), so this never leaves tasks_dir.
-        return self.settings.tasks_dir / job_id
+        """Where the job's inputs are saved (the artifact store's folder of the job)."""
+        return self.artifacts.folder(job_id)
 
     def remove_files(self, job_id: str) -> None:
-        shutil.rmtree(self.task_dir(job_id), ignore_errors=True)
+        self.artifacts.delete(job_id)
 
 
 def ctx(request: Request) -> Context:
@@ -274,8 +275,10 @@ async def submit(
     build: Callable[[Inputs], dict[str, Any]],
     api: dict[str, Any],
     queue_seconds: float | None = None,
+    backend: Any = None,
 ) -> Job:
-    """Save the references, validate the film, and queue the job; nothing is left behind on error."""
+    """Save the references, validate the film, and queue the job; nothing is left behind on error.
+    `backend`: the one the job renders with, when not the server's (a draft's animatic)."""
     c = ctx(request)
     limit = c.settings.limits.max_queued_per_tenant
     job_id = new_job_id(kind)
@@ -287,7 +290,7 @@ async def submit(
         try:
             request_data = build(Inputs(task_dir / "inputs"))
             film = validated_film(request_data, task_dir, c.settings)
-            film, notes = checked_by_backend(film, c.backend)
+            film, notes = checked_by_backend(film, backend or c.backend)
             request_data.update(api=api, base_url=base, facts={**film_facts(film), "notes": notes},
                                 request_id=logs.context().get("request_id"))  # fmt: skip
             return c.store.create(tenant=tenant, kind=kind, model=model, request=request_data,
@@ -308,6 +311,13 @@ async def submit(
         raise ApiError(429, f"quota reached: {open_jobs} tasks are queued or running (at most {limit}); wait for "
                        "some to finish", retry_after=30)  # fmt: skip
     return await run_in_threadpool(work)
+
+
+def draft_backend() -> Any:
+    """What a draft (Ark's `draft: true`) renders with: the animatic, an instant preview on any server."""
+    from yingxi.backends.animatic import AnimaticGenerator
+
+    return AnimaticGenerator()
 
 
 def owned_job(request: Request, tenant: str, job_id: str) -> Job:

@@ -20,6 +20,7 @@ from typing import Any
 from yingxi.errors import InputError
 from yingxi.film import parse_prompt, parse_script
 from yingxi.film.composition import parse_fit
+from yingxi.film.mentions import attach_media
 from yingxi.film.model import RATIOS, SIZES, CameraMove, Film
 from yingxi.film.references import (
     attach_references,
@@ -31,6 +32,7 @@ from yingxi.film.vocabulary import parse_fps, parse_preset, parse_ratio, parse_r
 from yingxi.media.image import decode_image_bytes, save_png
 from yingxi.server.http_errors import ApiError
 from yingxi.server.outbound import fetch
+from yingxi.server.probe import image_size, media_seconds
 from yingxi.server.settings import ServerSettings
 
 # A multi-shot prompt: "Shot 1", "镜头1", and the Chinese numbering "镜头一" / "第一镜" (film/prompt.py).
@@ -68,7 +70,12 @@ class Inputs:
     )  # the character each image shows, if named
     reference_audio: list[str] = field(default_factory=list)
     reference_videos: list[str] = field(default_factory=list)
-    image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (width, height)
+    music: str | None = None  # yingxi's role "music" (the studio's music bed)
+    image_sizes: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # name -> (width, height), videos too
+    media_seconds: dict[str, float] = field(default_factory=dict)  # audio/video name -> seconds
+    visuals: list[str] = field(default_factory=list)  # images and videos in item order (ratio "adaptive")
     count: dict[str, int] = field(default_factory=lambda: {"image": 0, "audio": 0, "video": 0})
 
     def as_request(self) -> dict[str, Any]:
@@ -79,6 +86,7 @@ class Inputs:
             "reference_names": self.reference_names,
             "reference_audio": self.reference_audio,
             "reference_videos": self.reference_videos,
+            "music": self.music,
         }
 
 
@@ -128,17 +136,39 @@ def reference_bytes(url: Any, uploads: dict[str, Upload], settings: ServerSettin
 
 
 def check_count(inputs: Inputs, kind: str, settings: ServerSettings, param: str) -> None:
-    limit = {"image": settings.limits.max_images, "audio": settings.limits.max_audios,
-             "video": settings.limits.max_videos}[kind]  # fmt: skip
+    """Seedance 2.0's counts: at most 9 images, 3 videos, 3 audio clips and 12 files in all per task."""
+    limits = settings.limits
+    limit = {"image": limits.max_images, "audio": limits.max_audios, "video": limits.max_videos}[kind]
     inputs.count[kind] += 1
+    item = param.split(".", 1)[0]
     if inputs.count[kind] > limit:
-        raise ApiError(400, f"too many {kind} references; at most {limit} per task", param=param)
+        raise ApiError(400, f"{item}: too many {kind} references; at most {limit} {kind} items per task",
+                       param=param)  # fmt: skip
+    if sum(inputs.count.values()) > limits.max_files:
+        raise ApiError(400, f"{item}: too many reference files; at most {limits.max_files} images, videos and "
+                       "audio clips in all per task", param=param)  # fmt: skip
+
+
+def check_media_seconds(inputs: Inputs, kind: str, settings: ServerSettings, param: str) -> None:
+    """Seedance 2.0's totals, checked as each clip arrives: reference videos together at most 15 s, audio
+    clips together at most 15 s (the 2 s minimum of the videos is checked once all are in)."""
+    names = inputs.reference_videos if kind == "video" else inputs.reference_audio
+    total = sum(inputs.media_seconds[n] for n in names)
+    limit = (
+        settings.limits.max_reference_video_seconds
+        if kind == "video"
+        else settings.limits.max_reference_audio_seconds
+    )
+    if total > limit + 1e-3:
+        what = "reference videos" if kind == "video" else "reference audio clips"
+        raise ApiError(400, f"{param.split('.', 1)[0]}: the {what} last {total:.2f}s together; at most "
+                       f"{limit:g}s in all", param=param)  # fmt: skip
 
 
 def save_image(inputs: Inputs, data: bytes, stem: str, param: str, max_pixels: int) -> str:
     """Decode (the content decides, never the name), save as PNG; 415 when it is not an image, 413 when
     its header promises more than `max_pixels` (checked before any pixel is decoded)."""
-    size = _image_size(data)
+    size = image_size(data)
     if size is not None and size[0] * size[1] > max_pixels:
         raise ApiError(413, f"the image is {size[0]}x{size[1]} px; at most {max_pixels / 1e6:g} Mpx",
                        param=param)  # fmt: skip
@@ -151,31 +181,6 @@ def save_image(inputs: Inputs, data: bytes, stem: str, param: str, max_pixels: i
     save_png(img, inputs.folder / name)
     inputs.image_sizes[name] = (img.shape[1], img.shape[0])
     return name
-
-
-def _image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image's header alone; None when PIL cannot tell (the decoder then says why).
-    Pillow's own bomb check refuses headers over 2x its limit before saying the size; the format's header
-    is then read without it, so every oversized image gets the same 413 naming its size."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except Image.DecompressionBombError:
-        Image.init()
-        for kind in Image.ID:
-            factory, accept = Image.OPEN[kind]
-            if accept is not None and not accept(data[:16]):
-                continue
-            try:
-                with factory(io.BytesIO(data)) as image:  # the plugin alone: header parsed, no bomb check
-                    return image.size
-            except Exception:  # not this format after all
-                continue
-        return None
-    except Exception:  # any unreadable header is reported by decode_image_bytes next
-        return None
 
 
 def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, max_pixels: int) -> str:
@@ -195,6 +200,7 @@ def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, ma
                                    param=param)  # fmt: skip
             next(container.decode(streams[0]))
             fmt = container.format.name
+            seconds = media_seconds(container, streams[0], data, kind)
     except ApiError:
         raise
     except (av.error.FFmpegError, StopIteration, ValueError, OSError):
@@ -203,6 +209,9 @@ def save_media(inputs: Inputs, data: bytes, stem: str, kind: str, param: str, ma
     name = f"{stem}.{ext}"
     inputs.folder.mkdir(parents=True, exist_ok=True)
     (inputs.folder / name).write_bytes(data)
+    inputs.media_seconds[name] = seconds
+    if kind == "video":
+        inputs.image_sizes[name] = (width, height)
     return name
 
 
@@ -213,7 +222,7 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
     if name is not None and (kind != "image" or role != "reference_image"):
         raise ApiError(400, "only a reference_image item takes a name (the character it shows)",
                        param=param.rsplit(".", 2)[0] + ".name")  # fmt: skip
-    roles = {"image": ("first_frame", "last_frame", "reference_image"), "audio": ("reference_audio",),
+    roles = {"image": ("first_frame", "last_frame", "reference_image"), "audio": ("reference_audio", "music"),
              "video": ("reference_video",)}[kind]  # fmt: skip
     if role not in roles:
         raise ApiError(400, f'unknown role "{role}" for a {kind}; accepted: {", ".join(roles)}', param=param)
@@ -224,6 +233,7 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
             if getattr(inputs, role) is not None:
                 raise ApiError(400, f"only one image may have the role {role}", param=param)
             setattr(inputs, role, save_image(inputs, data, role, param, settings.limits.max_image_pixels))
+            inputs.visuals.append(getattr(inputs, role))
         else:
             inputs.reference_names.append(name.strip() if name and name.strip() else None)
             inputs.reference_images.append(
@@ -235,16 +245,24 @@ def add_reference(inputs: Inputs, kind: str, role: str, url: Any, uploads: dict[
                     settings.limits.max_image_pixels,
                 )
             )
+            inputs.visuals.append(inputs.reference_images[-1])
+    elif role == "music":  # yingxi: the film's music bed, outside Seedance's reference rules
+        if inputs.music is not None:
+            raise ApiError(400, "only one audio item may have the role music", param=param)
+        inputs.music = save_media(inputs, data, "music", "audio", param, settings.limits.max_image_pixels)
     elif kind == "audio":
         stem = f"reference_audio_{len(inputs.reference_audio) + 1}"
         inputs.reference_audio.append(
             save_media(inputs, data, stem, "audio", param, settings.limits.max_image_pixels)
         )
+        check_media_seconds(inputs, "audio", settings, param)
     else:
         stem = f"reference_video_{len(inputs.reference_videos) + 1}"
         inputs.reference_videos.append(
             save_media(inputs, data, stem, "video", param, settings.limits.max_image_pixels)
         )
+        inputs.visuals.append(inputs.reference_videos[-1])
+        check_media_seconds(inputs, "video", settings, param)
 
 
 def adaptive_ratio(width: int, height: int) -> str:
@@ -292,6 +310,7 @@ def prompt_request(
     camera_fixed: bool = False,
     fit: Any = None,
     preset: Any = None,
+    generate_audio: bool = False,
 ) -> dict[str, Any]:
     """The stored request of a prompt task (plain or multi-shot grammar), fields validated."""
     limits = settings.limits
@@ -304,7 +323,7 @@ def prompt_request(
     try:
         res = parse_resolution(resolution or "720p")
         if ratio in (None, "", "adaptive", "keep_ratio"):
-            frame = inputs.first_frame or (inputs.reference_images[0] if inputs.reference_images else None)
+            frame = inputs.visuals[0] if inputs.visuals else None  # the first image or video item's aspect
             ratio_word = adaptive_ratio(*inputs.image_sizes[frame]) if frame else "16:9"
         else:
             ratio_word = parse_ratio(ratio)
@@ -345,6 +364,7 @@ def prompt_request(
             **sampling,
         },  # fmt: skip
         "camera_fixed": bool(camera_fixed),
+        "generate_audio": bool(generate_audio),
         **inputs.as_request(),
     }
 
@@ -363,10 +383,14 @@ def build_film(request: dict[str, Any], task_dir: Path) -> Film:
         return film
     fields = dict(request["fields"])
     refs = [folder / n for n in request.get("reference_images", [])]
-    if request.get("reference_audio"):
-        fields["reference_audio"] = tuple(folder / n for n in request["reference_audio"])
-        fields["music"] = fields["reference_audio"][0]  # heard: the editor lays it under the film as its bed
+    if request.get("music"):
+        fields["music"] = folder / request["music"]
     film = parse_prompt(request["text"], default_duration=request.get("default_duration"), **fields)
+    # Videos and audio clips go where the prompt's @video1 / @audio1 say (film/mentions.py): a shot's camera
+    # move to copy; the music, a sound at a shot, or audio a shot's sound follows.
+    film = attach_media(film, [folder / n for n in request.get("reference_videos", [])],
+                        [folder / n for n in request.get("reference_audio", [])])  # fmt: skip
+    film = replace(film, generate_audio=bool(request.get("generate_audio")))
     # Each reference is a character's image, used in that character's shots (a first frame only takes
     # shot 1's keyframe); names come from the items or the prompt's "NAME (@image1)".
     film = attach_references(

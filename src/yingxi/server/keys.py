@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from yingxi.errors import InputError, unknown_word
-from yingxi.server.jobs import JobQueue
+from yingxi.server.jobs import KeyStore
 from yingxi.server.store import open_queue
 
 KEY_PREFIX = "yx-"
@@ -39,7 +39,7 @@ def create_key(data_dir: str | Path, name: str, database_url: str | None = None)
     return key
 
 
-def _store_with_keys(data_dir: str | Path, database_url: str | None) -> JobQueue | None:
+def _store_with_keys(data_dir: str | Path, database_url: str | None) -> KeyStore | None:
     if database_url is None and not (Path(data_dir) / "jobs.db").is_file():
         return None  # nothing was ever created there: do not make an empty store just to look
     return open_queue(database_url, Path(data_dir))
@@ -94,7 +94,7 @@ def secret_for(data_dir: Path) -> bytes:
     return path.read_bytes()
 
 
-def signing_secret(store: JobQueue, data_dir: Path) -> bytes:
+def signing_secret(store: KeyStore, data_dir: Path) -> bytes:
     """The secret signing file URLs: in the shared database when there is one (every API server then
     verifies the links any of them handed out), else in data_dir/secret."""
     if not store.shared:

@@ -14,6 +14,7 @@ import threading
 import time
 
 from yingxi.server import logs
+from yingxi.server.artifacts import open_artifacts
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import open_queue
 
@@ -28,6 +29,7 @@ class Supervisor:
         self.interval = interval
         self.expire_every = expire_every
         self.store = open_queue(settings.database_url, settings.data_dir)
+        self.artifacts = open_artifacts(settings.tasks_dir)
         self.names: list[str | None] = [None] * settings.workers  # host:pid:nonce of each child
         self.mp = multiprocessing.get_context("spawn")
         self.workers: list = [None] * settings.workers
@@ -127,17 +129,13 @@ class Supervisor:
         ran): they would otherwise stay for the output TTL."""
         for job_id in job_ids:
             job = self.store.get(job_id)
-            out = self.settings.tasks_dir / job_id / "out"
-            if job is None or job.status.value != "failed" or not out.is_dir():
-                continue
-            for leftover in out.iterdir():
-                if leftover.name.startswith(("attempt-", ".attempt-")):
-                    leftover.unlink(missing_ok=True)
+            if job is not None and job.status.value == "failed":
+                self.artifacts.clean_partials(job_id)
 
     def expire(self) -> None:
         self.store.forget_workers(older_than=max(600.0, 10 * self.settings.lease_seconds))
         for job in self.store.expire(retention_seconds=self.settings.row_retention_hours * 3600):
-            shutil.rmtree(self.settings.tasks_dir / job.id, ignore_errors=True)
+            self.artifacts.delete(job.id)
 
     def remove_orphans(self, min_age_seconds: float = 3600.0) -> list[str]:
         """Task folders with no job record: a request whose process died between saving its references
@@ -212,6 +210,15 @@ def ready_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def make_pool(settings: ServerSettings) -> Supervisor:
+    """The workers `serve` runs: local processes, or Ray actors across a cluster (`--pool ray[://HEAD]`)."""
+    if settings.pool == "local":
+        return Supervisor(settings)
+    from yingxi.server.ray_pool import RayPool
+
+    return RayPool(settings)
+
+
 def run(settings: ServerSettings) -> None:
     """Serve the API on settings.host:port with settings.workers render processes, until SIGINT/SIGTERM."""
     import uvicorn
@@ -221,7 +228,7 @@ def run(settings: ServerSettings) -> None:
     logs.configure(settings.log_format)
     app = create_app(settings)
     _ = app.state.ctx.backend  # build the door backend now (Wan imports torch), not on the first request
-    supervisor = Supervisor(settings)
+    supervisor = make_pool(settings)
     supervisor.start()
 
     def _exit(signum, frame):  # uvicorn re-raises the signal it caught after shutting down: end cleanly

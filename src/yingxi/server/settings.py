@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yingxi.backends.registry import get_spec
 from yingxi.film.limits import MAX_FILM_SECONDS, MAX_SHOT_SECONDS, MIN_SHOT_SECONDS
-
-BACKENDS = ("animatic", "wan")
 
 
 @dataclass(frozen=True)
@@ -20,6 +19,10 @@ class Limits:
     max_images: int = 9  # reference + first/last frame images per task (Seedance 2.0)
     max_videos: int = 3  # reference videos per task
     max_audios: int = 3  # reference audio clips per task
+    max_files: int = 12  # images + videos + audio clips per task (Seedance 2.0)
+    min_reference_video_seconds: float = 2.0  # all reference videos of a task together (Seedance 2.0: 2-15 s)
+    max_reference_video_seconds: float = 15.0
+    max_reference_audio_seconds: float = 15.0  # all reference audio clips together (Seedance 2.0)
     max_upload_bytes: int = 30 * 1024 * 1024  # one decoded reference file
     # Pixels of one reference image, read from its header before decoding: a few kB of PNG can stand for
     # 8192x8192 px (seconds of CPU, GBs of memory to decode); a 1080p frame needs 2 Mpx.
@@ -46,7 +49,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("yingxi-data")  # jobs.db, secret, tasks/<id>/ (inputs and outputs)
-    backend: str = "animatic"  # "animatic" (CPU, no weights) | "wan"
+    backend: str = "animatic"  # a name in backends/registry.py: "animatic" (CPU, no weights), "wan", ...
     model: str | None = None  # Wan variant name, folder or transformer file; None: the backend's default
     # The other parts of a model given as single files: model_2, text_encoder, vae, image_encoder, tokenizer,
     # variant, comfy_root (as `load_pipeline`'s keywords)
@@ -55,6 +58,10 @@ class ServerSettings:
     offload: str = "none"  # wan: "none" | "model" (5B on 24 GB) | "blocks" (14B on 24 GB)
     cache: str | None = None  # wan: every shot's step cache, "magcache" / "teacache:0.2" / ...; None: off
     workers: int = 1  # render processes (one per GPU, or one on CPU); 0: an API server, workers elsewhere
+    pool: str = (
+        "local"  # "local": `workers` processes here; "ray" / "ray://HEAD[:PORT]": Ray actors (ray_pool.py)
+    )
+    pool_workers: int = 0  # Ray actors to place; 0: one per GPU of the cluster (wan) or per CPU (animatic)
     allow_url_fetch: bool = False  # fetch http(s) references server-side (SSRF risk: off by default)
     allow_callbacks: bool = False  # POST the task to callback_url when it finishes
     allow_private_urls: bool = False  # let those two reach loopback/private/link-local hosts (LAN only)
@@ -72,8 +79,7 @@ class ServerSettings:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f'unknown backend "{self.backend}"; accepted: {", ".join(BACKENDS)}')
+        object.__setattr__(self, "backend", get_spec(self.backend).name)  # InputError naming the closest
         if self.offload not in ("none", "model", "blocks"):
             raise ValueError(f'unknown offload "{self.offload}"; accepted: none, model, blocks')
         if self.log_format not in ("text", "json"):
@@ -86,6 +92,10 @@ class ServerSettings:
             "postgres",
         ):
             raise ValueError("--database-url must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+        if self.pool not in ("local", "ray") and not self.pool.startswith("ray://"):
+            raise ValueError(f'--pool must be local, ray or ray://HEAD[:PORT], got "{self.pool}"')
+        if self.pool_workers < 0:
+            raise ValueError("--pool-workers must be 0 (one per GPU or CPU of the cluster) or more")
         unknown = sorted(set(self.model_files) - set(MODEL_FILE_PARTS))
         if unknown:
             raise ValueError(
@@ -100,6 +110,13 @@ class ServerSettings:
     @property
     def tasks_dir(self) -> Path:
         return self.data_dir / "tasks"
+
+    def backend_options(self) -> dict[str, Any]:
+        """The registry options these settings give the backend (only those it takes: see registry.py)."""
+        takes = get_spec(self.backend).options
+        given = {"model": self.model, "files": dict(self.model_files), "device": self.device,
+                 "offload": None if self.offload == "none" else self.offload, "cache": self.cache}  # fmt: skip
+        return {k: v for k, v in given.items() if k in takes}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, to hand the settings to a worker process."""

@@ -23,6 +23,7 @@ class PostgresJobQueue(SqlJobQueue):
     shared = True
     greatest = "GREATEST"
     lock_rows = " FOR UPDATE SKIP LOCKED"  # a claimer skips rows another claimer holds: no waiting, no twice
+    flex_last = "CASE WHEN (request::jsonb -> 'api' ->> 'service_tier') = 'flex' THEN 1 ELSE 0 END"
 
     def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)

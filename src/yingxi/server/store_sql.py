@@ -22,6 +22,8 @@ class SqlJobQueue(OperationsQueries):
     shared = False
     greatest = "MAX"  # the two-argument maximum of the dialect
     lock_rows = ""  # appended to the claim's SELECT
+    # Ark's service_tier "flex" (offline, cheaper): claimed only when no "default" job waits.
+    flex_last = "CASE WHEN json_extract(request, '$.api.service_tier') = 'flex' THEN 1 ELSE 0 END"
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
@@ -202,7 +204,8 @@ class SqlJobQueue(OperationsQueries):
 
     # -- worker side ---------------------------------------------------------------------------
     def claim(self, worker: str) -> tuple[Job, str] | None:
-        """Take the oldest queued job atomically; returns it with the lease token that guards it."""
+        """Take the oldest queued job atomically (flex-tier jobs after every default one); returns it with the
+        lease token that guards it."""
         if self._one("SELECT 1 AS one FROM jobs WHERE status='queued' LIMIT 1") is None:
             return None  # the common idle case, without taking the write lock
         now = self.clock()
@@ -210,7 +213,8 @@ class SqlJobQueue(OperationsQueries):
         with self._write() as db:
             row = self._exec(
                 db,
-                f"SELECT id FROM jobs WHERE status='queued' ORDER BY created_at, id LIMIT 1{self.lock_rows}",
+                f"SELECT id FROM jobs WHERE status='queued' ORDER BY {self.flex_last}, created_at, id LIMIT 1"
+                f"{self.lock_rows}",
             ).fetchone()
             if row is None:
                 return None

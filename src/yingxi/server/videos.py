@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from yingxi.server.artifacts import ArtifactMissing, artifact_response
 from yingxi.server.common import ctx, owned_job, read_body, submit, tenant_of, validate
 from yingxi.server.http_errors import ApiError
 from yingxi.server.inputs import UPLOAD_SCHEME, Inputs, Upload, add_reference, prompt_request, size_to_format
@@ -140,12 +141,15 @@ def download_content(
             404, f"the video has no content: it is {openai_video(job)['status']}", param="video_id"
         )
     if variant == "video":
-        path, media = c.task_dir(video_id) / "out" / "video.mp4", "video/mp4"
+        name, media = "video.mp4", "video/mp4"
     elif variant == "thumbnail":
-        path, media = c.task_dir(video_id) / "out" / "last_frame.png", "image/png"
+        name, media = "last_frame.png", "image/png"
     else:
         raise ApiError(400, "the spritesheet variant is not available here; ask for video or thumbnail",
                        param="variant")  # fmt: skip
-    if not path.is_file():
-        raise ApiError(404, "the file is gone (expired or deleted)", param="video_id")
-    return FileResponse(path, media_type=media, filename=f"{video_id}.{path.suffix[1:]}")
+    try:
+        return artifact_response(
+            c.artifacts, video_id, name, media, filename=f"{video_id}.{name.rsplit('.')[-1]}"
+        )
+    except ArtifactMissing:
+        raise ApiError(404, "the file is gone (expired or deleted)", param="video_id") from None

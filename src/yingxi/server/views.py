@@ -72,8 +72,12 @@ def whole(seconds: float) -> int:
     return int(math.floor(seconds + 0.5))
 
 
-def tokens(width: int, height: int, fps: float, seconds: float) -> int:
-    """Seedance's usage: (width x height x fps x seconds) / 1024."""
+def tokens(width: int, height: int, fps: float, seconds: float, frames: int | None = None) -> int:
+    """Seedance's usage: (width x height x fps x seconds) / 1024, rounded down (Ark's docs: 1080p 16:9 at 24
+    fps for 5 s is 1920*1080*24*5/1024 = 243000). fps x seconds is the frame count: given, it is used exactly
+    (2.0833 s at 24 fps is 50 frames, not 49.9999)."""
+    if frames is not None:
+        return width * height * frames // 1024
     return int(width * height * fps * seconds / 1024)
 
 
@@ -93,12 +97,15 @@ def ark_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
         "duration": whole(f.get("duration", 0)),
         "framespersecond": int(f.get("fps", 24)),
         "generate_audio": bool(api.get("generate_audio", False)),
-        "draft": False,
-        "service_tier": "default",
+        "draft": bool(api.get("draft", False)),
+        "service_tier": api.get("service_tier", "default"),
+        "watermark": bool(api.get("watermark", False)),
         "execution_expires_after": int(api.get("execution_expires_after") or 0),
         "revised_prompt": job.request.get("text", ""),
         **_progress(job),
     }
+    if job.request.get("draft_task_id"):  # the full-quality re-run of that draft
+        out["draft_task_id"] = job.request["draft_task_id"]
     if job.status == JobStatus.SUCCEEDED and job.result:
         content = {"video_url": url_for(job.id, "video.mp4", job.expires_at)}
         if api.get("return_last_frame") and job.result.get("last_frame"):
@@ -109,7 +116,8 @@ def ark_task(job: Job, url_for: UrlFor) -> dict[str, Any]:
             content["edit_url"] = url_for(job.id, "edit.zip", job.expires_at)
         out["content"] = content
         out["frames"] = job.result.get("num_frames", 0)
-        n = tokens(f.get("width", 0), f.get("height", 0), f.get("fps", 24), f.get("duration", 0))
+        n = tokens(f.get("width", 0), f.get("height", 0), f.get("fps", 24), f.get("duration", 0),
+                   job.result.get("num_frames"))  # fmt: skip
         out["usage"] = {"completion_tokens": n, "total_tokens": n}
         if "evaluations" in job.result:  # yingxi: transformer passes run and skipped by the step cache
             out["usage"].update(evaluations=job.result["evaluations"],

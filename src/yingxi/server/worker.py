@@ -1,6 +1,7 @@
 """A render worker: claims one job at a time from the store, heartbeats while rendering, publishes the MP4
 with an atomic rename under its lease. Run by `yingxi.server.run`, or alone:
-`python -m yingxi.server.worker --data-dir DIR [--backend animatic|wan] [--model M] [--index N]`."""
+`python -m yingxi.server.worker --data-dir DIR [--backend NAME] [--model M] [--index N]` (names:
+backends/registry.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from yingxi.backends.registry import get_spec
 from yingxi.errors import InputError
 from yingxi.server import logs
+from yingxi.server.artifacts import open_artifacts
 from yingxi.server.callbacks import CallbackSender
-from yingxi.server.common import public_message
+from yingxi.server.common import draft_backend, public_message
 from yingxi.server.keys import signing_secret
 from yingxi.server.settings import ServerSettings
 from yingxi.server.store import Job, open_queue, worker_id
@@ -31,41 +34,26 @@ class Lost(Exception):
 
 
 def make_backend(settings: ServerSettings, index: int):
-    """The backend named by the settings, built once per worker (Wan loads its weights here)."""
-    if settings.backend == "animatic":
-        from yingxi.backends.animatic import AnimaticGenerator
+    """The backend named by the settings, built once per worker (weights load on its first shot); a neural
+    backend without a device given gets this worker's GPU (cuda:<index>), else the CPU."""
+    from yingxi.backends.registry import build_backend
 
-        return AnimaticGenerator()
-    from yingxi.backends.wan import WanGenerator
-
-    if not settings.model:
-        raise InputError("the wan backend needs a model (a variant name or a folder)", field="model")
-    device = settings.device
-    if device is None:
+    options = settings.backend_options()
+    if "device" in get_spec(settings.backend).options and options.get("device") is None:
         import torch
 
-        device = f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-    return WanGenerator(
-        settings.model,
-        device=device,
-        offload=settings.offload,
-        files=settings.model_files,
-        cache=settings.cache,
-    )  # weights load on the first shot
+        options["device"] = (
+            f"cuda:{index % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+        )
+    return build_backend(settings.backend, options)
 
 
 def door_backend(settings: ServerSettings):
     """The backend as the API process needs it: capabilities and checks only, no weights loaded, so a
     request the model cannot make is refused before it is queued."""
-    if settings.backend == "animatic":
-        from yingxi.backends.animatic import AnimaticGenerator
+    from yingxi.backends.registry import build_door_backend
 
-        return AnimaticGenerator()
-    from yingxi.backends.wan import WanGenerator
-
-    return WanGenerator(
-        settings.model, files=settings.model_files
-    )  # weights load only on first generate(), which never runs here
+    return build_door_backend(settings.backend, settings.backend_options())
 
 
 def device_bytes() -> int | None:
@@ -86,6 +74,7 @@ class Worker:
         self.index = index
         self.parent_pid = parent_pid
         self.store = open_queue(settings.database_url, settings.data_dir)
+        self.artifacts = open_artifacts(settings.tasks_dir)
         self.pid = os.getpid()
         self.name = name or worker_id()  # host:pid:nonce; a supervisor names its children to know them
         self._backend = None
@@ -144,13 +133,11 @@ class Worker:
         from yingxi.render import ProgressEvent, render
         from yingxi.server.inputs import build_film
 
-        settings, store = self.settings, self.store
+        settings, store, artifacts = self.settings, self.store, self.artifacts
         ttl = settings.output_ttl_hours * 3600
-        task_dir = settings.tasks_dir / job.id
-        out = task_dir / "out"
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.iterdir():  # leftovers of an attempt whose worker died
-            stale.unlink(missing_ok=True)
+        task_dir = artifacts.folder(job.id)  # its inputs, as the API saved them
+        out = artifacts.scratch(job.id)  # this attempt's files until `put` publishes them
+        artifacts.clean_partials(job.id)  # leftovers of an attempt whose worker died
         video, last = out / f"attempt-{lease}.mp4", out / f"attempt-{lease}.png"
         export = job.request.get("api", {}).get("export")
         edit_dir = task_dir / f"edit-{lease}"  # film.mp4, film.otio, film.shots/: the names the zip keeps
@@ -204,9 +191,11 @@ class Worker:
         started = time.monotonic()
         try:
             film = build_film(job.request, task_dir)
-            burn = bool(job.request.get("api", {}).get("burn_subtitles"))
-            result = render(film, self.backend, video, progress, last_frame_png=last, burn_subtitles=burn,
-                            export=export)  # fmt: skip
+            api = job.request.get("api", {})
+            burn = bool(api.get("burn_subtitles"))
+            backend = draft_backend() if api.get("draft") else self.backend  # a draft: the animatic's preview
+            result = render(film, backend, video, progress, last_frame_png=last, burn_subtitles=burn,
+                            export=export, watermark=bool(api.get("watermark")))  # fmt: skip
             if result.export_path is not None:
                 write_package(Exported(result.export_path, result.export_files), package)
             if lost.is_set():
@@ -223,16 +212,16 @@ class Worker:
             facts["bytes"] = sum(p.stat().st_size for p in (video, last) if p.is_file())
 
             def publish() -> None:  # inside the store's write lock, only if the lease is still ours
-                os.replace(video, out / "video.mp4")
+                artifacts.put(job.id, "video.mp4", video)
                 if result.last_frame_path is not None:
-                    os.replace(last, out / "last_frame.png")
+                    artifacts.put(job.id, "last_frame.png", last)
                 if result.srt_path is not None:
-                    os.replace(result.srt_path, out / "video.srt")
+                    artifacts.put(job.id, "video.srt", result.srt_path)
                 if result.export_path is not None:
-                    os.replace(package, out / "edit.zip")
+                    artifacts.put(job.id, "edit.zip", package)
 
             if store.finish(job.id, lease, facts, ttl, publish):
-                store.record_shots(job.id, settings.backend, shot_seconds)
+                store.record_shots(job.id, "animatic" if api.get("draft") else settings.backend, shot_seconds)
                 log.info("job %s succeeded in %.1fs (attempt %d)", job.id, facts["seconds"], job.attempts)
             else:
                 log.warning("job %s was taken from us before it finished; output dropped", job.id)

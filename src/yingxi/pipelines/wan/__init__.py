@@ -1,9 +1,9 @@
 """Wan 2.1 / 2.2 pipelines: built components in, uint8 frames out; `load_pipeline` builds them from disk."""
 
-from yingxi.pipelines.wan.offload import OFFLOAD_ORDER
+from yingxi.pipelines.wan.common import WAN_OFFLOAD_ORDER
 from yingxi.pipelines.wan.pipeline import StepProgress, WanComponents, WanPipeline
 
-__all__ = ["OFFLOAD_ORDER", "StepProgress", "WanComponents", "WanPipeline", "load_pipeline"]
+__all__ = ["WAN_OFFLOAD_ORDER", "StepProgress", "WanComponents", "WanPipeline", "load_pipeline"]
 
 
 def load_pipeline(name_or_path, device="cpu", dtype=None, **kwargs):

@@ -23,7 +23,7 @@ from yingxi.models.loading import _matches_fp32, parse_dtype
 from yingxi.models.wan.detect import Detection, Expert, detect, dit_names
 from yingxi.models.wan.dit import KEEP_FP32
 from yingxi.models.wan.loading import FP8_LAYERS
-from yingxi.pipelines.wan.offload import OffloadMode, offload_mode
+from yingxi.pipelines.offload import OffloadMode, offload_mode
 
 __all__ = ["FileReport", "MemoryPlan", "inspect_file", "inspect_shapes", "meta_infos", "plan_memory"]
 

@@ -21,9 +21,9 @@ from yingxi.errors import InputError, ModelNotFoundError
 from yingxi.models import hub
 from yingxi.models.loading import parse_dtype
 from yingxi.models.wan.config import CLIP_TOKENS, VARIANTS, WanDiTConfig, WanVariant, get_variant
+from yingxi.pipelines.offload import OffloadMode, offload_mode
 from yingxi.pipelines.wan.inspect import FileReport, plan_memory, refuse_if_too_big
 from yingxi.pipelines.wan.load_files import PART_NAMES
-from yingxi.pipelines.wan.offload import OffloadMode, offload_mode
 from yingxi.pipelines.wan.pipeline import WanComponents, WanPipeline
 from yingxi.samplers.schedules import ScheduleKind
 

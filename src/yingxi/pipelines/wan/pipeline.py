@@ -19,21 +19,20 @@ from torch import Tensor, nn
 
 from yingxi.errors import CapabilityError, InputError
 from yingxi.models.wan.config import WanVariant, variants_with
-from yingxi.pipelines.wan.cache import CacheSpec, StepCache, make_cache, parse_cache, use_cache
-from yingxi.pipelines.wan.common import (
-    TaskInputs,
+from yingxi.pipelines.common import (
     as_uint8_image,
     check_frames,
     check_size,
     image_to_tensor,
     initial_latents,
-    join_contexts,
     latent_shape,
     video_to_uint8,
 )
+from yingxi.pipelines.offload import OffloadMode, Placement
+from yingxi.pipelines.wan.cache import CacheSpec, StepCache, make_cache, parse_cache, use_cache
+from yingxi.pipelines.wan.common import WAN_OFFLOAD_ORDER, WAN_STREAMED, TaskInputs, join_contexts
 from yingxi.pipelines.wan.evaluations import check_step_list, sampling_schedule, transformer_evaluations
 from yingxi.pipelines.wan.i2v import i2v_inputs
-from yingxi.pipelines.wan.offload import OffloadMode, Placement
 from yingxi.pipelines.wan.t2v import t2v_inputs
 from yingxi.pipelines.wan.ti2v import ti2v_inputs
 from yingxi.samplers import cfg_denoiser, expert_denoiser, sample_euler, sample_unipc
@@ -124,7 +123,8 @@ class WanPipeline:
         self.schedule = _check_schedule(schedule)
         if components.transformer_2 is not None and components.variant.boundary_ratio is None:
             raise InputError("transformer_2 needs the variant's boundary_ratio", field="transformer_2")
-        self.placement = Placement(components.modules(), self.device, offload=offload)
+        self.placement = Placement(components.modules(), self.device, order=WAN_OFFLOAD_ORDER,
+                                   streamed=WAN_STREAMED, offload=offload)  # fmt: skip
         vae_cfg = components.vae.config
         self.temporal = int(vae_cfg.scale_factor_temporal)
         self.spatial = int(vae_cfg.scale_factor_spatial)

@@ -394,7 +394,7 @@ function buildRequest() {
     });
   }
   state.refs.music.forEach((ref, index) => {
-    content.push({ type: "audio_url", audio_url: { url: ref.url }, role: "reference_audio" }); // the music bed
+    content.push({ type: "audio_url", audio_url: { url: ref.url }, role: "music" }); // the music bed (yingxi's role)
     state.contentMap.push({ role: "music", index });
   });
   const body = {
@@ -749,6 +749,10 @@ async function loadDefaultModel() {
       $("model").placeholder = name;
       const opt = document.createElement("option");
       opt.value = name;
+      /* the served backend's row of the registry (backends/registry.py): what it is, whether it makes sound */
+      const spec = (health.backends || []).find((b) => b.name === health.backend);
+      const caps = health.capabilities || {};
+      if (spec) opt.label = spec.summary + (caps.audio ? " (with sound)" : "");
       $("model-list").append(opt);
     }
   } catch (e) {

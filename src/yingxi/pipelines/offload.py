@@ -1,8 +1,9 @@
 """Model CPU offload with the order declared as data: a component sits on the GPU only while it runs.
 
-Wan's parts run one after another (text encoder, image encoder, the transformer(s) for every step, then
-the VAE), so holding only the running one on the accelerator ("model" offload) brings the peak down to
-the largest single part: enough for TI2V-5B (10 GB transformer, 11 GB UMT5 in bf16) on a 24 GB card.
+A pipeline's parts run one after another (Wan: text encoder, image encoder, the transformer(s) for every
+step, then the VAE); each family passes its own order (`pipelines/wan/common.py`: WAN_OFFLOAD_ORDER).
+Holding only the running part on the accelerator ("model" offload) brings the peak down to the largest
+single part: enough for TI2V-5B (10 GB transformer, 11 GB UMT5 in bf16) on a 24 GB card.
 A 14B transformer alone is 28 GB in bf16, so "blocks" offload also streams the transformer's blocks:
 each block's weights are copied in just before it runs and dropped after (the CPU keeps the only copy,
 pinned, packed into 1 GiB buffers), and only the small embedding and head stay resident. A quantized
@@ -12,19 +13,14 @@ packed and copied like the rest, so an fp8 14B streams ~13 GB per step, not 26.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["OFFLOAD_ORDER", "OffloadMode", "Placement", "offload_mode", "pack_", "stream_blocks"]
-
-# The order the parts first run in (the VAE also encodes conditioning frames before sampling);
-# `Placement` moves each to the device when its turn comes and the previous one back to the CPU.
-OFFLOAD_ORDER = ("text_encoder", "image_encoder", "transformer", "transformer_2", "vae")
-STREAMED = ("transformer", "transformer_2")  # parts whose `blocks` are streamed in "blocks" mode
+__all__ = ["OffloadMode", "Placement", "offload_mode", "pack_", "stream_blocks"]
 
 OffloadMode = Literal["none", "model", "blocks"]
 
@@ -109,19 +105,25 @@ def stream_blocks(blocks: nn.ModuleList, device: torch.device, *, pin: bool | No
 
 class Placement:
     """Where each component lives while a pipeline runs: all on `device` ("none"), each in turn
-    ("model", also `True`), or each in turn with the transformers' blocks streamed ("blocks")."""
+    ("model", also `True`), or each in turn with the `streamed` parts' blocks streamed ("blocks").
+
+    `order`: the component names in the order they first run; `streamed`: those whose `blocks`
+    (an nn.ModuleList) are streamed in "blocks" mode (the transformers)."""
 
     def __init__(
         self,
         components: Mapping[str, object | None],
         device: str | torch.device,
         *,
+        order: Sequence[str],
+        streamed: Sequence[str] = (),
         offload: bool | OffloadMode = False,
         force: bool = False,
     ) -> None:
-        unknown = set(components) - set(OFFLOAD_ORDER)
+        self.order = tuple(order)
+        unknown = set(components) - set(self.order)
         if unknown:
-            raise ValueError(f"components not in OFFLOAD_ORDER: {sorted(unknown)}")
+            raise ValueError(f"components not in the offload order {self.order}: {sorted(unknown)}")
         mode = offload_mode(offload)
         self.components = {k: v for k, v in components.items() if v is not None}
         self.modules = {k: _module(v) for k, v in self.components.items()}
@@ -130,7 +132,7 @@ class Placement:
         self.mode: OffloadMode = mode if (self.device.type != "cpu" or force) else "none"
         self.offload = self.mode != "none"
         self.active: str | None = None
-        self.streamed = {n for n in STREAMED if self.mode == "blocks" and isinstance(
+        self.streamed = {n for n in streamed if self.mode == "blocks" and isinstance(
             getattr(self.modules.get(n), "blocks", None), nn.ModuleList)}  # fmt: skip
         home = torch.device("cpu") if self.offload else self.device
         for name, module in self.modules.items():
@@ -172,7 +174,7 @@ class Placement:
         """Names of the components with weights on the device now (for tests and logs)."""
         return [
             name
-            for name in OFFLOAD_ORDER
+            for name in self.order
             if name in self.modules
             and any(p.device.type == self.device.type for p in self.modules[name].parameters())
         ]
