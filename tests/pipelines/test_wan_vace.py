@@ -159,8 +159,8 @@ def test_a_pair_of_vace_experts_matches_diffusers(tmp_path):
 
 
 def test_blocks_offload_streams_the_context_blocks_too(vace, monkeypatch):
-    from yingxi.pipelines.wan import offload
-    from yingxi.pipelines.wan.offload import Placement
+    from yingxi.pipelines import offload
+    from yingxi.pipelines.offload import Placement
 
     copied = []
 
@@ -179,7 +179,8 @@ def test_blocks_offload_streams_the_context_blocks_too(vace, monkeypatch):
     t = torch.tensor([500.0])
     with torch.no_grad():
         expected = dit(x, t, text, control_hidden_states=control)
-        placement = Placement({"transformer": dit}, torch.device("cpu"), offload="blocks", force=True)
+        placement = Placement({"transformer": dit}, torch.device("cpu"), order=["transformer"],
+                              streamed=["transformer"], offload="blocks", force=True)  # fmt: skip
         with placement.use("transformer") as model:
             got = model(x, t, text, control_hidden_states=control)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
