@@ -65,6 +65,21 @@ def tiny_diffusers(kind: str):
     return build
 
 
+def tiny_vace(tmp: Path):
+    """The wan backend over a tiny random VACE folder (tests/models/wan/tiny_vace.py)."""
+    sys.path.insert(0, str(TINY_WAN))
+    from tiny_vace import save_tiny_vace
+
+    return build_backend("wan", {"model": str(save_tiny_vace(tmp / "vace")), "steps": 2, "device": "cpu"})
+
+
+def vace_request(gen) -> ClipRequest:
+    from yingxi.backends.base import Conditioning
+
+    face = gradient(24, 40)  # a reference of another shape: letterboxed, never a frame of the shot
+    return small_request(48, 32, 9, 16, conditioning=(Conditioning("reference", face, name="Mei"),))
+
+
 def sounding(tmp: Path):
     from tests.e2e.test_render_conditioning import Sounding  # a test camera: the contract's audio checks
 
@@ -79,6 +94,7 @@ CASES = [
         tiny_wan("ti2v"),
         lambda gen: small_request(32, 32, 9, 24, first_frame=gradient(32, 32)),
     ),  # fmt: skip
+    Case("wan-tiny-vace-reference", tiny_vace, vace_request),
     Case("sounding-test-camera", sounding, lambda gen: small_request(48, 32, 6, 12)),
     Case(
         "diffusers-ltx2", tiny_diffusers("t2v"), lambda gen: small_request(32, 32, 9, 24, generate_audio=True)

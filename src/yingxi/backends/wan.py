@@ -19,6 +19,7 @@ import numpy as np
 
 from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
 from yingxi.backends.checks import refuse_unsupported
+from yingxi.backends.wan_vace import VACE_KINDS, vace_args
 from yingxi.errors import CapabilityError, InputError, ModelNotFoundError
 from yingxi.models import hub
 from yingxi.models.wan.config import WAN_NEGATIVE_PROMPT, WanVariant, variants_with
@@ -161,7 +162,13 @@ class WanGenerator:
             min_frames=MIN_FRAMES,
             max_frames=v.max_frames,
             native_fps=float(v.fps),
+            conditioning_kinds=VACE_KINDS if self.vace else frozenset(),
         )
+
+    @property
+    def vace(self) -> bool:
+        """A VACE model: references, extension, pinned frames and control videos (`wan_vace.py`)."""
+        return "vace" in self.variant.tasks
 
     @property
     def pipeline(self):
@@ -234,11 +241,14 @@ class WanGenerator:
 
     def _check_conditioning(self, request: ClipRequest) -> None:
         v = self.variant
+        if self.vace:
+            vace_args(request, v.name)
+            return
         can = set(v.conditionings)
         if request.reference_images:
             raise CapabilityError(
                 f"{v.name} cannot follow reference images (Wan conditions on a first frame, not references); "
-                "give the shot a first frame instead",
+                f"give the shot a first frame instead, or use a VACE variant: {variants_with('references')}",
                 field="reference_images",
             )
         if request.last_frame is not None and "flf2v" not in can:
@@ -337,11 +347,15 @@ class WanGenerator:
         steps = request.steps or s.steps
         guidance = request.guidance if request.guidance is not None else s.guidance
         guidance_2 = request.options.get("guidance_2", s.guidance_2)  # a preset's guidance is both experts'
+        task: dict = dict(image=request.first_frame, last_image=request.last_frame)
+        if self.vace:  # first/last frames are pinned images among the items; given frames end exact
+            a = vace_args(request, self.variant.name)
+            task = dict(video=a.video, mask=a.mask, reference_images=a.reference_images,
+                        conditioning_scale=a.conditioning_scale, keep_given=True)  # fmt: skip
         frames = pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or WAN_NEGATIVE_PROMPT,  # what Wan was sampled with
-            image=request.first_frame,
-            last_image=request.last_frame,
+            **task,
             width=int(request.width),
             height=int(request.height),
             num_frames=int(request.num_frames),

@@ -139,6 +139,8 @@ class Placement:
             module.to(home)
             if name in self.streamed:
                 stream_blocks(module.blocks, self.device)
+                if isinstance(getattr(module, "vace_blocks", None), nn.ModuleList):  # VACE context blocks
+                    stream_blocks(module.vace_blocks, self.device)
 
     def _move(self, name: str, device: torch.device | str) -> None:
         module = self.modules[name]
@@ -147,7 +149,7 @@ class Placement:
             return
         module._apply(lambda t: t.to(device), recurse=False)  # its own parameters (e.g. the head's table)
         for child_name, child in module.named_children():
-            if child_name != "blocks":
+            if child_name not in ("blocks", "vace_blocks"):
                 child.to(device)
 
     @contextmanager

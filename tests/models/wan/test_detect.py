@@ -18,6 +18,7 @@ from yingxi.models.loading import CheckpointError, rename_key
 from yingxi.models.wan.config import VARIANTS
 from yingxi.models.wan.detect import detect, expert_from_name
 from yingxi.models.wan.dit import WanDiT
+from yingxi.models.wan.loading import transformer_class
 from yingxi.pipelines.wan.inspect import inspect_shapes, meta_infos, plan_memory
 
 GIB = 2**30
@@ -29,7 +30,7 @@ def shapes() -> dict[str, dict[str, torch.Tensor]]:
     out = {}
     for name, variant in VARIANTS.items():
         with torch.device("meta"):
-            out[name] = WanDiT(variant.dit).state_dict()
+            out[name] = transformer_class(variant.dit)(variant.dit).state_dict()  # VACE: with context blocks
     return out
 
 
@@ -43,6 +44,9 @@ COMFY_NAMES = {
     "wan2.2-ti2v-5b": "wan2.2_ti2v_5B_fp16.safetensors",
     "wan2.2-t2v-a14b": "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
     "wan2.2-i2v-a14b": "wan2.2_i2v_low_noise_14B_fp16.safetensors",
+    "wan2.1-vace-1.3b": "wan2.1_vace_1.3B_fp16.safetensors",
+    "wan2.1-vace-14b": "wan2.1_vace_14B_fp16.safetensors",
+    "wan2.2-vace-fun-a14b": "wan2.2_fun_vace_high_noise_14B_bf16.safetensors",
 }
 
 
@@ -54,7 +58,11 @@ def test_every_variant_is_detected_from_full_size_shapes(shapes, name):
     for table in ({k: t.shape for k, t in sd.items()}, original, comfy):
         found = detect(table, name=COMFY_NAMES[name])
         assert found.variant is VARIANTS[name]  # the registered row, with the authors' sampling defaults
-        assert found.expert == {"wan2.2-t2v-a14b": "high", "wan2.2-i2v-a14b": "low"}.get(name)
+        assert found.expert == {
+            "wan2.2-t2v-a14b": "high",
+            "wan2.2-i2v-a14b": "low",
+            "wan2.2-vace-fun-a14b": "high",
+        }.get(name)
 
 
 def test_ambiguous_shapes_need_the_name_or_the_users_choice(shapes):
@@ -245,12 +253,12 @@ def test_pth_files_and_unsupported_wan_kinds(tmp_path, shapes, capsys):
     torch.save(sd, tmp_path / "wan_t2v.pth")
     assert main(["models", "inspect", str(tmp_path / "wan_t2v.pth"), "--dtype", "fp32"]) == 0
     assert "storage fp32" in capsys.readouterr().out
-    vace = {
+    animate = {
         **{k: t.shape for k, t in shapes["wan2.1-t2v-14b"].items()},
-        "vace_patch_embedding.weight": (5120, 96, 1, 2, 2),
+        "face_adapter.fuser_blocks.0.k_norm.weight": (128,),
     }
-    with pytest.raises(CheckpointError, match="a Wan VACE transformer"):
-        detect(vace, name="wan2.1_vace_14B_fp16.safetensors")
+    with pytest.raises(CheckpointError, match="a Wan Animate transformer"):
+        detect(animate, name="wan2.2_animate_14B_bf16.safetensors")
 
 
 def _small():

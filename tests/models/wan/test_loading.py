@@ -54,10 +54,12 @@ DIFFUSERS_TO_ORIGINAL = (
     (r"\.add_k_proj\.", ".k_img."),
     (r"\.add_v_proj\.", ".v_img."),
     (r"\.norm_added_k\.", ".norm_k_img."),
-    (r"^(blocks\.\d+)\.norm2\.", r"\1.norm3."),
+    (r"^((?:vace_)?blocks\.\d+)\.norm2\.", r"\1.norm3."),
     (r"\.ffn\.net\.0\.proj\.", ".ffn.0."),
     (r"\.ffn\.net\.2\.", ".ffn.2."),
-    (r"^(blocks\.\d+)\.scale_shift_table$", r"\1.modulation"),
+    (r"^((?:vace_)?blocks\.\d+)\.scale_shift_table$", r"\1.modulation"),
+    (r"^(vace_blocks\.\d+)\.proj_in\.", r"\1.before_proj."),  # VACE (Wan2.1 wan/modules/vace_model.py)
+    (r"^(vace_blocks\.\d+)\.proj_out\.", r"\1.after_proj."),
     (r"^proj_out\.", "head.head."),
     (r"^scale_shift_table$", "head.modulation"),
 )
@@ -314,6 +316,9 @@ def test_registry_names_and_errors():
         "wan2.2-ti2v-5b",
         "wan2.2-t2v-a14b",
         "wan2.2-i2v-a14b",
+        "wan2.1-vace-1.3b",
+        "wan2.1-vace-14b",
+        "wan2.2-vace-fun-a14b",
     }
     assert get_variant("WAN2.1-T2V-1.3B").name == "wan2.1-t2v-1.3b"
     assert get_variant("Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers").name == "wan2.1-flf2v-14b-720p"
@@ -327,7 +332,8 @@ def test_registry_names_and_errors():
 
 def test_registry_defaults_follow_wan():
     for v in VARIANTS.values():
-        assert v.repo_id.startswith("Wan-AI/")
+        # alibaba-pai's VACE-Fun A14B is in diffusers' layout only as a diffusers maintainer's conversion
+        assert v.repo_id.startswith("Wan-AI/") or v.name == "wan2.2-vace-fun-a14b"
         assert (v.num_frames - 1) % 4 == 0 and v.num_frames <= v.max_frames
         assert all(w % v.size_multiple == 0 and h % v.size_multiple == 0 for w, h in v.sizes)
         assert v.two_experts == (v.guidance_scale_2 is not None)

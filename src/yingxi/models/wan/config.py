@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from yingxi.errors import InputError, unknown_word
 
-Task = Literal["t2v", "i2v", "flf2v", "ti2v"]
+Task = Literal["t2v", "i2v", "flf2v", "ti2v", "vace"]
 VaeKind = Literal["2.1", "2.2"]
 
 TEXT_LEN = 512  # UMT5 context length every Wan model was trained with (`text_len` in the original config)
@@ -52,6 +52,11 @@ class WanDiTConfig:
     added_kv_proj_dim: int | None = None  # inner dim (5120) when cross-attention has image k/v projections
     rope_max_seq_len: int = 1024  # diffusers' RoPE table length; ours builds tables per input, any size
     pos_embed_seq_len: int | None = None  # 2 * 257 for FLF2V: learned positions of first+last CLIP tokens
+    # VACE (Wan2.1 `wan/modules/vace_model.py`): the main blocks after which a context block's hint is added
+    # (1.3B: every 2nd of 30; 14B: every 5th of 40), and the context channels: 16 inactive + 16 reactive
+    # latents + 64 = 8x8 mask pixels folded per latent cell. None: not a VACE model.
+    vace_layers: tuple[int, ...] | None = None
+    vace_in_channels: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.patch_size) != 3:
@@ -67,6 +72,26 @@ class WanDiTConfig:
             raise InputError(
                 "added_kv_proj_dim needs image_dim (the image embedder feeds it)", field="image_dim"
             )
+        if (self.vace_layers is None) != (self.vace_in_channels is None):
+            raise InputError("a VACE model needs both vace_layers and vace_in_channels", field="vace_layers")
+        if self.vace_layers is not None:
+            layers = tuple(int(i) for i in self.vace_layers)
+            object.__setattr__(self, "vace_layers", layers)
+            if (
+                not layers
+                or layers[0] != 0
+                or list(layers) != sorted(set(layers))
+                or layers[-1] >= self.num_layers
+            ):
+                raise InputError(
+                    f"vace_layers must be increasing block indices from 0 below num_layers {self.num_layers}, "
+                    f"got {list(layers)}",
+                    field="vace_layers",
+                )
+
+    @property
+    def is_vace(self) -> bool:
+        return self.vace_layers is not None
 
     @property
     def inner_dim(self) -> int:
@@ -85,6 +110,8 @@ class WanDiTConfig:
         kwargs = {k: v for k, v in config.items() if k in names}
         if "patch_size" in kwargs:
             kwargs["patch_size"] = tuple(kwargs["patch_size"])
+        if kwargs.get("vace_layers") is not None:
+            kwargs["vace_layers"] = tuple(kwargs["vace_layers"])
         return cls(**kwargs)
 
     @classmethod
@@ -95,6 +122,15 @@ class WanDiTConfig:
         checkpoint by the caller because Wan 2.2's "i2v" has no CLIP branch while Wan 2.1's does."""
         try:
             dim, heads = int(config["dim"]), int(config["num_heads"])
+            vace = config.get("model_type") == "vace" or "vace_layers" in config or "vace_in_dim" in config
+            layers = config.get("vace_layers")
+            vace_layers = (
+                None
+                if not vace
+                else tuple(layers)
+                if layers
+                else tuple(range(0, int(config["num_layers"]), 2))
+            )  # VaceWanModel's default: every second block
             return cls(
                 patch_size=tuple(config.get("patch_size", (1, 2, 2))),
                 num_attention_heads=heads,
@@ -110,6 +146,8 @@ class WanDiTConfig:
                 image_dim=image_dim,
                 added_kv_proj_dim=dim if image_dim is not None else None,
                 pos_embed_seq_len=pos_embed_seq_len,
+                vace_layers=vace_layers,
+                vace_in_channels=int(config.get("vace_in_dim") or config["in_dim"]) if vace else None,
             )
         except KeyError as exc:
             raise InputError(f"original Wan config lacks {exc.args[0]!r}", field=str(exc.args[0])) from exc
@@ -118,6 +156,10 @@ class WanDiTConfig:
         """The diffusers config dict (for writing `transformer/config.json`)."""
         out = dataclasses.asdict(self)
         out["patch_size"] = list(self.patch_size)
+        if self.vace_layers is None:  # a plain WanTransformer3DModel has no such arguments
+            del out["vace_layers"], out["vace_in_channels"]
+        else:
+            out["vace_layers"] = list(self.vace_layers)
         return out
 
     def num_params(self) -> int:
@@ -138,6 +180,9 @@ class WanDiTConfig:
             n += 2 * e + lin(e, e) + lin(e, d) + 2 * d  # norm1, ff (e->e->d), norm2
             n += (self.pos_embed_seq_len or 0) * e
         n += self.num_layers * block
+        if self.vace_layers is not None:  # context blocks: a block + after_proj (+ before_proj on the first)
+            n += len(self.vace_layers) * (block + lin(d, d)) + lin(d, d)
+            n += self.vace_in_channels * math.prod(self.patch_size) * d + d  # vace_patch_embedding
         n += lin(d, self.out_channels * math.prod(self.patch_size)) + 2 * d  # head + its modulation
         return n
 
@@ -174,7 +219,10 @@ class WanVariant:
         """What a user may ask of it: "t2v", "i2v", "flf2v" (TI2V-5B does both t2v and i2v)."""
         out: list[str] = []
         for task in self.tasks:
-            out.extend(("t2v", "i2v") if task == "ti2v" else (task,))
+            if task == "vace":  # frames pinned anywhere by the mask, identity from reference images
+                out.extend(("t2v", "i2v", "flf2v", "references"))
+            else:
+                out.extend(("t2v", "i2v") if task == "ti2v" else (task,))
         return tuple(dict.fromkeys(out))
 
     @property
@@ -201,6 +249,15 @@ _I2V_14B = WanDiTConfig(in_channels=36, image_dim=1280, added_kv_proj_dim=5120)
 _FLF2V_14B = dataclasses.replace(_I2V_14B, pos_embed_seq_len=2 * CLIP_TOKENS)
 _TI2V_5B = WanDiTConfig(num_attention_heads=24, ffn_dim=14336, num_layers=30, in_channels=48, out_channels=48)
 _I2V_A14B = WanDiTConfig(in_channels=36)
+# VACE: the T2V transformer plus context blocks (diffusers' Wan-AI/Wan2.1-VACE-*-diffusers configs); the
+# Wan 2.2 VACE-Fun A14B experts have the 14B's shapes (a file name or a second expert tells them apart).
+VACE_IN_CHANNELS = 96  # 16 inactive + 16 reactive latents + 8*8 mask
+_VACE_1_3B = dataclasses.replace(
+    _T2V_1_3B, vace_layers=tuple(range(0, 30, 2)), vace_in_channels=VACE_IN_CHANNELS
+)
+_VACE_14B = dataclasses.replace(
+    _T2V_14B, vace_layers=tuple(range(0, 40, 5)), vace_in_channels=VACE_IN_CHANNELS
+)
 
 _ALL = (
     WanVariant(
@@ -238,6 +295,21 @@ _ALL = (
         "wan2.2-i2v-a14b", "Wan-AI/Wan2.2-I2V-A14B-Diffusers", ("i2v",), _I2V_A14B, "2.1",
         steps=40, shift=5.0, guidance_scale=3.5, guidance_scale_2=3.5, boundary_ratio=0.9,
         sizes=_P720 + _P480, fps=16,
+    ),
+    # Wan2.1 generate.py samples every VACE model with shift 16 (`_validate_args`), 50 steps, guidance 5.
+    WanVariant(
+        "wan2.1-vace-1.3b", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", ("vace",), _VACE_1_3B, "2.1",
+        steps=50, shift=16.0, guidance_scale=5.0, sizes=_P480, fps=16,
+    ),
+    WanVariant(
+        "wan2.1-vace-14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", ("vace",), _VACE_14B, "2.1",
+        steps=50, shift=16.0, guidance_scale=5.0, sizes=_P720 + _P480, fps=16,
+    ),
+    WanVariant(
+        "wan2.2-vace-fun-a14b", "linoyts/Wan2.2-VACE-Fun-14B-diffusers", ("vace",), _VACE_14B, "2.1",
+        steps=40, shift=12.0, guidance_scale=4.0, guidance_scale_2=3.0, boundary_ratio=0.875,
+        sizes=_P720 + _P480, fps=16,
+        notes="alibaba-pai's VACE-Fun on the Wan 2.2 T2V A14B experts; sampled as Wan 2.2 T2V A14B",
     ),
 )  # fmt: skip
 

@@ -38,10 +38,12 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     "i2v-clip": ("wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p"),
     "i2v": ("wan2.2-i2v-a14b",),
     "t2v": ("wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.2-t2v-a14b"),
+    "vace": ("wan2.1-vace-1.3b", "wan2.1-vace-14b", "wan2.2-vace-fun-a14b"),  # `vace_patch_embedding`
 }
+# Per family: the narrow model an unpublished width up to SMALL_WIDTH is taken for, and the wide single one.
+_SMALL = {"t2v": ("wan2.1-t2v-1.3b", "wan2.1-t2v-14b"), "vace": ("wan2.1-vace-1.3b", "wan2.1-vace-14b")}
 # Wan models yingxi does not run, told by the keys ComfyUI's detection looks for (original names).
 UNSUPPORTED = {
-    "vace_patch_embedding.weight": "VACE",
     "control_adapter.conv.weight": "Fun Camera / Control",
     "casual_audio_encoder.encoder.final_linear.weight": "S2V (speech to video)",
     "audio_proj.audio_proj_glob_1.layer.bias": "HuMo",
@@ -85,6 +87,8 @@ def _config(shapes: Mapping[str, tuple[int, ...]], head_dim: int) -> WanDiTConfi
 
 
 def _family(cfg: WanDiTConfig) -> str:
+    if cfg.is_vace:
+        return "vace"
     if cfg.in_channels == 48 or cfg.out_channels == 48:
         return "ti2v"
     if cfg.pos_embed_seq_len:
@@ -120,9 +124,10 @@ def _narrow(candidates: tuple[str, ...], cfg: WanDiTConfig, name: str, paired: b
     hints: "480p"/"720p"; "wan2.2", "a14b", "high_noise"/"low_noise" (or a second expert) for 2.2."""
     low = name.lower()
     exact = [c for c in candidates if VARIANTS[c].dit == cfg]
-    pool = exact or [c for c in candidates if c != "wan2.1-t2v-1.3b" or cfg.inner_dim <= SMALL_WIDTH]
-    if not exact and cfg.inner_dim <= SMALL_WIDTH and "wan2.1-t2v-1.3b" in pool:
-        pool = [c for c in pool if c != "wan2.1-t2v-14b"]  # a narrow unpublished T2V: 1.3B-like or A14B-like
+    small, wide = next((pair for pair in _SMALL.values() if pair[0] in candidates), (None, None))
+    pool = exact or [c for c in candidates if c != small or cfg.inner_dim <= SMALL_WIDTH]
+    if not exact and cfg.inner_dim <= SMALL_WIDTH and small in pool:
+        pool = [c for c in pool if c != wide]  # a narrow unpublished T2V/VACE: 1.3B-like or A14B-like
     if len(pool) < 2:
         return pool
     if candidates == _FAMILIES["i2v-clip"]:
@@ -161,7 +166,7 @@ def detect(
     for key, kind in UNSUPPORTED.items():
         if key in bare:
             raise CheckpointError(
-                f"a Wan {kind} transformer ({key}); yingxi runs Wan 2.1/2.2 T2V, I2V, FLF2V and TI2V models",
+                f"a Wan {kind} transformer ({key}); yingxi runs Wan 2.1/2.2 T2V, I2V, FLF2V, TI2V and VACE models",
                 file=source,
             )
     try:

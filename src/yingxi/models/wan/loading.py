@@ -36,7 +36,8 @@ from yingxi.models.wan.dit import KEEP_FP32, WanDiT
 
 Layout = Literal["diffusers", "original"]
 
-_B = r"^blocks\.(\d+)\."
+# A main block or a VACE context block (`vace_blocks.N.`, with the same inside).
+_B = r"^((?:vace_)?blocks\.\d+)\."
 ORIGINAL_TO_DIFFUSERS: tuple[tuple[str, str], ...] = (
     (r"^model\.diffusion_model\.", ""),  # ComfyUI single-file prefix
     (r"^patch_embedding\.", "patch_embedding."),
@@ -50,20 +51,22 @@ ORIGINAL_TO_DIFFUSERS: tuple[tuple[str, str], ...] = (
     (r"^img_emb\.proj\.3\.", "condition_embedder.image_embedder.ff.net.2."),
     (r"^img_emb\.proj\.4\.", "condition_embedder.image_embedder.norm2."),
     (r"^img_emb\.emb_pos$", "condition_embedder.image_embedder.pos_embed"),  # FLF2V
-    (_B + r"self_attn\.", r"blocks.\1.attn1."),
-    (_B + r"cross_attn\.", r"blocks.\1.attn2."),
-    (_B + r"(attn[12])\.q\.", r"blocks.\1.\2.to_q."),
-    (_B + r"(attn[12])\.k\.", r"blocks.\1.\2.to_k."),
-    (_B + r"(attn[12])\.v\.", r"blocks.\1.\2.to_v."),
-    (_B + r"(attn[12])\.o\.", r"blocks.\1.\2.to_out.0."),
-    (_B + r"attn2\.k_img\.", r"blocks.\1.attn2.add_k_proj."),
-    (_B + r"attn2\.v_img\.", r"blocks.\1.attn2.add_v_proj."),
-    (_B + r"attn2\.norm_k_img\.", r"blocks.\1.attn2.norm_added_k."),
+    (_B + r"self_attn\.", r"\1.attn1."),
+    (_B + r"cross_attn\.", r"\1.attn2."),
+    (_B + r"(attn[12])\.q\.", r"\1.\2.to_q."),
+    (_B + r"(attn[12])\.k\.", r"\1.\2.to_k."),
+    (_B + r"(attn[12])\.v\.", r"\1.\2.to_v."),
+    (_B + r"(attn[12])\.o\.", r"\1.\2.to_out.0."),
+    (_B + r"attn2\.k_img\.", r"\1.attn2.add_k_proj."),
+    (_B + r"attn2\.v_img\.", r"\1.attn2.add_v_proj."),
+    (_B + r"attn2\.norm_k_img\.", r"\1.attn2.norm_added_k."),
     # Wan's norm3 is the affine pre-cross-attention norm (diffusers "norm2"); its norm1/norm2 hold no weights.
-    (_B + r"norm3\.", r"blocks.\1.norm2."),
-    (_B + r"ffn\.0\.", r"blocks.\1.ffn.net.0.proj."),
-    (_B + r"ffn\.2\.", r"blocks.\1.ffn.net.2."),
-    (_B + r"modulation$", r"blocks.\1.scale_shift_table"),
+    (_B + r"norm3\.", r"\1.norm2."),
+    (_B + r"ffn\.0\.", r"\1.ffn.net.0.proj."),
+    (_B + r"ffn\.2\.", r"\1.ffn.net.2."),
+    (_B + r"modulation$", r"\1.scale_shift_table"),
+    (_B + r"before_proj\.", r"\1.proj_in."),  # VACE (diffusers' convert_wan_to_diffusers names)
+    (_B + r"after_proj\.", r"\1.proj_out."),
     (r"^head\.head\.", "proj_out."),
     (r"^head\.modulation$", "scale_shift_table"),
 )
@@ -75,7 +78,7 @@ IGNORED_KEYS = (r"\.norm_added_q\.",)
 # fp8_scaled and LightX2V's fp8 Wan files do; the patch/text/time/image embeddings, norms, modulation
 # tables and the head stay in the compute dtype. (For a 14B expert: 13.2 of its 14.3 B weights.)
 FP8_LAYERS = re.compile(
-    r"^blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0|add_k_proj|add_v_proj)|ffn\.net\.(0\.proj|2))\.weight$"
+    r"^(vace_)?blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0|add_k_proj|add_v_proj)|ffn\.net\.(0\.proj|2))\.weight$"
 )
 WEIGHTS = ("bf16", "fp8")  # `weights=`: None keeps each weight as stored
 
@@ -86,7 +89,7 @@ def fp8_layer_shapes(cfg: WanDiTConfig) -> list[tuple[int, int]]:
     block = [(d, d)] * 8 + [(f, d), (d, f)]  # self- and cross-attention q/k/v/o, the FFN
     if cfg.added_kv_proj_dim is not None:
         block += [(d, cfg.added_kv_proj_dim)] * 2  # I2V image k/v
-    return block * cfg.num_layers
+    return block * (cfg.num_layers + len(cfg.vace_layers or ()))
 
 
 def weight_bytes(cfg: WanDiTConfig, dtype: torch.dtype, weights: str | None = None) -> int:
@@ -141,9 +144,35 @@ def infer_config(state_dict: Mapping[str, Tensor], *, head_dim: int = HEAD_DIM) 
             image_dim=img.shape[0] if img is not None else None,
             added_kv_proj_dim=add_k.shape[1] if add_k is not None else None,
             pos_embed_seq_len=pos.shape[1] if pos is not None else None,
+            **infer_vace(state_dict, layers),
         )
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"not a Wan transformer checkpoint (cannot find {exc})") from exc
+
+
+def infer_vace(state_dict: Mapping[str, Tensor], num_layers: int) -> dict:
+    """vace_layers / vace_in_channels from a VACE checkpoint's shapes ({} for other models). The weights do
+    not say after which main blocks the hints go: every published VACE spaces its context blocks evenly from
+    block 0 (1.3B: 15 over 30 layers, every 2nd; 14B and VACE-Fun A14B: 8 over 40, every 5th)."""
+    embed = state_dict.get("vace_patch_embedding.weight")  # (D, Cv, pt, ph, pw)
+    if embed is None:
+        return {}
+    n = 1 + max(int(m.group(1)) for k in state_dict if (m := re.match(r"vace_blocks\.(\d+)\.", k)))
+    if num_layers % n:
+        raise CheckpointError(
+            f"{n} VACE blocks do not space evenly over {num_layers} layers; give the model's config.json "
+            "(its vace_layers)"
+        )
+    return {"vace_layers": tuple(range(0, num_layers, num_layers // n)), "vace_in_channels": embed.shape[1]}
+
+
+def transformer_class(config: WanDiTConfig) -> type[WanDiT]:
+    """WanVACEDiT for a VACE config, WanDiT otherwise."""
+    if config.is_vace:
+        from yingxi.models.wan.vace import WanVACEDiT
+
+        return WanVACEDiT
+    return WanDiT
 
 
 def _config_from_json(raw: Mapping, state_dict: Mapping[str, Tensor], source: Path) -> WanDiTConfig:
@@ -247,7 +276,7 @@ def load_transformer(
         else:
             config = infer_config(state)
     model = load_module(
-        WanDiT,
+        transformer_class(config),
         config,
         state,
         dtype=dtype,

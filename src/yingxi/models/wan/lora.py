@@ -23,7 +23,7 @@ __all__ = ["DIFFUSERS_TO_ORIGINAL", "load_lora", "set_loras", "wan_lora_names"]
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "base_model.model.", "transformer.", "lora_unet_")
 
-_B = r"^blocks\.(\d+)\."
+_B = r"^((?:vace_)?blocks\.\d+)\."  # a main block or a VACE context block
 # Our module (and parameter) names -> Wan's original ones: the inverse of `ORIGINAL_TO_DIFFUSERS`, which
 # kohya-style keys need (they flatten Wan's names, so the dots cannot be read back without knowing them).
 DIFFUSERS_TO_ORIGINAL: tuple[tuple[str, str], ...] = (
@@ -37,19 +37,21 @@ DIFFUSERS_TO_ORIGINAL: tuple[tuple[str, str], ...] = (
     (r"^condition_embedder\.image_embedder\.ff\.net\.2", "img_emb.proj.3"),
     (r"^condition_embedder\.image_embedder\.norm2", "img_emb.proj.4"),
     (r"^condition_embedder\.image_embedder\.pos_embed$", "img_emb.emb_pos"),
-    (_B + r"attn1\.", r"blocks.\1.self_attn."),
-    (_B + r"attn2\.", r"blocks.\1.cross_attn."),
-    (_B + r"(self_attn|cross_attn)\.to_q$", r"blocks.\1.\2.q"),
-    (_B + r"(self_attn|cross_attn)\.to_k$", r"blocks.\1.\2.k"),
-    (_B + r"(self_attn|cross_attn)\.to_v$", r"blocks.\1.\2.v"),
-    (_B + r"(self_attn|cross_attn)\.to_out\.0$", r"blocks.\1.\2.o"),
-    (_B + r"cross_attn\.add_k_proj$", r"blocks.\1.cross_attn.k_img"),
-    (_B + r"cross_attn\.add_v_proj$", r"blocks.\1.cross_attn.v_img"),
-    (_B + r"cross_attn\.norm_added_k$", r"blocks.\1.cross_attn.norm_k_img"),
-    (_B + r"norm2$", r"blocks.\1.norm3"),
-    (_B + r"ffn\.net\.0\.proj$", r"blocks.\1.ffn.0"),
-    (_B + r"ffn\.net\.2$", r"blocks.\1.ffn.2"),
-    (_B + r"scale_shift_table$", r"blocks.\1.modulation"),
+    (_B + r"attn1\.", r"\1.self_attn."),
+    (_B + r"attn2\.", r"\1.cross_attn."),
+    (_B + r"(self_attn|cross_attn)\.to_q$", r"\1.\2.q"),
+    (_B + r"(self_attn|cross_attn)\.to_k$", r"\1.\2.k"),
+    (_B + r"(self_attn|cross_attn)\.to_v$", r"\1.\2.v"),
+    (_B + r"(self_attn|cross_attn)\.to_out\.0$", r"\1.\2.o"),
+    (_B + r"cross_attn\.add_k_proj$", r"\1.cross_attn.k_img"),
+    (_B + r"cross_attn\.add_v_proj$", r"\1.cross_attn.v_img"),
+    (_B + r"cross_attn\.norm_added_k$", r"\1.cross_attn.norm_k_img"),
+    (_B + r"norm2$", r"\1.norm3"),
+    (_B + r"ffn\.net\.0\.proj$", r"\1.ffn.0"),
+    (_B + r"ffn\.net\.2$", r"\1.ffn.2"),
+    (_B + r"scale_shift_table$", r"\1.modulation"),
+    (_B + r"proj_in$", r"\1.before_proj"),  # VACE
+    (_B + r"proj_out$", r"\1.after_proj"),
     (r"^proj_out$", "head.head"),
     (r"^scale_shift_table$", "head.modulation"),
 )
@@ -93,7 +95,7 @@ def wan_lora_names(model: nn.Module, *, original: bool) -> dict[str, str]:
 
 # Names only Wan's original layout uses (kohya-flattened too); diffusers-format files use ours.
 _ORIGINAL_NAMES = re.compile(
-    r"self_attn|cross_attn|ffn[._]\d|head[._]head|time_embedding|text_embedding|modulation"
+    r"self_attn|cross_attn|ffn[._]\d|head[._]head|time_embedding|text_embedding|modulation|before_proj|after_proj"
 )
 
 

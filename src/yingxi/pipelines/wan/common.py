@@ -50,6 +50,15 @@ class TaskInputs:
     image_embeds: Tensor | None = None  # (N, 257, 1280) CLIP tokens of the first (and last) frame, Wan 2.1
     fixed: Tensor | None = None  # (B, z, 1, h, w) clean latents of the first frame (TI2V)
     keep: Tensor | None = None  # (1, 1, f, h, w) 1 where the sampled latents are used, 0 where `fixed` is
+    control: Tensor | None = None  # (1, 96, f, h, w) VACE context: inactive + reactive latents + mask
+    control_scale: Tensor | None = None  # (len(vace_layers),) VACE conditioning scale per layer
+    leading: int = 0  # latent frames before the video's (VACE reference images), dropped before decoding
+
+    def model_kwargs(self) -> dict:
+        """Extra transformer arguments of the task (the VACE context), {} for the others."""
+        if self.control is None:
+            return {}
+        return {"control_hidden_states": self.control, "control_hidden_states_scale": self.control_scale}
 
     def hold(self, x: Tensor) -> Tensor:
         """x with the held frames replaced by their clean latents (identity without `fixed`)."""

@@ -30,7 +30,7 @@ __all__ = ["FileReport", "MemoryPlan", "inspect_file", "inspect_shapes", "meta_i
 FLOATS = ("bf16", "fp16", "fp32", "fp64")
 FP8 = ("fp8_e4m3fn", "fp8_e5m2")
 WEIGHTS = ("bf16", "fp8")  # --weights: dequantize everything / quantize Linear weights to fp8 at load
-_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+_BLOCK = re.compile(r"^((?:vace_)?blocks\.\d+)\.")  # a main block or a VACE context block
 GIB = 2**30
 
 
@@ -168,10 +168,10 @@ def plan_memory(
     totals, streamed = [], []
     for report in reports:
         per = {n: _tensor_bytes(n, i, dtype, weights) for n, i in report.tensors.items()}
-        blocks: dict[int, int] = {}
+        blocks: dict[str, int] = {}
         for name, size in per.items():
             if m := _BLOCK.match(name):
-                blocks[int(m[1])] = blocks.get(int(m[1]), 0) + size
+                blocks[m[1]] = blocks.get(m[1], 0) + size
         totals.append(sum(per.values()))
         # "blocks": the embeddings and head stay resident; one block at a time is copied in.
         streamed.append(sum(per.values()) - sum(blocks.values()) + max(blocks.values(), default=0))

@@ -52,7 +52,15 @@ def _diffusers_base(folder: Path, index: dict) -> tuple[str, WanDiTConfig, dict]
     dit = WanDiTConfig.from_diffusers(dit_json)
     z_dim = _read_json(folder / "vae" / "config.json").get("z_dim", 16)
     two = index.get("boundary_ratio") is not None or (folder / "transformer_2").is_dir()
-    if index.get("expand_timesteps") or z_dim == 48:
+    if dit.is_vace:
+        base = (
+            "wan2.2-vace-fun-a14b"
+            if two
+            else "wan2.1-vace-1.3b"
+            if dit.inner_dim <= 1536
+            else "wan2.1-vace-14b"
+        )
+    elif index.get("expand_timesteps") or z_dim == 48:
         base = "wan2.2-ti2v-5b"
     elif two:
         base = "wan2.2-i2v-a14b" if dit.in_channels > 16 else "wan2.2-t2v-a14b"
@@ -92,7 +100,15 @@ def _original_base(folder: Path, raw: dict) -> tuple[str, WanDiTConfig, dict]:
         )
     except InputError as exc:
         raise ModelNotFoundError(f"{folder}: not a Wan model config.json ({exc.message})") from exc
-    if model_type == "ti2v" or dit.in_channels == 48:
+    if dit.is_vace:
+        base = (
+            "wan2.2-vace-fun-a14b"
+            if two
+            else "wan2.1-vace-1.3b"
+            if dit.inner_dim <= 1536
+            else "wan2.1-vace-14b"
+        )
+    elif model_type == "ti2v" or dit.in_channels == 48:
         base = "wan2.2-ti2v-5b"
     elif two:
         base = "wan2.2-i2v-a14b" if dit.in_channels > 16 else "wan2.2-t2v-a14b"
@@ -103,6 +119,15 @@ def _original_base(folder: Path, raw: dict) -> tuple[str, WanDiTConfig, dict]:
     else:
         base = "wan2.1-t2v-1.3b" if dit.inner_dim <= 1536 else "wan2.1-t2v-14b"
     return base, dit, {}
+
+
+def pipeline_class(variant: WanVariant) -> type[WanPipeline]:
+    """WanVACEPipeline for a VACE model (video, mask, reference images), WanPipeline otherwise."""
+    if "vace" in variant.tasks:
+        from yingxi.pipelines.wan.vace import WanVACEPipeline
+
+        return WanVACEPipeline
+    return WanPipeline
 
 
 def variant_for_folder(folder: str | Path) -> WanVariant:
@@ -264,7 +289,7 @@ def load_pipeline(
         single = plan_files(name_or_path, **files)
         check_fits(single.variant, dtype, offload, _device_memory(device), weights, files=single.reports)
         parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype, weights=weights)
-        pipe = WanPipeline(WanComponents(**parts), runtime=runtime, schedule=schedule)
+        pipe = pipeline_class(single.variant)(WanComponents(**parts), runtime=runtime, schedule=schedule)
         if loras or loras_2:
             pipe.set_loras(loras, loras_2)
         return pipe
@@ -292,4 +317,4 @@ def load_pipeline(
         image_encoder=image_encoder,
         transformer_2=transformer_2,
     )
-    return WanPipeline(components, runtime=runtime, schedule=schedule)
+    return pipeline_class(variant)(components, runtime=runtime, schedule=schedule)

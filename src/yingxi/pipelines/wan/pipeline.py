@@ -336,14 +336,7 @@ class WanPipeline:
         uncontext = uncontext.to(device) if uncontext is not None else None
 
         # 2. latents to start from
-        shape = latent_shape(
-            self.latent_channels,
-            run.num_frames,
-            run.height,
-            run.width,
-            temporal=self.temporal,
-            spatial=self.spatial,
-        )
+        shape = self._latent_shape(run)
         latents = run.latents
         if latents is None:
             latents = initial_latents(shape, run.seed, device)
@@ -387,7 +380,7 @@ class WanPipeline:
         # The sigmas stay on the CPU: each step reads them as scalars (its timestep, the expert switch, the
         # solver's coefficients), which on the GPU would be a device sync per read.
         latents = sample(denoise, latents, schedule.sigmas, callback=callback)
-        latents = inputs.hold(latents)
+        latents = inputs.hold(latents)[:, :, inputs.leading :]  # (1, z, f, h, w) the video's own frames
         usage["cache"] = str(run.cache) if run.cache is not None else None
         self.last_usage = usage
 
@@ -395,6 +388,11 @@ class WanPipeline:
         with self.placement.use("vae") as vae:
             video = vae.decode(latents.to(vae.dtype))  # (1, 3, F, H, W) in [-1, 1]
         return video_to_uint8(video)
+
+    def _latent_shape(self, run: _Run) -> tuple[int, ...]:
+        """The latents the sampler works on (VACE adds leading reference frames)."""
+        return latent_shape(self.latent_channels, run.num_frames, run.height, run.width,
+                            temporal=self.temporal, spatial=self.spatial)  # fmt: skip
 
     def _task_inputs(self, task: str, run: _Run, shape: tuple[int, ...]) -> TaskInputs:
         device, image, last_image, width, height = (
@@ -443,7 +441,9 @@ class WanPipeline:
                 if image is not None and x.shape[0] > 1:  # batched guidance: the same image tokens twice
                     image = image.repeat(x.shape[0], 1, 1)  # (2N, Li, E)
                 skipped = cache.skipped if cache is not None else 0
-                v = model(inputs.model_input(x).to(dtype), timestep, ctx.to(dtype), image)
+                v = model(
+                    inputs.model_input(x).to(dtype), timestep, ctx.to(dtype), image, **inputs.model_kwargs()
+                )
                 done = (cache.skipped if cache is not None else 0) - skipped
                 usage["calls"] += 1
                 usage["skipped"] += done
