@@ -19,6 +19,7 @@ from yingxi.cli_checks import (
     version,
 )
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
+from yingxi.cli_parallel import add_parallel_args, run_generate
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_only_flags, wan_options
 from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
 from yingxi.errors import InputError, ModelNotFoundError, YingxiError
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--export", metavar="FORMAT",
                      help="also write the edit for an editor beside the film: otio, edl or fcpxml "
                      "(film.otio and one clip file per shot in film.shots/)")  # fmt: skip
+    add_parallel_args(gen)  # --gpus, --parallel
 
     pl = sub.add_parser("plan", help="print the shot plan without rendering")
     _film_args(pl)
@@ -186,7 +188,7 @@ def make_backend(args: argparse.Namespace):
                         files=file_parts(args), **wan_options(args))  # fmt: skip
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def cmd_generate(args: argparse.Namespace, backend=None) -> int:
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -204,7 +206,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         check_export(args.export)
     film = film_from_args(args)
-    backend = make_backend(args)
+    backend = make_backend(args) if backend is None else backend  # a parallel run's rank 0 brings its own
     console = Console(stderr=True)
     started = time.perf_counter()
     # The bar starts with the first shot: bad input found while preparing stays one line on stderr.
@@ -373,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     terminate_like_interrupt()
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "generate":  # alone, or across --gpus / torchrun ranks
+            return run_generate(
+                args, sys.argv[1:] if argv is None else list(argv), cmd_generate, make_backend
+            )
+        if args.command == "worker":
+            return cmd_worker(args, sys.argv[1:] if argv is None else list(argv))
         return COMMANDS[args.command](args)
     except YingxiError as e:  # missing weights are bad input too: the person names the model
         print(f"yingxi: error: {e}", file=sys.stderr)

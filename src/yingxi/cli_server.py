@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from yingxi.cli_files import add_file_args, file_parts
+from yingxi.cli_parallel import add_parallel_args, run_worker, worker_plan
 from yingxi.errors import InputError
 
 
@@ -50,6 +51,9 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     worker.add_argument("--device", help="torch device (default: cuda:<worker> if present)")
     worker.add_argument("--gpus", type=int, default=1, help="worker processes here, one per GPU (default 1)")
     worker.add_argument("--offload", choices=("none", "model", "blocks"), default="none")
+    add_parallel_args(
+        worker, gpus=False
+    )  # --parallel PLAN: one worker whose shots run across the plan's ranks
     worker.add_argument("--output-ttl-hours", type=float, default=24.0 * 7)
     _scale_args(worker)
     worker.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -101,15 +105,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def cmd_worker(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from yingxi.server.runner import run_workers
 
     if args.gpus < 1:
         raise InputError("must be at least 1 (one worker process per GPU)", field="--gpus")
+    plan = worker_plan(args)
     settings = _settings(data_dir=args.data_dir, backend=args.backend, model=args.model,
                                   device=args.device, workers=args.gpus, offload=args.offload,
                                   output_ttl_hours=args.output_ttl_hours, database_url=args.database_url,
                                   log_format=args.log_format)  # fmt: skip
+    if plan is not None and plan.world_size > 1:
+        return run_worker(args, argv or [], settings, plan)
     run_workers(settings)
     return 0
 

@@ -34,9 +34,11 @@ class SequenceShardHook:
 
     def __init__(self, mesh: Mesh, state: ShardState):
         self.mesh, self.state = mesh, state
+        self.calls = 0  # transformer calls this rank ran its share of (the summary names the ranks)
 
     def __call__(self, model: WanDiT, inputs: BlockInputs) -> Tensor:
         mesh, plan = self.mesh, self.mesh.plan
+        self.calls += 1
         batch, length = inputs.x.shape[:2]
         split_batch = plan.cfg > 1 and batch % plan.cfg == 0  # guidance 1 has one branch: every group runs it
         if split_batch:
