@@ -121,6 +121,8 @@ def run_generate(args: argparse.Namespace, argv: list[str], cmd_generate: Callab
     info = torchrun_rank()
     if args.gpus is not None and args.gpus < 1:
         raise InputError("must be at least 1", field="--gpus")
+    if info is not None and info.world_size == 1 and not args.parallel:
+        info = None  # a lone process with RANK/WORLD_SIZE=1 set (e.g. by a scheduler) runs as one
     if info is None:
         if (args.gpus or 1) == 1 and not args.parallel:
             return cmd_generate(args)

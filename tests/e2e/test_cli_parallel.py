@@ -52,3 +52,14 @@ def test_a_plan_that_does_not_multiply_to_the_ranks_is_one_line(t2v, tmp_path):
         "the degrees must multiply to the world size"
     )
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_worker_parallel_owns_the_plan_s_ranks_not_gpus_workers(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "yingxi.cli", "worker", "--backend", "wan", "--model", "x",
+                        "--data-dir", str(tmp_path), "--gpus", "2", "--parallel", "ulysses=2"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2
+    assert (
+        "--gpus: --gpus starts independent workers; with --parallel one worker owns all the plan's ranks"
+        in r.stderr
+    )

@@ -40,23 +40,23 @@ def record_latents(pipe) -> LatentRecorder:
     return recorder
 
 
-def run_case(folder: Path, call: dict, mesh: Mesh | None = None) -> tuple[Tensor, object, dict]:
+def run_case(folder: Path, call: dict, mesh: Mesh | None = None, tiling=None) -> tuple[Tensor, object, dict]:
     """One pipeline call, across `mesh` (None: this process alone) -> latents, frames, usage."""
     pipe = load_pipeline(folder, device="cpu")
     if mesh is not None:
-        parallelize(pipe, mesh)
+        parallelize(pipe, mesh, vae_tiling=tiling)
     recorder = record_latents(pipe)
     frames = pipe(**call)
     return recorder.latents, frames, dict(pipe.last_usage)
 
 
-def run_cases(rank: int, world: int, cases: list[tuple[str, Path, dict, str, int]], out: Path) -> None:
-    """Each case (name, folder, call, plan, first_rank) on the ranks [first_rank, first_rank + plan's)."""
+def run_cases(rank: int, world: int, cases: list[tuple], out: Path) -> None:
+    """Each case (name, folder, call, plan, first_rank, VAE tiling) on ranks [first_rank, first_rank + plan's)."""
     torch.set_num_threads(1)
     results = {}
-    for name, folder, call, plan_text, first in cases:
+    for name, folder, call, plan_text, first, tiling in cases:
         plan = parse_parallel(plan_text)
         if first <= rank < first + plan.world_size:
             mesh = Mesh.build(plan, first_rank=first, world_size=plan.world_size)
-            results[name] = (mesh.rank, *run_case(folder, call, mesh))
+            results[name] = (mesh.rank, *run_case(folder, call, mesh, tiling))
     torch.save(results, out / f"rank{rank}.pt")
