@@ -21,6 +21,7 @@ from yingxi.cli_checks import (
 )
 from yingxi.cli_diffusers import add_diffusers_args, pipeline_args
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
+from yingxi.cli_parallel import add_parallel_args, run_generate
 from yingxi.cli_runtime import add_runtime_args, runtime_from_args
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_options
 from yingxi.cli_server import add_server_parsers, cmd_keys, cmd_serve, cmd_worker
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--export", metavar="FORMAT",
                      help="also write the edit for an editor beside the film: otio, edl or fcpxml "
                      "(film.otio and one clip file per shot in film.shots/)")  # fmt: skip
+    add_parallel_args(gen)  # --gpus, --parallel
 
     pl = sub.add_parser("plan", help="print the shot plan without rendering")
     _film_args(pl)
@@ -187,24 +189,16 @@ def make_backend(args: argparse.Namespace):
         return build_backend(args.backend, given, flags=True)
     runtime = runtime_from_args(args)  # device, dtype, weights, offload, cache, kernels, compile, parallel
     speed_options(args)  # a misspelt kernel or compile mode names the closest
-    for key in (
-        "device",
-        "dtype",
-        "offload",
-        "weights",
-        "cache",
-        "batched_guidance",
-        "attention",
-        "cross_attention",
-        "compile",
-    ):
+    runtime_keys = ("device", "dtype", "offload", "weights", "cache", "batched_guidance", "attention",
+                    "cross_attention", "compile")  # fmt: skip
+    for key in runtime_keys:
         given.pop(key)
     options = wan_options(args) if args.lora or args.lora_2 else {}  # LoRA files found
     given.update({k: options[k] for k in ("loras", "loras_2") if k in options}, runtime=runtime)
     return build_backend(args.backend, given, flags=True)
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def cmd_generate(args: argparse.Namespace, backend=None) -> int:
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -222,7 +216,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         check_export(args.export)
     film = film_from_args(args)
-    backend = make_backend(args)
+    backend = make_backend(args) if backend is None else backend  # a parallel run's rank 0 brings its own
     console = Console(stderr=True)
     started = time.perf_counter()
     # The bar starts with the first shot: bad input found while preparing stays one line on stderr.
@@ -397,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     terminate_like_interrupt()
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "generate":  # alone, or across --gpus / torchrun ranks
+            return run_generate(
+                args, sys.argv[1:] if argv is None else list(argv), cmd_generate, make_backend
+            )
+        if args.command == "worker":
+            return cmd_worker(args, sys.argv[1:] if argv is None else list(argv))
         return COMMANDS[args.command](args)
     except YingxiError as e:  # missing weights are bad input too: the person names the model
         print(f"yingxi: error: {e}", file=sys.stderr)

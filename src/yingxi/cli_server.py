@@ -8,6 +8,7 @@ from pathlib import Path
 
 from yingxi.backends.registry import backend_names
 from yingxi.cli_files import add_file_args, file_parts
+from yingxi.cli_parallel import add_parallel_args, run_worker, worker_plan
 from yingxi.cli_runtime import add_server_runtime_args, server_runtime_fields
 from yingxi.errors import InputError
 
@@ -55,6 +56,9 @@ def add_server_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None
     worker.add_argument("--model")
     worker.add_argument("--gpus", type=int, default=1, help="worker processes here, one per GPU (default 1)")
     add_server_runtime_args(worker)  # the same as serve's
+    add_parallel_args(
+        worker, gpus=False
+    )  # --parallel PLAN: one worker whose shots run across the plan's ranks
     worker.add_argument("--output-ttl-hours", type=float, default=24.0 * 7)
     _scale_args(worker)
     worker.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -110,14 +114,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def cmd_worker(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from yingxi.server.runner import run_workers
 
     if args.gpus < 1:
         raise InputError("must be at least 1 (one worker process per GPU)", field="--gpus")
+    plan = worker_plan(args)
     settings = _settings(data_dir=args.data_dir, backend=args.backend, model=args.model, workers=args.gpus,
                          output_ttl_hours=args.output_ttl_hours, database_url=args.database_url,
                          log_format=args.log_format, **server_runtime_fields(args))  # fmt: skip
+    if plan is not None and plan.world_size > 1:
+        return run_worker(args, argv or [], settings, plan)
     run_workers(settings)
     return 0
 

@@ -1,0 +1,1 @@
+"""Sequence parallelism shared by the model families: the shard plan, the process groups, the attention."""

@@ -1,0 +1,41 @@
+"""One Wan video across several ranks: sequence-parallel transformer, guidance split, split VAE decode."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from yingxi.errors import InputError
+from yingxi.models.parallel.mesh import Mesh
+from yingxi.models.wan.vae import VAETiling
+from yingxi.pipelines.wan.parallel.dit import shard_transformer
+from yingxi.pipelines.wan.parallel.vae import ParallelVAE
+
+if TYPE_CHECKING:
+    from yingxi.pipelines.wan.pipeline import WanPipeline
+
+__all__ = ["ParallelVAE", "parallelize", "shard_transformer"]
+
+
+def parallelize(pipe: WanPipeline, mesh: Mesh, *, vae_tiling: VAETiling | None = None) -> WanPipeline:
+    """Set `pipe` up (in place, once) to run every call across `mesh`; every rank calls it on its own copy.
+
+    cfg=2 needs cond and uncond in one batch (batched guidance), which each cfg group then halves; the
+    sampler, its guidance combination and the latents stay the same on every rank.
+    """
+    if pipe.cache is not None and mesh.plan.world_size > 1:
+        raise InputError(
+            f"step cache {pipe.cache} with --parallel {mesh.plan}: caches decide on statistics of the whole "
+            "sequence and do not run across ranks yet; drop one of the two",
+            field="cache",
+        )
+    components = pipe.components
+    for name in ("transformer", "transformer_2"):
+        model = getattr(components, name)
+        if model is not None:
+            shard_transformer(model, mesh)
+    if not isinstance(components.vae, ParallelVAE):
+        components.vae = ParallelVAE(components.vae, mesh, vae_tiling)
+        pipe.placement.components["vae"] = pipe.placement.modules["vae"] = components.vae
+    if mesh.plan.cfg > 1:
+        pipe.batched_guidance = True
+    return pipe
