@@ -9,9 +9,7 @@ Weights load on the first `generate`, so planning and checking need none.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import numpy as np
 
 from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
 from yingxi.backends.checks import refuse_unsupported
+from yingxi.backends.wan_settings import ShotSettings, check_speed_now, split_lora_pair
 from yingxi.backends.wan_vace import VACE_KINDS, vace_args
 from yingxi.errors import CapabilityError, InputError, ModelNotFoundError
 from yingxi.models import hub
@@ -95,7 +94,7 @@ class WanGenerator:
         if not isinstance(pipe_or_name, WanPipeline) and (
             r.attention != "auto" or r.cross_attention is not None or r.compile is not None
         ):
-            _check_speed(r)  # "auto" alone never fails: no CUDA start here
+            check_speed_now(r)  # "auto" alone never fails: no CUDA start here
         if isinstance(pipe_or_name, WanPipeline):
             self._pipe: WanPipeline | None = pipe_or_name
             self.variant: WanVariant = pipe_or_name.variant
@@ -411,61 +410,6 @@ class WanGenerator:
         if "cache" in request.options:
             return parse_cache(request.options["cache"], field="options") or "none"
         return self.cache
-
-
-def _check_speed(runtime: Any) -> None:
-    """The kernels and compile mode `load_pipeline` will take on this machine, or InputError now."""
-    from yingxi.pipelines.wan.speed import check_speed
-
-    check_speed(runtime.torch_device, runtime.torch_dtype, offload=runtime.offload, attention=runtime.attention,
-                cross_attention=runtime.cross_attention, compile=runtime.compile)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ShotSettings:
-    """What a shot samples with once presets and flags are combined (None: the variant's default)."""
-
-    steps: int | None
-    guidance: float | None
-    guidance_2: float | None  # the low-noise expert's (A14B)
-    shift: float | None
-    sampler: str
-    schedule: str
-    loras: tuple  # (((file, strength), ...), low-noise expert's or None: the same)
-    step_list: tuple[int, ...] = ()  # the preset's distillation timesteps (used when the steps match)
-
-    def step_list_for(self, steps: int | None) -> tuple[int, ...] | None:
-        """The distillation's timesteps if this shot samples that many steps (a --steps override of the
-        preset falls back to the schedule's grid)."""
-        if self.step_list and (steps is None or int(steps) == len(self.step_list)):
-            return self.step_list
-        return None
-
-
-LOW_NOISE = re.compile(r"low[_-]?noise", re.IGNORECASE)
-
-
-def split_lora_pair(
-    variant: WanVariant,
-    loras: Sequence[tuple[str | Path, float]],
-    loras_2: Sequence[tuple[str | Path, float]] | None,
-) -> tuple[list, list | None]:
-    """(LoRAs for the model or high-noise expert, low-noise expert's or None: the same). Without explicit
-    `loras_2`, an A14B pair's files named *low_noise* (Lightning, most Wan 2.2 trainers) go on the
-    low-noise expert and the rest on the high-noise one."""
-    loras = list(loras)
-    if loras_2 is not None and len(loras_2):
-        if not variant.two_experts:
-            raise InputError(
-                f"{variant.name} has one transformer; --lora-2 is for the low-noise expert of an A14B pair",
-                field="--lora-2",
-            )
-        return loras, list(loras_2)
-    if variant.two_experts:
-        low = [lora for lora in loras if LOW_NOISE.search(Path(lora[0]).name)]
-        if low:
-            return [lora for lora in loras if lora not in low], low
-    return loras, None
 
 
 def build_wan(model: str | None, options: dict[str, Any]) -> WanGenerator:

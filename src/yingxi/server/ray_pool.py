@@ -225,16 +225,7 @@ class RayPool(Supervisor):
         for i, slot in enumerate(self.slots):
             if slot is None and now >= self._restart_at[i] and not self._stop.is_set():
                 self.slots[i] = self._spawn(i)
-        self.kill_hung()
-        touched = self.store.recover(lease_seconds=self.settings.lease_seconds, ttl_seconds=self._ttl,
-                                     dead_workers=dead)  # fmt: skip
-        if touched:
-            log.warning("requeued or failed jobs of stopped workers: %s", ", ".join(touched))
-            self.clean_failed(touched)
-        self._since_expire += self.interval
-        if self._since_expire >= self.expire_every:
-            self._since_expire = 0.0
-            self.expire()
+        self.recover_and_expire(dead)
 
     def kill_hung(self) -> list[int]:
         """ray.kill an actor whose heartbeat is older than the lease (stopped or deadlocked); the next step

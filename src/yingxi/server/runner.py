@@ -97,6 +97,11 @@ class Supervisor:
                 log.warning("worker %d (pid %d) exited with %s; restarting it", i, p.pid, p.exitcode)
             if now >= self._restart_at[i]:
                 self.workers[i] = self._spawn(i)
+        self.recover_and_expire(dead)
+
+    def recover_and_expire(self, dead: list) -> None:
+        """After a supervision step: kill hung workers, requeue (or fail) the jobs of stopped ones by their
+        leases, clean what failed jobs left, and expire old outputs now and then (every pool does this)."""
         self.kill_hung()
         touched = self.store.recover(lease_seconds=self.settings.lease_seconds, ttl_seconds=self._ttl,
                                      dead_workers=dead)  # fmt: skip

@@ -53,13 +53,7 @@ def _diffusers_base(folder: Path, index: dict) -> tuple[str, WanDiTConfig, dict]
     z_dim = _read_json(folder / "vae" / "config.json").get("z_dim", 16)
     two = index.get("boundary_ratio") is not None or (folder / "transformer_2").is_dir()
     if dit.is_vace:
-        base = (
-            "wan2.2-vace-fun-a14b"
-            if two
-            else "wan2.1-vace-1.3b"
-            if dit.inner_dim <= 1536
-            else "wan2.1-vace-14b"
-        )
+        base = _vace_base(dit, two)
     elif index.get("expand_timesteps") or z_dim == 48:
         base = "wan2.2-ti2v-5b"
     elif two:
@@ -79,6 +73,13 @@ def _diffusers_base(folder: Path, index: dict) -> tuple[str, WanDiTConfig, dict]
     if VARIANTS[base].needs_image_encoder and not (folder / "image_encoder").is_dir():
         own["needs_image_encoder"] = False
     return base, dit, own
+
+
+def _vace_base(dit: WanDiTConfig, two: bool) -> str:
+    """The VACE variant a config is built like: an expert pair is Wan 2.2 Fun, else 1.3B or 14B by width."""
+    if two:
+        return "wan2.2-vace-fun-a14b"
+    return "wan2.1-vace-1.3b" if dit.inner_dim <= 1536 else "wan2.1-vace-14b"
 
 
 def _original_base(folder: Path, raw: dict) -> tuple[str, WanDiTConfig, dict]:
@@ -101,13 +102,7 @@ def _original_base(folder: Path, raw: dict) -> tuple[str, WanDiTConfig, dict]:
     except InputError as exc:
         raise ModelNotFoundError(f"{folder}: not a Wan model config.json ({exc.message})") from exc
     if dit.is_vace:
-        base = (
-            "wan2.2-vace-fun-a14b"
-            if two
-            else "wan2.1-vace-1.3b"
-            if dit.inner_dim <= 1536
-            else "wan2.1-vace-14b"
-        )
+        base = _vace_base(dit, two)
     elif model_type == "ti2v" or dit.in_channels == 48:
         base = "wan2.2-ti2v-5b"
     elif two:

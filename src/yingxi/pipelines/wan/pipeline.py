@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from yingxi.errors import CapabilityError, InputError
 from yingxi.models.wan.config import WanVariant, variants_with
@@ -32,6 +32,7 @@ from yingxi.pipelines.offload import OffloadMode, Placement
 from yingxi.pipelines.runtime import Runtime, runtime_with
 from yingxi.pipelines.wan.cache import CacheSpec, StepCache, make_cache, parse_cache, use_cache
 from yingxi.pipelines.wan.common import WAN_OFFLOAD_ORDER, WAN_STREAMED, TaskInputs, join_contexts
+from yingxi.pipelines.wan.components import WanComponents
 from yingxi.pipelines.wan.evaluations import check_step_list, sampling_schedule, transformer_evaluations
 from yingxi.pipelines.wan.i2v import i2v_inputs
 from yingxi.pipelines.wan.speed import apply_speed
@@ -45,27 +46,6 @@ __all__ = ["StepProgress", "WanComponents", "WanPipeline", "transformer_evaluati
 Sampler = Literal["unipc", "euler"]
 
 StepProgress = Callable[[int, int], None]  # (steps done, total steps)
-
-
-@dataclass
-class WanComponents:
-    """The built parts of one Wan model; `variant` says what they are and how to sample them."""
-
-    variant: WanVariant
-    transformer: nn.Module  # the DiT; for A14B the high-noise expert
-    vae: nn.Module  # yingxi.models.wan.vae.WanVAE
-    text_encoder: Any = None  # encode(list[str]) -> (B, 512, text_dim); optional with prompt_embeds
-    image_encoder: Any = None  # CLIP: encode(list[uint8 (H, W, 3)]) -> (N, 257, image_dim); Wan 2.1 i2v/flf2v
-    transformer_2: nn.Module | None = None  # A14B low-noise expert
-
-    def modules(self) -> dict[str, Any]:
-        return {
-            "text_encoder": self.text_encoder,
-            "image_encoder": self.image_encoder,
-            "transformer": self.transformer,
-            "transformer_2": self.transformer_2,
-            "vae": self.vae,
-        }
 
 
 def _task(variant: WanVariant) -> str:
