@@ -9,30 +9,17 @@ K/V block is cut to the keys it really holds before its kernel runs, so no mask 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from yingxi.errors import InputError
+from yingxi.models.attention import attention_with_lse  # flash-attn's on CUDA, else float32 in query chunks
 from yingxi.models.parallel.mesh import Mesh, all_to_all, ring_exchange
 from yingxi.models.wan.attention import AttentionFn
 
 __all__ = ["SequenceParallelAttention", "ShardState", "attention_with_lse", "merge_partial"]
-
-
-def attention_with_lse(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """Softmax attention and its log-sum-exp, in float32 math: q (B, H, Lq, Dh), k/v (B, H, Lk, Dh) ->
-    out (B, H, Lq, Dh) float32, lse (B, H, Lq) float32.
-
-    Our own until `models/attention.py` has a kernel that returns the lse (flash-attn's
-    `return_attn_probs`, SDPA's flash/efficient ops); the ring merge needs only this signature.
-    """
-    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])  # (B, H, Lq, Lk)
-    lse = torch.logsumexp(scores, dim=-1)  # (B, H, Lq)
-    probs = torch.exp(scores - lse.unsqueeze(-1))  # (B, H, Lq, Lk)
-    return torch.matmul(probs, v.float()), lse  # (B, H, Lq, Dh), (B, H, Lq)
 
 
 def merge_partial(
@@ -104,7 +91,7 @@ class SequenceParallelAttention:
             keys = self._valid_keys((me - step) % r, span)  # block held now: the one from `step` ranks back
             if keys > 0:
                 block_out, block_lse = attention_with_lse(q, kv[0, :, :, :keys], kv[1, :, :, :keys])
-                out, lse = merge_partial(out, lse, block_out, block_lse)
+                out, lse = merge_partial(out, lse, block_out.float(), block_lse)  # merged in float32
             if pending is not None:
                 for request in pending[0]:
                     request.wait()
