@@ -31,10 +31,12 @@ system:
 	@command -v espeak-ng >/dev/null 2>&1 && [ -f $(CJK_FONT) ] && [ -f $(LATIN_FONT) ] || \
 	  { $(SUDO) apt-get update -qq && $(APT_INSTALL) espeak-ng fonts-wqy-microhei fonts-dejavu-core; }
 
-# The tests also drive the web studio in chromium and start a real PostgreSQL (initdb in a temp folder).
+# The tests also drive the web studio in chromium, start a real PostgreSQL (initdb in a temp folder) and
+# torch.compile the transformer blocks on the CPU (inductor writes C++: g++).
 system-test: system
-	@command -v chromium >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core postgresql; }
+	@command -v chromium >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && \
+	  command -v g++ >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core postgresql g++; }
 
 $(VENV)/.venv-created:
 	$(PYTHON) -m venv $(VENV)
