@@ -36,11 +36,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from yingxi.models.attention import resolve_attention  # noqa: E402
+from yingxi.models.compile import compile_blocks  # noqa: E402
 from yingxi.models.loading import load_module  # noqa: E402
 from yingxi.models.wan.config import TEXT_LEN, WanDiTConfig, get_variant  # noqa: E402
 from yingxi.models.wan.dit import KEEP_FP32, WanDiT  # noqa: E402
 from yingxi.models.wan.vae import WAN21_VAE, WAN22_VAE, WanVAE, WanVAEConfig  # noqa: E402
-from yingxi.pipelines.runtime import COMPILE_HOMES, Runtime, find_function  # noqa: E402
+from yingxi.pipelines.runtime import Runtime  # noqa: E402
 from yingxi.pipelines.wan.cache import DEFAULT_THRESHOLDS, CacheSpec, StepCache, use_cache  # noqa: E402
 from yingxi.pipelines.wan.cache_tables import table_key  # noqa: E402
 
@@ -164,14 +166,9 @@ def fp8_copy(ours: WanDiT, device: torch.device, dtype: torch.dtype) -> WanDiT:
 
 def sage_attention() -> Callable | None:
     """SageAttention 2 (8-bit QK) behind our (B, H, L, D) signature, where the package is installed."""
-    resolve = find_function(("yingxi.models.attention",), "resolve_attention")
     if importlib.util.find_spec("sageattention") is None:
         return None
-    if resolve is not None:  # the attention-kernel registry, once it lands
-        return resolve("sage", torch.device("cuda"), torch.bfloat16)
-    from sageattention import sageattn
-
-    return lambda q, k, v: sageattn(q, k, v, tensor_layout="HND", is_causal=False)  # (B, H, Lq, D)
+    return resolve_attention("sage", torch.device("cuda"), torch.bfloat16)  # the kernel registry's
 
 
 # ---- the runs -----------------------------------------------------------------------------------------------
@@ -226,8 +223,7 @@ def run_model(spec: Model, args, device: torch.device, dtype: torch.dtype, peak:
         caches(spec, ours, x, text, args, device)
     if not args.skip_e2e:
         end_to_end(spec, ours, device, dtype)
-    compile_blocks = find_function(COMPILE_HOMES, "compile_blocks")
-    if compile_blocks is not None and not args.skip_compile:
+    if not args.skip_compile:
         started = time.perf_counter()
         compile_blocks(ours, args.compile_mode)
         with torch.no_grad():
@@ -237,8 +233,6 @@ def run_model(spec: Model, args, device: torch.device, dtype: torch.dtype, peak:
             f"compile ({args.compile_mode}): {time.perf_counter() - started:.1f} s including its first call"
         )
         row(f"ours + compile ({args.compile_mode})", *timed(lambda: ours(x, t, text), device, args.repeats))
-    elif compile_blocks is None:
-        print("compile: skipped, `compile_blocks` is not in this build")
     ours = None
     gc.collect()
     if device.type == "cuda":
@@ -334,13 +328,15 @@ def main(argv: list[str] | None = None) -> list:
     p.add_argument(
         "--cache-models", default=None, help="models whose caches run (default: 5b on GPU, all on CPU)"
     )
-    p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
+    p.add_argument("--compile-mode", help="torch.compile mode (default: max-autotune-no-cudagraphs on GPU, "
+                   "default on CPU)")  # fmt: skip
     p.add_argument("--skip-fp8", action="store_true")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--skip-compile", action="store_true")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
+    args.compile_mode = args.compile_mode or ("max-autotune-no-cudagraphs" if gpu else "default")
     names = (args.models or ("14b,5b" if gpu else "mid")).split(",")
     specs = [MODELS[n.strip()]() for n in names]
     if args.cache_models is None:

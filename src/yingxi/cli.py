@@ -370,7 +370,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             size = "{}x{}".format(*variant.default_size)
             table.add_row(variant.name, ", ".join(variant.conditionings), f"{variant.dit_gib_bf16:.1f} GiB{experts}",
                           size, str(variant.fps), variant.repo_id, str(path) if present else "-")  # fmt: skip
-        Console(width=None if sys.stdout.isatty() else 200).print(table)
+        Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200).print(table)
         return 0
     path = hub.pull(args.name, args.dest)
     print(path)

@@ -14,12 +14,12 @@ def yingxi(*args, env):
 
 def test_models_list_shows_local_folders_and_pull_fails_clearly_offline(tmp_path):
     env = {**os.environ, "YINGXI_MODELS": str(tmp_path / "models"), "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf")}  # fmt: skip
+           "HF_HOME": str(tmp_path / "hf"), "COLUMNS": "240"}  # fmt: skip (a table wide enough for whole paths)
     save_tiny_wan(tmp_path / "models" / "wan2.1-t2v-1.3b", "t2v")
     r = yingxi("models", "list", env=env)
     assert r.returncode == 0, r.stderr
     rows = {line.split("│")[1].strip(): line for line in r.stdout.splitlines() if line.count("│") > 3}
-    assert len([n for n in rows if n.startswith("wan2")]) == 8
+    assert len([n for n in rows if n.startswith("wan2")]) == 11  # 8 + 3 VACE
     assert str(tmp_path / "models" / "wan2.1-") in rows["wan2.1-t2v-1.3b"]  # present locally (path folded)
     assert rows["wan2.2-ti2v-5b"].rstrip("│ ").endswith("-")  # absent
     r = yingxi("models", "pull", "wan2.2-ti2v-5b", env=env)
