@@ -13,8 +13,14 @@ def yingxi(*args, env):
 
 
 def test_models_list_shows_local_folders_and_pull_fails_clearly_offline(tmp_path):
-    env = {**os.environ, "YINGXI_MODELS": str(tmp_path / "models"), "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf"), "COLUMNS": "240"}  # fmt: skip (a table wide enough for whole paths)
+    env = {
+        **os.environ,
+        "YINGXI_MODELS": str(tmp_path / "models"),
+        "HOME": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "COLUMNS": "240",
+    }  # fmt: skip (a table wide enough for whole paths)
     save_tiny_wan(tmp_path / "models" / "wan2.1-t2v-1.3b", "t2v")
     r = yingxi("models", "list", env=env)
     assert r.returncode == 0, r.stderr
