@@ -123,9 +123,8 @@ class DiffusersGenerator:
                 raise ModelNotFoundError(
                     f"cannot load the diffusers pipeline in {self.folder}: {e}"
                 ) from None
-            except (
-                ImportError
-            ) as e:  # e.g. Kandinsky 5's Qwen2VLProcessor wants torchvision for its video part
+            except ImportError as e:
+                # e.g. a published Kandinsky 5 folder: its Qwen2VLProcessor's video part wants torchvision
                 missing = " ".join(str(e).split())
                 raise ModelNotFoundError(f"cannot load the diffusers pipeline in {self.folder}: a part of it "
                                          f"needs a package that is not installed ({missing})") from None  # fmt: skip
@@ -173,13 +172,12 @@ class DiffusersGenerator:
         if request.guidance is not None and not t.takes_guidance:
             raise CapabilityError(f"{t.class_name} takes no guidance scale (neither its __call__ nor a guider "
                                   "component has one)", field="guidance")  # fmt: skip
-        if t.sized_by_image:
+        if t.sized_by_image:  # where its bucket rule is not found, generate's shape check still holds
             made = t.image_size(int(request.width), int(request.height))
-            if made != (request.width, request.height):
-                what = f"{made[0]}x{made[1]}" if made else "a size of its own"
+            if made is not None and made != (request.width, request.height):
                 raise CapabilityError(f"{t.class_name} picks its size from the first frame (buckets of about "
                                       f"{t.target_size}² pixels): {request.width}x{request.height} would come "
-                                      f"out {what}; give the shot that size", field="width")  # fmt: skip
+                                      f"out {made[0]}x{made[1]}; give the shot that size", field="width")  # fmt: skip
         if request.preset is not None:
             raise CapabilityError(f"sampling presets ({request.preset}) are Wan's (--backend wan); give the "
                                   "pipeline's own arguments as options instead", field="preset")  # fmt: skip
