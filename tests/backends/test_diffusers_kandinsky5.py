@@ -2,8 +2,9 @@
 
 Parity: yingxi's clip is exactly what the pipeline itself returns for the same seed and arguments (frames
 equal after the same uint8 conversion). The fixes it needed: Kandinsky5I2VPipeline's own minimum of 5 latent
-frames (fewer give NaN frames), NaN frames refused rather than cast, and a published folder's tokenizer that
-needs a package this environment lacks named in one clear error.
+frames (fewer give NaN frames), NaN frames refused rather than cast, a published folder's tokenizer that
+needs a package this environment lacks named in one clear error, and the pipeline's own check_inputs
+refusing an option as an InputError, not a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from tests.backends.tiny_kandinsky5 import FAST, save_tiny_kandinsky5
 from yingxi.backends.base import ClipRequest
 from yingxi.backends.diffusers import DiffusersGenerator, build_diffusers_generator, to_uint8
-from yingxi.errors import CapabilityError, ModelNotFoundError, RenderError
+from yingxi.errors import CapabilityError, InputError, ModelNotFoundError, RenderError
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +139,10 @@ def test_a_published_folders_processor_without_torchvision_is_one_clear_error(fo
     assert gen.capabilities.conditionings == {"t2v"}  # its abilities are still read
     with pytest.raises(ModelNotFoundError, match="needs a package that is not installed.*Torchvision"):
         gen.load()
+
+
+def test_the_pipelines_own_refusal_of_an_option_is_an_input_error(folders):
+    gen = DiffusersGenerator(str(folders["t2v"]))
+    with pytest.raises(InputError) as e:
+        gen.generate(request(options={"max_sequence_length": 2000}))
+    assert e.value.field == "options" and "max_sequence_length must be less than 1024" in e.value.message

@@ -316,6 +316,8 @@ class DiffusersGenerator:
             if guider is not None:
                 guider, pipe.guider = pipe.guider, guider  # this shot's scale; the folder's back after
             out = pipe(**args)
+        except ValueError as e:  # its own check_inputs, on what the shot's options asked (ours are checked)
+            raise InputError(f"{self.name} refused the shot's arguments: {e}", field="options") from None
         finally:
             counter.remove()
             if guider is not None:
