@@ -49,7 +49,8 @@ LTX2_FAST = {"stg_scale": 0.0, "modality_scale": 1.0, "max_sequence_length": 16}
 
 
 def tiny_diffusers(kind: str):
-    """A builder of the diffusers backend over a tiny random pipeline folder: LTX-2 (t2v, condition) or Wan."""
+    """A builder of the diffusers backend over a tiny random pipeline folder: LTX-2 (t2v, condition), Wan,
+    HunyuanVideo-1.5 or Kandinsky 5."""
 
     def build(tmp: Path):
         if kind.startswith("wan-"):
@@ -57,6 +58,16 @@ def tiny_diffusers(kind: str):
             from tiny import save_tiny_wan
 
             return build_backend("diffusers", {"model": str(save_tiny_wan(tmp / kind, kind[4:])), "steps": 2})
+        if kind.startswith("hunyuan15-"):
+            from tests.backends.tiny_hunyuan15 import save_tiny_hunyuan15
+
+            folder = save_tiny_hunyuan15(tmp / kind, kind[10:])
+            return build_backend("diffusers", {"model": str(folder), "steps": 2})
+        if kind.startswith("kandinsky5-"):
+            from tests.backends.tiny_kandinsky5 import FAST, save_tiny_kandinsky5
+
+            folder = save_tiny_kandinsky5(tmp / kind, kind[11:])
+            return build_backend("diffusers", {"model": str(folder), "steps": 2, "call": FAST})
         from tests.backends.tiny_ltx2 import save_tiny_ltx2
 
         folder = save_tiny_ltx2(tmp / kind, kind)
@@ -105,6 +116,22 @@ CASES = [
         lambda gen: small_request(32, 32, 9, 24, first_frame=gradient(32, 32)),
     ),  # fmt: skip
     Case("diffusers-wan-t2v", tiny_diffusers("wan-t2v"), lambda gen: small_request(32, 32, 5, 16)),
+    Case(
+        "diffusers-hunyuan15-t2v", tiny_diffusers("hunyuan15-t2v"), lambda gen: small_request(32, 32, 9, 24)
+    ),
+    Case(
+        "diffusers-hunyuan15-i2v",
+        tiny_diffusers("hunyuan15-i2v"),
+        lambda gen: small_request(32, 32, 9, 24, first_frame=gradient(32, 32)),
+    ),  # fmt: skip
+    Case(
+        "diffusers-kandinsky5-t2v", tiny_diffusers("kandinsky5-t2v"), lambda gen: small_request(32, 32, 5, 24)
+    ),
+    Case(
+        "diffusers-kandinsky5-i2v",
+        tiny_diffusers("kandinsky5-i2v"),
+        lambda gen: small_request(32, 32, 17, 24, first_frame=gradient(32, 32)),
+    ),  # fmt: skip  # 17 frames: its own minimum of 5 latent frames
 ]
 
 

@@ -82,3 +82,19 @@ def test_cli_film_sound_is_the_pipelines_own_audio(ltx2, tmp_path):
     want = rms(clip.audio.mean(axis=1))  # the decoded track is mono-averaged, at the film's rate
     shot = audio[: round(len(clip.audio) / clip.sample_rate * rate)]
     assert want > 1e-3 and rms(shot) == pytest.approx(want, rel=0.2)  # resampled and AAC-coded: its energy
+
+
+def test_cli_films_kandinsky5s_own_frames_at_its_own_rate(tmp_path):
+    """A second family through the same door: Kandinsky 5 (no frame-rate argument: its native 24 fps)."""
+    from tests.backends.tiny_kandinsky5 import save_tiny_kandinsky5
+
+    model = save_tiny_kandinsky5(tmp_path / "k5", "t2v")
+    args = ["generate", "--backend", "diffusers", "--model", str(model), "Shot 1 (1s): A cat walks on the beach.",
+            "--size", "32x32", "--fps", "24", "--steps", "2", "--seed", "5", "--guidance", "3",
+            "--pipeline-arg", "max_sequence_length=64", "-o", str(tmp_path / "k.mp4")]  # fmt: skip
+    assert main(args) == 0
+    frames, fps, _, _ = decode(tmp_path / "k.mp4")
+    clip = own_clip(args)
+    assert clip.frames.shape == (25, 32, 32, 3) and clip.fps == 24.0  # 1 s: the nearest 4k+1 frames
+    assert frames.shape == clip.frames.shape and fps == 24
+    assert np.array_equal(frames, encoded(clip.frames, 24.0, tmp_path / "own.mp4"))

@@ -123,6 +123,11 @@ class DiffusersGenerator:
                 raise ModelNotFoundError(
                     f"cannot load the diffusers pipeline in {self.folder}: {e}"
                 ) from None
+            except ImportError as e:
+                # e.g. a published Kandinsky 5 folder: its Qwen2VLProcessor's video part wants torchvision
+                missing = " ".join(str(e).split())
+                raise ModelNotFoundError(f"cannot load the diffusers pipeline in {self.folder}: a part of it "
+                                         f"needs a package that is not installed ({missing})") from None  # fmt: skip
             pipe.set_progress_bar_config(disable=True)
             if self.offload == "model":
                 pipe.enable_model_cpu_offload(device=device)
@@ -164,9 +169,15 @@ class DiffusersGenerator:
             raise CapabilityError(
                 f"guidance must be a number >= 0, got {request.guidance!r}", field="guidance"
             )
-        if request.guidance is not None and "guidance_scale" not in t.params:
-            raise CapabilityError(f"{t.class_name} takes no guidance scale (its guider component sets it)",
-                                  field="guidance")  # fmt: skip
+        if request.guidance is not None and not t.takes_guidance:
+            raise CapabilityError(f"{t.class_name} takes no guidance scale (neither its __call__ nor a guider "
+                                  "component has one)", field="guidance")  # fmt: skip
+        if t.sized_by_image:  # where its bucket rule is not found, generate's shape check still holds
+            made = t.image_size(int(request.width), int(request.height))
+            if made is not None and made != (request.width, request.height):
+                raise CapabilityError(f"{t.class_name} picks its size from the first frame (buckets of about "
+                                      f"{t.target_size}² pixels): {request.width}x{request.height} would come "
+                                      f"out {made[0]}x{made[1]}; give the shot that size", field="width")  # fmt: skip
         if request.preset is not None:
             raise CapabilityError(f"sampling presets ({request.preset}) are Wan's (--backend wan); give the "
                                   "pipeline's own arguments as options instead", field="preset")  # fmt: skip
@@ -298,12 +309,23 @@ class DiffusersGenerator:
         report = progress or (lambda fraction: None)
         report(0.0)
         pipe = self.pipeline
-        counter = _count_evaluations(pipe)
+        args = self.arguments(request, report)
+        counter = _count_evaluations(pipe, None if "callback_on_step_end" in args else report)
+        guider = self._guider(pipe, request)
         try:
-            out = pipe(**self.arguments(request, report))
+            if guider is not None:
+                guider, pipe.guider = pipe.guider, guider  # this shot's scale; the folder's back after
+            out = pipe(**args)
+        except ValueError as e:  # its own check_inputs, on what the shot's options asked (ours are checked)
+            raise InputError(f"{self.name} refused the shot's arguments: {e}", field="options") from None
         finally:
             counter.remove()
-        frames = to_uint8(np.asarray(out.frames[0]))  # (F, H, W, 3)
+            if guider is not None:
+                pipe.guider = guider
+        raw = np.asarray(out.frames[0])  # (F, H, W, 3) floats in [0, 1]
+        if not np.isfinite(raw).all():
+            raise RenderError(f"{self.name} returned frames that are not numbers (NaN or infinite)")
+        frames = to_uint8(raw)
         if frames.shape != (request.num_frames, request.height, request.width, 3):
             raise RenderError(f"{self.name} returned frames {frames.shape}, asked for "
                               f"({request.num_frames}, {request.height}, {request.width}, 3)")  # fmt: skip
@@ -311,6 +333,14 @@ class DiffusersGenerator:
         report(1.0)
         fps = float(request.fps if self.traits.native_fps is None else self.traits.native_fps)
         return Clip(frames=frames, fps=fps, evaluations=counter.count or None, audio=audio, sample_rate=rate)
+
+    def _guider(self, pipe, request: ClipRequest):
+        """A copy of the pipeline's guider at the shot's guidance scale, where the guider holds the scale
+        (HunyuanVideo-1.5); None where __call__ takes guidance_scale or none is asked."""
+        guidance = request.guidance if request.guidance is not None else self.guidance
+        if guidance is None or "guidance_scale" in self.traits.params or not self.traits.guider:
+            return None
+        return pipe.guider.new(guidance_scale=float(guidance))
 
     def _audio(self, pipe, out) -> tuple[np.ndarray | None, int | None]:
         """The shot's sound as float32 (S, C), at the vocoder's output rate; None where it made none.
@@ -335,10 +365,13 @@ def _sample_rate(pipe) -> int:
 
 
 class _count_evaluations:
-    """Samples through the transformer(s) in one call: a batch of cond+uncond counts 2, as two passes."""
+    """Samples through the transformer(s) in one call: a batch of cond+uncond counts 2, as two passes.
+    Given `progress` (a class with no step callback, e.g. HunyuanVideo-1.5), it also reports the steps done
+    before each pass, as the scheduler counts them (its step_index over its timesteps)."""
 
-    def __init__(self, pipe) -> None:
+    def __init__(self, pipe, progress: ShotProgress | None = None) -> None:
         self.count = 0
+        self._pipe, self._progress = pipe, progress
         self._hooks = []
         for name in ("transformer", "transformer_2"):
             module = getattr(pipe, name, None)
@@ -348,6 +381,12 @@ class _count_evaluations:
     def _seen(self, module, args, kwargs) -> None:
         x = kwargs.get("hidden_states", args[0] if args else None)
         self.count += int(x.shape[0]) if hasattr(x, "shape") else 1
+        scheduler = getattr(self._pipe, "scheduler", None)
+        timesteps = getattr(scheduler, "timesteps", None)
+        total = len(timesteps) if timesteps is not None else 0
+        if self._progress is not None and total:
+            done = getattr(scheduler, "step_index", None) or 0
+            self._progress((1 - DECODE_SHARE) * min(1.0, done / total))
 
     def remove(self) -> None:
         for hook in self._hooks:

@@ -33,6 +33,10 @@ UNSETTABLE = frozenset({"self", "latents", "audio_latents", "num_videos_per_prom
 # Trained frame rates of pipelines whose __call__ takes none (the model cards'); a Wan 2.2 TI2V pipeline
 # (expand_timesteps) is 24 fps, the other Wan pipelines 16.
 FAMILY_FPS = (("Wan", 16.0), ("HunyuanVideo15", 24.0), ("Kandinsky5", 24.0))
+# Latent frames a class needs at least, where it needs more than 2: Kandinsky5I2VPipeline's
+# normalize_first_frame matches its first 4 latent frames to the ones after, and with none after (fewer than 5)
+# its std is NaN and so is every frame.
+MIN_LATENT_FRAMES = {"Kandinsky5I2VPipeline": 5}
 AUDIO_COMPONENTS = ("audio_vae", "vocoder")
 CONDITION_KINDS = ("image", "video")  # the Conditioning kinds a `conditions` pipeline takes
 DIVISIBLE = re.compile(r"height.{0,80}?divisible by (\d+)", re.DOTALL)
@@ -52,6 +56,38 @@ class PipelineTraits:
     size_divisor: int  # what its check_inputs demands of height and width (e.g. LTX-2's 32), 1 if nothing
     makes_audio: bool  # an audio VAE and vocoder: the output carries sound
     native_fps: float | None  # None: it takes a frame rate argument and shoots at the one asked
+    guider: bool = False  # a guider component (HunyuanVideo-1.5) holds the guidance scale, not __call__
+    target_size: int | None = None  # the transformer's pixel size, where the class sizes from its image
+
+    @property
+    def sized_by_image(self) -> bool:
+        """An image-to-video class whose __call__ takes no width/height (HunyuanVideo-1.5 i2v): it picks the
+        bucket of about target_size² pixels nearest the first frame's aspect ratio."""
+        return "image" in self.params and not {"width", "height"} & self.params
+
+    @property
+    def min_frames(self) -> int:
+        """One latent frame after the first, or the class's own minimum (MIN_LATENT_FRAMES)."""
+        if self.frame_step == 1:
+            return 1
+        return (MIN_LATENT_FRAMES.get(self.class_name, 2) - 1) * self.frame_step + 1
+
+    @property
+    def takes_guidance(self) -> bool:
+        return "guidance_scale" in self.params or self.guider
+
+    def image_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """(width, height) the class makes from a first frame of this size: the same, unless it sizes by image
+        (then its own bucket rule, from its module's video processor); None where that rule is not found."""
+        if not self.sized_by_image:
+            return width, height
+        processor = _bucket_processor(self.class_name)
+        if processor is None or not self.target_size:
+            return None
+        h, w = processor(vae_scale_factor=self.spatial).calculate_default_height_width(
+            height=height, width=width, target_size=self.target_size
+        )
+        return int(w), int(h)
 
     @property
     def fps_param(self) -> str | None:
@@ -103,10 +139,11 @@ class PipelineTraits:
             size_multiple=self.size_multiple,
             frame_step=self.frame_step,
             frame_offset=1 if self.frame_step > 1 else 0,
-            min_frames=self.frame_step + 1 if self.frame_step > 1 else 1,  # one latent frame after the first
+            min_frames=self.min_frames,
             native_fps=self.native_fps,
             conditioning_kinds=self.conditioning_kinds,  # the registry's wider Capabilities (issue 10.1)
             audio=self.makes_audio,
+            max_pixels=self.target_size**2 if self.sized_by_image and self.target_size else None,
         )
         known = {f.name for f in fields(Capabilities)}  # older Capabilities lack the last two
         return Capabilities(**{k: v for k, v in args.items() if k in known})
@@ -136,8 +173,9 @@ def read_traits(folder: str | Path) -> PipelineTraits:
     cls = pipeline_class(index.get("_class_name", ""), folder)
     vae = _meta_component(folder, index, "vae")
     transformer = _config(folder / "transformer")
+    guider = isinstance(index.get("guider"), list) and index["guider"][-1] is not None
     return _traits(cls, vae, transformer, set(index) & set(AUDIO_COMPONENTS) == set(AUDIO_COMPONENTS),
-                   _expand_timesteps(index))  # fmt: skip
+                   _expand_timesteps(index), guider)  # fmt: skip
 
 
 def traits_of(pipe) -> PipelineTraits:
@@ -145,10 +183,15 @@ def traits_of(pipe) -> PipelineTraits:
     transformer = getattr(pipe, "transformer", None)
     config = dict(transformer.config) if transformer is not None else {}
     audio = all(getattr(pipe, c, None) is not None for c in AUDIO_COMPONENTS)
-    return _traits(type(pipe), getattr(pipe, "vae", None), config, audio, _expand_timesteps(pipe.config))
+    guider = "guidance_scale" in (getattr(getattr(pipe, "guider", None), "config", None) or {})
+    return _traits(
+        type(pipe), getattr(pipe, "vae", None), config, audio, _expand_timesteps(pipe.config), guider
+    )
 
 
-def _traits(cls, vae, transformer: dict, makes_audio: bool, expand_timesteps: bool) -> PipelineTraits:
+def _traits(
+    cls, vae, transformer: dict, makes_audio: bool, expand_timesteps: bool, guider: bool
+) -> PipelineTraits:
     sig = inspect.signature(cls.__call__).parameters
     params = frozenset(k for k in sig if k != "self")
     defaults = {
@@ -160,7 +203,19 @@ def _traits(cls, vae, transformer: dict, makes_audio: bool, expand_timesteps: bo
     native = None if fps else _family_fps(cls.__name__, expand_timesteps)
     return PipelineTraits(class_name=cls.__name__, params=params, defaults=defaults, spatial=spatial,
                           temporal=temporal, patch=patch, patch_t=patch_t, size_divisor=_divisor(cls),
-                          makes_audio=makes_audio, native_fps=native)  # fmt: skip
+                          makes_audio=makes_audio, native_fps=native, guider=guider,
+                          target_size=transformer.get("target_size"))  # fmt: skip
+
+
+def _bucket_processor(class_name: str):
+    """The video processor class with `calculate_default_height_width` in the pipeline's module, if any."""
+    import sys
+
+    module = sys.modules.get(pipeline_class(class_name, Path(".")).__module__)
+    for value in vars(module).values() if module else ():
+        if isinstance(value, type) and hasattr(value, "calculate_default_height_width"):
+            return value
+    return None
 
 
 def _compression(vae) -> tuple[int, int]:
