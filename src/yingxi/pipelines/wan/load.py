@@ -244,6 +244,7 @@ def load_pipeline(
     attention: str | None = None,
     cross_attention: str | None = None,
     compile: bool | str | None = None,
+    encoders: bool = True,
     **files: Any,
 ) -> WanPipeline:
     """A ready WanPipeline.
@@ -262,7 +263,8 @@ def load_pipeline(
     The loose keywords (device, dtype, offload, sampler, vae_dtype, weights, cache, batched_guidance,
     attention, cross_attention, compile) replace `runtime`'s fields; attention / cross_attention name the
     kernels (`yingxi.models.attention`; "auto": the best this card runs), compile "auto"/"cudagraphs"/a
-    mode compiles the blocks (`models.compile`).
+    mode compiles the blocks (`models.compile`). encoders False (a diffusers/original folder) loads no
+    text or image encoder: a parallel job's rank other than 0, which gets the embeddings from rank 0.
     """
     runtime = runtime_with(runtime, device=device, dtype=dtype, offload=offload, sampler=sampler,
                            vae_dtype=vae_dtype, weights=weights, cache=cache, batched_guidance=batched_guidance,
@@ -299,10 +301,10 @@ def load_pipeline(
     )  # fmt: skip
     vae = load_vae(folder, dtype=vae_dtype, device=home)
     text_encoder = None
-    if (folder / "text_encoder").is_dir() or any(folder.glob("models_t5_*.pth")):
+    if encoders and ((folder / "text_encoder").is_dir() or any(folder.glob("models_t5_*.pth"))):
         text_encoder = WanTextEncoder.from_pretrained(folder, dtype=dtype, device=home)
     image_encoder = None
-    if variant.needs_image_encoder:
+    if encoders and variant.needs_image_encoder:
         image_encoder = WanImageEncoder.from_pretrained(folder, dtype=torch.float32, device=home)
     components = WanComponents(
         variant=variant,
