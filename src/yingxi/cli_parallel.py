@@ -54,16 +54,17 @@ def _refuse(args: argparse.Namespace, plan: ParallelPlan) -> None:
 
 
 def _device_type(args: argparse.Namespace, world: int) -> str:
-    import torch
+    kind = (args.device or "").split(":")[0]
+    if kind in ("", "cuda"):  # torch only where CUDA is asked about: a --device cpu parent needs none
+        import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kind = device.split(":")[0]
+        kind = kind or ("cuda" if torch.cuda.is_available() else "cpu")
     if kind == "cuda" and torch.cuda.device_count() < world:
         raise InputError(
             f"{world} ranks need {world} GPUs; this machine has {torch.cuda.device_count()}", field="--gpus"
         )
     if kind not in ("cuda", "cpu"):
-        raise InputError(f"ranks run on cuda or cpu, not {device}", field="--device")
+        raise InputError(f"ranks run on cuda or cpu, not {args.device}", field="--device")
     return kind
 
 

@@ -263,8 +263,7 @@ def load_pipeline(
     The loose keywords (device, dtype, offload, sampler, vae_dtype, weights, cache, batched_guidance,
     attention, cross_attention, compile) replace `runtime`'s fields; attention / cross_attention name the
     kernels (`yingxi.models.attention`; "auto": the best this card runs), compile "auto"/"cudagraphs"/a
-    mode compiles the blocks (`models.compile`). encoders False (a diffusers/original folder) loads no
-    text or image encoder: a parallel job's rank other than 0, which gets the embeddings from rank 0.
+    mode compiles the blocks (`models.compile`). encoders False loads no text or image encoder: a parallel job's rank other than 0, which gets the embeddings from rank 0.
     """
     runtime = runtime_with(runtime, device=device, dtype=dtype, offload=offload, sampler=sampler,
                            vae_dtype=vae_dtype, weights=weights, cache=cache, batched_guidance=batched_guidance,
@@ -284,6 +283,8 @@ def load_pipeline(
     home = "cpu" if offload != "none" else device
     if is_single_file(name_or_path, files.get("comfy_root")):
         single = plan_files(name_or_path, **files)
+        if not encoders:
+            single = dataclasses.replace(single, text_encoder=None, image_encoder=None)
         check_fits(single.variant, dtype, offload, _device_memory(device), weights, files=single.reports)
         parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype, weights=weights)
         pipe = pipeline_class(single.variant)(WanComponents(**parts), runtime=runtime, schedule=schedule)
