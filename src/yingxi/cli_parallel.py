@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -84,9 +86,17 @@ def spawn(argv: list[str], world: int, device_type: str) -> int:
         logs.append(log)
         procs.append(subprocess.Popen([sys.executable, "-m", "yingxi.cli", *argv], env=env,
                                       stdout=log, stderr=log))  # fmt: skip
+
+    def stop(signum: int, frame: Any) -> None:  # SIGTERM to the parent (a supervisor): take the ranks too
+        raise SystemExit(128 + signum)
+
+    main = threading.current_thread() is threading.main_thread()  # where Python delivers signals
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
     try:
         codes = _wait(procs)
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         for p in procs:
             if p.poll() is None:
                 p.kill()

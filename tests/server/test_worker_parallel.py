@@ -1,6 +1,7 @@
 """`yingxi worker --parallel ulysses=2 --backend wan` on a tiny model: two gloo ranks (CPU test mode) take a
 job from the SQLite store and write the film a one-process worker writes for the same request, frame for
-frame (the split attention sums in another order: float32 rounding, within one uint8 level)."""
+frame (the split attention sums in another order: float32 rounding, within one uint8 level). SIGTERM to the
+worker's parent stops its ranks too."""
 
 from __future__ import annotations
 
@@ -69,9 +70,15 @@ def test_a_parallel_worker_renders_the_film_of_one_process(client, tmp_path):
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
             time.sleep(0.5)
             film = client.get(f"/api/v1/films/{two}").json()
+        worker.terminate()  # SIGTERM to the parent alone, as a supervisor sends it: it takes its ranks along
+        assert worker.wait(30) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):  # no rank left in the worker's session
+            os.killpg(worker.pid, 0)
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)  # the parent and both ranks (their own session)
+        try:  # whatever failed above: no process of this test outlives it
+            os.killpg(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         worker.wait(30)
         log.close()
     frames = _frames(client, film, tmp_path, "two.mp4")
