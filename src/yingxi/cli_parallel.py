@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,16 +56,17 @@ def _refuse(args: argparse.Namespace, plan: ParallelPlan) -> None:
 
 
 def _device_type(args: argparse.Namespace, world: int) -> str:
-    import torch
+    kind = (args.device or "").split(":")[0]
+    if kind in ("", "cuda"):  # torch only where CUDA is asked about: a --device cpu parent needs none
+        import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kind = device.split(":")[0]
+        kind = kind or ("cuda" if torch.cuda.is_available() else "cpu")
     if kind == "cuda" and torch.cuda.device_count() < world:
         raise InputError(
             f"{world} ranks need {world} GPUs; this machine has {torch.cuda.device_count()}", field="--gpus"
         )
     if kind not in ("cuda", "cpu"):
-        raise InputError(f"ranks run on cuda or cpu, not {device}", field="--device")
+        raise InputError(f"ranks run on cuda or cpu, not {args.device}", field="--device")
     return kind
 
 
@@ -83,9 +86,17 @@ def spawn(argv: list[str], world: int, device_type: str) -> int:
         logs.append(log)
         procs.append(subprocess.Popen([sys.executable, "-m", "yingxi.cli", *argv], env=env,
                                       stdout=log, stderr=log))  # fmt: skip
+
+    def stop(signum: int, frame: Any) -> None:  # SIGTERM to the parent (a supervisor): take the ranks too
+        raise SystemExit(128 + signum)
+
+    main = threading.current_thread() is threading.main_thread()  # where Python delivers signals
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
     try:
         codes = _wait(procs)
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         for p in procs:
             if p.poll() is None:
                 p.kill()

@@ -97,3 +97,13 @@ def test_sharded_attention_outside_the_sharding_hook_is_refused():
     with pytest.raises(InputError) as e:
         fn(q, q, q)
     assert e.value.field == "cache" and "caches do not run across ranks yet" in e.value.message
+
+
+def test_a_runtime_s_parallel_plan_is_checked_by_this_build_s_parser():
+    """`check_supported` finds `parse_parallel` (a worker's --parallel once stopped at "not in this build")."""
+    from yingxi.pipelines.runtime import Runtime, check_supported
+
+    check_supported(Runtime(parallel="ulysses=2,cfg=2"))
+    with pytest.raises(InputError) as e:
+        check_supported(Runtime(parallel="ulysess=2"))
+    assert "ulysses" in e.value.message

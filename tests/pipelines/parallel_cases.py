@@ -41,8 +41,9 @@ def record_latents(pipe) -> LatentRecorder:
 
 
 def run_case(folder: Path, call: dict, mesh: Mesh | None = None, tiling=None) -> tuple[Tensor, object, dict]:
-    """One pipeline call, across `mesh` (None: this process alone) -> latents, frames, usage."""
-    pipe = load_pipeline(folder, device="cpu")
+    """One pipeline call, across `mesh` (None: this process alone) -> latents, frames, usage. Job rank 0
+    alone loads the text and image encoders: the others get their embeddings from it."""
+    pipe = load_pipeline(folder, device="cpu", encoders=mesh is None or mesh.rank == 0)
     if mesh is not None:
         parallelize(pipe, mesh, vae_tiling=tiling)
     recorder = record_latents(pipe)

@@ -120,6 +120,7 @@ class WanGenerator:
         if preset is not None:
             self.settings(preset)  # a bad preset or a missing LoRA file: now, before any work
         self.name = f"wan:{self.variant.name}"
+        self.encoders = True  # False: load no text/image encoder (a parallel rank that rank 0 encodes for)
 
     def _check_text_encoder(self, model: Any) -> None:
         """A film is made from prompts: a transformer file needs its UMT5 encoder file too."""
@@ -177,7 +178,8 @@ class WanGenerator:
 
             loras, loras_2 = self.settings(self.preset).loras
             self._pipe = load_pipeline(self._folder or self._source, runtime=self.runtime, schedule=self.schedule,
-                                       loras=loras, loras_2=loras_2, **self._files)  # fmt: skip
+                                       loras=loras, loras_2=loras_2, encoders=self.encoders,
+                                       **self._files)  # fmt: skip
             self._applied = (tuple(loras), None if loras_2 is None else tuple(loras_2))
             self.size_multiple = self._pipe.size_multiple
         return self._pipe

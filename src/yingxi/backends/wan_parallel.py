@@ -71,7 +71,10 @@ class ParallelGenerator:
 
 
 def follow(inner: Any, mesh: Mesh) -> int:
-    """Ranks other than 0: shoot every shot rank 0 sends, until it is done; returns the shots shot."""
+    """Ranks other than 0: shoot every shot rank 0 sends, until it is done; returns the shots shot. They
+    load no text or image encoder (rank 0 encodes for all) where the weights are not loaded yet."""
+    if getattr(inner, "_pipe", True) is None:
+        inner.encoders = False
     shots = 0
     while True:
         kind, request = mesh.broadcast_object()

@@ -184,7 +184,7 @@ def _cache(value: Any) -> str | None:
 
 # ---- applying a Runtime to built modules (the pipeline calls this once) ---------------------------------
 # Where the module that parses `parallel` lives; looked up, not imported at the top.
-PARALLEL_HOMES = ("yingxi.pipelines.wan.parallel", "yingxi.models.parallel")
+PARALLEL_HOMES = ("yingxi.models.parallel.plan", "yingxi.pipelines.wan.parallel", "yingxi.models.parallel")
 
 
 def find_function(homes: tuple[str, ...], name: str):

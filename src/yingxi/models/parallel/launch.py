@@ -1,6 +1,7 @@
 """Starting the ranks of one job: torchrun's environment, or N processes spawned here on loopback.
 
 nccl where the ranks hold CUDA devices, gloo on the CPU (a test mode: the same maths, no speed-up).
+torch is imported where a rank starts, not here: the `--gpus` parent only picks a port and waits.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-
-import torch
-import torch.distributed as dist
 
 from yingxi.errors import InputError
 
@@ -53,6 +51,9 @@ def torchrun_rank() -> RankInfo | None:
 
 def init_distributed(info: RankInfo, device_type: str) -> str:
     """Join the default process group (env:// rendezvous: MASTER_ADDR/MASTER_PORT); returns the backend."""
+    import torch
+    import torch.distributed as dist
+
     backend = "nccl" if device_type == "cuda" else "gloo"
     if not dist.is_initialized():
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -65,6 +66,8 @@ def init_distributed(info: RankInfo, device_type: str) -> str:
 
 
 def _entry(rank: int, fn: Callable[..., Any], world: int, port: int, args: tuple) -> None:
+    import torch.distributed as dist
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     init_distributed(RankInfo(rank, world, rank), "cpu")
     try:

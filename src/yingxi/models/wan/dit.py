@@ -38,6 +38,16 @@ class Modulation(NamedTuple):
         return normed * (1 + self.scale) + self.shift
 
 
+def _scale_shift_table(rows: int, d: int) -> nn.Parameter:
+    """(1, rows, D) drawn as torch.randn(...) / sqrt(D) (the same numbers on the CPU); on the meta device no
+    draw at all: meta randn and division go through torch._refs, which import sympy and torch._dynamo (~3 s
+    of every process that builds a DiT to load weights into)."""
+    table = torch.empty(1, rows, d)
+    if not table.is_meta:
+        table.normal_().div_(d**0.5)
+    return nn.Parameter(table)
+
+
 def _modulations(table: Tensor, temb: Tensor) -> list[Modulation]:
     """table (1, n*3, D) + temb (B, n*3, D) or per-token (B, L, n*3, D) -> n Modulations of (B, 1|L, D)."""
     if temb.ndim == 4:
@@ -257,7 +267,7 @@ class WanBlock(nn.Module):
         )
         self.ffn = FeedForward(d, cfg.ffn_dim, d, approximate="tanh")
         self.norm3 = FP32LayerNorm(d, cfg.eps, elementwise_affine=False)
-        self.scale_shift_table = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
+        self.scale_shift_table = _scale_shift_table(6, d)
 
     def forward(
         self, x: Tensor, text: Tensor, image: Tensor | None, temb6: Tensor, rope: tuple[Tensor, Tensor]
@@ -299,7 +309,7 @@ class WanDiT(nn.Module):
         self.blocks = nn.ModuleList([WanBlock(config) for _ in range(config.num_layers)])
         self.norm_out = FP32LayerNorm(d, config.eps, elementwise_affine=False)
         self.proj_out = nn.Linear(d, config.out_channels * math.prod(config.patch_size))
-        self.scale_shift_table = nn.Parameter(torch.randn(1, 2, d) / d**0.5)
+        self.scale_shift_table = _scale_shift_table(2, d)
         # The RoPE tables of the last latent grid: every step (and both guidance passes) of a clip uses the
         # same one, so it is built once per clip, not once per call (a float64 build of (L, Dh/2) tables).
         self._rope_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None

@@ -244,6 +244,7 @@ def load_pipeline(
     attention: str | None = None,
     cross_attention: str | None = None,
     compile: bool | str | None = None,
+    encoders: bool = True,
     **files: Any,
 ) -> WanPipeline:
     """A ready WanPipeline.
@@ -262,7 +263,7 @@ def load_pipeline(
     The loose keywords (device, dtype, offload, sampler, vae_dtype, weights, cache, batched_guidance,
     attention, cross_attention, compile) replace `runtime`'s fields; attention / cross_attention name the
     kernels (`yingxi.models.attention`; "auto": the best this card runs), compile "auto"/"cudagraphs"/a
-    mode compiles the blocks (`models.compile`).
+    mode compiles the blocks (`models.compile`). encoders False loads no text or image encoder: a parallel job's rank other than 0, which gets the embeddings from rank 0.
     """
     runtime = runtime_with(runtime, device=device, dtype=dtype, offload=offload, sampler=sampler,
                            vae_dtype=vae_dtype, weights=weights, cache=cache, batched_guidance=batched_guidance,
@@ -282,6 +283,8 @@ def load_pipeline(
     home = "cpu" if offload != "none" else device
     if is_single_file(name_or_path, files.get("comfy_root")):
         single = plan_files(name_or_path, **files)
+        if not encoders:
+            single = dataclasses.replace(single, text_encoder=None, image_encoder=None)
         check_fits(single.variant, dtype, offload, _device_memory(device), weights, files=single.reports)
         parts = load_file_components(single, dtype=dtype, device=home, vae_dtype=vae_dtype, weights=weights)
         pipe = pipeline_class(single.variant)(WanComponents(**parts), runtime=runtime, schedule=schedule)
@@ -299,10 +302,10 @@ def load_pipeline(
     )  # fmt: skip
     vae = load_vae(folder, dtype=vae_dtype, device=home)
     text_encoder = None
-    if (folder / "text_encoder").is_dir() or any(folder.glob("models_t5_*.pth")):
+    if encoders and ((folder / "text_encoder").is_dir() or any(folder.glob("models_t5_*.pth"))):
         text_encoder = WanTextEncoder.from_pretrained(folder, dtype=dtype, device=home)
     image_encoder = None
-    if variant.needs_image_encoder:
+    if encoders and variant.needs_image_encoder:
         image_encoder = WanImageEncoder.from_pretrained(folder, dtype=torch.float32, device=home)
     components = WanComponents(
         variant=variant,
