@@ -102,7 +102,10 @@ def server_runtime_fields(args: argparse.Namespace) -> dict[str, Any]:
                 f"{', '.join(refused)} need --backend wan (the {spec.name} takes none of them)",
                 field=refused[0],
             )
-        return {}
+        try:  # the device, dtype and offload such a backend takes travel in the settings' Runtime too
+            return {"runtime": Runtime(device=args.device, dtype=args.dtype, offload=args.offload or "none")}
+        except InputError as e:
+            raise InputError(e.message, field=f"--{e.field or 'runtime'}") from None
     from yingxi.cli_sampling import check_loras
     from yingxi.film.vocabulary import parse_preset
 

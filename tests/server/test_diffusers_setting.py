@@ -38,3 +38,15 @@ def test_the_door_checks_against_the_class_without_weights(i2v, tmp_path):
 def test_a_diffusers_server_needs_a_pipeline_folder(tmp_path):
     with pytest.raises(InputError, match="needs"):
         door_backend(ServerSettings(data_dir=tmp_path, backend="diffusers"))
+
+
+def test_serve_flags_reach_the_diffusers_backend_options():
+    """`serve --backend diffusers --device --dtype`: the settings carry them to the backend (not dropped)."""
+    from yingxi.cli import build_parser
+    from yingxi.cli_runtime import server_runtime_fields
+    from yingxi.server.settings import ServerSettings
+
+    argv = ["serve", "--backend", "diffusers", "--model", "/x", "--device", "cpu", "--dtype", "bf16"]
+    fields = server_runtime_fields(build_parser().parse_args(argv))
+    options = ServerSettings(backend="diffusers", model="/x", **fields).backend_options()
+    assert options == {"model": "/x", "device": "cpu", "dtype": "bf16"}
