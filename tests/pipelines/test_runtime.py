@@ -54,15 +54,14 @@ def test_what_this_build_cannot_run_is_refused_before_loading():
     with pytest.raises(InputError, match="compile mode") as bad:
         check_supported(Runtime(compile="fastest"))
     assert bad.value.field == "compile"
-    from yingxi.pipelines.runtime import PARALLEL_HOMES, find_function
     from yingxi.pipelines.wan.speed import check_speed
 
     cpu = Runtime(device="cpu", attention="flash2")  # a kernel this card cannot run: refused at the check
     with pytest.raises(InputError, match="flash"):
         check_speed(cpu.torch_device, cpu.torch_dtype, attention=cpu.attention)
-    if find_function(PARALLEL_HOMES, "parse_parallel") is None:
-        with pytest.raises(InputError, match="parallel"):
-            check_supported(Runtime(parallel="ulysses=2"))
+    check_supported(Runtime(parallel="ulysses=2"))  # a plan this build parses
+    with pytest.raises(InputError, match="ulysses"):
+        check_supported(Runtime(parallel="ulysess=2"))
 
 
 def test_the_pipeline_runs_as_its_runtime_says(tiny_wan):

@@ -182,31 +182,14 @@ def _cache(value: Any) -> str | None:
     return str(spec) if spec is not None else None
 
 
-# ---- applying a Runtime to built modules (the pipeline calls this once) ---------------------------------
-# Where the module that parses `parallel` lives; looked up, not imported at the top.
-PARALLEL_HOMES = ("yingxi.models.parallel.plan", "yingxi.pipelines.wan.parallel", "yingxi.models.parallel")
-
-
-def find_function(homes: tuple[str, ...], name: str):
-    """The function `name` from the first of `homes` that defines it, or None."""
-    import importlib
-
-    for home in homes:
-        try:
-            module = importlib.import_module(home)
-        except ImportError:
-            continue
-        if hasattr(module, name):
-            return getattr(module, name)
-    return None
-
-
+# ---- what this build can run (checked before any weights load) ----------------------------------------
 def check_supported(runtime: Runtime) -> None:
     """InputError now for a field this build cannot honour (an unknown kernel or compile mode, a parallel
     plan that does not parse), rather than a run that quietly ignores it. Whether this card and these
     packages run the kernels is checked where the device is known (`pipelines.wan.speed.check_speed`)."""
     from yingxi.models.attention import canonical_name
     from yingxi.models.compile import parse_compile
+    from yingxi.models.parallel.plan import parse_parallel
 
     for field, name in (("attention", runtime.attention), ("cross_attention", runtime.cross_attention)):
         if name is not None:
@@ -214,7 +197,4 @@ def check_supported(runtime: Runtime) -> None:
     if runtime.compile is not None:
         parse_compile(runtime.compile, "cuda", field="compile")  # the name; the device is checked at load
     if runtime.parallel is not None:
-        parse = find_function(PARALLEL_HOMES, "parse_parallel")
-        if parse is None:
-            raise InputError("sequence parallelism is not in this build", field="parallel")
-        parse(runtime.parallel)
+        parse_parallel(runtime.parallel, field="parallel")
