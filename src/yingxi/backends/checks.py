@@ -37,6 +37,13 @@ def refuse_unsupported(request: ClipRequest, caps: Capabilities, who: str) -> No
                               field="generate_audio")  # fmt: skip
 
 
+def check_steps(request: ClipRequest) -> None:
+    """A request's own step count, where it gives one: a whole number of at least 1."""
+    steps = request.steps
+    if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise CapabilityError(f"steps must be a whole number of at least 1, got {steps!r}", field="steps")
+
+
 def check_item(item: Conditioning, request: ClipRequest, field: str) -> None:
     """InputError unless the item's media, frame, strength and rate are what its kind needs."""
     m = item.media

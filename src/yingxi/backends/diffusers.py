@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
+from yingxi.backends.checks import check_steps
 from yingxi.backends.diffusers_traits import (
     CONDITION_KINDS,
     MAPPED,
@@ -160,11 +161,7 @@ class DiffusersGenerator:
                 f"{caps.min_frames}, got {n!r} (nearest: {nearest})",
                 field="num_frames",
             )
-        if request.steps is not None and (
-            not isinstance(request.steps, (int, np.integer)) or request.steps < 1
-        ):
-            raise CapabilityError(f"steps must be a whole number of at least 1, got {request.steps!r}",
-                                  field="steps")  # fmt: skip
+        check_steps(request)
         if request.guidance is not None and not (math.isfinite(request.guidance) and request.guidance >= 0):
             raise CapabilityError(
                 f"guidance must be a number >= 0, got {request.guidance!r}", field="guidance"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
-from yingxi.backends.checks import refuse_unsupported
+from yingxi.backends.checks import check_steps, refuse_unsupported
 from yingxi.backends.wan_settings import ShotSettings, check_speed_now, split_lora_pair
 from yingxi.backends.wan_vace import VACE_KINDS, vace_args
 from yingxi.errors import CapabilityError, InputError, ModelNotFoundError
@@ -211,12 +211,7 @@ class WanGenerator:
                 f"(nearest: {caps.legal_frames(int(n)) if isinstance(n, (int, np.integer)) else 81})",
                 field="num_frames",
             )
-        if request.steps is not None and (
-            not isinstance(request.steps, (int, np.integer)) or request.steps < 1
-        ):
-            raise CapabilityError(
-                f"steps must be a whole number of at least 1, got {request.steps!r}", field="steps"
-            )
+        check_steps(request)
         if request.guidance is not None and not (math.isfinite(request.guidance) and request.guidance >= 1):
             raise CapabilityError(f"guidance must be at least 1, got {request.guidance!r}", field="guidance")
         self._check_options(request.options)
