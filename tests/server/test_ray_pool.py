@@ -74,6 +74,18 @@ def test_every_ray_component_stays_on_loopback(served):
     assert outside == []
 
 
+def test_each_worker_stops_with_its_raylet(served):
+    """A worker whose raylet dies must stop claiming at once: Ray's own shutdown of the orphan takes seconds,
+    long enough to claim the job the pool has just requeued (seen in CI as a third attempt)."""
+    cluster, _, store, _, data = served
+    lines = (data / "serve.log").read_text().splitlines()
+    for worker in store.workers():
+        name = worker["name"]
+        placed = [line for line in lines if f"worker {name} runs on Ray node" in line]
+        raylet = cluster.node(node_of(name)).raylet_pid()
+        assert placed and placed[0].endswith(f"under raylet pid {raylet}"), placed
+
+
 def test_jobs_are_spread_over_both_nodes(served):
     _, server, store, key, _ = served
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
@@ -108,7 +120,9 @@ def test_a_killed_node_s_job_is_retried_on_the_other_with_one_output(served, tmp
         retried_in = time.monotonic() - killed_at
     assert all(t["status"] == "succeeded" for t in tasks.values()), tasks
     job = store.get(on_b)
-    assert job.attempts == 2 and node_of(job.worker) == "node-a" and job.worker != killed_worker, job
+    pool_lines = [line for line in (data / "serve.log").read_text().splitlines() if "yingxi.server " in line]
+    retried = (job.attempts, job.worker, killed_worker, pool_lines[-12:])
+    assert job.attempts == 2 and node_of(job.worker) == "node-a" and job.worker != killed_worker, retried
     assert retried_in < 200
     out = data / "tasks" / on_b / "out"
     names = sorted(p.name for p in out.iterdir())

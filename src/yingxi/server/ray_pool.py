@@ -87,10 +87,15 @@ class WorkerActor:
         # so the job row says which machine rendered it.
         node = next((n for n in ray.nodes() if n["NodeID"] == self.node_id), {})
         host = str(node.get("NodeName") or node.get("NodeManagerAddress") or "ray").replace(":", "_")
-        self.worker = Worker(settings_obj, index, parent_pid=None, name=f"{host}:{os.getpid()}:{nonce}")
+        # The raylet that started us is our parent. When it dies (its node lost), Ray's own shutdown of this
+        # process takes seconds, in which the loop would claim the job the pool has just requeued: the
+        # worker stops claiming the moment its parent changes, and its heartbeat exits the process.
+        self.worker = Worker(
+            settings_obj, index, parent_pid=os.getppid(), name=f"{host}:{os.getpid()}:{nonce}"
+        )
 
-    def identity(self) -> dict[str, str]:
-        return {"name": self.worker.name, "node_id": self.node_id}
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.worker.name, "node_id": self.node_id, "parent_pid": self.worker.parent_pid}
 
     def run(self) -> str:
         """The worker loop; returns (its name) only after `drain`."""
@@ -194,7 +199,8 @@ class RayPool(Supervisor):
                 slot.name = ""
                 continue
             slot.name, slot.node_id = who["name"], who["node_id"]
-            log.info("worker %s runs on Ray node %s", slot.name, slot.node_id)
+            log.info("worker %s runs on Ray node %s under raylet pid %s", slot.name, slot.node_id,
+                     who["parent_pid"])  # fmt: skip
 
     def step(self) -> None:
         import ray
