@@ -78,10 +78,14 @@ def test_each_worker_stops_with_its_raylet(served):
     """A worker whose raylet dies must stop claiming at once: Ray's own shutdown of the orphan takes seconds,
     long enough to claim the job the pool has just requeued (seen in CI as a third attempt)."""
     cluster, _, store, _, data = served
-    lines = (data / "serve.log").read_text().splitlines()
-    for worker in store.workers():
-        name = worker["name"]
-        placed = [line for line in lines if f"worker {name} runs on Ray node" in line]
+    names = [w["name"] for w in store.workers()]
+
+    def placed_lines() -> dict:  # the pool logs a worker once it has learnt its name, a step after it beats
+        lines = (data / "serve.log").read_text().splitlines()
+        return {n: [line for line in lines if f"worker {n} runs on Ray node" in line] for n in names}
+
+    logged = wait_for(placed_lines, lambda found: all(found.values()), timeout=30)
+    for name, placed in logged.items():
         raylet = cluster.node(node_of(name)).raylet_pid()
         assert placed and placed[0].endswith(f"under raylet pid {raylet}"), placed
 
