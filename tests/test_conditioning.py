@@ -81,6 +81,9 @@ def test_a_backend_that_takes_them_gets_the_control_video_audio_and_generate_aud
     (audio,) = second.conditioning
     assert audio.kind == "audio" and audio.sample_rate == RATE and audio.media.dtype == np.float32
     assert audio.media.shape == (RATE, 2)  # the shot's one second of the clip
+    np.testing.assert_allclose(audio.media, read_audio(tmp_path / "bell.wav", RATE)[:RATE], atol=1e-6)
+    shot2 = result.plans[1].conditioning  # the director's decision, shown by `plan`
+    assert shot2.audio.name == "bell.wav" and shot2.sounds == () and "sound follows bell.wav" in shot2.words
     assert not any("takes no" in n or "is not used" in n or "no generated sound" in n for n in result.notes)
 
 
@@ -93,9 +96,9 @@ def test_the_animatic_notes_what_it_cannot_take_and_the_clip_is_heard_at_its_sho
         "shot 1: the reference video move.mp4 is not used: this backend takes no control conditioning"
         in notes
     )
-    assert (
-        "shot 2: the animatic backend takes no audio to follow; bell.wav is laid as the shot's sound" in notes
-    )
+    assert "shot 2: this backend takes no audio to follow; bell.wav is laid as the shot's sound" in notes
+    assert result.plans[1].conditioning.audio is None
+    assert [p.name for p in result.plans[1].conditioning.sounds] == ["bell.wav"]
     sound = read_audio(result.path, RATE)
     shot1, shot2 = sound[: RATE - 2400], sound[RATE + 2400 : 2 * RATE - 2400]
     assert band_energy(shot2, 1500.0) > 0.5 and band_energy(shot1, 1500.0) < 0.05

@@ -1,5 +1,6 @@
-"""A shot's conditioning items in pixels, from its plan (director/conditioning.py): reference images,
-a reference video (control or source to extend), and the previous shot's last frames for an extension.
+"""A shot's conditioning items in pixels and samples, from its plan (director/conditioning.py): reference
+images, a reference video (control or source to extend), the previous shot's last frames for an extension,
+and the reference audio the shot's sound follows.
 
 Beside render() because it decodes files the plan names, as keyframes.py does for first frames."""
 
@@ -13,11 +14,12 @@ from yingxi.backends.base import ClipRequest, Conditioning
 from yingxi.director.plan import ShotPlan
 from yingxi.errors import InputError
 from yingxi.media.image import fit_image, load_image
-from yingxi.media.video import read_frames, read_video
+from yingxi.media.video import read_audio, read_frames, read_video
 
 __all__ = ["PREVIOUS_SHOT", "conditioning_items", "with_previous_frames"]
 
 PREVIOUS_SHOT = "previous shot"  # the name of the "video" item a continued shot extends
+AUDIO_RATE = 48_000  # an "audio" item's samples: float32 (S, 2) at this rate
 
 
 def conditioning_items(p: ShotPlan) -> tuple[Conditioning, ...]:
@@ -37,7 +39,19 @@ def conditioning_items(p: ShotPlan) -> tuple[Conditioning, ...]:
             raise InputError(e.message, shot=p.index, field=f"characters.{name}.image",
                              file=e.file or str(path)) from None  # fmt: skip
         items.append(Conditioning("reference", image, name=name))
+    if c.audio is not None:
+        items.append(_audio_item(p))
     return tuple(items)
+
+
+def _audio_item(p: ShotPlan) -> Conditioning:
+    """The reference audio the shot's sound follows, cut at the shot's length."""
+    path = p.conditioning.audio
+    try:
+        audio = read_audio(path, AUDIO_RATE, max_seconds=p.num_frames / p.fps)  # (S, 2) float32
+    except InputError as e:
+        raise InputError(e.message, file=e.file or str(path), field="reference_audio", shot=p.index) from None
+    return Conditioning("audio", audio, name="reference audio", sample_rate=AUDIO_RATE)
 
 
 def _video_item(p: ShotPlan) -> Conditioning:

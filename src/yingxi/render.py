@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from yingxi.backends.base import Clip, ClipRequest, Generator
-from yingxi.conditioning import heard_references, with_audio_conditioning
 from yingxi.conditioning_items import conditioning_items, with_previous_frames
 from yingxi.director.plan import ShotPlan, plan
 from yingxi.editor import fit_dialogue, load_music, record_dialogue, stream_frames, timeline, write_srt
@@ -72,7 +71,6 @@ class Prepared:
     notes: list[str]
     music: np.ndarray | None  # float32 (N, 2), decoded
     references_ok: bool = True  # the backend takes reference images
-    kinds: frozenset[str] = frozenset()  # the conditioning item kinds the backend takes (Capabilities)
     options: dict = field(default_factory=dict)  # backend options of every shot (a request's "cache")
 
     def request(self, i: int) -> ClipRequest:
@@ -80,8 +78,7 @@ class Prepared:
         shooting). Not kept for every shot: a 10-minute film's keyframes at 1080p would be 0.7 GB."""
         p = self.plans[i]
         r = _request(self.film, p, self.references_ok, self.takes[p.index - 1])
-        r = replace(r, options={**r.options, **self.options}) if self.options else r
-        return with_audio_conditioning(r, self.film, p, self.kinds)
+        return replace(r, options={**r.options, **self.options}) if self.options else r
 
 
 def prepare(
@@ -92,15 +89,13 @@ def prepare(
     `options`: backend options every shot's request carries (an API request's own step cache)."""
     if not film.shots:  # the parsers never make one; a Film built in Python can
         raise InputError("the film has no shots; give it at least one", field="shots")
-    kinds = backend.capabilities.conditioning_kinds
-    film, heard = heard_references(film, kinds, backend.name)  # what this backend cannot take, said
     takes = record_dialogue(film)
     film, notes = fit_dialogue(film, takes, grow=grow_for_dialogue)
     music = load_music(film)
     plans = plan(film, backend.capabilities)
-    notes = heard + list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
+    notes = list(notes) + [f"shot {p.index}: {n}" for p in plans for n in p.notes]
     ready = Prepared(film, takes, plans, notes, music, "references" in backend.capabilities.conditionings,
-                     kinds, dict(options or {}))  # fmt: skip
+                     dict(options or {}))  # fmt: skip
     for i, p in enumerate(plans):  # every image decoded and every request checked, one shot at a time
         r = ready.request(i)
         try:

@@ -6,7 +6,9 @@
   backend takes video conditioning; else the previous last frame is the first frame;
 - a shot's reference video -> a "control" item (its motion or layout) or a "video" item to extend, as the
   script says (`reference_video: {file, use: control | extend}`);
-- `generate_audio` where the film asks for sound and the backend makes it.
+- `generate_audio` where the film asks for sound and the backend makes it;
+- a reference audio the prompt ties to a shot's sound (film/mentions.py) -> an "audio" item the backend's sound
+  follows, where it takes one; else the clip is laid as the shot's sound effect, with a note.
 The items' pixels are decoded at render time (render.py); the plan holds paths and counts.
 """
 
@@ -31,6 +33,9 @@ class ShotConditioning:
     reference_video_kind: str | None = None  # "control" | "video"
     source_frames: int = 0  # a "video" reference video: this many of its last frames are extended
     generate_audio: bool = False  # ask the backend for the shot's own sound
+    audio: Path | None = None  # a reference audio the backend's sound follows: an "audio" item
+    sounds: tuple[Path, ...] = ()  # sound effects the editor lays at the shot (the script's, and a reference
+    # audio the backend cannot follow)
 
     @property
     def words(self) -> str:
@@ -44,6 +49,8 @@ class ShotConditioning:
             parts.append(f"{self.reference_video_kind} {self.reference_video.name}")
         if self.generate_audio:
             parts.append("generated sound")
+        if self.audio is not None:
+            parts.append(f"sound follows {self.audio.name}")
         return "; ".join(parts)
 
 
@@ -70,4 +77,10 @@ def shot_conditioning(
     if film.generate_audio and not caps.audio and shot is film.shots[0]:  # said once, for the film
         notes.append("no generated sound: this backend makes none (dialogue and music are mixed as usual)")
     source = caps.extension_frames if video_kind == "video" else 0
-    return ShotConditioning(references, extend, video, video_kind, source, sound)
+    audio, sounds = shot.audio_conditioning, shot.sounds
+    if audio is not None and "audio" not in kinds:
+        notes.append(
+            f"this backend takes no audio to follow; {audio.name} is laid as the shot's sound instead"
+        )
+        audio, sounds = None, (*sounds, audio)
+    return ShotConditioning(references, extend, video, video_kind, source, sound, audio, sounds)

@@ -202,12 +202,14 @@ def load_music(film: Film) -> np.ndarray | None:
     return music
 
 
-def sound_effects(film: Film, starts: list[float], frames: list[int], fps: float, n_samples: int) -> list:
+def sound_effects(plans: list[ShotPlan], starts: list[float], frames: list[int], fps: float,
+                  n_samples: int) -> list:  # fmt: skip
     """(start sample, mono audio) of each shot's sound effects (a reference audio clip the prompt put at the
-    shot: film/mentions.py), from the shot's start, cut at its end; mixed like a line (the music ducks)."""
+    shot, film/mentions.py, or one its backend could not follow: director/conditioning.py), from the shot's
+    start, cut at its end; mixed like a line (the music ducks)."""
     out = []
-    for i, shot in enumerate(film.shots):
-        for path in shot.sounds:
+    for i, p in enumerate(plans):
+        for path in p.conditioning.sounds:
             try:
                 sound = read_audio(path, SAMPLE_RATE, max_seconds=frames[i] / fps).mean(axis=1)  # (S,)
             except InputError as e:
@@ -296,7 +298,7 @@ def timeline(
             shown = min(max(take.seconds, MIN_SUBTITLE_SECONDS), next_start - offset)
             subtitles.append(Subtitle(start, start + shown, subtitle_text(take.character, take.text)))
 
-    lines += sound_effects(film, shot_starts, shot_frames, fps, n_samples)
+    lines += sound_effects(plans, shot_starts, shot_frames, fps, n_samples)
     if music is None:
         music = load_music(film)
     sounds = shot_sounds(plans, first, fps, n_samples)
