@@ -202,3 +202,39 @@ def test_the_order_is_data_another_familys_parts_work_too():
         Placement(fakes("image_encoder"), torch.device("cuda"), order=order, offload=True)
     everything = Placement(fakes(*order), torch.device("cuda"), order=order, offload=False)
     assert everything.on_device() == list(order)
+
+
+def test_only_the_named_block_lists_stream_and_the_rest_moves_whole(monkeypatch):
+    """The block lists are data (the family's `block_lists`): a list not named moves with the component."""
+    from torch import nn
+
+    from yingxi.pipelines import offload
+
+    copies = []
+    monkeypatch.setattr(offload, "_to_device", lambda t, device: copies.append(t.data_ptr()) or t.clone())
+
+    class TwoLists(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(4, 4)
+            self.blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])
+            self.side_blocks = nn.ModuleList([nn.Linear(4, 4)])
+
+        def forward(self, x):
+            for block in [*self.blocks, *self.side_blocks]:
+                x = block(x)
+            return self.head(x)
+
+    x = torch.randn(3, 4)
+    for lists, streamed_lists in [
+        (("blocks",), ["blocks"]),
+        (("blocks", "side_blocks"), ["blocks", "side_blocks"]),
+    ]:
+        model, copies[:] = TwoLists(), []
+        expected = model(x)
+        placement = Placement({"transformer": model}, torch.device("cpu"), order=["transformer"],
+                              streamed=["transformer"], block_lists=lists, offload="blocks", force=True)  # fmt: skip
+        with torch.no_grad(), placement.use("transformer") as m:
+            torch.testing.assert_close(m(x), expected, rtol=0, atol=0)
+        per_list = sum(len(list(getattr(model, n).parameters())) for n in streamed_lists)
+        assert len(copies) == per_list  # each named list's tensors came in for its block's forward only

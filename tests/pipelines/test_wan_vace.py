@@ -20,6 +20,7 @@ from PIL import Image
 
 import yingxi
 from yingxi.errors import InputError
+from yingxi.pipelines.wan.common import WAN_BLOCK_LISTS
 from yingxi.pipelines.wan.vace import WanVACEPipeline, fold_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "wan"))
@@ -180,7 +181,8 @@ def test_blocks_offload_streams_the_context_blocks_too(vace, monkeypatch):
     with torch.no_grad():
         expected = dit(x, t, text, control_hidden_states=control)
         placement = Placement({"transformer": dit}, torch.device("cpu"), order=["transformer"],
-                              streamed=["transformer"], offload="blocks", force=True)  # fmt: skip
+                              streamed=["transformer"], block_lists=WAN_BLOCK_LISTS, offload="blocks",
+                              force=True)  # fmt: skip
         with placement.use("transformer") as model:
             got = model(x, t, text, control_hidden_states=control)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)

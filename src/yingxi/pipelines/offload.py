@@ -107,8 +107,10 @@ class Placement:
     """Where each component lives while a pipeline runs: all on `device` ("none"), each in turn
     ("model", also `True`), or each in turn with the `streamed` parts' blocks streamed ("blocks").
 
-    `order`: the component names in the order they first run; `streamed`: those whose `blocks`
-    (an nn.ModuleList) are streamed in "blocks" mode (the transformers)."""
+    `order`: the component names in the order they first run; `streamed`: those whose block lists are
+    streamed in "blocks" mode (the transformers); `block_lists`: the names of those lists (nn.ModuleList
+    children: Wan's `blocks`, and VACE's `vace_blocks` where the model has them). Everything else in a
+    streamed component (embeddings, head) moves whole."""
 
     def __init__(
         self,
@@ -117,6 +119,7 @@ class Placement:
         *,
         order: Sequence[str],
         streamed: Sequence[str] = (),
+        block_lists: Sequence[str] = ("blocks",),
         offload: bool | OffloadMode = False,
         force: bool = False,
     ) -> None:
@@ -132,15 +135,18 @@ class Placement:
         self.mode: OffloadMode = mode if (self.device.type != "cpu" or force) else "none"
         self.offload = self.mode != "none"
         self.active: str | None = None
-        self.streamed = {n for n in streamed if self.mode == "blocks" and isinstance(
-            getattr(self.modules.get(n), "blocks", None), nn.ModuleList)}  # fmt: skip
+        self.block_lists = tuple(block_lists)
+        self.streamed = {n for n in streamed if self.mode == "blocks" and self._lists(n)}
         home = torch.device("cpu") if self.offload else self.device
         for name, module in self.modules.items():
             module.to(home)
-            if name in self.streamed:
-                stream_blocks(module.blocks, self.device)
-                if isinstance(getattr(module, "vace_blocks", None), nn.ModuleList):  # VACE context blocks
-                    stream_blocks(module.vace_blocks, self.device)
+            for blocks in self._lists(name) if name in self.streamed else ():
+                stream_blocks(getattr(module, blocks), self.device)
+
+    def _lists(self, name: str) -> list[str]:
+        """The block lists component `name` has, of those named in `block_lists`."""
+        module = self.modules.get(name)
+        return [b for b in self.block_lists if isinstance(getattr(module, b, None), nn.ModuleList)]
 
     def _move(self, name: str, device: torch.device | str) -> None:
         module = self.modules[name]
@@ -149,7 +155,7 @@ class Placement:
             return
         module._apply(lambda t: t.to(device), recurse=False)  # its own parameters (e.g. the head's table)
         for child_name, child in module.named_children():
-            if child_name not in ("blocks", "vace_blocks"):
+            if child_name not in self.block_lists:
                 child.to(device)
 
     @contextmanager

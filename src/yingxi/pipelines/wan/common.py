@@ -20,6 +20,7 @@ from yingxi.pipelines.common import (
 
 __all__ = [
     "WAN_OFFLOAD_ORDER",
+    "WAN_BLOCK_LISTS",
     "WAN_STREAMED",
     "TaskInputs",
     "as_uint8_image",
@@ -35,7 +36,8 @@ __all__ = [
 # The order Wan's parts first run in (the VAE also encodes conditioning frames before sampling); the
 # shared `Placement` moves each to the device when its turn comes and the previous one back to the CPU.
 WAN_OFFLOAD_ORDER = ("text_encoder", "image_encoder", "transformer", "transformer_2", "vae")
-WAN_STREAMED = ("transformer", "transformer_2")  # parts whose `blocks` are streamed in "blocks" mode
+WAN_STREAMED = ("transformer", "transformer_2")  # parts whose block lists are streamed in "blocks" mode
+WAN_BLOCK_LISTS = ("blocks", "vace_blocks")  # the DiT's blocks, and a VACE model's context blocks
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,13 @@ from yingxi.pipelines.common import (
 from yingxi.pipelines.offload import OffloadMode, Placement
 from yingxi.pipelines.runtime import Runtime, runtime_with
 from yingxi.pipelines.wan.cache import CacheSpec, StepCache, make_cache, parse_cache, use_cache
-from yingxi.pipelines.wan.common import WAN_OFFLOAD_ORDER, WAN_STREAMED, TaskInputs, join_contexts
+from yingxi.pipelines.wan.common import (
+    WAN_BLOCK_LISTS,
+    WAN_OFFLOAD_ORDER,
+    WAN_STREAMED,
+    TaskInputs,
+    join_contexts,
+)
 from yingxi.pipelines.wan.components import WanComponents
 from yingxi.pipelines.wan.evaluations import check_step_list, sampling_schedule, transformer_evaluations
 from yingxi.pipelines.wan.i2v import i2v_inputs
@@ -112,7 +118,8 @@ class WanPipeline:
         if components.transformer_2 is not None and components.variant.boundary_ratio is None:
             raise InputError("transformer_2 needs the variant's boundary_ratio", field="transformer_2")
         self.placement = Placement(components.modules(), self.device, order=WAN_OFFLOAD_ORDER,
-                                   streamed=WAN_STREAMED, offload=runtime.offload)  # fmt: skip
+                                   streamed=WAN_STREAMED, block_lists=WAN_BLOCK_LISTS,
+                                   offload=runtime.offload)  # fmt: skip
         # attention kernels (cross_attention None: as attention) and compiled blocks, chosen once: speed.py
         self.speed = apply_speed({"transformer": components.transformer, "transformer_2": components.transformer_2},
                                  self.device, attention=runtime.attention, cross_attention=runtime.cross_attention,
