@@ -114,16 +114,36 @@ class RayCluster:
                 raise RuntimeError(f"ray node {node.name} did not start: {node.log.read_text()[-3000:]}")
             time.sleep(0.2)
 
+    @staticmethod
+    def _common(cpus: int) -> list[str]:
+        return ["--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
+                "--object-store-memory=78643200", "--disable-usage-stats", "--include-log-monitor=false"]  # fmt: skip
+
+    def _join(self, name: str, cpus: int) -> RayNode:
+        """A worker node joining the head (through this module's `start`, which pins it to loopback)."""
+        return self._launch(name, [sys.executable, "-m", "tests.server.ray_cluster", "start",
+                                   f"--address=127.0.0.1:{self.gcs_port}", f"--node-name={name}",
+                                   f'--resources={{"{name.replace("-", "_")}": 1}}', *self._common(cpus)])  # fmt: skip
+
+    def _started(self, node: RayNode, t0: float, timeout: float) -> None:
+        self._wait(node, lambda: b"Ray runtime started" in node.log.read_bytes(), t0, timeout)
+        self.start_seconds[node.name] = round(time.monotonic() - t0, 1)
+
+    def add_node(self, name: str, cpus: int, timeout: float = 240.0) -> RayNode:
+        """Another node joining the running cluster (the cluster grows)."""
+        t0 = time.monotonic()
+        node = self._join(name, cpus)
+        self._started(node, t0, timeout)
+        return node
+
     def start(self, timeout: float = 240.0) -> RayCluster:
         """The head, then the second node as soon as the head's GCS answers (the two start side by side)."""
-        common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
-                  "--object-store-memory=78643200", "--disable-usage-stats", "--include-log-monitor=false"]  # fmt: skip
         ray = str(Path(sys.executable).with_name("ray"))
         t0 = time.monotonic()
         head = self._launch("node-a", [ray, "start", "--head", f"--port={self.gcs_port}", "--node-name=node-a",
                                        f"--ray-client-server-port={self.client_port}", "--include-dashboard=false",
                                        "--dashboard-host=127.0.0.1", f"--temp-dir={self.root / 'ray'}",
-                                       '--resources={"node_a": 1}', *common])  # fmt: skip
+                                       '--resources={"node_a": 1}', *self._common(1)])  # fmt: skip
 
         def gcs_up() -> bool:
             try:
@@ -133,12 +153,9 @@ class RayCluster:
                 return False
 
         self._wait(head, gcs_up, t0, timeout)
-        second = self._launch("node-b", [sys.executable, "-m", "tests.server.ray_cluster", "start",
-                                         f"--address=127.0.0.1:{self.gcs_port}", "--node-name=node-b",
-                                         '--resources={"node_b": 1}', *common])  # fmt: skip
+        second = self._join("node-b", 1)
         for node in (head, second):
-            self._wait(node, lambda n=node: b"Ray runtime started" in n.log.read_bytes(), t0, timeout)
-            self.start_seconds[node.name] = round(time.monotonic() - t0, 1)
+            self._started(node, t0, timeout)
         return self
 
     def node(self, name: str) -> RayNode:

@@ -136,6 +136,25 @@ def test_a_killed_node_s_job_is_retried_on_the_other_with_one_output(served, tmp
         assert sum(1 for _ in f.decode(video=0)) == 72  # 9 s at 8 fps: one whole film
 
 
+def test_a_joining_node_takes_the_lost_slot_and_the_pool_grows_onto_it(served):
+    """After node-b's loss the cluster has 1 CPU and the pool a pending slot; node-c joins with 2 CPUs: the
+    pending worker lands there and the pool places one more (it reads the cluster's size every 10 s)."""
+    cluster, server, store, key, _ = served
+    cluster.add_node("node-c", cpus=2)
+    on_c = wait_for(lambda: {"workers": [w["name"] for w in store.workers() if node_of(w["name"]) == "node-c"]},
+                    lambda s: len(s["workers"]) == 2, timeout=180)["workers"]  # fmt: skip
+    assert len({w["name"] for w in store.workers()}) == 3
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        ids = [
+            http.post(TASKS, json=body(f"a bell {i} --dur 2 --rs 480p --fps 8")).json()["id"]
+            for i in range(3)
+        ]
+        for task_id in ids:
+            task = wait_for(lambda t=task_id: http.get(f"{TASKS}/{t}").json(), finished, timeout=180)
+            assert task["status"] == "succeeded", task
+    assert {store.get(i).worker for i in ids} & set(on_c), [store.get(i).worker for i in ids]
+
+
 def test_serve_refuses_a_bad_pool_in_one_line(tmp_path, capsys):
     from yingxi.cli import main
 

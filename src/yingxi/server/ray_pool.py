@@ -4,7 +4,8 @@ Ray only places and supervises: each actor runs today's worker loop (`Worker.run
 job database and claims jobs from it itself, so a job is never in Ray's hands and a node's death loses
 nothing a lease does not already cover. The pool starts one actor per GPU of the cluster (`num_gpus=1`; or
 one per CPU slot for the animatic, `num_cpus=1`), replaces an actor that dies (its running job goes back to
-the queue at once), kills one that stops heartbeating, and on shutdown drains: the actors stop claiming,
+the queue at once), kills one that stops heartbeating, grows when nodes join (a slot whose node went away
+waits, pending, for the next node: that demand is what Ray's autoscaler acts on), and on shutdown drains: the actors stop claiming,
 finish their job within `drain_seconds`, and whatever still runs is killed and released to the queue.
 """
 
@@ -123,10 +124,13 @@ class _Slot:
 class RayPool(Supervisor):
     """The Supervisor's duties (recovery, expiry, orphan folders) with workers as Ray actors."""
 
-    def __init__(self, settings: ServerSettings, interval: float = 0.5, drain_seconds: float = 30.0):
+    def __init__(self, settings: ServerSettings, interval: float = 0.5, drain_seconds: float = 30.0,
+                 resize_seconds: float = 10.0):  # fmt: skip
         super().__init__(settings, interval=interval)
         self.pool = settings.pool
         self.drain_seconds = drain_seconds
+        self.resize_seconds = resize_seconds  # how often the cluster's size is read again (nodes join)
+        self._resize_at = 0.0
         self.slots: list[_Slot | None] = []
         self._failures: list[int] = []
         self._restart_at: list[float] = []
@@ -177,6 +181,7 @@ class RayPool(Supervisor):
         n = self.size()
         self._failures, self._restart_at = [0] * n, [0.0] * n
         self.slots = [self._spawn(i) for i in range(n)]
+        self._resize_at = time.monotonic() + self.resize_seconds
         log.info("%d workers placed as Ray actors (%s)", n, self.pool)
         import threading
 
@@ -231,7 +236,26 @@ class RayPool(Supervisor):
         for i, slot in enumerate(self.slots):
             if slot is None and now >= self._restart_at[i] and not self._stop.is_set():
                 self.slots[i] = self._spawn(i)
+        if not self.settings.pool_workers and now >= self._resize_at and not self._stop.is_set():
+            self._resize_at = now + self.resize_seconds
+            self.grow()
         self.recover_and_expire(dead)
+
+    def grow(self) -> int:
+        """Place a worker on each GPU (CPU slot) the cluster has gained; returns how many were placed. The
+        pool never shrinks by itself: a slot on a lost node stays pending until a node can take it."""
+        try:
+            wanted = self.size()
+        except RuntimeError:  # no GPUs (CPUs) at the moment: the slots there wait
+            return 0
+        added = range(len(self.slots), wanted)
+        for i in added:
+            self._failures.append(0)
+            self._restart_at.append(0.0)
+            self.slots.append(self._spawn(i))
+        if added:
+            log.info("the Ray cluster grew: %d workers now", len(self.slots))
+        return len(added)
 
     def kill_hung(self) -> list[int]:
         """ray.kill an actor whose heartbeat is older than the lease (stopped or deadlocked); the next step
