@@ -85,3 +85,13 @@ def test_the_package_data_ships_every_static_file() -> None:
     files = [p for p in STATIC_DIR.rglob("*") if p.is_file()]
     missing = [p.relative_to(STATIC_DIR).as_posix() for p in files if p not in shipped]
     assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
+
+
+def test_the_studio_is_revalidated_on_every_load(tmp_path: Path) -> None:
+    """No-cache with an ETag: a browser asks again after an upgrade, and an unchanged file answers 304."""
+    with app_client(tmp_path) as client:
+        for path in ("/", "/studio.js"):
+            first = client.get(path)
+            assert first.headers["cache-control"] == "no-cache" and first.headers["etag"], path
+            again = client.get(path, headers={"If-None-Match": first.headers["etag"]})
+            assert again.status_code == 304, path

@@ -33,6 +33,18 @@ from yingxi.server.store import JobStatus, open_queue
 from yingxi.server.views import OUTPUT_FILES
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+class StudioFiles(StaticFiles):
+    """The studio's files, revalidated on every load (`no-cache` + the ETag StaticFiles sends): after an
+    upgrade a browser must not pair a cached index.html with new modules, or the reverse."""
+
+    def file_response(self, *args, **kwargs):
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 log = logging.getLogger("yingxi.server")
 
 
@@ -229,7 +241,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
 
     STATIC_DIR.mkdir(exist_ok=True)
-    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True, check_dir=False), name="studio")
+    app.mount("/", StudioFiles(directory=STATIC_DIR, html=True, check_dir=False), name="studio")
     # Same-origin needs nothing; other origins (a studio served elsewhere) are listed in settings.
     app.add_middleware(InternalErrors)  # innermost: inside Starlette's error middleware, which re-raises
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
