@@ -7,6 +7,8 @@ equal after the same uint8 conversion). The fixes it needed: the guidance scale 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -118,3 +120,29 @@ def test_i2v_size_is_its_bucket_or_refused_before_any_work(folders):
     w, h = made
     clip = gen.generate(request(width=w, height=h, first_frame=image(1, h, w)))
     assert clip.frames.shape == (9, h, w, 3)  # the bucket it names is one it makes
+
+
+def test_the_director_plans_the_i2v_bucket_and_the_film_renders_at_it(folders, tmp_path):
+    """A 3:2 film on the i2v class: the plan takes the bucket the class would pick (not a size it refuses),
+    and the film renders from the person's first frame (before, the class refused the film's size)."""
+    from PIL import Image
+
+    from yingxi.director import plan
+    from yingxi.film import parse_prompt
+    from yingxi.media.video import read_frames
+    from yingxi.render import render
+
+    gen = build_diffusers_generator(str(folders["i2v"]), {"steps": 2})
+    made = gen.traits.image_size(24, 24)
+    assert made == (32, 32)
+    still = tmp_path / "first.png"
+    Image.fromarray(image(5, 24, 24)).save(still)
+    film = parse_prompt("Shot 1 (0.4s): a cat walks on the beach at sunset.", fps=24)
+    film = replace(film, custom_size=(24, 24))
+    film = film.with_shot(0, replace(film.shots[0], first_frame=still))
+    (p,) = plan(film, gen.capabilities)
+    assert (p.width, p.height) == made
+    result = render(film, gen, tmp_path / "film.mp4")
+    frames = read_frames(result.path)
+    assert frames.shape[1:3] == (24, 24) and len(frames) == p.num_frames  # the shot, cut at the film's size
+    assert "shot 1: size 24x24 -> 32x32 for this backend" in result.notes

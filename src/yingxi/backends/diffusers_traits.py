@@ -134,19 +134,18 @@ class PipelineTraits:
         return frozenset(CONDITION_KINDS) if self.takes_conditions else frozenset()
 
     def capabilities(self) -> Capabilities:
-        args = dict(
+        return Capabilities(
             conditionings=self.conditionings,
             size_multiple=self.size_multiple,
             frame_step=self.frame_step,
             frame_offset=1 if self.frame_step > 1 else 0,
             min_frames=self.min_frames,
             native_fps=self.native_fps,
-            conditioning_kinds=self.conditioning_kinds,  # the registry's wider Capabilities (issue 10.1)
+            conditioning_kinds=self.conditioning_kinds,
             audio=self.makes_audio,
             max_pixels=self.target_size**2 if self.sized_by_image and self.target_size else None,
+            size_rule=self.image_size if self.sized_by_image else None,  # the director plans its buckets
         )
-        known = {f.name for f in fields(Capabilities)}  # older Capabilities lack the last two
-        return Capabilities(**{k: v for k, v in args.items() if k in known})
 
 
 def pipeline_class(name: str, folder: Path):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Capabilities:
     conditioning_kinds: frozenset[str] = frozenset()
     audio: bool = False  # it can return the shot's own sound (ClipRequest.generate_audio -> Clip.audio)
     extension_frames: int = 9  # frames of the previous shot a "continue" hands on as a "video" item
+    # A backend that picks its own size from the frame's shape (HunyuanVideo-1.5 i2v's buckets): (width,
+    # height) asked -> (width, height) it makes, or None where it cannot say.
+    size_rule: Callable[[int, int], tuple[int, int] | None] | None = field(default=None, compare=False)
 
     def legal_frames(self, wanted: int) -> int:
         """The legal frame count nearest to `wanted` (ties go up), within min/max."""
@@ -36,8 +40,11 @@ class Capabilities:
         return n
 
     def legal_size(self, width: int, height: int) -> tuple[int, int]:
-        """The nearest size the backend makes: within max_pixels (same aspect ratio), each side a
-        multiple of size_multiple."""
+        """The nearest size the backend makes: its own size rule's where it has one, else within max_pixels
+        (same aspect ratio), each side a multiple of size_multiple."""
+        made = self.size_rule(width, height) if self.size_rule is not None else None
+        if made is not None:
+            return made
         m = self.size_multiple
         if self.max_pixels is not None and width * height > self.max_pixels:
             scale = math.sqrt(self.max_pixels / (width * height))
