@@ -38,13 +38,30 @@ def own_clip(args: list[str]):
     return gen.generate(prepare(film_from_args(ns), gen).request(0))
 
 
+REENCODE_DB = 38.0  # two encodes of the same frames decode >= 41 dB apart; another seed's clip: 15.3 dB
+
+
 def encoded(frames: np.ndarray, fps: float, path) -> np.ndarray:
-    """The frames as they decode after the film's own encoder settings (x264 medium, crf 20): x264 is
-    deterministic, so a film of exactly these frames decodes to exactly this."""
+    """The frames as they decode after the film's own encoder settings (x264 medium, crf 20)."""
     _, h, w, _ = frames.shape
     write_mp4(path, iter(frames), fps=fps, width=w, height=h, audio=np.zeros((48000, 2), np.float32),
               sample_rate=48000, preset="medium")  # fmt: skip
     return decode(path)[0]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def assert_films_these_frames(film: np.ndarray, frames: np.ndarray, fps: float, tmp_path) -> None:
+    """The film holds these frames and no others. Noise from random weights codes at ~25 dB, too far for a
+    tolerance on the frames themselves; so the film is compared with the same frames through the same
+    encoder. libx264 as PyAV ships it is not bit-reproducible (now and then an encode of identical frames
+    differs, by up to 31 levels on a few pixels, ~41 dB): equal, or within REENCODE_DB of that encode."""
+    own = encoded(frames, fps, tmp_path / "own.mp4")
+    assert film.shape == own.shape
+    assert np.array_equal(film, own) or psnr(film, own) >= REENCODE_DB, psnr(film, own)
 
 
 def test_cli_films_the_pipelines_own_frames(ltx2, tmp_path):
@@ -54,9 +71,7 @@ def test_cli_films_the_pipelines_own_frames(ltx2, tmp_path):
     clip = own_clip(args)
     assert clip.frames.shape == (25, 32, 32, 3) and clip.fps == 25.0  # 1 s at 25 fps: 2k+1 frames, as is
     assert frames.shape == clip.frames.shape and fps == 25
-    # Exactly the pipeline's frames through H.264 (noise from random weights codes at ~17 dB, so only an
-    # exact comparison after the same encoder says the film holds these frames and no others).
-    assert np.array_equal(frames, encoded(clip.frames, 25.0, tmp_path / "own.mp4"))
+    assert_films_these_frames(frames, clip.frames, 25.0, tmp_path)  # the pipeline's frames through H.264
 
 
 def test_cli_refuses_what_the_pipeline_cannot_take_before_any_work(ltx2, tmp_path, capsys):
@@ -97,4 +112,4 @@ def test_cli_films_kandinsky5s_own_frames_at_its_own_rate(tmp_path):
     clip = own_clip(args)
     assert clip.frames.shape == (25, 32, 32, 3) and clip.fps == 24.0  # 1 s: the nearest 4k+1 frames
     assert frames.shape == clip.frames.shape and fps == 24
-    assert np.array_equal(frames, encoded(clip.frames, 24.0, tmp_path / "own.mp4"))
+    assert_films_these_frames(frames, clip.frames, 24.0, tmp_path)
