@@ -2,11 +2,13 @@
 against a real server this script starts (temp data dir, animatic backend, tiny films) and stops.
 
     .venv/bin/python bench/server_load.py [--clients 8] [--seconds 20] [--polls 4] [--workers 1]
-        [--database-url URL | --postgres] [--servers 2]
+        [--database-url URL | --postgres] [--servers 2] [--pool local|ray|ray://HEAD[:PORT]]
 
 `--postgres` starts a throwaway PostgreSQL (Debian's binaries, initdb in a temp folder, loopback) as the
 tests do; `--servers 2` runs two API processes on one database and splits the clients between them
-(the second has no workers).
+(the second has no workers). `--pool ray` starts a throwaway two-node Ray cluster on loopback (one CPU
+each, as the tests do) and places the render workers there as Ray actors (`serve --pool ray://...`, one per
+CPU unless `--workers` says how many); `--pool ray://HEAD` uses a cluster that runs already.
 
 Each client loops: create a task (a 2 s 480p film at 8 fps), then GET it `--polls` times. Prints a table:
 requests per second, p50/p99 latency of create and get, errors (must be 0), and how many films the
@@ -31,6 +33,7 @@ import httpx
 from yingxi.server.keys import create_key
 from yingxi.server.process import ServerProcess
 from yingxi.server.settings import Limits, ServerSettings
+from yingxi.server.store import open_queue
 
 BODY = {
     "model": "bench",
@@ -84,33 +87,60 @@ def reference_loop(url: str, stop_at: float, out: dict, lock: threading.Lock) ->
         out["errors"] += errors
 
 
+def wait_for_workers(store, n: int, timeout: float = 240.0) -> int:
+    deadline = time.monotonic() + timeout
+    while len(store.workers()) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(store.workers())} of {n} Ray workers beat within {timeout:g} s")
+        time.sleep(0.5)
+    return len(store.workers())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--polls", type=int, default=4, help="GETs per created task")
-    p.add_argument("--workers", type=int, default=1, help="render worker processes")
+    p.add_argument(
+        "--workers", type=int, help="render workers (default: 1 process here; with Ray, one per CPU)"
+    )
     p.add_argument("--database-url", help="the job database (default: SQLite in the temp data dir)")
     p.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL for the run")
     p.add_argument("--servers", type=int, default=1, choices=(1, 2), help="API processes on one database")
+    p.add_argument("--pool", default="local",
+                   help="local (worker processes here), ray (start a 2-node loopback cluster) or ray://HEAD")  # fmt: skip
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="yingxi-load-") as tmp, contextlib.ExitStack() as stack:
         data = Path(tmp)
         url = args.database_url
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' throwaway servers
         if args.postgres:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from tests.server.postgres import PostgresServer
 
             pg = PostgresServer().start()
             stack.callback(pg.stop)
             url = pg.new_database()
+        pool, workers, pool_workers = args.pool, 1 if args.workers is None else args.workers, 0
+        if args.pool == "ray":
+            from tests.server.ray_cluster import RayCluster
+
+            cluster = RayCluster(Path(__file__).resolve().parents[1] / "src").start()
+            stack.callback(cluster.stop)
+            pool = cluster.client_url
+        if pool != "local":
+            workers, pool_workers = 0, args.workers or 0
         keys = [create_key(data, f"client-{i}", url) for i in range(args.clients)]
         limits = Limits(max_queued_per_tenant=1_000_000, max_jobs_per_hour=10**9)
-        settings = ServerSettings(
-            port=0, data_dir=data, workers=args.workers, limits=limits, database_url=url
-        )
-        servers = [stack.enter_context(ServerProcess(settings, log_path=data / "a.log"))]
+        settings = ServerSettings(port=0, data_dir=data, workers=workers, limits=limits, database_url=url,
+                                  pool=pool, pool_workers=pool_workers)  # fmt: skip
+        first = ServerProcess(settings, log_path=data / "a.log").start(
+            timeout=240
+        )  # a Ray pool connects first
+        stack.callback(first.stop)
+        servers, placed = [first], workers
+        if pool != "local":  # the actors start (import, connect, first heartbeat) before the clock runs
+            placed = wait_for_workers(open_queue(url, data), pool_workers or (2 if args.pool == "ray" else 1))
         if args.servers == 2:
             second = ServerSettings(port=0, data_dir=data, workers=0, limits=limits, database_url=url)
             servers.append(stack.enter_context(ServerProcess(second, log_path=data / "b.log")))
@@ -141,7 +171,7 @@ def main() -> None:
     total = len(results["create"]) + len(results["get"])  # the reference phase ran before, on its own
     ms = 1000.0
     print(f"server load: {args.clients} clients, {args.seconds:g} s, {args.polls} GETs per task, "
-          f"{args.workers} worker(s), {os.cpu_count()} CPUs, {'PostgreSQL' if url and url.startswith('postgres') else 'SQLite'}, "
+          f"{placed} worker(s) ({args.pool}), {os.cpu_count()} CPUs, {'PostgreSQL' if url and url.startswith('postgres') else 'SQLite'}, "
           f"{args.servers} API server(s)")  # fmt: skip
     print(f"{'':<14}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for name, seconds in (("create", wall), ("get", wall), ("health (ref)", ref_seconds)):
