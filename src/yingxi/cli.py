@@ -21,6 +21,7 @@ from yingxi.cli_checks import (
 )
 from yingxi.cli_diffusers import add_diffusers_args, pipeline_args
 from yingxi.cli_files import add_file_args, add_inspect_parser, cmd_inspect, file_parts
+from yingxi.cli_media import add_media_args, with_media
 from yingxi.cli_parallel import add_parallel_args, run_generate
 from yingxi.cli_runtime import add_runtime_args, runtime_from_args
 from yingxi.cli_sampling import X264_PRESETS, add_sampling_args, sampling_preset, wan_options
@@ -50,6 +51,7 @@ def _film_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", type=Path, help="first frame of the first shot")
     p.add_argument("--ref", action="append", default=[], metavar="NAME=IMAGE",
                    help="a character's reference image (repeatable)")  # fmt: skip
+    add_media_args(p)
     p.add_argument("--resolution", help=f"{', '.join(RESOLUTIONS)} (default 720p, or the script's)")
     p.add_argument("--ratio", help=f"{', '.join(RATIOS)} (default 16:9, or the script's)")
     p.add_argument("--size", help="exact WIDTHxHEIGHT (e.g. 832x480), instead of --resolution and --ratio")
@@ -161,7 +163,7 @@ def film_from_args(args: argparse.Namespace) -> Film:
         name = check_ref_name(film, name)  # a misspelt name would add an image that nothing uses
         path = _must_exist(Path(image), f"--ref {name}")
         film = with_character_image(film, name, path)
-    return film
+    return with_media(film, args)
 
 
 def _must_exist(path: Path, field: str) -> Path:

@@ -44,6 +44,39 @@ def test_image_and_ref_flags(tmp_path):
     assert abs(frames[-1].astype(int).mean(axis=(0, 1)) - (200, 0, 200)).max() < 12  # MEI's reference image
 
 
+def test_video_and_audio_flags_go_where_the_text_says(tmp_path):
+    """--audio: "@audio1" as the music bed, and "to the beat of @audio2", which the animatic cannot follow,
+    laid as shot 2's sound with a note; a mention past the files given is exit 2 naming it."""
+    import numpy as np
+
+    from yingxi.media.wav import write_wav
+
+    t = np.arange(96000, dtype=np.float32) / 48000
+    write_wav(tmp_path / "bed.wav", (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 48000)
+    write_wav(tmp_path / "bell.wav", (0.5 * np.sin(2 * np.pi * 1760 * t)).astype(np.float32), 48000)
+    text = (
+        "Shot 1 (1s, static): Kites. Music: @audio1.\nShot 2 (1s, static): She sings to the beat of @audio2."
+    )
+    r = yingxi("generate", text, "--audio", "bed.wav", "--audio", "bell.wav", "-o", "m.mp4", "--resolution",
+               "480p", "--fps", "8", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())  # notes wrap at the terminal's width
+    assert (
+        "shot 2: this backend takes no audio to follow; bell.wav is laid as the shot's sound instead" in said
+    )
+    _, _, audio, rate = decode(tmp_path / "m.mp4")
+    spectrum = lambda a: np.abs(np.fft.rfft(a)) ** 2  # noqa: E731
+    first, second = audio[rate // 5 : rate - rate // 5], audio[rate + rate // 5 : 2 * rate - rate // 5]
+    bell_bin = lambda a: int(np.argmax(spectrum(a)) * rate / len(a))  # noqa: E731  # the loudest frequency
+    assert abs(bell_bin(second) - 1760) < 30 and abs(bell_bin(first) - 220) < 30  # bell at 2, the bed at 1
+    r = yingxi("generate", "Shot 1 (1s): She sings to the beat of @audio2.", "--audio", "bell.wav", "-o", "x.mp4",
+               cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 2 and '"@audio2" refers to reference audio clip 2' in r.stderr
+    assert "the closest is @audio1" in r.stderr and not (tmp_path / "x.mp4").exists()
+    r = yingxi("generate", "Shot 1 (1s): x.", "--video", "none.mp4", "-o", "x.mp4", cwd=tmp_path)
+    assert r.returncode == 2 and "--video (@video1): file not found: none.mp4" in r.stderr
+
+
 def test_dialogue_that_does_not_fit_grows_the_shot_and_says_so(tmp_path):
     line = "This is a rather long line of dialogue that cannot possibly fit in half a second."
     r = yingxi("generate", f'Shot 1 (0.5s): A man talks.\nBO: "{line}"', "-o", "g.mp4", "--resolution", "480p",
