@@ -91,6 +91,15 @@ def vace_request(gen) -> ClipRequest:
     return small_request(48, 32, 9, 16, conditioning=(Conditioning("reference", face, name="Mei"),))
 
 
+def tone_item():
+    """A reference audio: half a second of 440 Hz at 48 kHz, stereo (the director's "audio" item)."""
+    from yingxi.backends.base import Conditioning
+
+    t = np.arange(24000, dtype=np.float32) / 48000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return Conditioning("audio", np.stack([tone, tone], axis=1), name="tone", sample_rate=48000)
+
+
 def sounding(tmp: Path):
     from tests.e2e.test_render_conditioning import Sounding  # a test camera: the contract's audio checks
 
@@ -110,6 +119,11 @@ CASES = [
     Case(
         "diffusers-ltx2", tiny_diffusers("t2v"), lambda gen: small_request(32, 32, 9, 24, generate_audio=True)
     ),
+    Case(
+        "diffusers-ltx2-follows-audio",
+        tiny_diffusers("t2v"),
+        lambda gen: small_request(32, 32, 9, 24, conditioning=(tone_item(),)),
+    ),  # fmt: skip
     Case(
         "diffusers-ltx2-conditions",
         tiny_diffusers("condition"),

@@ -70,9 +70,8 @@ def test_capabilities_are_read_from_the_class_and_configs(folders):
     # tiny VAE: 2x spatial and temporal compression, patch 1; LTX-2's check_inputs wants sides of 32k
     assert (c.size_multiple, c.frame_step, c.frame_offset, c.min_frames) == (32, 2, 1, 3)
     assert c.native_fps is None  # it takes frame_rate: it shoots at the film's rate
-    if hasattr(c, "audio"):  # the registry's wider Capabilities (issue 10.1), once merged
-        assert c.audio and cond.capabilities.conditioning_kinds == {"image", "video"}
-        assert not t2v.capabilities.conditioning_kinds
+    assert c.audio and cond.capabilities.conditioning_kinds == {"image", "video", "audio"}
+    assert t2v.capabilities.conditioning_kinds == {"audio"}  # every LTX-2 class follows a reference audio
     wan, wan_flf2v = (build_diffusers_generator(str(folders[k]), {}) for k in ("wan-t2v", "wan-flf2v"))
     assert wan.capabilities.conditionings == {"t2v"}
     assert wan_flf2v.capabilities.conditionings == {"i2v", "flf2v"}  # image + last_image
@@ -193,10 +192,16 @@ def test_wan_flf2v_through_diffusers_takes_first_and_last_image(folders, pipes):
         ("i2v", dict(first_frame=image(0), last_frame=image(1)), "last_frame", "cannot end on a given last"),
         ("i2v", dict(first_frame=image(0, 16, 16)), "first_frame", "must be uint8 (32, 32, 3)"),
         (
-            "condition",
+            "wan-t2v",
             dict(conditioning=(Conditioning("audio", np.zeros((10, 2), np.float32), sample_rate=16000),)),
             "conditioning[0]",
-            "cannot take audio conditioning",
+            "cannot follow a reference audio",
+        ),  # fmt: skip
+        (
+            "condition",
+            dict(conditioning=(Conditioning("audio", np.zeros((10, 2), np.float64), sample_rate=16000),)),
+            "conditioning[0]",
+            "audio must be float32",
         ),  # fmt: skip
         (
             "condition",

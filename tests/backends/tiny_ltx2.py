@@ -111,7 +111,7 @@ def build_tiny_ltx2(kind: str = "t2v", seed: int = 0):
     )  # fmt: skip
     torch.manual_seed(seed + 5)
     audio_vae = AutoencoderKLLTX2Audio(
-        base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1, attn_resolutions=None,
+        base_channels=4, output_channels=2, ch_mult=(1, 2, 4), num_res_blocks=1, attn_resolutions=None,
         in_channels=2, resolution=32, latent_channels=2, norm_type="pixel", causality_axis="height",
         dropout=0.0, mid_block_add_attention=False, sample_rate=16000, mel_hop_length=160, is_causal=True,
         mel_bins=8,

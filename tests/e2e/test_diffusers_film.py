@@ -113,3 +113,43 @@ def test_cli_films_kandinsky5s_own_frames_at_its_own_rate(tmp_path):
     assert clip.frames.shape == (25, 32, 32, 3) and clip.fps == 24.0  # 1 s: the nearest 4k+1 frames
     assert frames.shape == clip.frames.shape and fps == 24
     assert_films_these_frames(frames, clip.frames, 24.0, tmp_path)
+
+
+def band(audio: np.ndarray, rate: int, hz: float) -> float:
+    """The share of a mono signal's spectral energy within 5% of `hz`."""
+    spectrum = np.abs(np.fft.rfft(audio)) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / rate)
+    near = np.abs(freqs - hz) <= 0.05 * hz
+    return float(spectrum[near].sum() / max(spectrum.sum(), 1e-12))
+
+
+def test_cli_film_follows_a_reference_audio_and_keeps_it_as_the_shots_sound(ltx2, tmp_path, capsys):
+    """`--audio bell.wav` and "to the beat of @audio1": shot 2's picture is shot with the clip held as
+    LTX-2's sound stream (backends/diffusers_audio.py), and the film's sound under shot 2 is the clip."""
+    from yingxi.media.wav import write_wav
+
+    t = np.arange(48000, dtype=np.float32) / 48000
+    write_wav(tmp_path / "bell.wav", (0.5 * np.sin(2 * np.pi * 880 * t)).astype(np.float32), 48000)
+    prompt = "Shot 1 (1s): A drum beats while the band plays.\nShot 2 (1s): She sings to the beat of @audio1."
+    args = argv(ltx2, [prompt, "--audio", str(tmp_path / "bell.wav")], tmp_path / "b.mp4")
+    assert main(["plan", *args[1:-2]]) == 0
+    plan = capsys.readouterr().out
+    assert "sound follows bell.wav" in plan and "laid as the shot's sound instead" not in plan
+    assert main(args) == 0
+    frames, fps, audio, rate = decode(tmp_path / "b.mp4")
+    assert frames.shape == (50, 32, 32, 3) and fps == 25
+    ns = build_parser().parse_args(args)
+    gen = make_backend(ns)
+    prepared = prepare(film_from_args(ns), gen)
+    (item,) = prepared.request(1).conditioning
+    assert item.kind == "audio" and item.sample_rate == 48000
+    shots = np.concatenate([gen.generate(prepared.request(i)).frames for i in (0, 1)])
+    assert_films_these_frames(frames, shots, 25.0, tmp_path)  # both shots as the backend shot them (a cut)
+    second, first = audio[rate + rate // 10 : 2 * rate - rate // 10], audio[rate // 10 : rate - rate // 10]
+    assert rms(second) > 0.2 and band(second, rate, 880.0) > 0.9  # the bell, under shot 2
+    assert rms(first) < 0.01  # shot 1 neither asked for sound nor followed any
+    capsys.readouterr()
+    bad = argv(ltx2, [prompt, "--audio", str(tmp_path / "none.wav")], tmp_path / "c.mp4")
+    assert (
+        main(bad) == 2 and "file not found" in capsys.readouterr().err and not (tmp_path / "c.mp4").exists()
+    )

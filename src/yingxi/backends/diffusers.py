@@ -9,13 +9,15 @@ its sound (`generate_audio`) from a pipeline that makes one (LTX-2) gets it back
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from yingxi.backends.base import Capabilities, Clip, ClipRequest, ShotProgress
-from yingxi.backends.checks import check_steps
+from yingxi.backends.checks import check_item, check_steps
+from yingxi.backends.diffusers_audio import hold_audio
 from yingxi.backends.diffusers_traits import (
     CONDITION_KINDS,
     MAPPED,
@@ -206,8 +208,21 @@ class DiffusersGenerator:
 
     def _check_conditioning(self, request: ClipRequest) -> None:
         t = self.traits
+        audio = [k for k, item in enumerate(request.conditioning) if item.kind == "audio"]
+        for k in audio:
+            if not t.follows_audio:
+                raise CapabilityError(f"{t.class_name} cannot follow a reference audio (LTX-2's pipelines can: "
+                                      "their transformer takes the sound's own timestep)",
+                                      field=f"conditioning[{k}]")  # fmt: skip
+            check_item(request.conditioning[k], request, f"conditioning[{k}]")
+        if len(audio) > 1:
+            raise InputError(
+                f"a shot follows one audio clip, got {len(audio)}", field=f"conditioning[{audio[1]}]"
+            )
         for k, item in enumerate(request.conditioning):
             where = f"conditioning[{k}]"
+            if item.kind == "audio":
+                continue
             if not t.takes_conditions or item.kind not in CONDITION_KINDS:
                 takes = f"takes {' and '.join(CONDITION_KINDS)} items" if t.takes_conditions else "takes none"
                 raise CapabilityError(f"{t.class_name} cannot take {item.kind} conditioning ({takes}; "
@@ -292,6 +307,8 @@ class DiffusersGenerator:
         if request.first_frame is not None:
             items.append(make(frames=_pil(request.first_frame), index=0, strength=1.0))
         for c in request.conditioning:
+            if c.kind == "audio":
+                continue  # held as the sound stream (diffusers_audio.hold_audio), not a picture condition
             media = _pil(c.media) if c.kind == "image" else [_pil(f) for f in c.media]
             items.append(make(frames=media, index=at(c.frame), strength=float(c.strength)))
         if request.last_frame is not None:
@@ -309,10 +326,12 @@ class DiffusersGenerator:
         args = self.arguments(request, report)
         counter = _count_evaluations(pipe, None if "callback_on_step_end" in args else report)
         guider = self._guider(pipe, request)
+        follow = next((c for c in request.conditioning if c.kind == "audio"), None)
         try:
             if guider is not None:
                 guider, pipe.guider = pipe.guider, guider  # this shot's scale; the folder's back after
-            out = pipe(**args)
+            with hold_audio(pipe, follow.media, int(follow.sample_rate)) if follow else nullcontext():
+                out = pipe(**args)
         except ValueError as e:  # its own check_inputs, on what the shot's options asked (ours are checked)
             raise InputError(f"{self.name} refused the shot's arguments: {e}", field="options") from None
         finally:
@@ -327,6 +346,9 @@ class DiffusersGenerator:
             raise RenderError(f"{self.name} returned frames {frames.shape}, asked for "
                               f"({request.num_frames}, {request.height}, {request.width}, 3)")  # fmt: skip
         audio, rate = self._audio(pipe, out) if request.generate_audio else (None, None)
+        if follow is not None:  # the clip it followed is the shot's sound, as LTX-2's a2v keeps it
+            n = round(request.num_frames / float(request.fps) * follow.sample_rate)
+            audio, rate = np.ascontiguousarray(follow.media[:n], dtype=np.float32), int(follow.sample_rate)
         report(1.0)
         fps = float(request.fps if self.traits.native_fps is None else self.traits.native_fps)
         return Clip(frames=frames, fps=fps, evaluations=counter.count or None, audio=audio, sample_rate=rate)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from yingxi.backends.diffusers_audio import follows_audio
 from yingxi.director.capabilities import Capabilities
 from yingxi.errors import ModelNotFoundError
 
@@ -58,6 +59,8 @@ class PipelineTraits:
     native_fps: float | None  # None: it takes a frame rate argument and shoots at the one asked
     guider: bool = False  # a guider component (HunyuanVideo-1.5) holds the guidance scale, not __call__
     target_size: int | None = None  # the transformer's pixel size, where the class sizes from its image
+    follows_audio: bool = False  # makes sound and its transformer takes the sound's own timestep (LTX-2):
+    # a reference audio can be held clean while the picture denoises (diffusers_audio.py)
 
     @property
     def sized_by_image(self) -> bool:
@@ -130,8 +133,10 @@ class PipelineTraits:
 
     @property
     def conditioning_kinds(self) -> frozenset[str]:
-        """The ClipRequest.conditioning kinds it takes: LTX-2's `conditions` are images and videos at frames."""
-        return frozenset(CONDITION_KINDS) if self.takes_conditions else frozenset()
+        """The ClipRequest.conditioning kinds it takes: LTX-2's `conditions` are images and videos at frames;
+        every LTX-2 class follows an "audio" item."""
+        kinds = set(CONDITION_KINDS) if self.takes_conditions else set()
+        return frozenset(kinds | ({"audio"} if self.follows_audio else set()))
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -173,8 +178,9 @@ def read_traits(folder: str | Path) -> PipelineTraits:
     vae = _meta_component(folder, index, "vae")
     transformer = _config(folder / "transformer")
     guider = isinstance(index.get("guider"), list) and index["guider"][-1] is not None
-    return _traits(cls, vae, transformer, set(index) & set(AUDIO_COMPONENTS) == set(AUDIO_COMPONENTS),
-                   _expand_timesteps(index), guider)  # fmt: skip
+    sound = set(index) & set(AUDIO_COMPONENTS) == set(AUDIO_COMPONENTS)
+    transformer_cls = _component_class(index, "transformer", folder) if sound else None  # may follow audio
+    return _traits(cls, vae, transformer, sound, _expand_timesteps(index), guider, transformer_cls)
 
 
 def traits_of(pipe) -> PipelineTraits:
@@ -183,13 +189,12 @@ def traits_of(pipe) -> PipelineTraits:
     config = dict(transformer.config) if transformer is not None else {}
     audio = all(getattr(pipe, c, None) is not None for c in AUDIO_COMPONENTS)
     guider = "guidance_scale" in (getattr(getattr(pipe, "guider", None), "config", None) or {})
-    return _traits(
-        type(pipe), getattr(pipe, "vae", None), config, audio, _expand_timesteps(pipe.config), guider
-    )
+    return _traits(type(pipe), getattr(pipe, "vae", None), config, audio, _expand_timesteps(pipe.config), guider,
+                   type(transformer) if transformer is not None else None)  # fmt: skip
 
 
 def _traits(
-    cls, vae, transformer: dict, makes_audio: bool, expand_timesteps: bool, guider: bool
+    cls, vae, transformer: dict, makes_audio: bool, expand_timesteps: bool, guider: bool, transformer_cls=None
 ) -> PipelineTraits:
     sig = inspect.signature(cls.__call__).parameters
     params = frozenset(k for k in sig if k != "self")
@@ -203,7 +208,9 @@ def _traits(
     return PipelineTraits(class_name=cls.__name__, params=params, defaults=defaults, spatial=spatial,
                           temporal=temporal, patch=patch, patch_t=patch_t, size_divisor=_divisor(cls),
                           makes_audio=makes_audio, native_fps=native, guider=guider,
-                          target_size=transformer.get("target_size"))  # fmt: skip
+                          target_size=transformer.get("target_size"),
+                          follows_audio=makes_audio and transformer_cls is not None
+                          and follows_audio(transformer_cls.forward))  # fmt: skip
 
 
 def _bucket_processor(class_name: str):
@@ -271,17 +278,27 @@ def _config(sub: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _meta_component(folder: Path, index: dict, name: str):
-    """The component built from its config on the meta device (no weights read), or None if absent."""
+def _component_class(index: dict, name: str, folder: Path) -> type | None:
+    """The class model_index.json names for a component (imported, not built), or None where it has none."""
     entry = index.get(name)
     if not isinstance(entry, list) or len(entry) != 2 or entry[1] is None:
         return None
     import importlib
 
+    cls = getattr(importlib.import_module(entry[0]), entry[1], None)
+    if not isinstance(cls, type):
+        raise ModelNotFoundError(f"{folder}: model_index.json names {entry[1]!r} for its {name}, which "
+                                 f"{entry[0]} does not have")  # fmt: skip
+    return cls
+
+
+def _meta_component(folder: Path, index: dict, name: str):
+    """The component built from its config on the meta device (no weights read), or None if absent."""
+    cls = _component_class(index, name, folder)
+    if cls is None:
+        return None
     from accelerate import init_empty_weights
 
-    library = importlib.import_module(entry[0])
-    cls = getattr(library, entry[1])
     with init_empty_weights():
         return cls.from_config(cls.load_config(folder / name))
 

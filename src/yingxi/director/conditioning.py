@@ -38,6 +38,11 @@ class ShotConditioning:
     # audio the backend cannot follow)
 
     @property
+    def sounding(self) -> bool:
+        """The backend returns this shot's sound: generated, or the audio it followed (held as it is)."""
+        return self.generate_audio or self.audio is not None
+
+    @property
     def words(self) -> str:
         """What the plan shows: 'references OLD JIA, XIAO LI; extends 9 frames; control clip.mp4; sound'."""
         parts = []

@@ -330,10 +330,10 @@ def timeline(
 
 
 def shot_sounds(plans: list[ShotPlan], first: np.ndarray, fps: float, n_samples: int) -> ShotSounds | None:
-    """Where each shot that asked for its own sound has it: from its first frame's sample for its length
-    on the timeline (None when no shot asked)."""
-    if not any(p.conditioning.generate_audio for p in plans):
+    """Where each shot whose backend gives its sound (generated, or the audio it followed) has it: from its
+    first frame's sample for its length on the timeline (None when no shot has one)."""
+    if not any(p.conditioning.sounding for p in plans):
         return None
     edges = [min(n_samples, round(int(f) / fps * SAMPLE_RATE)) for f in first] + [n_samples]
-    spans = [(edges[i], edges[i + 1]) if p.conditioning.generate_audio else None for i, p in enumerate(plans)]
+    spans = [(edges[i], edges[i + 1]) if p.conditioning.sounding else None for i, p in enumerate(plans)]
     return ShotSounds(spans, SAMPLE_RATE)
