@@ -87,13 +87,25 @@ def reference_loop(url: str, stop_at: float, out: dict, lock: threading.Lock) ->
         out["errors"] += errors
 
 
-def wait_for_workers(store, n: int, timeout: float = 240.0) -> int:
-    deadline = time.monotonic() + timeout
-    while len(store.workers()) < n:
+def wait_for_workers(store, n: int | None, timeout: float = 240.0, settle: float = 5.0) -> int:
+    """Until `n` workers beat (None: at least one, and no new one for `settle` seconds: a cluster of
+    unknown size places one per CPU); then how many do."""
+    deadline, seen, since = time.monotonic() + timeout, 0, time.monotonic()
+    while True:
+        count = len(store.workers())
+        if count != seen:
+            seen, since = count, time.monotonic()
+        if (n is not None and count >= n) or (n is None and count and time.monotonic() - since >= settle):
+            return count
         if time.monotonic() > deadline:
-            raise SystemExit(f"only {len(store.workers())} of {n} Ray workers beat within {timeout:g} s")
+            raise SystemExit(f"only {count} Ray workers beat within {timeout:g} s")
         time.sleep(0.5)
-    return len(store.workers())
+
+
+def pool_value(text: str) -> str:
+    if text in ("local", "ray") or text.startswith("ray://"):
+        return text
+    raise argparse.ArgumentTypeError(f'must be local, ray or ray://HEAD[:PORT], got "{text}"')
 
 
 def main() -> None:
@@ -107,7 +119,7 @@ def main() -> None:
     p.add_argument("--database-url", help="the job database (default: SQLite in the temp data dir)")
     p.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL for the run")
     p.add_argument("--servers", type=int, default=1, choices=(1, 2), help="API processes on one database")
-    p.add_argument("--pool", default="local",
+    p.add_argument("--pool", default="local", type=pool_value,
                    help="local (worker processes here), ray (start a 2-node loopback cluster) or ray://HEAD")  # fmt: skip
     args = p.parse_args()
 
@@ -140,7 +152,9 @@ def main() -> None:
         stack.callback(first.stop)
         servers, placed = [first], workers
         if pool != "local":  # the actors start (import, connect, first heartbeat) before the clock runs
-            placed = wait_for_workers(open_queue(url, data), pool_workers or (2 if args.pool == "ray" else 1))
+            store = open_queue(url, data)
+            stack.callback(store.close)
+            placed = wait_for_workers(store, pool_workers or (2 if args.pool == "ray" else None))
         if args.servers == 2:
             second = ServerSettings(port=0, data_dir=data, workers=0, limits=limits, database_url=url)
             servers.append(stack.enter_context(ServerProcess(second, log_path=data / "b.log")))

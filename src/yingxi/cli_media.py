@@ -6,6 +6,7 @@ the audio a shot's picture follows ("she sings to the beat of @audio1")."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from yingxi.errors import InputError
@@ -32,8 +33,20 @@ def with_media(film: Film, args: argparse.Namespace) -> Film:
     for flag, files in (("--video", videos), ("--audio", audios)):
         for i, path in enumerate(files, 1):
             if not path.is_file():
-                raise InputError(f"file not found: {path}", field=f"{flag} (@{flag[2:]}{i})")
+                why = "is a folder, not a file" if path.is_dir() else "file not found"
+                raise InputError(f"{why}: {path}", field=_flag_field(f"{flag[2:]}[{i}]"))
     counts = {"video": len(videos), "audio": len(audios)}
     for i, text in enumerate([film.style] + [s.prompt for s in film.shots]):
         check_mentions(text, counts, field="style" if i == 0 else f"shots[{i}].prompt")  # @audio2 of one
-    return attach_media(film, videos, audios) if videos or audios else film
+    if not videos and not audios:
+        return film
+    try:
+        return attach_media(film, videos, audios)
+    except InputError as e:  # "reference_videos[2]" is the API's name for what the CLI calls --video #2
+        raise InputError(e.message, field=_flag_field(e.field), shot=e.shot, file=e.file) from None
+
+
+def _flag_field(field: str | None) -> str | None:
+    """The CLI's name for a reference item: "--video (@video2)" for reference_videos[2] or video[2]."""
+    match = re.fullmatch(r"(?:reference_)?(video|audio)s?\[(\d+)\]", field or "")
+    return f"--{match[1]} (@{match[1]}{match[2]})" if match else field

@@ -92,12 +92,10 @@ def vace_request(gen) -> ClipRequest:
 
 
 def tone_item():
-    """A reference audio: half a second of 440 Hz at 48 kHz, stereo (the director's "audio" item)."""
-    from yingxi.backends.base import Conditioning
+    """A reference audio: half a second of 660 Hz at 48 kHz, stereo (the director's "audio" item)."""
+    from tests.backends.test_diffusers_audio import item, tone
 
-    t = np.arange(24000, dtype=np.float32) / 48000
-    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    return Conditioning("audio", np.stack([tone, tone], axis=1), name="tone", sample_rate=48000)
+    return item(tone(660.0))
 
 
 def sounding(tmp: Path):

@@ -13,7 +13,7 @@ from tests.models.wan.tiny import save_tiny_wan
 from yingxi.backends.base import ClipRequest, Conditioning
 from yingxi.backends.diffusers import DiffusersGenerator
 from yingxi.backends.diffusers_audio import MEL_FLOOR, N_FFT, log_mel, reference_latents
-from yingxi.errors import CapabilityError, InputError
+from yingxi.errors import CapabilityError, InputError, RenderError
 
 FAST = dict(stg_scale=0.0, modality_scale=1.0, max_sequence_length=16)
 RATE = 48_000
@@ -86,6 +86,18 @@ def frozen_calls(pipe) -> tuple[list, object]:
     return calls, pipe.transformer.register_forward_hook(spy, with_kwargs=True)
 
 
+def encoded_clip(pipe, samples: np.ndarray, length: int) -> torch.Tensor:
+    """The clip as the audio VAE's posterior mean (1, C, L, M') for `length` latent frames, computed apart:
+    padded to a latent frame more than asked (the causal encoder's edge), log-mel, encode, cut."""
+    vae = pipe.audio_vae
+    c = vae.config
+    wanted = int(np.ceil((length + 1) * c.mel_hop_length * 4 / c.sample_rate * RATE))  # 4: LTX-2's time ratio
+    padded = np.pad(samples[:wanted], ((0, max(0, wanted - len(samples))), (0, 0)))
+    mel = log_mel(padded, RATE, sample_rate=c.sample_rate, hop=c.mel_hop_length, mel_bins=c.mel_bins)
+    with torch.no_grad():
+        return vae.encode(torch.from_numpy(mel)[None]).latent_dist.mode()[:, :, :length]
+
+
 def test_every_transformer_call_sees_the_clip_clean_at_timestep_0(folders):
     gen = DiffusersGenerator(str(folders["t2v"]), call=FAST)
     bell = tone(660.0)
@@ -96,14 +108,19 @@ def test_every_transformer_call_sees_the_clip_clean_at_timestep_0(folders):
     finally:
         handle.remove()
     assert len(calls) >= 2  # 2 steps (guided: more passes a step, as the class runs them)
-    clean = reference_latents(gen.pipeline, bell, RATE, calls[0]["audio_hidden_states"].shape[1], "cpu",
-                              calls[0]["audio_hidden_states"].dtype)  # fmt: skip
+    vae = gen.pipeline.audio_vae
+    assert not torch.all(vae.latents_mean == 0) and not torch.all(vae.latents_std == 1)  # normalising shows
+    first = calls[0]["audio_hidden_states"]  # (B, L, C * M')
+    # undo the pipeline's packing and normalisation by hand: the VAE's mean of the clip, frame for frame
+    c_latent = vae.config.latent_channels
+    unpacked = (first[:1] * vae.latents_std + vae.latents_mean).unflatten(2, (c_latent, -1)).transpose(1, 2)
+    want = encoded_clip(gen.pipeline, bell, first.shape[1])
+    assert unpacked.shape == want.shape and torch.allclose(unpacked, want, atol=1e-5)
     for call in calls:
         audio = call["audio_hidden_states"]
-        assert all(torch.equal(row, clean[0]) for row in audio)  # each sample of the batch
+        assert all(torch.equal(row, first[0]) for row in audio)  # each sample of the batch, every call
         assert torch.all(call["audio_timestep"] == 0) and torch.all(call["audio_sigma"] == 0)
         assert torch.all(call["timestep"] > 0)  # the picture still denoises
-    assert clean.abs().sum() > 0
     # the shot's sound is the clip it followed, cut at the shot (as LTX-2's a2v returns the input audio)
     n = round(9 / 25 * RATE)
     assert clip.sample_rate == RATE and np.array_equal(clip.audio, bell[:n])
@@ -115,6 +132,37 @@ def test_every_transformer_call_sees_the_clip_clean_at_timestep_0(folders):
         handle.remove()
     assert not torch.equal(calls[0]["audio_hidden_states"], calls[1]["audio_hidden_states"])
     assert "audio_timestep" not in calls[0]  # the stock call: the sound shares the picture's timestep
+
+
+def test_the_latents_keep_the_clips_time(folders):
+    """A clip silent for its first half and ringing after: the early latent frames are silence's, the late
+    ones are not (the causal encoder looks back, never ahead), so the sound is not shifted or squeezed."""
+    pipe = DiffusersGenerator(str(folders["t2v"]), call=FAST).pipeline
+    silence = np.zeros((RATE, 2), np.float32)
+    late = silence.copy()
+    late[RATE // 2 :] = tone(880.0, 0.5)
+    shape = (26, pipe.transformer.config.audio_in_channels)  # 1 s at 25 latent frames a second (+1)
+    quiet = reference_latents(pipe, silence, RATE, shape, "cpu", torch.float32)
+    ringing = reference_latents(pipe, late, RATE, shape, "cpu", torch.float32)
+    differs = (quiet - ringing).abs().amax(dim=2)[0]  # (26,): per latent frame
+    assert torch.all(differs[:11] < 1e-6) and torch.all(differs[14:] > 1e-4), differs
+    with pytest.raises(RenderError, match="sound stream is"):
+        reference_latents(pipe, late, RATE, (26, shape[1] + 1), "cpu", torch.float32)
+
+
+def test_offloaded_audio_vae_encodes_on_the_execution_device(folders):
+    """Under model/sequential offload the VAE's parameters sit elsewhere (meta, here): the clip is encoded
+    on the transformer's device, with the same latents as without offload."""
+    from accelerate import cpu_offload
+
+    gen = DiffusersGenerator(str(folders["t2v"]), call=FAST)
+    bell = tone(660.0)
+    shape = (9, gen.pipeline.transformer.config.audio_in_channels)
+    before = reference_latents(gen.pipeline, bell, RATE, shape, "cpu", torch.float32)
+    cpu_offload(gen.pipeline.audio_vae, execution_device=torch.device("cpu"))
+    assert next(gen.pipeline.audio_vae.parameters()).device.type == "meta"
+    after = reference_latents(gen.pipeline, bell, RATE, shape, "cpu", torch.float32)
+    assert torch.allclose(before, after, atol=1e-6)
 
 
 def test_the_picture_follows_the_sound(folders):
@@ -131,7 +179,8 @@ def test_the_picture_follows_the_sound(folders):
         assert not np.array_equal(low.frames, high.frames), kind
         assert not np.array_equal(low.frames, plain.frames), kind
         assert plain.audio is None  # a shot that neither asked for sound nor followed one has none
-    # a shorter clip than the shot: padded with silence to the shot's sound, never an error
+    # a clip shorter than the shot: its latents are padded with silence's, and the shot's sound is the clip
+    # as it is (the editor lays it, silence after)
     short = gen.generate(request(conditioning=(item(tone(220.0, 0.1)),)))
     assert len(short.audio) == round(0.1 * RATE)
 
@@ -144,6 +193,8 @@ def test_refusals_name_the_item(folders):
     assert e.value.field == "conditioning[1]"
     with pytest.raises(InputError, match="float32"):
         gen.check(request(conditioning=(item(tone(220.0).astype(np.float64)),)))
+    with pytest.raises(InputError, match="frame 0 and strength 1"):
+        gen.check(request(conditioning=(Conditioning("audio", tone(220.0), sample_rate=RATE, strength=0.5),)))
     wan = DiffusersGenerator(str(folders["wan"]))
     assert "audio" not in wan.capabilities.conditioning_kinds
     with pytest.raises(CapabilityError, match="cannot follow a reference audio") as e:

@@ -56,3 +56,10 @@ def shift_between(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0
+
+
+def band_share(mono: np.ndarray, rate: int, hz: float, within: float) -> float:
+    """The share of a mono signal's spectral magnitude within `within` Hz of `hz`."""
+    spectrum = np.abs(np.fft.rfft(mono))
+    freqs = np.fft.rfftfreq(len(mono), 1 / rate)
+    return float(spectrum[np.abs(freqs - hz) < within].sum() / (spectrum.sum() + 1e-9))

@@ -75,6 +75,15 @@ def test_video_and_audio_flags_go_where_the_text_says(tmp_path):
     assert "the closest is @audio1" in r.stderr and not (tmp_path / "x.mp4").exists()
     r = yingxi("generate", "Shot 1 (1s): x.", "--video", "none.mp4", "-o", "x.mp4", cwd=tmp_path)
     assert r.returncode == 2 and "--video (@video1): file not found: none.mp4" in r.stderr
+    # --video goes to the shot that mentions it (the animatic says it cannot follow it); one that no shot of
+    # several mentions is an error under its flag's name
+    (tmp_path / "moves.mp4").write_bytes(b"")  # `plan` decodes nothing
+    two = "Shot 1 (1s): Kites.\nShot 2 (1s): The camera moves as in @video1."
+    r = yingxi("plan", two, "--video", "moves.mp4", cwd=tmp_path)
+    said = " ".join((r.stdout + r.stderr).split())  # plan prints its notes under the table
+    assert r.returncode == 0 and "shot 2: the reference video moves.mp4 is not used" in said, r.stderr
+    r = yingxi("plan", "Shot 1 (1s): Kites.\nShot 2 (1s): Hills.", "--video", "moves.mp4", cwd=tmp_path)
+    assert r.returncode == 2 and "--video (@video1): reference video 1 is tied to no shot" in r.stderr
 
 
 def test_dialogue_that_does_not_fit_grows_the_shot_and_says_so(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.backends.tiny_ltx2 import save_tiny_ltx2
-from tests.e2e.helpers import decode, rms
+from tests.e2e.helpers import band_share, decode, rms
 from yingxi.cli import build_parser, film_from_args, main, make_backend
 from yingxi.media.video import write_mp4
 from yingxi.render import prepare
@@ -57,11 +57,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def assert_films_these_frames(film: np.ndarray, frames: np.ndarray, fps: float, tmp_path) -> None:
     """The film holds these frames and no others. Noise from random weights codes at ~25 dB, too far for a
     tolerance on the frames themselves; so the film is compared with the same frames through the same
-    encoder. libx264 as PyAV ships it is not bit-reproducible (now and then an encode of identical frames
-    differs, by up to 31 levels on a few pixels, ~41 dB): equal, or within REENCODE_DB of that encode."""
+    encoder. libx264 as PyAV ships it is not bit-reproducible: 4 of 15 encodes of one 25-frame clip here
+    differed from the first in its last 7 frames (81% of pixels equal, >= 41 dB). So: equal, or most pixels
+    exactly equal and the rest within REENCODE_DB (a shift of every pixel by a level or two, ~42 dB, fails)."""
     own = encoded(frames, fps, tmp_path / "own.mp4")
     assert film.shape == own.shape
-    assert np.array_equal(film, own) or psnr(film, own) >= REENCODE_DB, psnr(film, own)
+    if np.array_equal(film, own):
+        return
+    same = float((film == own).all(axis=-1).mean())
+    assert same >= 0.5 and psnr(film, own) >= REENCODE_DB, (same, psnr(film, own))
 
 
 def test_cli_films_the_pipelines_own_frames(ltx2, tmp_path):
@@ -115,14 +119,6 @@ def test_cli_films_kandinsky5s_own_frames_at_its_own_rate(tmp_path):
     assert_films_these_frames(frames, clip.frames, 24.0, tmp_path)
 
 
-def band(audio: np.ndarray, rate: int, hz: float) -> float:
-    """The share of a mono signal's spectral energy within 5% of `hz`."""
-    spectrum = np.abs(np.fft.rfft(audio)) ** 2
-    freqs = np.fft.rfftfreq(len(audio), 1 / rate)
-    near = np.abs(freqs - hz) <= 0.05 * hz
-    return float(spectrum[near].sum() / max(spectrum.sum(), 1e-12))
-
-
 def test_cli_film_follows_a_reference_audio_and_keeps_it_as_the_shots_sound(ltx2, tmp_path, capsys):
     """`--audio bell.wav` and "to the beat of @audio1": shot 2's picture is shot with the clip held as
     LTX-2's sound stream (backends/diffusers_audio.py), and the film's sound under shot 2 is the clip."""
@@ -146,7 +142,7 @@ def test_cli_film_follows_a_reference_audio_and_keeps_it_as_the_shots_sound(ltx2
     shots = np.concatenate([gen.generate(prepared.request(i)).frames for i in (0, 1)])
     assert_films_these_frames(frames, shots, 25.0, tmp_path)  # both shots as the backend shot them (a cut)
     second, first = audio[rate + rate // 10 : 2 * rate - rate // 10], audio[rate // 10 : rate - rate // 10]
-    assert rms(second) > 0.2 and band(second, rate, 880.0) > 0.9  # the bell, under shot 2
+    assert rms(second) > 0.2 and band_share(second, rate, 880.0, 44.0) > 0.8  # the bell, under shot 2
     assert rms(first) < 0.01  # shot 1 neither asked for sound nor followed any
     capsys.readouterr()
     bad = argv(ltx2, [prompt, "--audio", str(tmp_path / "none.wav")], tmp_path / "c.mp4")

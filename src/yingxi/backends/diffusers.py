@@ -215,6 +215,9 @@ class DiffusersGenerator:
                                       "their transformer takes the sound's own timestep)",
                                       field=f"conditioning[{k}]")  # fmt: skip
             check_item(request.conditioning[k], request, f"conditioning[{k}]")
+            if request.conditioning[k].frame != 0 or request.conditioning[k].strength != 1.0:
+                raise InputError("a followed audio clip runs from the shot's first frame, whole: frame 0 and "
+                                 "strength 1", field=f"conditioning[{k}]")  # fmt: skip
         if len(audio) > 1:
             raise InputError(
                 f"a shot follows one audio clip, got {len(audio)}", field=f"conditioning[{audio[1]}]"
@@ -348,7 +351,7 @@ class DiffusersGenerator:
         audio, rate = self._audio(pipe, out) if request.generate_audio else (None, None)
         if follow is not None:  # the clip it followed is the shot's sound, as LTX-2's a2v keeps it
             n = round(request.num_frames / float(request.fps) * follow.sample_rate)
-            audio, rate = np.ascontiguousarray(follow.media[:n], dtype=np.float32), int(follow.sample_rate)
+            audio, rate = np.clip(follow.media[:n], -1.0, 1.0).astype(np.float32), int(follow.sample_rate)
         report(1.0)
         fps = float(request.fps if self.traits.native_fps is None else self.traits.native_fps)
         return Clip(frames=frames, fps=fps, evaluations=counter.count or None, audio=audio, sample_rate=rate)

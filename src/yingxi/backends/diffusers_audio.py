@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from yingxi.errors import RenderError
 from yingxi.media.speech import resample_mono
 
 __all__ = ["MEL_FLOOR", "N_FFT", "follows_audio", "hold_audio", "log_mel", "reference_latents"]
@@ -58,49 +59,53 @@ def log_mel(samples: np.ndarray, rate: int, *, sample_rate: int, hop: int, mel_b
     return np.stack(channels).astype(np.float32)
 
 
-def reference_latents(pipe, samples: np.ndarray, rate: int, length: int, device, dtype):
-    """The clip as the transformer's clean audio stream: packed, normalised latents (1, length, C * M'), from
-    the posterior's mean of the audio VAE; a clip shorter than the shot is padded with silence, one longer
-    is cut."""
+def reference_latents(pipe, samples: np.ndarray, rate: int, shape: tuple[int, int], device, dtype):
+    """The clip as the transformer's clean audio stream of `shape` (length, features): packed, normalised
+    latents (1, length, C * M') from the posterior's mean of the audio VAE, encoded on `device` (the
+    transformer's: under model or sequential offload the VAE's own parameters sit on the CPU or the meta
+    device). A clip shorter than the shot is padded with silence, one longer is cut; an encoding that does
+    not come out at the pipeline's own latent rate is a RenderError, never a clip squeezed in time."""
     import torch
 
+    length, features = shape
     vae = pipe.audio_vae
     cfg = vae.config
     channels = int(cfg.in_channels)
     stereo = samples if samples.shape[1] >= channels else np.repeat(samples[:, :1], channels, axis=1)
     hop_seconds = cfg.mel_hop_length * vae.temporal_compression_ratio / cfg.sample_rate  # one latent frame
-    wanted = int(np.ceil((length + 1) * hop_seconds * rate))
+    wanted = int(np.ceil((length + 1) * hop_seconds * rate))  # a frame more: the causal encoder's edge
     stereo = np.pad(stereo[:wanted, :channels], ((0, max(0, wanted - len(stereo))), (0, 0)))
     mel = log_mel(stereo, rate, sample_rate=cfg.sample_rate, hop=cfg.mel_hop_length, mel_bins=cfg.mel_bins)
-    vae_param = next(vae.parameters())
     with torch.no_grad():
-        x = torch.from_numpy(mel)[None].to(vae_param.device, vae_param.dtype)  # (1, C, T, mel_bins)
+        x = torch.from_numpy(mel)[None].to(device, vae.dtype)  # (1, C, T, mel_bins)
         latents = vae.encode(x).latent_dist.mode()  # (1, C_latent, T', M')
         packed = pipe._pack_audio_latents(latents)  # (1, T', C_latent * M')
         packed = pipe._normalize_audio_latents(packed, vae.latents_mean, vae.latents_std)
-    packed = packed[:, :length]
-    if packed.shape[1] < length:  # the encoder's causal edge can leave a frame short: hold the last one
-        packed = torch.cat([packed, packed[:, -1:].expand(1, length - packed.shape[1], -1)], dim=1)
-    return packed.to(device, dtype)
+    if not length <= packed.shape[1] <= length + 3 or packed.shape[2] != features:
+        raise RenderError(f"the audio VAE encodes {len(stereo) / rate:.2f} s of the reference audio to "
+                          f"{tuple(packed.shape[1:])} latents, but the transformer's sound stream is "
+                          f"({length}, {features}): its encoder does not compress time by the "
+                          f"{vae.temporal_compression_ratio}x the pipeline assumes")  # fmt: skip
+    return packed[:, :length].to(device, dtype)
 
 
 @contextmanager
-def hold_audio(pipe, samples: np.ndarray, rate: int, seen: list | None = None) -> Iterator[None]:
+def hold_audio(pipe, samples: np.ndarray, rate: int) -> Iterator[None]:
     """While it is open, every call of pipe.transformer sees the clip's clean latents as its sound, at
-    timestep 0 (frozen, as LTX-2's a2v holds it); `seen`, if given, gets each call's audio stream (tests)."""
+    timestep 0 (frozen, as LTX-2's a2v holds it)."""
     cache: dict = {}
 
     def hook(module, args, kwargs):
         audio = kwargs["audio_hidden_states"]  # (B, L, D): B is 2 under classifier-free guidance
-        key = (audio.shape[1], audio.device, audio.dtype)
+        key = (audio.shape[1:], audio.device, audio.dtype)
         if key not in cache:
             cache.clear()
-            cache[key] = reference_latents(pipe, samples, rate, audio.shape[1], audio.device, audio.dtype)
+            cache[key] = reference_latents(
+                pipe, samples, rate, tuple(audio.shape[1:]), audio.device, audio.dtype
+            )
         clean = cache[key].expand(audio.shape[0], -1, -1)
         zero = kwargs["timestep"].new_zeros(audio.shape[0])  # (B,): one timestep for the whole sound
         kwargs = {**kwargs, "audio_hidden_states": clean, "audio_timestep": zero, "audio_sigma": zero}
-        if seen is not None:
-            seen.append(clean.detach().clone())
         return args, kwargs
 
     handle = pipe.transformer.register_forward_pre_hook(hook, with_kwargs=True)
