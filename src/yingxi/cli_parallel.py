@@ -43,15 +43,10 @@ def _plan(args: argparse.Namespace, world: int | None, field: str) -> ParallelPl
     return plan
 
 
-def _refuse(args: argparse.Namespace, plan: ParallelPlan) -> None:
+def _refuse(args: argparse.Namespace) -> None:
     if args.backend != "wan":
         raise InputError(
             "--gpus/--parallel need --backend wan (the animatic runs on one CPU)", field="--gpus"
-        )
-    if getattr(args, "cache", None) not in (None, "", "none"):
-        raise InputError(
-            f"--cache with --parallel {plan}: step caches do not run across ranks yet; drop one",
-            field="--cache",
         )
 
 
@@ -139,12 +134,12 @@ def run_generate(args: argparse.Namespace, argv: list[str], cmd_generate: Callab
         if (args.gpus or 1) == 1 and not args.parallel:
             return cmd_generate(args)
         plan = _plan(args, args.gpus, "--gpus")
-        _refuse(args, plan)
+        _refuse(args)
         if plan.world_size == 1:
             return cmd_generate(args)
         return spawn(argv, plan.world_size, _device_type(args, plan.world_size))
     plan = _plan(args, info.world_size, "--parallel" if args.parallel else "WORLD_SIZE")
-    _refuse(args, plan)
+    _refuse(args)
     return _as_rank(args, plan, info, cmd_generate, make_backend)
 
 

@@ -90,13 +90,13 @@ def test_ulysses_refuses_heads_it_does_not_divide():
 
 
 def test_sharded_attention_outside_the_sharding_hook_is_refused():
-    """A step cache replaces the blocks hook: the blocks would then attend over a whole sequence that the
-    wrapper takes for a shard. That is an error, not a wrong picture."""
+    """A blocks hook that ran the blocks itself instead of handing them to the shard would attend over a
+    whole sequence that the wrapper takes for a shard. That is an error, not a wrong picture."""
     fn = SequenceParallelAttention(_mesh(ParallelPlan(ring=2)), attention, ShardState(), heads=2)
     q = torch.zeros(1, 2, 4, 8)
     with pytest.raises(InputError) as e:
         fn(q, q, q)
-    assert e.value.field == "cache" and "caches do not run across ranks yet" in e.value.message
+    assert e.value.field == "cache" and "ran outside the sharding hook" in e.value.message
 
 
 def test_a_runtime_s_parallel_plan_is_checked_by_this_build_s_parser():

@@ -24,13 +24,15 @@ ATOL = 2e-5
 PROMPT, NEGATIVE = "a red bird flies over green hills", "blurry, static"
 
 
-def _call(kind: str, guidance: float) -> dict:
+def _call(kind: str, guidance: float, cache: str | None = None) -> dict:
     # 27 tokens (3 latent frames of 3x3 after the 2x2 patch): odd, so 2 and 4 ranks both pad
     width = height = 96 if kind == "ti2v" else 48
     call = dict(prompt=PROMPT, negative_prompt=NEGATIVE, width=width, height=height, num_frames=9,
                 num_inference_steps=2, guidance_scale=guidance, seed=3)  # fmt: skip
     if kind in ("i2v", "ti2v"):
         call["image"] = random_image(width, height, seed=5)
+    if cache is not None:  # enough steps, and thresholds a tiny random model crosses, for skips to happen
+        call.update(cache=cache, num_inference_steps=8)
     return call
 
 
@@ -45,6 +47,9 @@ CASES = {
         ("ti2v cfg=2", "ti2v", 5.0, "cfg=2"),
         ("ti2v ulysses=2 no guidance", "ti2v", 1.0, "ulysses=2"),
         ("t2v ulysses=2,vae=2", "t2v", 5.0, "ulysses=2,vae=2"),
+        ("t2v ulysses=2 magcache", "t2v", 5.0, "ulysses=2", "magcache:0.5"),
+        ("t2v ring=2 fbcache", "t2v", 5.0, "ring=2", "fbcache:0.5"),
+        ("ti2v cfg=2 teacache", "ti2v", 5.0, "cfg=2", "teacache:5"),
     ],
     4: [
         ("t2v ulysses=2,ring=2", "t2v", 5.0, "ulysses=2,ring=2"),
@@ -55,6 +60,7 @@ CASES = {
         ("ti2v cfg=2,ulysses=2", "ti2v", 5.0, "cfg=2,ulysses=2"),
         ("ti2v cfg=2,ring=2", "ti2v", 5.0, "cfg=2,ring=2"),
         ("ti2v cfg=2,ring=2,vae=4", "ti2v", 5.0, "cfg=2,ring=2,vae=4"),
+        ("i2v cfg=2,ulysses=2 fbcache", "i2v", 5.0, "cfg=2,ulysses=2", "fbcache:0.5"),
     ],
 }
 
@@ -81,18 +87,18 @@ def ranks(tiny_wan, tmp_path_factory):
     """
     out = tmp_path_factory.mktemp("parallel")
     jobs = []
-    for i, (name, kind, g, plan) in enumerate(CASES[2]):
-        jobs.append((name, tiny_wan(kind), _call(kind, g), plan, 2 * (i % 2), TILING[kind]))
-    jobs += [
-        (name, tiny_wan(kind), _call(kind, g), plan, 0, TILING[kind]) for name, kind, g, plan in CASES[4]
-    ]
+    for i, (name, kind, g, plan, *cache) in enumerate(CASES[2]):
+        jobs.append((name, tiny_wan(kind), _call(kind, g, *cache), plan, 2 * (i % 2), TILING[kind]))
+    jobs += [(name, tiny_wan(kind), _call(kind, g, *cache), plan, 0, TILING[kind])
+             for name, kind, g, plan, *cache in CASES[4]]  # fmt: skip
     context = spawn_ranks(run_cases, 4, jobs, out, join=False)
     reference = {}
     try:
         for cases in CASES.values():
-            for _, kind, guidance, _ in cases:
-                if (kind, guidance) not in reference:
-                    reference[kind, guidance] = run_case(tiny_wan(kind), _call(kind, guidance))
+            for _, kind, guidance, _, *cache in cases:
+                key = (kind, guidance, *cache)
+                if key not in reference:
+                    reference[key] = run_case(tiny_wan(kind), _call(kind, guidance, *cache))
     finally:
         wait_ranks(context)
     per_rank = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(4)]
@@ -103,11 +109,11 @@ def ranks(tiny_wan, tmp_path_factory):
 @pytest.mark.parametrize("world", sorted(CASES))
 def test_ranks_sample_the_latents_of_one_process(ranks, world):
     by_case, reference = ranks
-    for name, kind, guidance, _ in CASES[world]:
+    for name, kind, guidance, _, *cache in CASES[world]:
         results = sorted(by_case[name], key=lambda r: r[0])
         assert [r[0] for r in results] == list(range(world)), name
         _, latents, frames, usage = results[0]
-        ref_latents, ref_frames, ref_usage = reference[kind, guidance]
+        ref_latents, ref_frames, ref_usage = reference[(kind, guidance, *cache)]
         assert latents.shape == ref_latents.shape, name
         diff = (latents - ref_latents).abs().max().item()
         assert diff <= ATOL, f"{name}: latents differ by {diff:.2e}"
@@ -115,6 +121,9 @@ def test_ranks_sample_the_latents_of_one_process(ranks, world):
         if ",vae=" not in name:
             assert abs(frames.astype(int) - ref_frames.astype(int)).max() <= 1, name  # rank 0 decodes
         assert usage["evaluations"] == ref_usage["evaluations"], name  # the guidance split counts both
+        if cache:  # the same decisions as one process: the cache reads the gathered, whole tensors
+            assert usage["skipped"] == ref_usage["skipped"] > 0, (name, usage)
+            assert usage["cache"] == ref_usage["cache"] == cache[0], name
         for r in range(1, world):
             assert torch.equal(results[r][1], latents), f"{name}: rank {r} holds other latents"
 
@@ -124,7 +133,7 @@ def test_the_split_vae_decode_is_the_tiled_decode_of_one_process(ranks, tiny_wan
     within TILED_VS_UNTILED_MEAN of the untiled one."""
     by_case, _ = ranks
     for cases in CASES.values():
-        for name, kind, _, plan in cases:
+        for name, kind, _, plan, *_ in cases:
             if ",vae=" not in plan:
                 continue
             _, latents, frames, _ = min(by_case[name], key=lambda r: r[0])

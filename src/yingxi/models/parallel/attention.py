@@ -62,7 +62,8 @@ class SequenceParallelAttention:
         if not self.state.active:
             raise InputError(
                 "this transformer is set up for sequence parallelism, but its blocks ran outside the "
-                "sharding hook (a step cache replaces it; caches do not run across ranks yet)",
+                "sharding hook (a blocks hook in front of it must hand it the blocks to run, as the step "
+                "caches do)",
                 field="cache",
             )
         mesh, u = self.mesh, self.mesh.plan.ulysses

@@ -20,7 +20,7 @@ guidance pair is 2): `ran` went through every block, `skipped` reused a residual
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,9 @@ class StepCache:
     ran: int = 0
     skipped: int = 0
     skipped_steps: dict[str, list[int]] = field(default_factory=dict)
+    # what runs blocks for it: the hook it stands in front of (the sequence-parallel shard, which cuts the
+    # tokens across ranks and gathers them back), or None: the model's own loop
+    runner: Callable[..., Tensor] | None = field(default=None, repr=False)
     _states: dict[str, _State] = field(default_factory=dict)
 
     def __call__(self, model: Any, inputs: Any) -> Tensor:
@@ -113,7 +116,7 @@ class StepCache:
         batch = inputs.x.shape[0]
         out, skipped = getattr(self, "_" + self.spec.name)(model, inputs, state)
         if out is None:  # the rule chose to run every block
-            out = model.run_blocks(inputs)  # (B, L, D)
+            out = self._run(model, inputs)  # (B, L, D)
             state.residual = out - inputs.x
         if skipped:
             self.skipped += batch
@@ -123,13 +126,19 @@ class StepCache:
         state.step += 1
         return out
 
+    def _run(self, model: Any, inputs: Any, **which: Any) -> Tensor:
+        """Blocks [start, stop) on x (`which`), through the runner; every rank gets the whole (B, L, D)."""
+        if self.runner is None:
+            return model.run_blocks(inputs, **which)
+        return self.runner(model, inputs, **which)
+
     # Each rule returns (output or None to run every block, whether the call reused a residual).
     def _fbcache(self, model: Any, inputs: Any, state: _State) -> tuple[Tensor | None, bool]:
-        first = model.run_blocks(inputs, stop=1)  # (B, L, D) the first block always runs
+        first = self._run(model, inputs, stop=1)  # (B, L, D) the first block always runs
         residual = first - inputs.x
         if state.reference is not None and _rel_l1(residual, state.reference) <= self.spec.threshold:
             return first + state.residual, True
-        out = model.run_blocks(inputs, x=first, start=1)  # (B, L, D)
+        out = self._run(model, inputs, x=first, start=1)  # (B, L, D)
         state.reference = residual
         state.residual = out - first  # what blocks 1.. add
         return out, False
@@ -213,7 +222,9 @@ def make_cache(
 
 @contextlib.contextmanager
 def use_cache(model: Any, cache: StepCache | None, branch: str) -> Iterator[None]:
-    """Run `model` (a WanDiT) with `cache` as its blocks hook for one call of `branch`."""
+    """Run `model` (a WanDiT) with `cache` as its blocks hook for one call of `branch`. A hook already there
+    (the sequence-parallel shard) runs the blocks the cache decides to run: its decisions read whole,
+    gathered tensors, the same on every rank."""
     if cache is None:
         yield
         return
@@ -223,6 +234,7 @@ def use_cache(model: Any, cache: StepCache | None, branch: str) -> Iterator[None
         )
     cache.branch = branch
     before, model.blocks_hook = model.blocks_hook, cache
+    cache.runner = before
     try:
         yield
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from yingxi.errors import InputError
 from yingxi.models.parallel.mesh import Mesh
 from yingxi.models.wan.vae import VAETiling
 from yingxi.pipelines.wan.parallel.dit import shard_transformer
@@ -24,12 +23,6 @@ def parallelize(pipe: WanPipeline, mesh: Mesh, *, vae_tiling: VAETiling | None =
     sampler, its guidance combination and the latents stay the same on every rank. Job rank 0 alone runs
     the text and image encoders it holds (the others may hold none: `load_pipeline(..., encoders=False)`).
     """
-    if pipe.cache is not None and mesh.plan.world_size > 1:
-        raise InputError(
-            f"step cache {pipe.cache} with --parallel {mesh.plan}: caches decide on statistics of the whole "
-            "sequence and do not run across ranks yet; drop one of the two",
-            field="cache",
-        )
     components = pipe.components
     for name in ("transformer", "transformer_2"):
         model = getattr(components, name)

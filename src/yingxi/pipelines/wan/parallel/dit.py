@@ -36,9 +36,20 @@ class SequenceShardHook:
         self.mesh, self.state = mesh, state
         self.calls = 0  # transformer calls this rank ran its share of (the summary names the ranks)
 
-    def __call__(self, model: WanDiT, inputs: BlockInputs) -> Tensor:
+    def __call__(
+        self,
+        model: WanDiT,
+        inputs: BlockInputs,
+        x: Tensor | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> Tensor:
+        """Blocks [start, stop) on `x` (default: inputs.x), as `WanDiT.run_blocks` (a step cache in front of
+        this hook runs part of the stack at a time), sharded; the whole (B, L, D) back on every rank."""
         mesh, plan = self.mesh, self.mesh.plan
-        self.calls += 1
+        if x is not None:
+            inputs = inputs._replace(x=x)
+        self.calls += start == 0  # a transformer call (a cache's second part of the stack is the same call)
         batch, length = inputs.x.shape[:2]
         split_batch = plan.cfg > 1 and batch % plan.cfg == 0  # guidance 1 has one branch: every group runs it
         if split_batch:
@@ -61,7 +72,7 @@ class SequenceShardHook:
         )
         self.state.valid, self.state.block, self.state.active = length, block, True
         try:
-            x = model.run_blocks(local)  # (B', Ls, D)
+            x = model.run_blocks(local, start=start, stop=stop)  # (B', Ls, D)
         finally:
             self.state.active = False
         x = all_gather_cat(x, mesh.sequence_group, dim=1)[:, :length]  # (B', L, D)
