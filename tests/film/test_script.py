@@ -195,3 +195,27 @@ def test_relative_windows_paths_resolve_against_the_script_folder(script_dir):
     assert parse_script(data, script_dir).shots[0].first_frame == script_dir / "frames" / "pour.png"
     e = err({"shots": [{"prompt": "a", "first_frame": "frames"}]}, script_dir)
     assert e.field == "first_frame" and "not a file" in str(e)
+
+
+def test_a_shot_s_audio_is_a_sound_or_what_its_picture_follows(tmp_path):
+    for name in ("bell.wav", "song.wav", "rain.wav"):
+        (tmp_path / name).write_bytes(b"RIFF")
+    film = parse_script({"shots": [
+        {"prompt": "A bell.", "audio": "bell.wav"},
+        {"prompt": "She sings.", "audio": [{"file": "song.wav", "use": "follow"}, {"file": "rain.wav"}]},
+    ]}, tmp_path)  # fmt: skip
+    first, second = film.shots
+    assert first.sounds == (tmp_path / "bell.wav",) and first.audio_conditioning is None
+    assert second.audio_conditioning == tmp_path / "song.wav" and second.sounds == (tmp_path / "rain.wav",)
+    cases = [
+        ({"file": "bell.wav", "use": "folow"}, "audio.use", 'did you mean "follow"'),
+        ([{"file": "bell.wav", "use": "follow"}, {"file": "song.wav", "use": "follow"}], "audio[2]",
+         "follows one audio clip"),
+        ({"file": "none.wav"}, "audio", "file not found"),
+        ({"use": "sound"}, "audio", "names no file"),
+        ({"file": "bell.wav", "volume": 2}, "audio", 'unknown audio field "volume"'),
+    ]  # fmt: skip
+    for value, field, words in cases:
+        with pytest.raises(InputError) as e:
+            parse_script({"shots": [{"prompt": "x", "audio": value}]}, tmp_path)
+        assert e.value.field == field and e.value.shot == 1 and words in e.value.message, e.value.message

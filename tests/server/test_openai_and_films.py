@@ -133,3 +133,38 @@ def test_native_film_json_and_yaml_bodies(live):
             "content-type": "application/yaml"}), 400)  # fmt: skip
         assert "YAML" in err["message"]
         assert json.loads(http.get("/api/v1/films").text)["object"] == "list"
+
+
+def test_native_film_script_shot_audio_and_reference_video_are_uploads(live, tmp_path):
+    """A script's per-shot `audio` and `reference_video` name uploads, as its images do: saved under our
+    names, the audio the picture should follow laid as the shot's sound by a backend that cannot follow it
+    (the animatic), and heard there in the film."""
+    from tests.server.test_seedance import mp4_bytes, wav_bytes
+    from yingxi.media.video import read_audio
+
+    script = {"resolution": "480p", "fps": 12, "shots": [
+        {"prompt": "Ice.", "duration": 1},
+        {"prompt": "She sings.", "duration": 1, "audio": {"file": "song.wav", "use": "follow"},
+         "reference_video": {"file": "moves.mp4", "use": "control"}},
+    ]}  # fmt: skip
+    files = {"song": ("song.wav", wav_bytes(1.0, 1000.0), "audio/wav"),
+             "moves": ("moves.mp4", mp4_bytes(tmp_path, 2.0), "video/mp4")}  # fmt: skip
+    with live.http(live.alice) as http:
+        r = http.post("/api/v1/films", data={"script": yaml.safe_dump(script)}, files=files)
+        assert r.status_code == 200, r.text
+        film = r.json()
+        done = wait_for(lambda: http.get(f"/api/v1/films/{film['id']}").json(),
+                        lambda f: f["status"] not in ("queued", "running"))  # fmt: skip
+        assert done["status"] == "succeeded", done["error"]
+        path = tmp_path / "film.mp4"
+        path.write_bytes(httpx.get(done["video_url"]).content)
+        missing = {**script, "shots": [{"prompt": "x", "audio": "nope.wav"}]}
+        err = assert_error(http.post("/api/v1/films", json=missing), 400)
+        assert err["param"] == "shots[1].audio" and "no uploaded file part" in err["message"]
+    saved = sorted(p.name for p in (live.data_dir / "tasks" / film["id"] / "inputs").iterdir())
+    assert saved == ["file_1.mp4", "file_2.wav"]  # reference video first, as the shot lists them
+    sound = read_audio(path, 48000).mean(axis=1)  # (S,)
+    shot2 = sound[48000 + 4800 : 2 * 48000 - 4800]
+    spectrum = np.abs(np.fft.rfft(shot2))
+    assert abs(np.argmax(spectrum) * 48000 / len(shot2) - 1000.0) < 20  # the song, under shot 2
+    assert np.sqrt(np.mean(sound[4800:43200] ** 2)) < 0.01  # and not under shot 1

@@ -34,6 +34,10 @@ RESOLUTIONS = ("480p", "720p", "1080p")
 PRESETS = ("lightning",)
 # What a shot's reference video is for: a control video its motion/layout follows, or a source it extends.
 REFERENCE_VIDEO_USES = ("control", "extend")
+SHOT_AUDIO_USES = (
+    "sound",
+    "follow",
+)  # a script shot's `audio`: laid at the shot, or what its picture follows
 RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
 # Output sizes per resolution and ratio, as Seedance 2.0 documents them (all even, for yuv420p).
 SIZES: dict[str, dict[str, tuple[int, int]]] = {

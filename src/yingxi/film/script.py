@@ -31,6 +31,7 @@ from yingxi.film.model import (
     MAX_SHOT_SECONDS,
     RATIOS,
     REFERENCE_VIDEO_USES,
+    SHOT_AUDIO_USES,
     Character,
     DialogueLine,
     Film,
@@ -70,7 +71,7 @@ FILM_KEYS = (
 )
 SHOT_KEYS = ("prompt", "duration", "framing", "camera", "transition", "dialogue", "characters",
              "first_frame", "last_frame", "continue", "seed", "focus", "compose", "fit",
-             "reference_video")  # fmt: skip
+             "reference_video", "audio")  # fmt: skip
 CHARACTER_KEYS = ("description", "image", "voice")
 MAX_SHOTS = 100
 SCRIPT_SUFFIXES = (".yaml", ".yml", ".json")
@@ -157,6 +158,35 @@ def _reference_video(value: Any, base: Path, n: int) -> tuple[Path | None, str]:
     return _path(data.get("file"), base, shot=n, field="reference_video"), use
 
 
+def _shot_audio(value: Any, base: Path, n: int) -> tuple[Path | None, tuple[Path, ...]]:
+    """`audio: bell.wav` (a sound at the shot), `{file: song.wav, use: sound | follow}` ("follow": the clip
+    the shot's picture follows, LTX-2's audio-to-video) or a list of those -> (followed clip, sounds)."""
+    if value is None or value == "":
+        return None, ()
+    items = value if isinstance(value, list) else [value]
+    followed, sounds = None, []
+    for i, item in enumerate(items, start=1):
+        field = "audio" if not isinstance(value, list) else f"audio[{i}]"
+        data = item if isinstance(item, dict) else {"file": item}
+        _check_keys(data, ("file", "use"), "audio", shot=n, field=field)
+        use = str(data.get("use", "sound")).strip().lower()
+        if use not in SHOT_AUDIO_USES:
+            raise InputError(
+                unknown_word("shot audio use", use, SHOT_AUDIO_USES), shot=n, field=f"{field}.use"
+            )
+        path = _path(data.get("file"), base, shot=n, field=field)
+        if path is None:
+            raise InputError("the shot's audio names no file", shot=n, field=field)
+        if use == "sound":
+            sounds.append(path)
+        elif followed is not None:
+            raise InputError("a shot's picture follows one audio clip; the others can be its sounds "
+                             "(use: sound)", shot=n, field=field)  # fmt: skip
+        else:
+            followed = path
+    return followed, tuple(sounds)
+
+
 def _fade_out(value: Any) -> float:
     """`fade_out: true` (FADE_OUT_SECONDS), false, or seconds of fade to black at the film's end."""
     if isinstance(value, bool):
@@ -184,6 +214,7 @@ def _shot(n: int, data: Any, base: Path) -> Shot:
     if keep_going and n == 1:
         raise InputError("the first shot has no previous shot to continue", shot=n, field="continue")
     video, use = _reference_video(data.get("reference_video"), base, n)
+    followed, sounds = _shot_audio(data.get("audio"), base, n)
     names = data.get("characters", [])
     if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
         raise InputError("characters is a list of names", shot=n, field="characters")
@@ -203,6 +234,8 @@ def _shot(n: int, data: Any, base: Path) -> Shot:
         fit=parse_fit(data["fit"], shot=n) if data.get("fit") is not None else None,
         reference_video=video,
         reference_video_use=use,
+        audio_conditioning=followed,
+        sounds=sounds,
     )
 
 

@@ -81,6 +81,9 @@ def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], sett
                 for key in ("first_frame", "last_frame"):
                     if key in shot:
                         shot[key] = resolve(shot[key], "image", f"shots[{i}].{key}")
+                for key, kind in (("reference_video", "video"), ("audio", "audio")):
+                    if key in shot:
+                        shot[key] = _resolve_items(shot[key], kind, f"shots[{i}].{key}", resolve)
             shots.append(shot)
         script["shots"] = shots
     chars = _script_chars(script)
@@ -88,6 +91,18 @@ def script_request(script: Any, inputs: Inputs, uploads: dict[str, Upload], sett
         raise ApiError(400, f"the script's text (title, style, descriptions, prompts, dialogue) holds {chars} "
                        f"characters; at most {settings.limits.max_prompt_chars}", param="shots")  # fmt: skip
     return {"source": "script", "script": script, "single": False, "refs": refs, **inputs.as_request()}
+
+
+def _resolve_items(value: Any, kind: str, param: str, resolve: Any) -> Any:
+    """A shot's `reference_video` / `audio`: a file, {file, use}, or (audio) a list of those; each file
+    resolved to its saved upload, the rest left for the script's own checks."""
+    if isinstance(value, list):
+        return [_resolve_items(v, kind, f"{param}[{i}]", resolve) for i, v in enumerate(value, start=1)]
+    if isinstance(value, dict):
+        return (
+            {**value, "file": resolve(value.get("file"), kind, f"{param}.file")} if "file" in value else value
+        )
+    return resolve(value, kind, param)
 
 
 def _script_refs(value: Any, resolve: Any) -> dict[str, tuple[str, str]]:
