@@ -161,6 +161,9 @@ def test_native_film_script_shot_audio_and_reference_video_are_uploads(live, tmp
         missing = {**script, "shots": [{"prompt": "x", "audio": "nope.wav"}]}
         err = assert_error(http.post("/api/v1/films", json=missing), 400)
         assert err["param"] == "shots[1].audio" and "no uploaded file part" in err["message"]
+        on_disk = {**script, "shots": [{"prompt": "x", "reference_video": {"file": "/etc/passwd"}}]}
+        err = assert_error(http.post("/api/v1/films", json=on_disk), 400)  # never a file of the server's
+        assert err["param"] == "shots[1].reference_video.file" and "no uploaded file part" in err["message"]
     saved = sorted(p.name for p in (live.data_dir / "tasks" / film["id"] / "inputs").iterdir())
     assert saved == ["file_1.mp4", "file_2.wav"]  # reference video first, as the shot lists them
     sound = read_audio(path, 48000).mean(axis=1)  # (S,)
