@@ -4,7 +4,7 @@
    controls to core.js (API, state), editor.js, errors.js, refs.js, submit.js, monitor.js and reels.js. */
 
 import { $, KEY_STORE, hideBanner, setKeyState, state } from "./core.js";
-import { DRAFT_STORE, EXAMPLE, MODE_STORE, YAML_STORE, loadLimits, renderOutline, saveDraft, setMode } from "./editor.js";
+import { DRAFT_STORE, EXAMPLE, MODE_STORE, YAML_STORE, loadLimits, parseOutline, renderOutline, saveDraft, setMode } from "./editor.js";
 import { clearErrors } from "./errors.js";
 import { addFiles, renderRefs } from "./refs.js";
 import { submitFilm } from "./submit.js";
@@ -116,8 +116,16 @@ function init() {
     loadTasks();
   });
   $("reuse").addEventListener("click", () => {
-    if (!state.lastTask) return;
-    $("prompt").value = state.lastTask.revised_prompt || "";
+    const task = state.lastTask;
+    if (!task) return;
+    // The film's script and its settings (not its seed: a new take), in the Prompt tab where they show.
+    $("prompt").value = task.revised_prompt || "";
+    for (const name of ["ratio", "resolution"]) {
+      const radio = document.querySelector(`input[name="${name}"][value="${CSS.escape(task[name] || "")}"]`);
+      if (radio) radio.checked = true;
+    }
+    if (task.duration && !parseOutline($("prompt").value).length) $("duration").value = String(task.duration);
+    setMode("prompt");
     renderOutline();
     saveDraft();
   });

@@ -11,6 +11,29 @@ function radioValue(name) {
   return el ? el.value : undefined;
 }
 
+/** A number field's whole number: null when it is empty, NaN for a fraction or no number at all. */
+function wholeNumber(id) {
+  const input = $(id);
+  if (input.validity.badInput) return NaN; // the browser holds text that is no number; .value reads ""
+  if (input.value.trim() === "") return null;
+  const n = Number(input.value); // not parseInt: "2.5" is no 2, and "1e3" is 1000
+  return Number.isInteger(n) ? n : NaN;
+}
+
+/** Duration (when one applies) and seed are whole numbers, or their error shows beside them; false then. */
+function numbersOk(text) {
+  const fields = [["seed", "seed must be a whole number (leave it empty for a random one)"]];
+  if (!parseOutline(text).length) fields.unshift(["duration", "duration must be a whole number of seconds"]);
+  let ok = true;
+  for (const [id, message] of fields) {
+    if (!Number.isNaN(wholeNumber(id))) continue;
+    const typed = $(id).value.trim();
+    showErrorNear({ param: id, message: typed ? `${message}, not ${typed}` : message });
+    ok = false;
+  }
+  return ok;
+}
+
 function buildRequest() {
   const text = $("prompt").value;
   const content = [];
@@ -37,8 +60,10 @@ function buildRequest() {
     ratio: radioValue("ratio"),
     resolution: radioValue("resolution"),
   };
-  if (!parseOutline(text).length && $("duration").value) body.duration = parseInt($("duration").value, 10);
-  if ($("seed").value !== "") body.seed = parseInt($("seed").value, 10);
+  const duration = wholeNumber("duration");
+  if (!parseOutline(text).length && duration !== null) body.duration = duration;
+  const seed = wholeNumber("seed");
+  if (seed !== null) body.seed = seed;
   if ($("burn-subtitles").checked) body.burn_subtitles = true;
   return body;
 }
@@ -74,6 +99,7 @@ export async function submitFilm(ev) {
     $("prompt").focus();
     return;
   }
+  if (state.mode === "prompt" && !numbersOk(text)) return;
   const typed = $("api-key").value.trim(); // a key typed but not yet connected is the one meant
   if (typed !== state.key) {
     state.key = typed;
