@@ -254,7 +254,8 @@ def test_progress_bar_climbs_to_100_while_the_film_renders(browser: Browser, ser
     expect(page.locator("#progress-wrap")).to_be_hidden()
     page.evaluate(RECORD_PROGRESS)
     page.click('#resolution label:has-text("480p")')
-    page.fill("#prompt", "Shot 1 (2s, wide): A red kite.\nShot 2 (2s, close-up): Green hills.")
+    # long enough (8 s of film, several seconds of rendering) that the 1 s poll lands mid-render
+    page.fill("#prompt", "Shot 1 (4s, wide): A red kite.\nShot 2 (4s, close-up): Green hills.")
     page.click("#submit")
     expect(page.locator("#task-status")).to_have_attribute("data-status", "succeeded", timeout=60_000)
     expect(page.locator("#progressbar")).to_have_attribute("aria-valuenow", "100")
