@@ -118,3 +118,37 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+# The studio's browser tests (test_studio*.py): Debian's headless Chromium through Playwright, one per module.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+
+
+class Server:
+    """The live server as the studio tests talk to it: its URL, one tenant's key, its data folder."""
+
+    def __init__(self, url: str, key: str, data_dir: Path):
+        self.url, self.key, self.data_dir = url, key, data_dir
+
+    def api(self, method: str, path: str, key: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key or self.key}"}
+        return httpx.request(method, self.url + path, headers=headers, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(live) -> Server:
+    """The real server of `live` (uvicorn + an animatic worker process), as tenant alice."""
+    return Server(live.url, live.alice, live.data_dir)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

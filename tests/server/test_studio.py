@@ -4,24 +4,18 @@ Playwright): a key is entered, a two-shot film written, submitted, rendered by t
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
-import httpx
 import numpy as np
-import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.server.conftest import Server
 from yingxi.film.model import FRAMINGS
 from yingxi.film.prompt import parse_prompt
 from yingxi.film.vocabulary import camera_words, transition_words
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TASKS = "/api/v3/contents/generations/tasks"
 TWO_SHOTS = "Shot 1 (1s, wide, pan left): A red kite.\nShot 2 (1s, close-up, crossfade): Green hills."
@@ -40,29 +34,6 @@ RECORD_MONITOR = """() => {
   new MutationObserver(record).observe(document.getElementById("monitor"),
     {subtree: true, childList: true, characterData: true, attributes: true});
 }"""
-
-
-class Server:
-    def __init__(self, url: str, key: str, data_dir: Path):
-        self.url, self.key, self.data_dir = url, key, data_dir
-
-    def api(self, method: str, path: str, key: str | None = None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {key or self.key}"}
-        return httpx.request(method, self.url + path, headers=headers, timeout=10)
-
-
-@pytest.fixture(scope="module")
-def server(live) -> Server:
-    """The real server of tests/server/conftest.py (uvicorn + an animatic worker process), as tenant alice."""
-    return Server(live.url, live.alice, live.data_dir)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _open(page: Page, server: Server) -> list[str]:

@@ -10,26 +10,13 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 from PIL import Image
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
+from tests.server.conftest import Server
 from tests.server.test_references import BLUE, RED, near
-from tests.server.test_studio import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TASKS, Server, _connect, _studio
+from tests.server.test_studio import ARTIFACTS, TASKS, _connect, _studio
 from yingxi.server.store import JobStore
-
-
-@pytest.fixture(scope="module")
-def server(live) -> Server:
-    return Server(live.url, live.alice, live.data_dir)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _files(tmp_path: Path) -> dict[str, Path]:

@@ -5,17 +5,15 @@ and the model list. Each test checks what a person sees, or the request the serv
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.server.conftest import wait_for
-from tests.server.test_studio import CHROMIUM, CHROMIUM_ARGS, TASKS, TWO_SHOTS, Server, _connect, _studio
+from tests.server.conftest import Server, wait_for
+from tests.server.test_studio import TASKS, TWO_SHOTS, _connect, _studio
 
 # Records (aria-valuenow, the fill's width, the status) of the progress bar on every change.
 RECORD_PROGRESS = """() => {
@@ -31,19 +29,6 @@ RECORD_PROGRESS = """() => {
   new MutationObserver(record).observe(document.getElementById("monitor"),
     {subtree: true, childList: true, characterData: true, attributes: true});
 }"""
-
-
-@pytest.fixture(scope="module")
-def server(live) -> Server:
-    return Server(live.url, live.alice, live.data_dir)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _connected(browser: Browser, server: Server, key: str | None = None) -> tuple[Page, list[str]]:
