@@ -348,10 +348,11 @@ class DiffusersGenerator:
         if frames.shape != (request.num_frames, request.height, request.width, 3):
             raise RenderError(f"{self.name} returned frames {frames.shape}, asked for "
                               f"({request.num_frames}, {request.height}, {request.width}, 3)")  # fmt: skip
-        audio, rate = self._audio(pipe, out) if request.generate_audio else (None, None)
         if follow is not None:  # the clip it followed is the shot's sound, as LTX-2's a2v keeps it
             n = round(request.num_frames / float(request.fps) * follow.sample_rate)
             audio, rate = np.clip(follow.media[:n], -1.0, 1.0).astype(np.float32), int(follow.sample_rate)
+        else:
+            audio, rate = self._audio(pipe, out) if request.generate_audio else (None, None)
         report(1.0)
         fps = float(request.fps if self.traits.native_fps is None else self.traits.native_fps)
         return Clip(frames=frames, fps=fps, evaluations=counter.count or None, audio=audio, sample_rate=rate)

@@ -145,17 +145,24 @@ def _flag(value: Any, field: str, shot: int | None = None) -> bool:
     return value
 
 
+def _file_with_use(
+    value: Any, base: Path, n: int, field: str, uses: tuple[str, ...], what: str
+) -> tuple[Path | None, str]:
+    """`FILE` or `{file: FILE, use: USE}` (the first of `uses` by default) -> (path, use); a shot's
+    reference video and audio are written alike."""
+    data = value if isinstance(value, dict) else {"file": value}
+    _check_keys(data, ("file", "use"), field.split("[")[0], shot=n, field=field)
+    use = str(data.get("use", uses[0])).strip().lower()
+    if use not in uses:
+        raise InputError(unknown_word(what, use, uses), shot=n, field=f"{field}.use")
+    return _path(data.get("file"), base, shot=n, field=field), use
+
+
 def _reference_video(value: Any, base: Path, n: int) -> tuple[Path | None, str]:
     """`reference_video: moves.mp4` (a control video) or `{file: take.mp4, use: control | extend}`."""
     if value is None or value == "":
         return None, "control"
-    data = value if isinstance(value, dict) else {"file": value}
-    _check_keys(data, ("file", "use"), "reference_video", shot=n, field="reference_video")
-    use = str(data.get("use", "control")).strip().lower()
-    if use not in REFERENCE_VIDEO_USES:
-        raise InputError(unknown_word("reference video use", use, REFERENCE_VIDEO_USES), shot=n,
-                         field="reference_video.use")  # fmt: skip
-    return _path(data.get("file"), base, shot=n, field="reference_video"), use
+    return _file_with_use(value, base, n, "reference_video", REFERENCE_VIDEO_USES, "reference video use")
 
 
 def _shot_audio(value: Any, base: Path, n: int) -> tuple[Path | None, tuple[Path, ...]]:
@@ -163,18 +170,11 @@ def _shot_audio(value: Any, base: Path, n: int) -> tuple[Path | None, tuple[Path
     the shot's picture follows, LTX-2's audio-to-video) or a list of those -> (followed clip, sounds)."""
     if value is None or value == "":
         return None, ()
-    items = value if isinstance(value, list) else [value]
+    listed = isinstance(value, list)
     followed, sounds = None, []
-    for i, item in enumerate(items, start=1):
-        field = "audio" if not isinstance(value, list) else f"audio[{i}]"
-        data = item if isinstance(item, dict) else {"file": item}
-        _check_keys(data, ("file", "use"), "audio", shot=n, field=field)
-        use = str(data.get("use", "sound")).strip().lower()
-        if use not in SHOT_AUDIO_USES:
-            raise InputError(
-                unknown_word("shot audio use", use, SHOT_AUDIO_USES), shot=n, field=f"{field}.use"
-            )
-        path = _path(data.get("file"), base, shot=n, field=field)
+    for i, item in enumerate(value if listed else [value], start=1):
+        field = f"audio[{i}]" if listed else "audio"
+        path, use = _file_with_use(item, base, n, field, SHOT_AUDIO_USES, "shot audio use")
         if path is None:
             raise InputError("the shot's audio names no file", shot=n, field=field)
         if use == "sound":
