@@ -40,6 +40,7 @@ BODY = {
     "content": [{"type": "text", "text": "a kite over a hill --dur 2 --rs 480p --fps 8"}],
 }
 TASKS = "/api/v3/contents/generations/tasks"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -126,7 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="yingxi-load-") as tmp, contextlib.ExitStack() as stack:
         data = Path(tmp)
         url = args.database_url
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' throwaway servers
+        sys.path.insert(0, str(ROOT))  # the tests' throwaway servers
         if args.postgres:
             from tests.server.postgres import PostgresServer
 
@@ -137,7 +138,7 @@ def main() -> None:
         if args.pool == "ray":
             from tests.server.ray_cluster import RayCluster
 
-            cluster = RayCluster(Path(__file__).resolve().parents[1] / "src").start()
+            cluster = RayCluster(ROOT / "src").start()
             stack.callback(cluster.stop)
             pool = cluster.client_url
         if pool != "local":
